@@ -1,0 +1,15 @@
+"""dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
+high-dimensional Gaussian mixtures."""
+from .algorithms import GD, SGD, Algorithm, PersistentSGD
+from .losses import CustomLoss, Exponential, Hinge, Logistic, Loss, SmoothHinge, Square
+from .problem import Problem, ThreeCluster, TwoCluster
+from .simulate import Simulation, simulate
+from .solver import Solution, solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Algorithm", "CustomLoss", "Exponential", "GD", "Hinge", "Logistic", "Loss",
+    "PersistentSGD", "Problem", "SGD", "Solution", "SmoothHinge", "Square", "ThreeCluster",
+    "TwoCluster", "Simulation", "simulate", "solve", "__version__",
+]

@@ -1,0 +1,180 @@
+"""The learning problem: data model, loss and the scalar parameters of section 1.
+
+Hyperparameters are array leaves (so ``jax.vmap``/``jax.grad`` flow into them); the model
+kind and the loss are the static structure. Values are validated at construction when
+they are concrete (see :mod:`dmft_jax._validate`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erf, erfc
+
+from . import _validate
+from .losses import Loss, as_loss
+
+def _f():
+    return eqx.field(converter=_validate.as_float_array)
+
+
+def _q_function(x):
+    return 0.5 * erfc(x / jnp.sqrt(2.0))
+
+
+class Model(eqx.Module):
+    """Abstract Gaussian-mixture data model."""
+
+    kind = "model"
+
+    def sample(self, key, shape, dtype):
+        """Return cluster labels ``c`` and classes ``y``."""
+        raise NotImplementedError
+
+    def phi(self, r):
+        raise NotImplementedError
+
+    def eps_gen(self, m, q, delta):
+        """Generalisation error of a fresh sample given ``m``, ``q = C(t,t)``, ``Delta``."""
+        raise NotImplementedError
+
+
+class TwoCluster(Model):
+    """Two clusters ``c = +-1`` (``P(c = 1) = rho``), ``y = c``, ``Phi(r) = r``."""
+
+    rho: Any = _f()
+    kind = "two_cluster"
+
+    def __init__(self, rho=0.5):
+        self.rho = rho
+
+    def __check_init__(self):
+        _validate.check("rho", self.rho, lambda a: (a > 0) & (a < 1), "0 < rho < 1")
+
+    def sample(self, key, shape, dtype):
+        c = jnp.where(jax.random.uniform(key, shape, dtype) < self.rho, 1.0, -1.0).astype(dtype)
+        return c, c
+
+    def phi(self, r):
+        return r
+
+    def eps_gen(self, m, q, delta):
+        sigma = jnp.sqrt(delta * jnp.maximum(q, 0.0))
+        return _q_function(m / sigma)
+
+
+class ThreeCluster(Model):
+    """Three clusters: ``c = +-1`` w.p. ``rho/2`` each (``y = +1``), ``c = 0`` w.p.
+    ``1 - rho`` (``y = -1``); ``Phi(r) = r^2 - L^2``. Symmetric under ``w -> -w``: use a
+    small ``m0 > 0`` in :class:`Problem`."""
+
+    rho: Any = _f()
+    L: Any = _f()
+    kind = "three_cluster"
+
+    def __init__(self, rho=0.5, L=0.7):
+        self.rho = rho
+        self.L = L
+
+    def __check_init__(self):
+        _validate.check("rho", self.rho, lambda a: (a > 0) & (a < 1), "0 < rho < 1")
+        _validate.positive("L", self.L)
+
+    def sample(self, key, shape, dtype):
+        k1, k2 = jax.random.split(key)
+        on = jax.random.uniform(k1, shape, dtype) < self.rho
+        sign = jnp.where(jax.random.uniform(k2, shape, dtype) < 0.5, 1.0, -1.0)
+        c = jnp.where(on, sign, 0.0).astype(dtype)
+        y = jnp.where(on, 1.0, -1.0).astype(dtype)
+        return c, y
+
+    def phi(self, r):
+        return r**2 - self.L**2
+
+    def eps_gen(self, m, q, delta):
+        s = jnp.sqrt(2.0 * delta * jnp.maximum(q, 0.0))
+        return (1.0 - self.rho) * erfc(self.L / s) + 0.5 * self.rho * (
+            erf((self.L - m) / s) + erf((self.L + m) / s)
+        )
+
+
+class Problem(eqx.Module):
+    """Data model, loss, sample ratio ``alpha = n/d``, noise ``delta``, ridge ``lam``,
+    initial weight variance ``R0`` and initial magnetisation ``m0``.
+
+    ``loss`` may be a :class:`~dmft_jax.losses.Loss`, a name (``"logistic"``, ``"square"``,
+    ``"exponential"``, ``"smooth_hinge"``, ``"hinge"``) or a callable ``ell(v)``.
+    """
+
+    model: Model
+    loss: Loss
+    alpha: Any = _f()
+    delta: Any = _f()
+    lam: Any = _f()
+    R0: Any = _f()
+    m0: Any = _f()
+
+    def __init__(self, model=None, loss="logistic", alpha=2.0, delta=0.5, lam=0.0, R0=1.0, m0=0.0):
+        if model is None:
+            model = TwoCluster()
+        if not isinstance(model, Model):
+            raise ValueError(f"model must be TwoCluster(...) or ThreeCluster(...); got {model!r}")
+        self.model = model
+        self.loss = as_loss(loss)
+        self.alpha = alpha
+        self.delta = delta
+        self.lam = lam
+        self.R0 = R0
+        self.m0 = m0
+
+    def __check_init__(self):
+        _validate.positive("alpha", self.alpha)
+        _validate.positive("delta", self.delta)
+        _validate.nonnegative("lam", self.lam)
+        _validate.nonnegative("R0", self.R0)
+        _validate.check("m0", self.m0, lambda a: a == a, "a finite number")
+        if isinstance(self.model, ThreeCluster) and _validate.is_concrete(self.m0):
+            _validate.check(
+                "m0", self.m0, lambda a: a != 0,
+                "m0 != 0 for ThreeCluster (the model is symmetric under w -> -w and m = 0 "
+                "is a fixed point; use a small value such as m0 = 0.01)",
+            )
+
+    # --- the per-sample loss Lambda(y, r) = ell(y Phi(r)) and its r-derivatives -------
+    def sample_loss(self, y, r):
+        return self.loss(y * self.model.phi(r))
+
+    def loss_derivatives(self, y, r):
+        """Elementwise ``(Lambda'(y, r), Lambda''(y, r))`` by autodiff."""
+        grad = jax.grad(lambda rr: jnp.sum(self.sample_loss(y, rr)))
+        return jax.jvp(grad, (r,), (jnp.ones_like(r),))
+
+    def eps_gen(self, m, q):
+        return self.model.eps_gen(m, q, self.delta)
+
+    def astype(self, dtype):
+        """Cast every floating leaf to ``dtype``."""
+        return jax.tree_util.tree_map(
+            lambda x: x.astype(dtype) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x,
+            self,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-friendly description (concrete values only)."""
+        out = {"model": self.model.kind, "loss": self.loss.name}
+        for name in ("rho", "L"):
+            if hasattr(self.model, name):
+                out[name] = _tolist(getattr(self.model, name))
+        if hasattr(self.loss, "beta"):
+            out["beta"] = _tolist(self.loss.beta)
+        for name in ("alpha", "delta", "lam", "R0", "m0"):
+            out[name] = _tolist(getattr(self, name))
+        return out
+
+
+def _tolist(x):
+    import numpy as np
+
+    return np.asarray(x).tolist()

@@ -1,0 +1,178 @@
+"""The effective training-sample process of section 2.2, vmapped over trajectories.
+
+Layout: time is the leading axis of every history (``u[k]`` is a length-``N`` row), and
+the response tensor is ``chi[k, l, n]`` for the ``N_chi`` response trajectories, so that
+every kernel row is a matrix-vector product over contiguous memory.
+
+Two functions carry the whole scheme and are shared by the causal forward sweep and the
+damped fixed-point iteration (see :mod:`dmft_jax.solver`):
+
+- :func:`kernel_row` evaluates, at step ``k``, the pre-activations of all trajectories
+  and the kernel row ``k`` (``lam_hat[k]``, ``M_C[k, :k+1]``, ``mu[k]``, ``M_R[k, :k]``)
+  and the observables at ``k``;
+- :func:`advance` moves ``u``, ``chi`` from ``k`` to ``k + 1`` given kernel row ``k``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from . import selection
+
+
+class Randomness(eqx.Module):
+    """The fixed random numbers of all trajectories (common random numbers)."""
+
+    c: Any  # (N,) cluster label
+    y: Any  # (N,) class
+    h0: Any  # (N,) teacher-direction noise
+    s: Any  # (T+1, N) selection paths
+    u0: Any  # (N,) standard normal, scaled by sqrt(Delta R0) in use
+    zeta: Any  # (T+1, N) standard normals driving the noise xi
+
+
+def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype) -> Randomness:
+    """Draw the randomness of ``n_traj`` trajectories.
+
+    With ``antithetic`` the trajectories come in adjacent pairs ``(2i, 2i+1)`` that share
+    ``c, h0, s`` and have opposite ``u0`` and ``zeta`` (removes the spurious O(1/sqrt N)
+    drift of ``m`` in symmetric models; equations page 2.7).
+    """
+    kc, kh, ks, ku, kz = jax.random.split(key, 5)
+    n_base = n_traj // 2 if antithetic else n_traj
+    c, y = problem.model.sample(kc, (n_base,), dtype)
+    h0 = jax.random.normal(kh, (n_base,), dtype)
+    s = selection.sample_paths(ks, algorithm, n_steps, (n_base,), dtype)
+    u0 = jax.random.normal(ku, (n_base,), dtype)
+    zeta = jax.random.normal(kz, (n_steps + 1, n_base), dtype)
+    if antithetic:
+        pair = lambda a: jnp.repeat(a, 2, axis=-1)
+        mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
+        c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
+        u0, zeta = mirror(u0), mirror(zeta)
+    return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta)
+
+
+class State(eqx.Module):
+    """Carry of the time loop."""
+
+    u: Any  # (T+1, N) history of u
+    g: Any  # (T+1, N) history of g = s Lambda'
+    chi: Any  # (T+1, T+1, N_chi) response chi[k, l, n]
+
+
+class Row(eqx.Module):
+    """Kernel row ``k`` and the observables at step ``k``."""
+
+    lam_hat: Any
+    mu: Any
+    M_C: Any  # (T+1,) M_C[k, :], zero beyond k
+    M_R: Any  # (T+1,) M_R[k, :], zero from k on
+    train_loss: Any
+    train_acc: Any
+    sl2: Any  # (N_chi,) s Lambda'' on the response trajectories (for advance)
+    g_k: Any  # (N,) g[k]
+
+
+def init_state(problem, rnd: Randomness, n_steps: int, n_chi: int) -> State:
+    n = rnd.u0.shape[0]
+    dtype = rnd.u0.dtype
+    u = jnp.zeros((n_steps + 1, n), dtype).at[0].set(jnp.sqrt(problem.delta * problem.R0) * rnd.u0)
+    g = jnp.zeros((n_steps + 1, n), dtype)
+    chi = jnp.zeros((n_steps + 1, n_steps + 1, n_chi), dtype)
+    return State(u=u, g=g, chi=chi)
+
+
+def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
+    """Evaluate the trajectories at step ``k`` and form kernel row ``k``.
+
+    Returns the new state (``g[k]`` recorded) and the :class:`Row`.
+    """
+    alpha, delta = problem.alpha, problem.delta
+    n_chi = state.chi.shape[-1]
+    u_k = state.u[k]
+    proj = rnd.c + jnp.sqrt(delta) * rnd.h0
+    r = m_k * proj + u_k
+    d1, d2 = problem.loss_derivatives(rnd.y, r)
+    s_k = rnd.s[k]
+    g = s_k * d1
+    sl2 = s_k * d2
+    g_hist = state.g.at[k].set(g)
+    n = g.shape[0]
+    margin = rnd.y * problem.model.phi(r)
+    row = Row(
+        lam_hat=alpha * delta * jnp.mean(sl2),
+        mu=alpha * jnp.mean(g * proj),
+        M_C=alpha * delta * (g_hist @ g) / n,
+        M_R=(alpha * delta / dt) * (state.chi[k] @ sl2[:n_chi]) / n_chi,
+        train_loss=alpha * jnp.mean(problem.loss(margin)),
+        train_acc=jnp.mean((margin > 0).astype(r.dtype)),
+        sl2=sl2[:n_chi],
+        g_k=g,
+    )
+    return eqx.tree_at(lambda st: st.g, state, g_hist), row
+
+
+def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, dt):
+    """Advance ``u`` and ``chi`` from step ``k`` to ``k + 1``.
+
+    ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``) and ``L_k`` (row ``k`` of the noise
+    factor) are the kernels used for the dynamics; ``row`` supplies this step's
+    per-trajectory ``g[k]`` and ``s Lambda''``. In the sweep the kernels are ``row``'s own;
+    in the damped iteration they are the previous iterate's.
+    """
+    lam, delta = problem.lam, problem.delta
+    u_k = state.u[k]
+    xi = L_k @ rnd.zeta
+    memory = M_R_k @ state.u
+    u_next = u_k + dt * (-(lam + lam_hat_k) * u_k + dt * memory + xi - delta * row.g_k)
+
+    chi_k = state.chi[k]  # (T+1, N_chi)
+    decay = 1.0 - dt * (lam + lam_hat_k + delta * row.sl2)
+    chi_memory = jnp.tensordot(M_R_k, state.chi, axes=(0, 0))
+    chi_next = decay[None, :] * chi_k + dt * dt * chi_memory
+    chi_next = chi_next.at[k].set(dt * delta * row.sl2)
+    return State(u=state.u.at[k + 1].set(u_next), g=state.g, chi=state.chi.at[k + 1].set(chi_next))
+
+
+def noise_row(Lmod, pivot_ok, a_row, k, rtol):
+    """Row ``k`` of the causal (lower) Cholesky factor of ``A = Delta M_C``.
+
+    ``a_row`` is ``A[k, :]`` (entries beyond ``k`` ignored). ``Lmod`` holds the factor's
+    rows ``< k``, with rows whose pivot was clipped replaced by unit rows (and identity
+    rows beyond ``k``) so that one triangular solve gives ``L[k, :k]``. A pivot below
+    ``rtol * A[k, k]`` (rounding, rank deficiency) is clipped to zero.
+
+    Returns ``(L_k, Lmod, pivot_ok)``.
+    """
+    size = a_row.shape[0]
+    idx = jnp.arange(size)
+    rhs = jnp.where((idx < k) & pivot_ok, a_row, 0.0)
+    x = jax.scipy.linalg.solve_triangular(Lmod, rhs, lower=True)
+    a_kk = a_row[k]
+    pivot = a_kk - x @ x
+    ok = (pivot > rtol * a_kk) & (a_kk > 0)
+    l_kk = jnp.where(ok, jnp.sqrt(jnp.where(ok, pivot, 1.0)), 0.0)
+    unit = (idx == k).astype(a_row.dtype)
+    L_k = x + l_kk * unit
+    Lmod = Lmod.at[k].set(jnp.where(ok, L_k, unit))
+    return L_k, Lmod, pivot_ok.at[k].set(ok)
+
+
+def noise_factor(M_C, delta, rtol):
+    """Full causal Cholesky factor of ``Delta M_C`` row by row (used by the iteration)."""
+    size = M_C.shape[0]
+    Lmod0 = jnp.eye(size, dtype=M_C.dtype)
+    ok0 = jnp.zeros(size, bool)
+
+    def body(carry, k):
+        Lmod, ok = carry
+        L_k, Lmod, ok = noise_row(Lmod, ok, delta * M_C[k], k, rtol)
+        return (Lmod, ok), L_k
+
+    (_, ok), L = lax.scan(body, (Lmod0, ok0), jnp.arange(size))
+    return L, ok

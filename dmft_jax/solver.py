@@ -1,0 +1,374 @@
+"""``solve``: the DMFT of section 2 by one causal forward sweep in time.
+
+Why a sweep: every kernel at step ``k`` is an average over trajectories advanced with
+kernels of steps ``< k`` only, so the self-consistent solution of the discrete scheme is
+obtained exactly in one pass (``lax.scan`` over ``k``): evaluate the trajectories at ``k``,
+form kernel row ``k``, extend the causal Cholesky factor of the noise covariance
+``Delta M_C`` by one row, advance ``u``, ``chi`` and ``m``. The damped fixed-point
+iteration over whole trajectories (``method="iteration"``) reaches the same answer with
+common random numbers at ~30x the cost; it is kept as a cross-check.
+
+Cost and accuracy knobs:
+
+- ``n_traj`` (N): trajectories for ``lam_hat``, ``mu``, ``M_C`` and the observables. The
+  Monte Carlo error of these is ``O(1/sqrt(N))``; ~1e5 trajectories are needed for curves
+  whose noise is below the finite-size effects of ``d ~ 1000`` simulations.
+- ``n_chi`` (N_chi <= N): trajectories on which the exact per-trajectory response ``chi``
+  (``O(N_chi T^2)`` memory, ``O(N_chi T^3)`` time) is propagated to estimate ``M_R``. The
+  error of ``M_R`` falls like ``1/sqrt(N_chi)``; since ``M_R`` enters the dynamics only
+  through a memory integral, ``N_chi ~ N/10`` typically gives errors well below those of
+  the other kernels (equations page 2.6: 16000 of 200000 sufficed). The default is
+  ``min(N, 4096)``.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import _validate, process, weights
+from .algorithms import Algorithm
+from .losses import Hinge
+from .problem import Problem
+
+SUCCESS, NONFINITE, MAX_ITER = 0, 1, 2
+MESSAGES = {
+    SUCCESS: "success",
+    NONFINITE: "the solve produced non-finite values (diverging dynamics: try a smaller eta, "
+    "a larger n_traj, or float64)",
+    MAX_ITER: "the damped fixed-point iteration did not converge within max_iter iterations",
+}
+
+
+class Solution(eqx.Module):
+    """Result of :func:`solve`. Arrays are indexed by the time step ``k = 0..T``.
+
+    ``C``, ``C_perp``, ``R``, ``M_C``, ``M_R`` are ``(T+1, T+1)``; ``q = diag(C)``.
+    ``status`` is 0 on success (see :attr:`message`); ``n_clipped`` counts noise-factor
+    pivots clipped to zero; ``n_iter`` is the number of fixed-point iterations (0 for the
+    sweep). ``trajectories`` holds ``u``, ``g``, ``r`` of the first ``save_trajectories``
+    trajectories (time first) when requested, else ``None``.
+    """
+
+    t: Any
+    m: Any
+    q: Any
+    C: Any
+    C_perp: Any
+    R: Any
+    P: Any
+    eps_gen: Any
+    train_loss: Any
+    train_acc: Any
+    lam_hat: Any
+    mu: Any
+    M_C: Any
+    M_R: Any
+    status: Any
+    n_clipped: Any
+    n_iter: Any
+    problem: Problem
+    algorithm: Algorithm
+    config: dict = eqx.field(static=True)
+    trajectories: Any = None
+
+    @property
+    def message(self) -> str:
+        st = np.asarray(self.status)
+        if st.ndim == 0:
+            return MESSAGES[int(st)]
+        return "; ".join(f"{MESSAGES[int(v)]}: {int((st == v).sum())} points" for v in np.unique(st))
+
+    @property
+    def ok(self):
+        return np.asarray(self.status) == SUCCESS
+
+    def save(self, path):
+        from . import io
+
+        return io.save(self, path)
+
+    def plot(self, simulation=None, **kwargs):
+        from . import plot
+
+        return plot.compare(self, simulation, **kwargs)
+
+
+def n_steps_for(algorithm, t_max, n_steps=None) -> int:
+    """Number of steps ``T`` with ``dt = eta``: ``floor(t_max / eta)`` (rounded when within
+    1e-9). Needs a concrete ``eta`` unless ``n_steps`` is given."""
+    if n_steps is not None:
+        if int(n_steps) < 1:
+            raise ValueError(f"n_steps must be >= 1; got {n_steps}")
+        return int(n_steps)
+    if not _validate.is_concrete(algorithm.eta):
+        raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
+    _validate.positive("t_max", t_max)
+    eta = np.asarray(algorithm.eta, dtype=float)
+    if eta.ndim:
+        raise ValueError("eta is an array: pass n_steps explicitly for a batch of learning rates")
+    _validate.check("t_max", t_max, lambda a: a >= eta * (1 - 1e-9), f"t_max >= eta = {float(eta):g}")
+    return int(np.floor(float(t_max) / float(eta) + 1e-9))
+
+
+def as_key(key):
+    if isinstance(key, (int, np.integer)):
+        return jax.random.PRNGKey(int(key))
+    return key
+
+
+def _check_solver_problem(problem, algorithm):
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
+    if not isinstance(algorithm, Algorithm):
+        raise ValueError(f"algorithm must be GD, SGD or PersistentSGD; got {type(algorithm).__name__}")
+    if not problem.loss.twice_differentiable:
+        raise ValueError(
+            f"loss: {type(problem.loss).__name__} is not twice differentiable; the DMFT needs "
+            "Lambda'' and its kink would be missed by pathwise derivatives. Use "
+            "dmft_jax.SmoothHinge(beta) (hinge as beta -> infinity) for the solver; "
+            "dmft_jax.simulate accepts the plain hinge." if isinstance(problem.loss, Hinge) else
+            f"loss: {type(problem.loss).__name__} is not twice differentiable"
+        )
+
+
+def solve(
+    problem: Problem,
+    algorithm: Algorithm,
+    t_max: float = 20.0,
+    n_traj: int = 2**15,
+    key=0,
+    *,
+    n_chi: int | None = None,
+    n_steps: int | None = None,
+    antithetic: bool = True,
+    method: str = "sweep",
+    damping: float = 0.5,
+    max_iter: int = 500,
+    rtol: float = 1e-9,
+    atol: float = 1e-12,
+    pivot_rtol: float | None = None,
+    dtype=None,
+    throw: bool = False,
+    save_trajectories: int = 0,
+) -> Solution:
+    """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
+
+    Parameters
+    ----------
+    problem, algorithm : the learning problem and the training algorithm.
+    t_max : final time; ``T = floor(t_max / eta)`` steps of ``dt = eta``.
+    n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
+    key : ``int`` seed or ``jax.random`` key. The same key gives the same result.
+    n_chi : trajectories carrying the exact response ``chi`` (default ``min(N, 4096)``);
+        memory ``8 (T+1)^2 n_chi`` bytes in float64.
+    n_steps : number of steps, required when ``eta`` is traced (inside jit/vmap/grad).
+    antithetic : pair trajectories with opposite Gaussian noise (default on).
+    method : ``"sweep"`` (exact causal sweep) or ``"iteration"`` (damped fixed point with
+        common random numbers; ``damping``, ``max_iter``, ``rtol``, ``atol``).
+    pivot_rtol : relative floor below which Cholesky pivots of ``Delta M_C`` are treated as
+        zero (default 1e-7 in float64, 1e-4 in float32).
+    dtype : working dtype (default: JAX's default float, float64 if x64 is enabled).
+    throw : raise ``RuntimeError`` when the status is not success (otherwise a warning is
+        emitted for concrete results and the status is returned as data).
+    save_trajectories : keep ``u``, ``g``, ``r`` histories of this many trajectories.
+    """
+    _check_solver_problem(problem, algorithm)
+    T = n_steps_for(algorithm, t_max, n_steps)
+    if int(n_traj) != n_traj or n_traj < 2:
+        raise ValueError(f"n_traj must be an integer >= 2; got {n_traj}")
+    n_traj = int(n_traj)
+    if antithetic and n_traj % 2:
+        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
+    if n_chi is None:
+        n_chi = min(n_traj, 4096)
+    if int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
+        raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
+    n_chi = int(n_chi)
+    if method not in ("sweep", "iteration"):
+        raise ValueError(f"method must be 'sweep' or 'iteration'; got {method!r}")
+    if not 0 < damping <= 1:
+        raise ValueError(f"damping must satisfy 0 < damping <= 1; got {damping}")
+    if not 0 <= save_trajectories <= n_traj:
+        raise ValueError(f"save_trajectories must be in [0, n_traj]; got {save_trajectories}")
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype; got {dtype}")
+    if pivot_rtol is None:
+        pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
+
+    config = dict(
+        n_steps=T, n_traj=n_traj, n_chi=n_chi, antithetic=bool(antithetic), method=method,
+        damping=float(damping), max_iter=int(max_iter), rtol=float(rtol), atol=float(atol),
+        pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
+    )
+    if isinstance(key, (int, np.integer)):
+        config["seed"] = int(key)
+    sol = _solve_jit(problem.astype(dtype), _cast(algorithm, dtype), as_key(key), config)
+    return _finish(sol, throw)
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(dtype) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x,
+        tree,
+    )
+
+
+def _finish(sol: Solution, throw: bool) -> Solution:
+    if _validate.is_concrete(sol.status):
+        if np.any(np.asarray(sol.status) != SUCCESS):
+            if throw:
+                raise RuntimeError(f"dmft_jax.solve: {sol.message}")
+            warnings.warn(f"dmft_jax.solve: {sol.message}", RuntimeWarning, stacklevel=3)
+        return sol
+    if throw:
+        sol = eqx.tree_at(lambda s: s.status, sol,
+                          eqx.error_if(sol.status, sol.status != SUCCESS, "dmft_jax.solve failed"))
+    return sol
+
+
+@eqx.filter_jit
+def _solve_jit(problem, algorithm, key, config):
+    return solve_traced(problem, algorithm, key, config)
+
+
+def solve_traced(problem, algorithm, key, config) -> Solution:
+    """The jittable core of :func:`solve` (no validation; ``config`` from :func:`solve`)."""
+    T, n_chi = config["n_steps"], config["n_chi"]
+    dt = algorithm.eta
+    dtype = problem.alpha.dtype
+    rnd = process.draw(key, problem, algorithm, T, config["n_traj"], config["antithetic"], dtype)
+    if config["method"] == "sweep":
+        run = _sweep(problem, rnd, T, n_chi, dt, config["pivot_rtol"])
+        n_iter, converged = jnp.asarray(0), jnp.asarray(True)
+    else:
+        run, n_iter, converged = _iterate(problem, rnd, T, n_chi, dt, config)
+    rows, m, n_clipped, state = run
+
+    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dt)
+    C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dt)
+    C = jnp.outer(m, m) + C_perp
+    q = jnp.diagonal(C)
+    eps_gen = problem.eps_gen(m, q)
+
+    fields = dict(m=m, C=C, R=R, eps_gen=eps_gen, train_loss=rows.train_loss,
+                  train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
+    status = jnp.where(finite, jnp.where(converged, SUCCESS, MAX_ITER), NONFINITE)
+
+    traj = None
+    n_save = config["save_trajectories"]
+    if n_save:
+        r = m[:, None] * (rnd.c + jnp.sqrt(problem.delta) * rnd.h0)[None, :n_save] + state.u[:, :n_save]
+        traj = dict(u=state.u[:, :n_save], g=state.g[:, :n_save], r=r, s=rnd.s[:, :n_save],
+                    c=rnd.c[:n_save], y=rnd.y[:n_save])
+    return Solution(
+        t=dt * jnp.arange(T + 1, dtype=dtype), q=q, C_perp=C_perp, P=P, status=status,
+        n_clipped=n_clipped, n_iter=n_iter, problem=problem, algorithm=algorithm,
+        config=_Frozen(config), trajectories=traj, **fields,
+    )
+
+
+class _Frozen(dict):
+    """A hashable dict (static pytree metadata)."""
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.items())))
+
+
+def _stack_rows(rows_scan, row_last):
+    """Append the last row (step T) to the scanned rows (steps 0..T-1)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]], axis=0), rows_scan, row_last)
+
+
+def _public_row(row: process.Row) -> process.Row:
+    # per-trajectory parts are not kept in the stacked output
+    return eqx.tree_at(lambda r: (r.sl2, r.g_k), row, (None, None), is_leaf=lambda x: x is None)
+
+
+def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol):
+    state = process.init_state(problem, rnd, T, n_chi)
+    size = T + 1
+    dtype = rnd.u0.dtype
+    lam = problem.lam
+
+    def body(carry, k):
+        state, m_k, Lmod, ok = carry
+        state, row = process.kernel_row(problem, rnd, state, k, m_k, dt)
+        L_k, Lmod, ok = process.noise_row(Lmod, ok, problem.delta * row.M_C, k, pivot_rtol)
+        state = process.advance(problem, rnd, state, k, row.lam_hat, row.M_R, L_k, row, dt)
+        m_next = m_k - dt * (lam * m_k + row.mu)
+        return (state, m_next, Lmod, ok), (m_k, _public_row(row))
+
+    carry0 = (state, problem.m0, jnp.eye(size, dtype=dtype), jnp.zeros(size, bool))
+    (state, m_T, Lmod, ok), (m, rows) = lax.scan(body, carry0, jnp.arange(T))
+    state, row_T = process.kernel_row(problem, rnd, state, T, m_T, dt)
+    _, _, ok = process.noise_row(Lmod, ok, problem.delta * row_T.M_C, T, pivot_rtol)
+    rows = _stack_rows(rows, _public_row(row_T))
+    m = jnp.concatenate([m, m_T[None]])
+    return rows, m, jnp.sum(~ok), state
+
+
+def _magnetisation(m0, lam, mu, dt):
+    def body(m, mu_k):
+        return m - dt * (lam * m + mu_k), m
+
+    m_T, m = lax.scan(body, m0, mu[:-1])
+    return jnp.concatenate([m, m_T[None]])
+
+
+def _run_fixed_kernels(problem, rnd, T, n_chi, dt, m, lam_hat, M_R, L):
+    """Advance all trajectories with given kernels; return the kernels they imply."""
+    state = process.init_state(problem, rnd, T, n_chi)
+
+    def body(state, k):
+        state, row = process.kernel_row(problem, rnd, state, k, m[k], dt)
+        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row, dt)
+        return state, _public_row(row)
+
+    state, rows = lax.scan(body, state, jnp.arange(T))
+    state, row_T = process.kernel_row(problem, rnd, state, T, m[T], dt)
+    return _stack_rows(rows, _public_row(row_T)), state
+
+
+def _iterate(problem, rnd, T, n_chi, dt, config):
+    """Damped fixed-point iteration ``K <- (1 - a) K + a F(K)`` with common random numbers."""
+    size = T + 1
+    dtype = rnd.u0.dtype
+    a = config["damping"]
+    zeros_v, zeros_m = jnp.zeros(size, dtype), jnp.zeros((size, size), dtype)
+    K0 = dict(mu=zeros_v, lam_hat=zeros_v, M_C=zeros_m, M_R=zeros_m)
+
+    def F(K):
+        m = _magnetisation(problem.m0, problem.lam, K["mu"], dt)
+        L, ok = process.noise_factor(K["M_C"], problem.delta, config["pivot_rtol"])
+        rows, state = _run_fixed_kernels(problem, rnd, T, n_chi, dt, m, K["lam_hat"], K["M_R"], L)
+        return rows, state, jnp.sum(~ok)
+
+    def err(K, rows):
+        diffs = [jnp.max(jnp.abs(getattr(rows, n) - K[n])) for n in K]
+        scale = jnp.max(jnp.stack([jnp.max(jnp.abs(K[n])) for n in K]))
+        return jnp.max(jnp.stack(diffs)) / (config["atol"] + config["rtol"] * scale)
+
+    def cond(carry):
+        K, it, e = carry
+        return (it < config["max_iter"]) & (e > 1.0)
+
+    def body(carry):
+        K, it, _ = carry
+        rows, _, _ = F(K)
+        e = err(K, rows)
+        K = {n: (1 - a) * K[n] + a * getattr(rows, n) for n in K}
+        return K, it + 1, e
+
+    K, n_iter, e = lax.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
+    rows, state, n_clipped = F(K)
+    converged = (e <= 1.0) | (err(K, rows) <= 1.0)
+    m = _magnetisation(problem.m0, problem.lam, rows.mu, dt)
+    return (rows, m, n_clipped, state), n_iter, converged

@@ -1,0 +1,33 @@
+"""Weight side of the DMFT (section 2.4): response ``R``, homogeneous solution ``P``,
+correlation ``C_perp`` and ``C = m m^T + C_perp``, from the kernels, by ``lax.scan``."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+
+def response(lam, lam_hat, M_R, dt):
+    """``R[k, l]`` (per unit time; ``R[l+1, l] = 1``) and ``P[k]`` (``P[0] = 1``).
+
+    ``lam_hat``: (T+1,), ``M_R``: (T+1, T+1) strictly lower triangular.
+    """
+    size = lam_hat.shape[0]
+    dtype = lam_hat.dtype
+    eye = jnp.eye(size, dtype=dtype)
+    # Stack P as an extra column so that one scan handles both (P has no source term).
+    R0 = jnp.zeros((size, size + 1), dtype).at[0, size].set(1.0)
+
+    def body(R, k):
+        decay = 1.0 - dt * (lam + lam_hat[k])
+        row = decay * R[k] + dt * dt * (M_R[k] @ R)
+        row = row + jnp.concatenate([eye[k], jnp.zeros((1,), dtype)])
+        return R.at[k + 1].set(row), None
+
+    R, _ = lax.scan(body, R0, jnp.arange(size - 1))
+    return R[:, :size], R[:, size]
+
+
+def correlation(R, P, M_C, R0, dt):
+    """``C_perp[k, l] = R0 P[k] P[l] + dt^2 sum_{i<k, j<l} R[k, i] M_C[i, j] R[l, j]``."""
+    M_C_full = jnp.tril(M_C) + jnp.tril(M_C, -1).T
+    return R0 * jnp.outer(P, P) + dt * dt * (R @ M_C_full @ R.T)
