@@ -1,0 +1,116 @@
+"""Command line: ``dmft-jax solve`` (DMFT, optionally over a finite-d simulation) and
+``dmft-jax simulate``. With no options ``solve`` runs the seed two-cluster setting
+(lambda=0, alpha=2, Delta=0.5, 1/tau=0.6, eta=0.2, R0=0.01, b=0.3, t_max=20) and writes
+``<out>/solution.npz``, ``<out>/solution.json`` and ``<out>/curves.png``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _add_problem_args(p):
+    g = p.add_argument_group("problem")
+    g.add_argument("--model", choices=["two", "three"], default="two", help="two- or three-cluster mixture")
+    g.add_argument("--rho", type=float, default=0.5, help="cluster weight rho")
+    g.add_argument("--L", type=float, default=0.7, help="three-cluster threshold L")
+    g.add_argument("--loss", default="logistic",
+                   help="logistic | square | exponential | smooth_hinge | hinge (simulation only)")
+    g.add_argument("--beta", type=float, default=10.0, help="smooth_hinge sharpness")
+    g.add_argument("--alpha", type=float, default=2.0, help="samples per dimension n/d")
+    g.add_argument("--delta", type=float, default=0.5, help="input noise variance Delta")
+    g.add_argument("--lam", type=float, default=0.0, help="ridge lambda")
+    g.add_argument("--R0", type=float, default=0.01, help="initial weight variance")
+    g.add_argument("--m0", type=float, default=None, help="initial magnetisation (default 0; 0.01 for three clusters)")
+    a = p.add_argument_group("algorithm")
+    a.add_argument("--algorithm", choices=["psgd", "sgd", "gd"], default="psgd",
+                   help="persistent SGD, classic SGD or full-batch GD")
+    a.add_argument("--eta", type=float, default=0.2, help="learning rate = time step")
+    a.add_argument("--b", type=float, default=0.3, help="batch fraction")
+    a.add_argument("--tau", type=float, default=1 / 0.6, help="persistence time (psgd)")
+    a.add_argument("--t-max", type=float, default=20.0, help="final time")
+    a.add_argument("--seed", type=int, default=0, help="random seed")
+    a.add_argument("--float32", action="store_true", help="work in float32 (default float64)")
+    a.add_argument("--out", default="dmft_results", help="output directory")
+
+
+def _build(args):
+    import dmft_jax as dj
+
+    model = dj.TwoCluster(args.rho) if args.model == "two" else dj.ThreeCluster(args.rho, args.L)
+    loss = dj.SmoothHinge(args.beta) if args.loss == "smooth_hinge" else args.loss
+    m0 = args.m0 if args.m0 is not None else (0.0 if args.model == "two" else 0.01)
+    problem = dj.Problem(model=model, loss=loss, alpha=args.alpha, delta=args.delta, lam=args.lam,
+                         R0=args.R0, m0=m0)
+    if args.algorithm == "gd":
+        algo = dj.GD(args.eta)
+    elif args.algorithm == "sgd":
+        algo = dj.SGD(args.eta, args.b)
+    else:
+        algo = dj.PersistentSGD(args.eta, args.b, args.tau)
+    return problem, algo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="dmft-jax", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ps = sub.add_parser("solve", help="solve the DMFT (and optionally simulate beside it)")
+    _add_problem_args(ps)
+    ps.add_argument("--n-traj", type=int, default=2**15, help="Monte Carlo trajectories N")
+    ps.add_argument("--n-chi", type=int, default=None, help="trajectories carrying the response (default min(N, 4096))")
+    ps.add_argument("--simulate", type=int, default=None, metavar="D", help="overlay a finite-D simulation")
+    ps.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
+    pm = sub.add_parser("simulate", help="finite-d simulation only")
+    _add_problem_args(pm)
+    pm.add_argument("--d", type=int, default=1000, help="dimension")
+    pm.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
+    args = parser.parse_args(argv)
+
+    import jax
+
+    if not args.float32:
+        jax.config.update("jax_enable_x64", True)
+    import dmft_jax as dj
+    from dmft_jax import io, plot
+
+    try:
+        problem, algo = _build(args)
+    except ValueError as err:
+        parser.error(str(err))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    sol = sim = None
+    try:
+        if args.command == "solve":
+            t0 = time.perf_counter()
+            sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, n_chi=args.n_chi)
+            sol.m.block_until_ready()
+            summary["solve_seconds"] = time.perf_counter() - t0
+            summary["status"] = sol.message
+            io.save(sol, out / "solution")
+            d = args.simulate
+        else:
+            d = args.d
+        if d is not None:
+            t0 = time.perf_counter()
+            sim = dj.simulate(problem, algo, t_max=args.t_max, d=d, n_seeds=args.n_seeds, key=args.seed + 1)
+            sim.m.block_until_ready()
+            summary["simulate_seconds"] = time.perf_counter() - t0
+            io.save(sim, out / "simulation")
+    except ValueError as err:
+        parser.error(str(err))
+    plot.compare(sol, sim, path=out / "curves.png")
+    res = sol if sol is not None else sim
+    summary.update(t_max=float(res.t[-1]), eps_gen=float(res.eps_gen[-1]),
+                   train_loss=float(res.train_loss[-1]), train_acc=float(res.train_acc[-1]),
+                   out=str(out))
+    print(json.dumps(summary, indent=2))
+    return 0 if sol is None or bool(sol.ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
