@@ -44,11 +44,14 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     """
     kc, kh, ks, ku, kz = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
-    c, y = problem.model.sample(kc, (n_base,), dtype)
-    h0 = jax.random.normal(kh, (n_base,), dtype)
-    s = selection.sample_paths(ks, algorithm, n_steps, (n_base,), dtype)
-    u0 = jax.random.normal(ku, (n_base,), dtype)
-    zeta = jax.random.normal(kz, (n_steps + 1, n_base), dtype)
+    # Draw in float32 and cast, so that float32 and float64 solves share their random
+    # numbers (a float32 solve can then be compared with float64 at equal noise).
+    draw_dtype = jnp.float32
+    c, y = (a.astype(dtype) for a in problem.model.sample(kc, (n_base,), draw_dtype))
+    h0 = jax.random.normal(kh, (n_base,), draw_dtype).astype(dtype)
+    s = selection.sample_paths(ks, algorithm, n_steps, (n_base,), draw_dtype).astype(dtype)
+    u0 = jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype)
+    zeta = jax.random.normal(kz, (n_steps + 1, n_base), draw_dtype).astype(dtype)
     if antithetic:
         pair = lambda a: jnp.repeat(a, 2, axis=-1)
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)

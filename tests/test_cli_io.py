@@ -1,0 +1,52 @@
+"""Command line and save/load round trip."""
+import json
+
+import numpy as np
+import pytest
+
+import dmft_jax as dj
+from dmft_jax import cli, io
+
+
+def test_cli_solve_writes_results_and_plot(tmp_path, capsys):
+    out = tmp_path / "res"
+    rc = cli.main(["solve", "--t-max", "1.0", "--n-traj", "512", "--simulate", "50", "--n-seeds", "3",
+                   "--out", str(out)])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "success"
+    for name in ("solution.npz", "solution.json", "simulation.npz", "curves.png"):
+        assert (out / name).stat().st_size > 0
+    arrays, meta = io.load(out / "solution")
+    assert meta["problem"]["alpha"] == 2.0 and meta["algorithm"]["b"] == pytest.approx(0.3)
+    assert meta["config"]["seed"] == 0 and meta["dmft_jax_version"] == dj.__version__
+    assert arrays["m"].shape == (6,)
+
+
+def test_cli_rejects_bad_parameter(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "--alpha", "-1"])
+    assert "alpha" in capsys.readouterr().err
+
+
+def test_save_load_round_trip(tmp_path, seed_two_cluster):
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=256, key=3)
+    path = sol.save(tmp_path / "sol")
+    arrays, meta = io.load(path)
+    for name in ("m", "C", "R", "eps_gen", "M_R"):
+        np.testing.assert_array_equal(arrays[name], np.asarray(getattr(sol, name)))
+    assert meta["kind"] == "solution" and meta["config"]["n_traj"] == 256
+
+
+def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=256)
+    path = sol.save(tmp_path / "sol")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cannot read arrays"):
+        io.load(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["format_version"] = 99
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version"):
+        io.load(path)
