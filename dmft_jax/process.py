@@ -63,9 +63,10 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
 class State(eqx.Module):
     """Carry of the time loop."""
 
-    u: Any  # (T+1, N) history of u
+    u: Any  # (T+1, N) history of u; row k is written at the start of step k
     g: Any  # (T+1, N) history of g = s Lambda'
     chi: Any  # (T+1, T+1, N_chi) response chi[k, l, n]
+    u_now: Any  # (N,) u at the current step
 
 
 class Row(eqx.Module):
@@ -84,20 +85,23 @@ class Row(eqx.Module):
 def init_state(problem, rnd: Randomness, n_steps: int, n_chi: int) -> State:
     n = rnd.u0.shape[0]
     dtype = rnd.u0.dtype
-    u = jnp.zeros((n_steps + 1, n), dtype).at[0].set(jnp.sqrt(problem.delta * problem.R0) * rnd.u0)
+    u = jnp.zeros((n_steps + 1, n), dtype)
     g = jnp.zeros((n_steps + 1, n), dtype)
     chi = jnp.zeros((n_steps + 1, n_steps + 1, n_chi), dtype)
-    return State(u=u, g=g, chi=chi)
+    return State(u=u, g=g, chi=chi, u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0)
 
 
 def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
     """Evaluate the trajectories at step ``k`` and form kernel row ``k``.
 
-    Returns the new state (``g[k]`` recorded) and the :class:`Row`.
+    Returns the new state (``u[k]``, ``g[k]`` recorded) and the :class:`Row`. Histories are
+    written before they are read within a step, so XLA updates them in place (writing
+    ``u[k+1]`` after the memory product of the same step made it copy the history).
     """
     alpha, delta = problem.alpha, problem.delta
     n_chi = state.chi.shape[-1]
-    u_k = state.u[k]
+    u_k = state.u_now
+    u_hist = state.u.at[k].set(u_k)
     proj = rnd.c + jnp.sqrt(delta) * rnd.h0
     r = m_k * proj + u_k
     d1, d2 = problem.loss_derivatives(rnd.y, r)
@@ -117,7 +121,7 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
         sl2=sl2[:n_chi],
         g_k=g,
     )
-    return eqx.tree_at(lambda st: st.g, state, g_hist), row
+    return eqx.tree_at(lambda st: (st.u, st.g), state, (u_hist, g_hist)), row
 
 
 def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, dt):
@@ -129,7 +133,7 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     in the damped iteration they are the previous iterate's.
     """
     lam, delta = problem.lam, problem.delta
-    u_k = state.u[k]
+    u_k = state.u_now
     xi = L_k @ rnd.zeta
     memory = M_R_k @ state.u
     u_next = u_k + dt * (-(lam + lam_hat_k) * u_k + dt * memory + xi - delta * row.g_k)
@@ -139,7 +143,7 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     chi_memory = jnp.tensordot(M_R_k, state.chi, axes=(0, 0))
     chi_next = decay[None, :] * chi_k + dt * dt * chi_memory
     chi_next = chi_next.at[k].set(dt * delta * row.sl2)
-    return State(u=state.u.at[k + 1].set(u_next), g=state.g, chi=state.chi.at[k + 1].set(chi_next))
+    return State(u=state.u, g=state.g, chi=state.chi.at[k + 1].set(chi_next), u_now=u_next)
 
 
 def noise_row(Lmod, pivot_ok, a_row, k, rtol):

@@ -156,6 +156,7 @@ def solve(
     dtype=None,
     throw: bool = False,
     save_trajectories: int = 0,
+    time_blocks: int | None = None,
 ) -> Solution:
     """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
 
@@ -177,6 +178,9 @@ def solve(
     throw : raise ``RuntimeError`` when the status is not success (otherwise a warning is
         emitted for concrete results and the status is returned as data).
     save_trajectories : keep ``u``, ``g``, ``r`` histories of this many trajectories.
+    time_blocks : number of time blocks of the sweep (default :func:`auto_time_blocks`);
+        more blocks read less history per step (triangular structure) but compile longer.
+        Results are identical for any value.
     """
     _check_solver_problem(problem, algorithm)
     T = n_steps_for(algorithm, t_max, n_steps)
@@ -206,7 +210,10 @@ def solve(
         n_steps=T, n_traj=n_traj, n_chi=n_chi, antithetic=bool(antithetic), method=method,
         damping=float(damping), max_iter=int(max_iter), rtol=float(rtol), atol=float(atol),
         pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
+        time_blocks=int(time_blocks) if time_blocks is not None else auto_time_blocks(T, n_traj, n_chi),
     )
+    if config["time_blocks"] < 1:
+        raise ValueError(f"time_blocks must be >= 1; got {time_blocks}")
     if isinstance(key, (int, np.integer)):
         config["seed"] = int(key)
     sol = _solve_jit(problem.astype(dtype), _cast(algorithm, dtype), as_key(key), config)
@@ -245,7 +252,7 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
     dtype = problem.alpha.dtype
     rnd = process.draw(key, problem, algorithm, T, config["n_traj"], config["antithetic"], dtype)
     if config["method"] == "sweep":
-        run = _sweep(problem, rnd, T, n_chi, dt, config["pivot_rtol"])
+        run = _sweep(problem, rnd, T, n_chi, dt, config["pivot_rtol"], config.get("time_blocks", 1))
         n_iter, converged = jnp.asarray(0), jnp.asarray(True)
     else:
         run, n_iter, converged = _iterate(problem, rnd, T, n_chi, dt, config)
@@ -292,27 +299,72 @@ def _public_row(row: process.Row) -> process.Row:
     return eqx.tree_at(lambda r: (r.sl2, r.g_k), row, (None, None), is_leaf=lambda x: x is None)
 
 
-def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol):
-    state = process.init_state(problem, rnd, T, n_chi)
-    size = T + 1
+def time_blocks(T: int, n_blocks: int) -> list[int]:
+    """Step boundaries ``0 = e_0 < ... < e_B = T`` of ``n_blocks`` near-equal time blocks."""
+    return sorted(set(int(round(x)) for x in np.linspace(0, T, max(1, min(n_blocks, T)) + 1)))
+
+
+def auto_time_blocks(T: int, n_traj: int, n_chi: int) -> int:
+    """Blocks used by default: one for short horizons (compile time dominates), else about
+    one per 16 steps, at most 8 (history traffic ~ (B+1)(2B+1)/(6B^2) of the unblocked)."""
+    return 1 if T < 64 else min(8, T // 16)
+
+
+def _pad_to(x, size, axes):
+    pads = [(0, size - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
+    return jnp.pad(x, pads)
+
+
+def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol, n_blocks=1):
+    """Causal forward sweep. Time is cut into blocks; in a block ending at step ``e`` all
+    histories (``u``, ``g``, ``chi``, noise factor) are held at size ``e + 1`` only, so a
+    step reads the ``O(k)`` (``O(k^2)`` for ``chi``) entries it needs instead of the full
+    ``T + 1`` (triangular structure); arrays grow by zero padding between blocks."""
+    edges = time_blocks(T, n_blocks)
     dtype = rnd.u0.dtype
     lam = problem.lam
+    size = T + 1
 
-    def body(carry, k):
+    def body(carry, k, rnd_b):
         state, m_k, Lmod, ok = carry
-        state, row = process.kernel_row(problem, rnd, state, k, m_k, dt)
+        state, row = process.kernel_row(problem, rnd_b, state, k, m_k, dt)
         L_k, Lmod, ok = process.noise_row(Lmod, ok, problem.delta * row.M_C, k, pivot_rtol)
-        state = process.advance(problem, rnd, state, k, row.lam_hat, row.M_R, L_k, row, dt)
+        state = process.advance(problem, rnd_b, state, k, row.lam_hat, row.M_R, L_k, row, dt)
         m_next = m_k - dt * (lam * m_k + row.mu)
         return (state, m_next, Lmod, ok), (m_k, _public_row(row))
 
-    carry0 = (state, problem.m0, jnp.eye(size, dtype=dtype), jnp.zeros(size, bool))
-    (state, m_T, Lmod, ok), (m, rows) = lax.scan(body, carry0, jnp.arange(T))
+    s0 = edges[1] + 1
+    full = process.init_state(problem, rnd, T, n_chi)
+    state = process.State(u=full.u[:s0], g=full.g[:s0], chi=full.chi[:s0, :s0], u_now=full.u_now)
+    carry = (state, problem.m0, jnp.eye(s0, dtype=dtype), jnp.zeros(s0, bool))
+    ms, rows_list = [], []
+    for e0, e1 in zip(edges[:-1], edges[1:]):
+        sb = e1 + 1
+        state, m_k, Lmod, ok = carry
+        if state.u.shape[0] < sb:  # grow the histories to this block's size
+            state = process.State(u=_pad_to(state.u, sb, (0,)), g=_pad_to(state.g, sb, (0,)),
+                                  chi=_pad_to(state.chi, sb, (0, 1)), u_now=state.u_now)
+            Lmod = _pad_to(Lmod, sb, (0, 1)) + jnp.diag((jnp.arange(sb) >= Lmod.shape[0]).astype(dtype))
+            ok = _pad_to(ok, sb, (0,))
+            carry = (state, m_k, Lmod, ok)
+        rnd_b = eqx.tree_at(lambda r: r.zeta, rnd, rnd.zeta[:sb])
+        carry, (m, rows) = lax.scan(lambda c, k: body(c, k, rnd_b), carry, jnp.arange(e0, e1))
+        ms.append(m)
+        rows_list.append(_pad_rows(rows, size))
+    state, m_T, Lmod, ok = carry
     state, row_T = process.kernel_row(problem, rnd, state, T, m_T, dt)
     _, _, ok = process.noise_row(Lmod, ok, problem.delta * row_T.M_C, T, pivot_rtol)
-    rows = _stack_rows(rows, _public_row(row_T))
-    m = jnp.concatenate([m, m_T[None]])
+    rows = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *rows_list)
+    rows = _stack_rows(rows, _pad_rows(_public_row(row_T), size))
+    m = jnp.concatenate(ms + [m_T[None]])
     return rows, m, jnp.sum(~ok), state
+
+
+def _pad_rows(rows, size):
+    """Pad kernel rows (``M_C``, ``M_R``) of a block to the full length ``T + 1``."""
+    return eqx.tree_at(lambda r: (r.M_C, r.M_R), rows,
+                       (_pad_to(rows.M_C, size, (rows.M_C.ndim - 1,)),
+                        _pad_to(rows.M_R, size, (rows.M_R.ndim - 1,))))
 
 
 def _magnetisation(m0, lam, mu, dt):

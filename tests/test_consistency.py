@@ -157,3 +157,12 @@ def test_vmap_over_hyperparameters_with_status_as_data(seed_two_cluster):
         single = dj.solve(p, dj.GD(0.2), t_max=2.0, n_traj=256, n_chi=64, key=0)
         np.testing.assert_allclose(batched.q[i], single.q, rtol=1e-10)
     assert np.all(np.asarray(batched.status) == 0)
+
+
+def test_time_blocking_does_not_change_the_result(seed_two_cluster):
+    """The blocked sweep (histories held at the block's size) is the same computation."""
+    kw = dict(t_max=3.0, n_traj=512, n_chi=128, key=4)
+    one = dj.solve(seed_two_cluster, SGD_ALGO, time_blocks=1, **kw)
+    three = dj.solve(seed_two_cluster, SGD_ALGO, time_blocks=3, **kw)
+    for name in ("m", "C", "R", "M_C", "M_R", "train_loss"):
+        np.testing.assert_allclose(getattr(three, name), getattr(one, name), rtol=1e-12, atol=1e-15)
