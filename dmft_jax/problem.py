@@ -62,7 +62,10 @@ class TwoCluster(Model):
 
     def eps_gen(self, m, q, delta):
         sigma = jnp.sqrt(delta * jnp.maximum(q, 0.0))
-        return _q_function(m / sigma)
+        # w = 0 (q = 0): sign(0) is no class, counted as a coin flip (error 1/2)
+        ratio = jnp.where(sigma > 0, m / jnp.where(sigma > 0, sigma, 1.0),
+                          jnp.where(m > 0, jnp.inf, jnp.where(m < 0, -jnp.inf, 0.0)))
+        return _q_function(ratio)
 
 
 class ThreeCluster(Model):
@@ -94,7 +97,7 @@ class ThreeCluster(Model):
         return r**2 - self.L**2
 
     def eps_gen(self, m, q, delta):
-        s = jnp.sqrt(2.0 * delta * jnp.maximum(q, 0.0))
+        s = jnp.maximum(jnp.sqrt(2.0 * delta * jnp.maximum(q, 0.0)), jnp.finfo(jnp.result_type(q)).tiny)
         return (1.0 - self.rho) * erfc(self.L / s) + 0.5 * self.rho * (
             erf((self.L - m) / s) + erf((self.L + m) / s)
         )

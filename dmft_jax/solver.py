@@ -22,6 +22,7 @@ Cost and accuracy knobs:
 """
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -116,6 +117,33 @@ def n_steps_for(algorithm, t_max, n_steps=None) -> int:
     return int(np.floor(float(t_max) / float(eta) + 1e-9))
 
 
+def memory_estimate(n_steps: int, n_traj: int, n_chi: int, dtype="float64") -> int:
+    """Bytes held by one sweep: the response ``chi`` (``(T+1)^2 N_chi``), the histories of
+    ``u``, ``g``, ``zeta``, ``s`` (``4 (T+1) N``), and ``(T+1) x (T+1)`` kernels, plus one
+    transient copy of the largest array while time blocks grow."""
+    item = jnp.dtype(dtype).itemsize
+    size = n_steps + 1
+    chi = size * size * n_chi
+    hist = 4 * size * n_traj
+    return int(item * (2 * chi + hist + 12 * size * size + 16 * n_traj))
+
+
+def _check_memory(n_steps, n_traj, n_chi, dtype):
+    need = memory_estimate(n_steps, n_traj, n_chi, dtype)
+    try:
+        dev = jax.devices()[0]
+        stats = dev.memory_stats() if dev.platform != "cpu" else None
+        avail = stats["bytes_limit"] if stats else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, KeyError, AttributeError, TypeError):
+        return
+    if need > 0.9 * avail:
+        raise ValueError(
+            f"n_chi/n_traj: this solve needs about {need / 2**30:.1f} GiB (memory_estimate) but the "
+            f"device has {avail / 2**30:.1f} GiB; reduce n_chi (response memory (T+1)^2 n_chi), "
+            "n_traj, or t_max/eta"
+        )
+
+
 def as_key(key):
     if isinstance(key, (int, np.integer)):
         return jax.random.PRNGKey(int(key))
@@ -203,6 +231,7 @@ def solve(
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a floating dtype; got {dtype}")
+    _check_memory(T, n_traj, n_chi, dtype)
     if pivot_rtol is None:
         pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
 

@@ -70,3 +70,14 @@ def test_b_equal_one_is_full_batch():
     algo = dj.PersistentSGD(eta=0.2, b=1.0, tau=1.0)
     b, p_on, p_off = algo.selection()
     assert float(b) == 1.0 and float(p_off) == 0.0
+
+
+def test_request_that_cannot_fit_is_refused_before_allocation():
+    with pytest.raises(ValueError, match="GiB"):
+        dj.solve(dj.Problem(), dj.GD(0.01), t_max=100.0, n_traj=2**20, n_chi=2**20)
+
+
+def test_eps_gen_of_zero_weights_is_one_half():
+    problem = dj.Problem(R0=0.0)
+    assert float(problem.eps_gen(0.0, 0.0)) == 0.5
+    assert float(problem.eps_gen(0.1, 0.0)) == 0.0

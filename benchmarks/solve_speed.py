@@ -1,0 +1,76 @@
+"""Speed of dmft_jax.solve against a plain NumPy implementation of the same equations.
+
+Seed two-cluster setting (lambda=0, alpha=2, Delta=0.5, 1/tau=0.6, eta=0.2, R0=0.01,
+b=0.3), T = 100 steps (t_max = 20), N trajectories, exact response on N_chi = min(N, 4096)
+of them in both codes. Times are the best of --repeat runs after one warm-up (JAX compile
+time is reported separately). Usage:
+
+    python benchmarks/solve_speed.py [--sizes 4096 65536] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import dmft_jax as dj  # noqa: E402
+from numpy_baseline import solve_numpy  # noqa: E402
+
+PARAMS = dict(alpha=2.0, delta=0.5, lam=0.0, R0=0.01, rho=0.5, eta=0.2, b=0.3, tau=1 / 0.6)
+
+
+def best(f, repeat):
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 65536])
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    p = PARAMS
+    problem = dj.Problem(dj.TwoCluster(p["rho"]), "logistic", p["alpha"], p["delta"], p["lam"], p["R0"])
+    algo = dj.PersistentSGD(p["eta"], p["b"], p["tau"])
+    T = args.steps
+    t_max = T * p["eta"]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"jax {jax.__version__} ({jax.devices()[0].platform}), numpy {np.__version__}")
+    print(f"seed two-cluster setting, T={T}, N_chi=min(N, 4096), best of {args.repeat}\n")
+    header = f"{'N':>7} {'N_chi':>6} {'numpy f64 [s]':>14} {'jax f64 [s]':>12} {'ratio':>6} {'jax f32 [s]':>12} {'ratio':>6} {'compile f64 [s]':>16}"
+    print(header)
+    print("-" * len(header))
+    for N in args.sizes:
+        n_chi = min(N, 4096)
+        run = {}
+        compile_s = None
+        for dtype in (jnp.float64, jnp.float32):
+            solve = lambda: dj.solve(problem, algo, t_max=t_max, n_traj=N, n_chi=n_chi, key=0,
+                                     dtype=dtype).m.block_until_ready()
+            t0 = time.perf_counter()
+            solve()
+            first = time.perf_counter() - t0
+            run[dtype] = best(solve, args.repeat)
+            if dtype == jnp.float64:
+                compile_s = first - run[dtype]
+        t_np = best(lambda: solve_numpy(**p, T=T, n_traj=N, n_chi=n_chi, seed=0), max(1, args.repeat - 1))
+        print(f"{N:>7} {n_chi:>6} {t_np:>14.2f} {run[jnp.float64]:>12.3f} {t_np / run[jnp.float64]:>6.1f} "
+              f"{run[jnp.float32]:>12.3f} {t_np / run[jnp.float32]:>6.1f} {compile_s:>16.1f}")
+
+
+if __name__ == "__main__":
+    main()
