@@ -1,0 +1,298 @@
+"""The static anchor: asymptotics of ridge-regularised empirical-risk minimisation (ERM)
+on the two-cluster mixture, and the data-separability threshold ``alpha*(Delta, rho)``.
+
+Equations page, section 4 (our conventions: loss summed over samples, ``lam/2 |w|^2``,
+inputs ``c v*/sqrt(d) + sqrt(Delta) z``, no bias). With ``xi ~ N(0, 1)``,
+``omega = m + sqrt(Delta q) xi``, ``tau = Delta V`` and ``p = prox_{tau ell}(omega)``::
+
+    m_hat = alpha E[(p - omega)/tau],  q_hat = alpha Delta E[ell'(p)^2],
+    V_hat = (alpha Delta / tau) E[1 - dp/domega],
+    m = m_hat/(lam + V_hat),  q = (m_hat^2 + q_hat)/(lam + V_hat)^2,  V = 1/(lam + V_hat).
+
+Without a bias the training set ``{y x}`` has the same law for every ``rho``, so the ERM
+is ``rho``-independent. Expectations use Gauss-Hermite quadrature (``n_nodes``); the
+proximal step is a bracketed (safeguarded) Newton iteration, or closed form for the
+square and hinge losses (for the hinge, whose kink Gauss-Hermite cannot resolve, the
+expectations are closed-form Gaussian integrals too). The outer fixed point is a damped
+iteration in ``(m, log q, log V)`` polished by Newton steps; gradients (``jax.grad`` in
+``lam``, ``alpha``, ``delta``, loss parameters) are by the implicit function theorem:
+the returned point is one Newton step from the stop-gradient solution, whose derivative
+is exactly ``-J^{-1} dG/dtheta``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.special import ndtr
+
+from .losses import Hinge, Square
+from .problem import Problem, TwoCluster
+
+SUCCESS, NONFINITE, MAX_ITER = 0, 1, 2
+MESSAGES = {
+    SUCCESS: "success",
+    NONFINITE: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "
+    "when the data are separable, alpha < alpha*(Delta))",
+    MAX_ITER: "the fixed-point iteration did not converge within max_iter iterations",
+}
+
+
+class ERMSolution(eqx.Module):
+    """Asymptotic ERM order parameters and errors (per dimension where extensive)."""
+
+    m: Any
+    q: Any
+    V: Any
+    m_hat: Any
+    q_hat: Any
+    V_hat: Any
+    eps_gen: Any
+    train_loss: Any
+    train_error: Any
+    status: Any
+    n_iter: Any
+
+    @property
+    def message(self):
+        return MESSAGES[int(self.status)]
+
+    @property
+    def ok(self):
+        return np.asarray(self.status) == SUCCESS
+
+
+def _phi(x):
+    return jnp.exp(-0.5 * x * x) / jnp.sqrt(2 * jnp.pi)
+
+
+def prox(loss, omega, tau, n_iter: int = 60):
+    """``argmin_p (p - omega)^2 / (2 tau) + ell(p)`` elementwise, for convex ``ell``.
+
+    Closed form for :class:`Square` and :class:`Hinge`; otherwise Newton on the monotone
+    ``f(p) = p - omega + tau ell'(p)`` kept inside a bracket (bisection when Newton leaves
+    it), which cannot cycle. Differentiable (implicit function theorem at the root).
+    """
+    if isinstance(loss, Square):
+        return (omega + tau) / (1 + tau)
+    if isinstance(loss, Hinge):
+        return jnp.where(omega < 1 - tau, omega + tau, jnp.where(omega > 1, omega, 1.0))
+    d1 = jax.grad(lambda p: jnp.sum(loss(p)))
+
+    def f_and_df(p):
+        g, h = jax.jvp(d1, (p,), (jnp.ones_like(p),))
+        return p - omega + tau * g, 1 + tau * h
+
+    om, ta = lax.stop_gradient(omega), lax.stop_gradient(tau)
+    f0 = lambda p: p - om + ta * d1(p)
+    # bracket: f is increasing; step out from omega by tau |ell'(omega)| + 1, doubling
+    width = ta * jnp.abs(d1(om)) + 1.0
+    lo, hi = om - width, om + width
+
+    def expand(_, c):
+        lo, hi, w = c
+        lo = jnp.where(f0(lo) > 0, lo - w, lo)
+        hi = jnp.where(f0(hi) < 0, hi + w, hi)
+        return lo, hi, 2 * w
+
+    lo, hi, _ = lax.fori_loop(0, 60, expand, (lo, hi, width))
+
+    def newton(_, c):
+        p, lo, hi = c
+        g = f0(p)
+        _, dg = jax.jvp(f0, (p,), (jnp.ones_like(p),))
+        lo = jnp.where(g < 0, p, lo)
+        hi = jnp.where(g > 0, p, hi)
+        step = p - g / dg
+        inside = (step > lo) & (step < hi)
+        return jnp.where(inside, step, 0.5 * (lo + hi)), lo, hi
+
+    p, _, _ = lax.fori_loop(0, n_iter, newton, (0.5 * (lo + hi), lo, hi))
+    p = lax.stop_gradient(p)
+    f, df = f_and_df(p)
+    return p - f / df  # value unchanged at the root; carries the implicit derivative
+
+
+def _gauss_moments_below(m, s, b):
+    """``P``, ``E[w]``, ``E[w^2]`` of ``w ~ N(m, s^2)`` restricted to ``w < b`` (finite b)."""
+    z = (b - m) / s
+    P, ph = ndtr(z), _phi(z)
+    return jnp.stack([P, m * P - s * ph, (m * m + s * s) * P - 2 * m * s * ph - s * s * z * ph])
+
+
+def _channel(problem, m, q, V, nodes, weights):
+    """Conjugate parameters and training observables at ``(m, q, V)``."""
+    alpha, delta, loss = problem.alpha, problem.delta, problem.loss
+    tau = delta * V
+    s = jnp.sqrt(delta * q)
+    if isinstance(loss, Hinge):
+        below_A = _gauss_moments_below(m, s, 1 - tau)
+        PA, e1A, _ = below_A
+        PB, e1B, e2B = _gauss_moments_below(m, s, 1.0) - below_A
+        # region A: p = omega + tau, ell' = -1; region B: p = 1, ell' = (omega - 1)/tau
+        m_hat = alpha * (PA + (PB - e1B) / tau)
+        q_hat = alpha * delta * (PA + (e2B - 2 * e1B + PB) / tau**2)
+        V_hat = alpha * delta / tau * PB
+        loss_mean = (1 - tau) * PA - e1A
+        omega0 = -tau
+    else:
+        omega = m + s * nodes
+        p = prox(loss, omega, tau)
+        d1 = jax.grad(lambda pp: jnp.sum(loss(pp)))
+        g, h = jax.jvp(d1, (p,), (jnp.ones_like(p),))
+        E = lambda x: jnp.sum(weights * x)
+        m_hat = alpha * E(-g)
+        q_hat = alpha * delta * E(g * g)
+        V_hat = alpha * delta * E(h / (1 + tau * h))
+        loss_mean = E(loss(p))
+        omega0 = tau * jax.grad(lambda x: loss(x))(jnp.zeros_like(tau))
+    train_error = ndtr((omega0 - m) / s)  # p(omega) is increasing; p < 0 iff omega < omega0
+    return m_hat, q_hat, V_hat, alpha * loss_mean, train_error
+
+
+def _update(problem, x, nodes, weights):
+    m, logq, logV = x
+    m_hat, q_hat, V_hat, _, _ = _channel(problem, m, jnp.exp(logq), jnp.exp(logV), nodes, weights)
+    den = problem.lam + V_hat
+    return jnp.stack([m_hat / den, jnp.log((m_hat**2 + q_hat) / den**2), -jnp.log(den)])
+
+
+def erm(problem: Problem, *, n_nodes: int = 150, damping: float = 0.5, max_iter: int = 2000,
+        tol: float = 1e-11, init=(0.5, 1.0, 1.0), throw: bool = False) -> ERMSolution:
+    """Solve the ERM fixed point for ``problem`` (two clusters, convex loss, no bias).
+
+    ``init`` is ``(m, q, V)``. Returns :class:`ERMSolution` with ``status`` (0 success,
+    1 diverging order parameters, 2 not converged); ``throw=True`` raises instead.
+    Works under ``jit``/``vmap``/``grad`` (pass arrays for ``lam``, ``alpha``, ...).
+    """
+    if not isinstance(problem, Problem) or not isinstance(problem.model, TwoCluster):
+        raise ValueError("problem: erm supports Problem(model=TwoCluster(...)) (no bias)")
+    if not 0 < damping <= 1:
+        raise ValueError(f"damping must satisfy 0 < damping <= 1; got {damping}")
+    if n_nodes < 8:
+        raise ValueError(f"n_nodes must be >= 8; got {n_nodes}")
+    sol = _erm_jit(problem, n_nodes, float(damping), int(max_iter), float(tol), tuple(map(float, init)))
+    if throw and not np.all(sol.ok):
+        raise RuntimeError(f"dmft_jax.erm: {sol.message}")
+    return sol
+
+
+@eqx.filter_jit
+def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
+    dtype = problem.alpha.dtype
+    x_gh, w_gh = np.polynomial.hermite.hermgauss(n_nodes)
+    nodes = jnp.asarray(np.sqrt(2.0) * x_gh, dtype)
+    weights = jnp.asarray(w_gh / np.sqrt(np.pi), dtype)
+    F = lambda x, prob: _update(prob, x, nodes, weights)
+    stopped = lax.stop_gradient(problem)
+    x0 = jnp.asarray([init[0], np.log(init[1]), np.log(init[2])], dtype)
+
+    def cond(c):
+        x, it, err = c
+        return (it < max_iter) & (err > tol) & jnp.all(jnp.isfinite(x)) & (x[1] < 200)
+
+    def body(c):
+        x, it, _ = c
+        new = F(x, stopped)
+        err = jnp.max(jnp.abs(new - x))
+        return (1 - damping) * x + damping * new, it + 1, err
+
+    x, n_iter, err = lax.while_loop(cond, body, (x0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
+    # Newton polish on G(x) = F(x) - x (quadratic convergence from the damped iterate)
+    G = lambda x, prob: F(x, prob) - x
+
+    def polish(_, x):
+        J = jax.jacfwd(G)(x, stopped)
+        step = jnp.linalg.solve(J, G(x, stopped))
+        return jnp.where(jnp.all(jnp.isfinite(step)), x - step, x)
+
+    x = lax.fori_loop(0, 3, polish, x)
+    x = lax.stop_gradient(x)
+    J = lax.stop_gradient(jax.jacfwd(G)(x, stopped))
+    x = x - jnp.linalg.solve(J, G(x, problem))  # implicit-function-theorem derivative
+    residual = jnp.max(jnp.abs(lax.stop_gradient(G(x, problem))))
+    m, q, V = x[0], jnp.exp(x[1]), jnp.exp(x[2])
+    m_hat, q_hat, V_hat, train_loss, train_error = _channel(problem, m, q, V, nodes, weights)
+    finite = jnp.all(jnp.isfinite(jnp.stack([m, q, V, train_loss]))) & (x[1] < 200)
+    status = jnp.where(finite, jnp.where(residual < jnp.sqrt(tol), SUCCESS, MAX_ITER), NONFINITE)
+    return ERMSolution(m=m, q=q, V=V, m_hat=m_hat, q_hat=q_hat, V_hat=V_hat,
+                       eps_gen=problem.eps_gen(m, q), train_loss=train_loss,
+                       train_error=train_error, status=status, n_iter=n_iter)
+
+
+# --------------------------------------------------------------------------------------
+# Separability threshold
+# --------------------------------------------------------------------------------------
+def _gardner_F(a):
+    """``E[(xi - a)_+^2]`` for ``xi ~ N(0, 1)``."""
+    from scipy.special import ndtr as sndtr
+
+    return (1 + a * a) * sndtr(-a) - a * np.exp(-0.5 * a * a) / np.sqrt(2 * np.pi)
+
+
+def alpha_star(delta, rho=0.5, bias: bool = True) -> float:
+    """Separability threshold ``alpha*(Delta, rho)`` of the two-cluster mixture: for
+    ``alpha < alpha*`` a hyperplane (through the origin, or with a bias when ``bias``)
+    separates the training set with probability -> 1 as ``d -> infinity``.
+
+    Gardner's volume for the weights orthogonal to the teacher, with sample thresholds set
+    by the teacher overlap ``r = m / sqrt(q - m^2)`` and the bias ``s = b / sqrt(q - m^2)``::
+
+        1 / alpha* = min_{r >= 0, s} sum_y P(y) (1 + r^2) F((r + y s) / sqrt(Delta (1 + r^2))),
+        F(a) = E[(xi - a)_+^2].
+
+    Without a bias the optimum is ``s = 0`` and ``alpha*`` does not depend on ``rho``;
+    ``Delta -> infinity`` gives Cover's ``alpha* = 2``.
+    """
+    from scipy.optimize import minimize
+
+    delta = float(delta)
+    rho = float(rho)
+    if not delta > 0:
+        raise ValueError(f"delta must be > 0; got {delta}")
+    if not 0 < rho < 1:
+        raise ValueError(f"rho must satisfy 0 < rho < 1; got {rho}")
+
+    def objective(x):
+        r = np.exp(x[0])
+        s = x[1] if bias else 0.0
+        scale = np.sqrt(delta * (1 + r * r))
+        return (1 + r * r) * (rho * _gardner_F((r + s) / scale) + (1 - rho) * _gardner_F((r - s) / scale))
+
+    best = np.inf
+    for r0 in (-3.0, 0.0, 2.0):
+        for s0 in ((0.0, 1.0, -1.0) if bias else (0.0,)):
+            res = minimize(objective, np.array([r0, s0]), method="Nelder-Mead",
+                           options=dict(xatol=1e-10, fatol=1e-14, maxiter=4000))
+            best = min(best, res.fun)
+    return float(1.0 / best)
+
+
+# --------------------------------------------------------------------------------------
+# Long-time limit of full-batch gradient descent
+# --------------------------------------------------------------------------------------
+def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rtol: float = 1e-3,
+                 max_doublings: int = 2, n_traj: int = 2**14, n_chi: int = 1024, key=0, **solve_kwargs):
+    """Run the DMFT of full-batch GD until ``(m, q)`` stop moving.
+
+    Solves up to ``t_max``; if the relative change of ``m`` or ``q`` over the last 10% of
+    the horizon exceeds ``rtol / 10`` (i.e. a drift of more than ``rtol`` per horizon), the
+    horizon is doubled, at most ``max_doublings`` times. Returns ``(solution, stationary)``.
+    """
+    from .algorithms import GD
+    from .solver import solve
+
+    for _ in range(max_doublings + 1):
+        sol = solve(problem, GD(eta), t_max=t_max, n_traj=n_traj, n_chi=n_chi, key=key, **solve_kwargs)
+        T = len(sol.t) - 1
+        k0 = int(0.9 * T)
+        drift = max(abs(float(sol.m[-1] - sol.m[k0])) / abs(float(sol.m[-1])),
+                    abs(float(sol.q[-1] - sol.q[k0])) / abs(float(sol.q[-1])))
+        if drift <= rtol / 10:
+            return sol, True
+        t_max *= 2
+    return sol, False
