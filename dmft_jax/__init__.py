@@ -3,6 +3,7 @@ high-dimensional Gaussian mixtures."""
 from .algorithms import GD, SGD, Algorithm, PersistentSGD
 from .losses import CustomLoss, Exponential, Hinge, Logistic, Loss, SmoothHinge, Square
 from .problem import Problem, ThreeCluster, TwoCluster
+from .replica import ERMSolution, alpha_star, erm, gd_long_time
 from .simulate import Simulation, simulate
 from .solver import Solution, solve
 
@@ -11,5 +12,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Algorithm", "CustomLoss", "Exponential", "GD", "Hinge", "Logistic", "Loss",
     "PersistentSGD", "Problem", "SGD", "Solution", "SmoothHinge", "Square", "ThreeCluster",
-    "TwoCluster", "Simulation", "simulate", "solve", "__version__",
+    "TwoCluster", "Simulation", "simulate", "solve", "ERMSolution", "alpha_star", "erm",
+    "gd_long_time", "__version__",
 ]

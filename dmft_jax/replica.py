@@ -173,8 +173,9 @@ def erm(problem: Problem, *, n_nodes: int = 150, damping: float = 0.5, max_iter:
         raise ValueError("problem: erm supports Problem(model=TwoCluster(...)) (no bias)")
     if not 0 < damping <= 1:
         raise ValueError(f"damping must satisfy 0 < damping <= 1; got {damping}")
-    if n_nodes < 8:
-        raise ValueError(f"n_nodes must be >= 8; got {n_nodes}")
+    if not 8 <= n_nodes <= 300:
+        raise ValueError(f"n_nodes must satisfy 8 <= n_nodes <= 300 (Gauss-Hermite weights "
+                         f"underflow beyond); got {n_nodes}")
     sol = _erm_jit(problem, n_nodes, float(damping), int(max_iter), float(tol), tuple(map(float, init)))
     if throw and not np.all(sol.ok):
         raise RuntimeError(f"dmft_jax.erm: {sol.message}")
