@@ -6,6 +6,7 @@ from .problem import Problem, ThreeCluster, TwoCluster
 from .replica import ERMSolution, alpha_star, erm, gd_long_time
 from .simulate import Simulation, simulate
 from .solver import Solution, solve
+from .tune import TuneResult, tune
 
 __version__ = "0.1.0"
 
@@ -13,5 +14,5 @@ __all__ = [
     "Algorithm", "CustomLoss", "Exponential", "GD", "Hinge", "Logistic", "Loss",
     "PersistentSGD", "Problem", "SGD", "Solution", "SmoothHinge", "Square", "ThreeCluster",
     "TwoCluster", "Simulation", "simulate", "solve", "ERMSolution", "alpha_star", "erm",
-    "gd_long_time", "__version__",
+    "gd_long_time", "TuneResult", "tune", "__version__",
 ]

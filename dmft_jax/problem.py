@@ -36,6 +36,11 @@ class Model(eqx.Module):
     def phi(self, r):
         raise NotImplementedError
 
+    def log_prob(self, c):
+        """Log-probability of the cluster label ``c`` (for likelihood-ratio gradients in
+        ``rho``, which enters only through the discrete draw of ``c``)."""
+        raise NotImplementedError
+
     def eps_gen(self, m, q, delta):
         """Generalisation error of a fresh sample given ``m``, ``q = C(t,t)``, ``Delta``."""
         raise NotImplementedError
@@ -59,6 +64,9 @@ class TwoCluster(Model):
 
     def phi(self, r):
         return r
+
+    def log_prob(self, c):
+        return jnp.log(jnp.where(c > 0, self.rho, 1 - self.rho))
 
     def eps_gen(self, m, q, delta):
         sigma = jnp.sqrt(delta * jnp.maximum(q, 0.0))
@@ -95,6 +103,9 @@ class ThreeCluster(Model):
 
     def phi(self, r):
         return r**2 - self.L**2
+
+    def log_prob(self, c):
+        return jnp.log(jnp.where(c != 0, 0.5 * self.rho, 1 - self.rho))
 
     def eps_gen(self, m, q, delta):
         s = jnp.maximum(jnp.sqrt(2.0 * delta * jnp.maximum(q, 0.0)), jnp.finfo(jnp.result_type(q)).tiny)
@@ -159,10 +170,7 @@ class Problem(eqx.Module):
 
     def astype(self, dtype):
         """Cast every floating leaf to ``dtype``."""
-        return jax.tree_util.tree_map(
-            lambda x: x.astype(dtype) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x,
-            self,
-        )
+        return jax.tree_util.tree_map(lambda x: _cast_leaf(x, dtype), self)
 
     def to_dict(self) -> dict:
         """JSON-friendly description (concrete values only)."""
@@ -175,6 +183,13 @@ class Problem(eqx.Module):
         for name in ("alpha", "delta", "lam", "R0", "m0"):
             out[name] = _tolist(getattr(self, name))
         return out
+
+
+def _cast_leaf(x, dtype):
+    """Floating arrays and Python floats (e.g. set by ``eqx.tree_at``) to ``dtype``."""
+    if isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)):
+        return jnp.asarray(x).astype(dtype)
+    return x
 
 
 def _tolist(x):

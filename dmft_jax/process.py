@@ -33,6 +33,9 @@ class Randomness(eqx.Module):
     s: Any  # (T+1, N) selection paths
     u0: Any  # (N,) standard normal, scaled by sqrt(Delta R0) in use
     zeta: Any  # (T+1, N) standard normals driving the noise xi
+    log_p0: Any  # (N,) log-probability of (c, s[0]) under the model and algorithm
+    p_on: Any  # selection switching probabilities (differentiable in b, tau, eta)
+    p_off: Any
 
 
 def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype) -> Randomness:
@@ -57,7 +60,17 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
         c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
         u0, zeta = mirror(u0), mirror(zeta)
-    return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta)
+    b, p_on, p_off = algorithm.selection()
+    log_p0 = problem.model.log_prob(c) + jnp.log(jnp.where(s[0] > 0, b, 1 - b))
+    return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off)
+
+
+def log_prob_step(rnd: Randomness, k):
+    """Log-probability of ``(c, s[0])`` at ``k = 0``, else of the transition ``s[k-1] -> s[k]``."""
+    s_prev, s_k = rnd.s[jnp.maximum(k - 1, 0)] > 0, rnd.s[k] > 0
+    prob = jnp.where(s_prev, jnp.where(s_k, 1 - rnd.p_off, rnd.p_off),
+                     jnp.where(s_k, rnd.p_on, 1 - rnd.p_on))
+    return jnp.where(k == 0, rnd.log_p0, jnp.log(prob))
 
 
 class State(eqx.Module):
@@ -67,6 +80,7 @@ class State(eqx.Module):
     g: Any  # (T+1, N) history of g = s Lambda'
     chi: Any  # (T+1, T+1, N_chi) response chi[k, l, n]
     u_now: Any  # (N,) u at the current step
+    log_w: Any  # (N,) log-likelihood of the discrete draws (c, s[0..k]) so far
 
 
 class Row(eqx.Module):
@@ -88,7 +102,8 @@ def init_state(problem, rnd: Randomness, n_steps: int, n_chi: int) -> State:
     u = jnp.zeros((n_steps + 1, n), dtype)
     g = jnp.zeros((n_steps + 1, n), dtype)
     chi = jnp.zeros((n_steps + 1, n_steps + 1, n_chi), dtype)
-    return State(u=u, g=g, chi=chi, u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0)
+    return State(u=u, g=g, chi=chi, u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0,
+                 log_w=jnp.zeros(n, dtype))
 
 
 def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
@@ -109,19 +124,27 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
     g = s_k * d1
     sl2 = s_k * d2
     g_hist = state.g.at[k].set(g)
-    n = g.shape[0]
+    # Likelihood-ratio weights of the discrete draws (c and the selection path up to k):
+    # exactly 1 in value, their derivative is the score, so that jax.grad/jvp of every
+    # average below includes the dependence of the law of (c, s) on rho, b, tau, eta
+    # (pathwise derivatives of Bernoulli draws are zero). Self-normalised averages
+    # sum(w x) / sum(w) subtract the mean score, a built-in control variate.
+    log_w = state.log_w + log_prob_step(rnd, k)
+    w = jnp.exp(log_w - lax.stop_gradient(log_w))
+    mean = lambda x: jnp.sum(w * x) / jnp.sum(w)
+    w_chi = w[:n_chi]
     margin = rnd.y * problem.model.phi(r)
     row = Row(
-        lam_hat=alpha * delta * jnp.mean(sl2),
-        mu=alpha * jnp.mean(g * proj),
-        M_C=alpha * delta * (g_hist @ g) / n,
-        M_R=(alpha * delta / dt) * (state.chi[k] @ sl2[:n_chi]) / n_chi,
-        train_loss=alpha * jnp.mean(problem.loss(margin)),
-        train_acc=jnp.mean((margin > 0).astype(r.dtype)),
+        lam_hat=alpha * delta * mean(sl2),
+        mu=alpha * mean(g * proj),
+        M_C=alpha * delta * (g_hist @ (w * g)) / jnp.sum(w),
+        M_R=(alpha * delta / dt) * (state.chi[k] @ (w_chi * sl2[:n_chi])) / jnp.sum(w_chi),
+        train_loss=alpha * mean(problem.loss(margin)),
+        train_acc=mean((margin > 0).astype(r.dtype)),
         sl2=sl2[:n_chi],
         g_k=g,
     )
-    return eqx.tree_at(lambda st: (st.u, st.g), state, (u_hist, g_hist)), row
+    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, log_w)), row
 
 
 def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, dt):
@@ -143,7 +166,8 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     chi_memory = jnp.tensordot(M_R_k, state.chi, axes=(0, 0))
     chi_next = decay[None, :] * chi_k + dt * dt * chi_memory
     chi_next = chi_next.at[k].set(dt * delta * row.sl2)
-    return State(u=state.u, g=state.g, chi=state.chi.at[k + 1].set(chi_next), u_now=u_next)
+    return State(u=state.u, g=state.g, chi=state.chi.at[k + 1].set(chi_next), u_now=u_next,
+                 log_w=state.log_w)
 
 
 def noise_row(Lmod, pivot_ok, a_row, k, rtol):

@@ -250,10 +250,9 @@ def solve(
 
 
 def _cast(tree, dtype):
-    return jax.tree_util.tree_map(
-        lambda x: x.astype(dtype) if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x,
-        tree,
-    )
+    from .problem import _cast_leaf
+
+    return jax.tree_util.tree_map(lambda x: _cast_leaf(x, dtype), tree)
 
 
 def _finish(sol: Solution, throw: bool) -> Solution:
@@ -364,20 +363,26 @@ def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol, n_blocks=1):
 
     s0 = edges[1] + 1
     full = process.init_state(problem, rnd, T, n_chi)
-    state = process.State(u=full.u[:s0], g=full.g[:s0], chi=full.chi[:s0, :s0], u_now=full.u_now)
+    state = eqx.tree_at(lambda st: (st.u, st.g, st.chi), full, (full.u[:s0], full.g[:s0], full.chi[:s0, :s0]))
     carry = (state, problem.m0, jnp.eye(s0, dtype=dtype), jnp.zeros(s0, bool))
     ms, rows_list = [], []
     for e0, e1 in zip(edges[:-1], edges[1:]):
         sb = e1 + 1
         state, m_k, Lmod, ok = carry
         if state.u.shape[0] < sb:  # grow the histories to this block's size
-            state = process.State(u=_pad_to(state.u, sb, (0,)), g=_pad_to(state.g, sb, (0,)),
-                                  chi=_pad_to(state.chi, sb, (0, 1)), u_now=state.u_now)
+            state = eqx.tree_at(lambda st: (st.u, st.g, st.chi), state,
+                                (_pad_to(state.u, sb, (0,)), _pad_to(state.g, sb, (0,)),
+                                 _pad_to(state.chi, sb, (0, 1))))
             Lmod = _pad_to(Lmod, sb, (0, 1)) + jnp.diag((jnp.arange(sb) >= Lmod.shape[0]).astype(dtype))
             ok = _pad_to(ok, sb, (0,))
             carry = (state, m_k, Lmod, ok)
         rnd_b = eqx.tree_at(lambda r: r.zeta, rnd, rnd.zeta[:sb])
-        carry, (m, rows) = lax.scan(lambda c, k: body(c, k, rnd_b), carry, jnp.arange(e0, e1))
+        # Reverse mode: each block is recomputed in the backward pass (block checkpoint),
+        # so memory holds the block-boundary carries plus one block's per-step carries,
+        # not T carries (a carry holds the O(T^2 N_chi) response).
+        run_block = jax.checkpoint(
+            lambda c, rnd_b=rnd_b, e0=e0, e1=e1: lax.scan(lambda c, k: body(c, k, rnd_b), c, jnp.arange(e0, e1)))
+        carry, (m, rows) = run_block(carry)
         ms.append(m)
         rows_list.append(_pad_rows(rows, size))
     state, m_T, Lmod, ok = carry

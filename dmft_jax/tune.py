@@ -1,0 +1,162 @@
+"""Hyperparameter optimisation through the DMFT with optax.
+
+``tune`` minimises an objective of the :class:`~dmft_jax.Solution` (default: ``eps_gen`` at
+the final step) over a chosen subset of ``lam``, ``R0``, ``eta``, ``b``, ``tau`` by gradient
+descent through the whole solver (pathwise derivatives; likelihood-ratio weights for the
+parameters that shape the discrete draws, see :mod:`dmft_jax.process`).
+
+Constraints are kept by reparametrisation (unconstrained ``theta``):
+``lam = softplus``, ``R0 = softplus``, ``eta = softplus``, ``b = sigmoid`` (so ``b < 1``),
+``tau = tau_min + softplus`` with ``tau_min = eta max(1, b / (1 - b))`` (persistent SGD's
+``tau >= eta`` and ``b eta <= (1 - b) tau``).
+
+Horizon: the number of steps ``T = round(t_max / eta)`` is fixed by the initial ``eta``;
+when ``eta`` is tuned the objective is taken after ``T`` steps (a fixed budget of updates),
+not at a fixed time.
+
+Random numbers: ``refresh=False`` (default) keeps one key, so the objective is a smooth
+deterministic function (common random numbers) whose optimum carries the Monte Carlo error
+of one solve; ``refresh=True`` draws a new key each step (stochastic gradient, unbiased
+in expectation; use a decaying learning rate).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .algorithms import GD, SGD, Algorithm, PersistentSGD
+from .problem import Problem
+from .solver import as_key, n_steps_for, solve
+
+PROBLEM_PARAMS = ("lam", "R0")
+ALGO_PARAMS = ("eta", "b", "tau")
+
+
+class TuneResult(eqx.Module):
+    """``params``: tuned values; ``history``: objective and parameters per step;
+    ``problem``/``algorithm``: the tuned objects; ``solution``: solve at the tuned point."""
+
+    params: dict
+    objective: float
+    history: dict
+    problem: Problem
+    algorithm: Algorithm
+    solution: Any
+
+
+def _inv_softplus(x):
+    return float(np.log(np.expm1(x))) if x < 30 else float(x)
+
+
+def _tau_min(eta, b):
+    return eta * jnp.maximum(1.0, b / (1.0 - b))
+
+
+def _to_theta(problem, algorithm, names):
+    theta = {}
+    for n in names:
+        if n in PROBLEM_PARAMS:
+            theta[n] = _inv_softplus(float(getattr(problem, n)))
+        elif n == "eta":
+            theta[n] = _inv_softplus(float(algorithm.eta))
+        elif n == "b":
+            b = float(algorithm.b)
+            if not b < 1:
+                raise ValueError("b: tuning b needs a starting value b < 1")
+            theta[n] = float(np.log(b / (1 - b)))
+        elif n == "tau":
+            gap = float(algorithm.tau - _tau_min(algorithm.eta, algorithm.b))
+            theta[n] = _inv_softplus(max(gap, 1e-6))
+    return {k: jnp.asarray(v) for k, v in theta.items()}
+
+
+def _from_theta(theta, problem, algorithm):
+    sp = jax.nn.softplus
+    prob_vals = {n: sp(theta[n]) for n in PROBLEM_PARAMS if n in theta}
+    problem = eqx.tree_at(lambda p: [getattr(p, n) for n in prob_vals], problem, list(prob_vals.values()))
+    eta = sp(theta["eta"]) if "eta" in theta else algorithm.eta
+    if isinstance(algorithm, GD):
+        return problem, eqx.tree_at(lambda a: a.eta, algorithm, eta)
+    b = jax.nn.sigmoid(theta["b"]) if "b" in theta else algorithm.b
+    if isinstance(algorithm, SGD):
+        return problem, eqx.tree_at(lambda a: (a.eta, a.b), algorithm, (eta, b))
+    tau = _tau_min(eta, b) + sp(theta["tau"]) if "tau" in theta else algorithm.tau
+    return problem, eqx.tree_at(lambda a: (a.eta, a.b, a.tau), algorithm, (eta, b, tau))
+
+
+def final_eps_gen(sol):
+    """Default objective: generalisation error at the final step."""
+    return sol.eps_gen[-1]
+
+
+def tune(
+    problem: Problem,
+    algorithm: Algorithm,
+    params: Sequence[str],
+    *,
+    objective: Callable = final_eps_gen,
+    t_max: float = 20.0,
+    n_traj: int = 2**14,
+    n_chi: int | None = None,
+    key=0,
+    optimizer=None,
+    steps: int = 100,
+    refresh: bool = False,
+    progress: bool = False,
+    log_every: int = 10,
+    **solve_kwargs,
+) -> TuneResult:
+    """Minimise ``objective(solve(...))`` over ``params`` with ``optimizer`` (default
+    ``optax.adam(0.05)`` on the unconstrained parameters) for ``steps`` steps."""
+    params = list(params)
+    if not params:
+        raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
+    allowed = set(PROBLEM_PARAMS) | {"eta"}
+    if isinstance(algorithm, SGD):
+        allowed |= {"b"}
+    elif isinstance(algorithm, PersistentSGD):
+        allowed |= {"b", "tau"}
+    for n in params:
+        if n not in allowed:
+            raise ValueError(f"params: {n!r} cannot be tuned for {type(algorithm).__name__}; "
+                             f"valid names are {sorted(allowed)}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    T = n_steps_for(algorithm, t_max)
+    optimizer = optimizer or optax.adam(0.05)
+    theta = _to_theta(problem, algorithm, params)
+    base_key = as_key(key)
+
+    def loss(theta, k):
+        prob, algo = _from_theta(theta, problem, algorithm)
+        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, **solve_kwargs)
+        return objective(sol)
+
+    value_and_grad = eqx.filter_jit(jax.value_and_grad(loss))
+    state = optimizer.init(theta)
+    history = {"objective": [], **{n: [] for n in params}}
+    for i in range(steps):
+        k = jax.random.fold_in(base_key, i) if refresh else base_key
+        value, grads = value_and_grad(theta, k)
+        if not np.isfinite(float(value)) or not all(np.isfinite(float(g)) for g in grads.values()):
+            raise RuntimeError(f"dmft_jax.tune: non-finite objective or gradient at step {i}; "
+                               "try a smaller optimiser learning rate")
+        prob, algo = _from_theta(theta, problem, algorithm)
+        history["objective"].append(float(value))
+        for n in params:
+            history[n].append(float(getattr(prob if n in PROBLEM_PARAMS else algo, n)))
+        if progress and (i % log_every == 0 or i == steps - 1):
+            vals = ", ".join(f"{n}={history[n][-1]:.5g}" for n in params)
+            print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", flush=True)
+        updates, state = optimizer.update(grads, state, theta)
+        theta = optax.apply_updates(theta, updates)
+    prob, algo = _from_theta(theta, problem, algorithm)
+    sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=base_key, **solve_kwargs)
+    tuned = {n: float(getattr(prob if n in PROBLEM_PARAMS else algo, n)) for n in params}
+    return TuneResult(params=tuned, objective=float(objective(sol)), history=history, problem=prob,
+                      algorithm=algo, solution=sol)
