@@ -67,6 +67,14 @@ def main(argv=None):
     _add_problem_args(pm)
     pm.add_argument("--d", type=int, default=1000, help="dimension")
     pm.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
+    pt = sub.add_parser("tune", help="minimise eps_gen at t_max over hyperparameters (optax through the DMFT)")
+    _add_problem_args(pt)
+    pt.add_argument("--params", nargs="+", default=["lam"], help="subset of lam R0 eta b tau")
+    pt.add_argument("--steps", type=int, default=50, help="optimiser steps")
+    pt.add_argument("--lr", type=float, default=0.1, help="adam learning rate (unconstrained parameters)")
+    pt.add_argument("--n-traj", type=int, default=2**14, help="Monte Carlo trajectories N")
+    pt.add_argument("--n-chi", type=int, default=None, help="response trajectories")
+    pt.add_argument("--refresh", action="store_true", help="new random numbers every step")
     args = parser.parse_args(argv)
 
     import jax
@@ -84,6 +92,21 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
     sol = sim = None
+    if args.command == "tune":
+        import optax
+
+        try:
+            res = dj.tune(problem, algo, args.params, t_max=args.t_max, n_traj=args.n_traj,
+                          n_chi=args.n_chi, key=args.seed, optimizer=optax.adam(args.lr),
+                          steps=args.steps, refresh=args.refresh, progress=True, log_every=5)
+        except ValueError as err:
+            parser.error(str(err))
+        out_data = dict(params=res.params, objective=res.objective, history=res.history,
+                        problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict())
+        (out / "tune.json").write_text(json.dumps(out_data, indent=2))
+        plot.compare(res.solution, path=out / "curves.png")
+        print(json.dumps(dict(params=res.params, objective=res.objective, out=str(out)), indent=2))
+        return 0
     try:
         if args.command == "solve":
             t0 = time.perf_counter()

@@ -50,3 +50,12 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
     path.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="format version"):
         io.load(path)
+
+
+def test_cli_tune_writes_history(tmp_path, capsys):
+    out = tmp_path / "tune"
+    rc = cli.main(["tune", "--params", "lam", "--lam", "0.1", "--t-max", "1.0", "--n-traj", "256",
+                   "--steps", "3", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "tune.json").read_text())
+    assert len(data["history"]["objective"]) == 3 and data["params"]["lam"] > 0

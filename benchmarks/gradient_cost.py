@@ -1,0 +1,57 @@
+"""Cost of one gradient (all continuous hyperparameters at once, reverse mode) against
+one forward solve at the same N, T. Seed two-cluster setting, persistent SGD.
+
+    python benchmarks/gradient_cost.py [--sizes 4096:1024:50 16384:1024:100]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import equinox as eqx  # noqa: E402
+
+import dmft_jax as dj  # noqa: E402
+
+
+def best(f, repeat=3):
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f())
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", nargs="+", default=["4096:1024:50", "16384:1024:100"],
+                    help="N:N_chi:T triples")
+    args = ap.parse_args()
+    base = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}), float64")
+    print("gradient of eps_gen(T) w.r.t. (lam, R0, alpha, delta, eta, b, tau) in one reverse pass\n")
+    print(f"{'N':>6} {'N_chi':>6} {'T':>4} {'forward [s]':>12} {'value+grad [s]':>15} {'ratio':>6}")
+    for spec in args.sizes:
+        N, n_chi, T = (int(x) for x in spec.split(":"))
+
+        def objective(x):
+            p = eqx.tree_at(lambda p: (p.lam, p.R0, p.alpha, p.delta), base, (x["lam"], x["R0"], x["alpha"], x["delta"]))
+            a = dj.PersistentSGD(x["eta"], x["b"], x["tau"])
+            return dj.solve(p, a, n_steps=T, n_traj=N, n_chi=n_chi, key=0).eps_gen[-1]
+
+        x0 = dict(lam=0.05, R0=0.01, alpha=2.0, delta=0.5, eta=0.2, b=0.3, tau=1 / 0.6)
+        fwd = eqx.filter_jit(objective)
+        vg = eqx.filter_jit(jax.value_and_grad(objective))
+        jax.block_until_ready(fwd(x0))
+        jax.block_until_ready(vg(x0))
+        tf, tg = best(lambda: fwd(x0)), best(lambda: vg(x0))
+        print(f"{N:>6} {n_chi:>6} {T:>4} {tf:>12.3f} {tg:>15.3f} {tg / tf:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
