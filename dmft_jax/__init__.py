@@ -4,6 +4,7 @@ from .algorithms import GD, SGD, Algorithm, PersistentSGD
 from .losses import CustomLoss, Exponential, Hinge, Logistic, Loss, SmoothHinge, Square
 from .problem import Problem, ThreeCluster, TwoCluster
 from .replica import ERMSolution, alpha_star, erm, gd_long_time
+from .schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
 from .simulate import Simulation, simulate
 from .solver import Solution, solve
 from .tune import TuneResult, tune
@@ -14,5 +15,6 @@ __all__ = [
     "Algorithm", "CustomLoss", "Exponential", "GD", "Hinge", "Logistic", "Loss",
     "PersistentSGD", "Problem", "SGD", "Solution", "SmoothHinge", "Square", "ThreeCluster",
     "TwoCluster", "Simulation", "simulate", "solve", "ERMSolution", "alpha_star", "erm",
-    "gd_long_time", "TuneResult", "tune", "__version__",
+    "gd_long_time", "TuneResult", "tune", "Schedule", "ExponentialDecay", "PiecewiseConstant",
+    "CustomSchedule", "__version__",
 ]

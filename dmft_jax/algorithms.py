@@ -11,7 +11,8 @@ with stationary batch fraction ``b``.
   ``tau = eta / (1 - b)`` (then ``s[k]`` are i.i.d. Bernoulli(b)).
 
 The continuous-time stochastic gradient flow is ``PersistentSGD`` with ``eta -> 0`` at
-fixed ``tau``.
+fixed ``tau``. ``eta`` may be a schedule (:mod:`dmft_jax.schedules`); the switching
+probabilities then follow ``eta_k`` step by step.
 """
 from __future__ import annotations
 
@@ -21,17 +22,42 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from . import _validate
+from .schedules import Schedule, as_eta, step_sizes
+
 
 def _f():
     return eqx.field(converter=_validate.as_float_array)
 
 
-class Algorithm(eqx.Module):
-    eta: Any = _f()
+def _eta():
+    return eqx.field(converter=as_eta)
 
-    def selection(self):
-        """Return ``(b, p_on, p_off)``."""
+
+def _scalar_eta(eta):
+    """Concrete scalar eta for validation, or None (schedule or traced)."""
+    if isinstance(eta, Schedule) or not _validate.is_concrete(eta):
+        return None
+    return eta
+
+
+class Algorithm(eqx.Module):
+    eta: Any = _eta()
+
+    def selection(self, eta=None):
+        """Return ``(b, p_on, p_off)``; with ``eta`` (e.g. the per-step sizes) the switching
+        probabilities are those of steps with that learning rate."""
         raise NotImplementedError
+
+    def step_sizes(self, n_steps: int, dtype=None):
+        """Learning rates ``eta_k``, ``k = 0..n_steps-1`` (constant or a schedule)."""
+        return step_sizes(self.eta, n_steps, dtype)
+
+    def _eta_value(self, eta):
+        if eta is not None:
+            return eta
+        if isinstance(self.eta, Schedule):
+            raise ValueError("eta is a schedule: pass the per-step sizes")
+        return self.eta
 
     def to_dict(self) -> dict:
         raise NotImplementedError
@@ -40,7 +66,7 @@ class Algorithm(eqx.Module):
 class PersistentSGD(Algorithm):
     """Persistent SGD: a sample stays in the batch for a mean time ``tau``."""
 
-    eta: Any = _f()
+    eta: Any = _eta()
     b: Any = _f()
     tau: Any = _f()
 
@@ -50,35 +76,44 @@ class PersistentSGD(Algorithm):
         self.tau = tau
 
     def __check_init__(self):
-        _validate.positive("eta", self.eta)
+        eta = _scalar_eta(self.eta)
+        if eta is not None:
+            _validate.positive("eta", eta)
         _validate.in_unit_interval("b", self.b)
         _validate.positive("tau", self.tau)
-        if all(_validate.is_concrete(x) for x in (self.eta, self.b, self.tau)):
-            _validate.check("tau", self.tau - self.eta, lambda a: a >= -1e-12 * abs(self.eta),
-                            f"tau >= eta (eta = {float(self.eta):g})")
+        if eta is not None and all(_validate.is_concrete(x) for x in (self.b, self.tau)):
+            self.check_steps(eta)
+
+    def check_steps(self, eta):
+        """Validate ``tau >= eta_k`` and ``b eta_k <= (1 - b) tau`` (``eta`` scalar or steps)."""
+        eta = jnp.max(jnp.asarray(eta))
+        if all(_validate.is_concrete(x) for x in (eta, self.b, self.tau)):
+            _validate.check("tau", self.tau - eta, lambda a: a >= -1e-12 * abs(float(eta)),
+                            f"tau >= eta (eta = {float(eta):g})")
             _validate.check(
-                "b", jnp.where(self.b < 1, self.b * self.eta - (1 - self.b) * self.tau, 0.0),
+                "b", jnp.where(self.b < 1, self.b * eta - (1 - self.b) * self.tau, 0.0),
                 lambda a: a <= 1e-12 * abs(self.tau),
-                f"b * eta <= (1 - b) * tau (eta = {float(self.eta):g}, tau = {float(self.tau):g}), "
+                f"b * eta <= (1 - b) * tau (eta = {float(eta):g}, tau = {float(self.tau):g}), "
                 "i.e. b <= tau / (tau + eta)",
             )
 
-    def selection(self):
+    def selection(self, eta=None):
+        eta = self._eta_value(eta)
         full = self.b >= 1
         one_minus_b = jnp.where(full, 1.0, 1.0 - self.b)
-        p_off = jnp.where(full, 0.0, self.eta / self.tau)
-        p_on = jnp.where(full, 1.0, self.b * self.eta / (one_minus_b * self.tau))
+        p_off = jnp.where(full, 0.0, eta / self.tau)
+        p_on = jnp.where(full, 1.0, self.b * eta / (one_minus_b * self.tau))
         return self.b, p_on, p_off
 
     def to_dict(self):
-        return {"algorithm": "persistent_sgd", "eta": _tolist(self.eta), "b": _tolist(self.b),
+        return {"algorithm": "persistent_sgd", "eta": _eta_dict(self.eta), "b": _tolist(self.b),
                 "tau": _tolist(self.tau)}
 
 
 class SGD(Algorithm):
     """Classic SGD with an independent Bernoulli(``b``) batch at every step."""
 
-    eta: Any = _f()
+    eta: Any = _eta()
     b: Any = _f()
 
     def __init__(self, eta=0.2, b=0.3):
@@ -86,38 +121,58 @@ class SGD(Algorithm):
         self.b = b
 
     def __check_init__(self):
-        _validate.positive("eta", self.eta)
+        eta = _scalar_eta(self.eta)
+        if eta is not None:
+            _validate.positive("eta", eta)
         _validate.in_unit_interval("b", self.b)
 
     def persistent(self) -> PersistentSGD:
-        """The equivalent :class:`PersistentSGD` with ``tau = eta / (1 - b)``."""
+        """The equivalent :class:`PersistentSGD` with ``tau = eta / (1 - b)`` (constant eta)."""
         return PersistentSGD(self.eta, self.b, self.eta / jnp.where(self.b < 1, 1 - self.b, 1.0))
 
-    def selection(self):
-        b, p_on, p_off = self.persistent().selection()
-        return b, jnp.where(b < 1, p_on, 1.0), jnp.where(b < 1, p_off, 0.0)
+    def selection(self, eta=None):
+        # the persistent-SGD probabilities with tau = eta / (1 - b): p_off = 1 - b, p_on = b
+        eta = self._eta_value(eta)
+        one_minus_b = jnp.where(self.b < 1, 1 - self.b, 1.0)
+        tau = eta / one_minus_b
+        p_off = jnp.where(self.b < 1, eta / tau, 0.0)
+        p_on = jnp.where(self.b < 1, self.b * eta / (one_minus_b * tau), 1.0)
+        return self.b, p_on, p_off
+
+    def check_steps(self, eta):
+        return None
 
     def to_dict(self):
-        return {"algorithm": "sgd", "eta": _tolist(self.eta), "b": _tolist(self.b)}
+        return {"algorithm": "sgd", "eta": _eta_dict(self.eta), "b": _tolist(self.b)}
 
 
 class GD(Algorithm):
     """Full-batch gradient descent (``s = 1``)."""
 
-    eta: Any = _f()
+    eta: Any = _eta()
 
     def __init__(self, eta=0.2):
         self.eta = eta
 
     def __check_init__(self):
-        _validate.positive("eta", self.eta)
+        eta = _scalar_eta(self.eta)
+        if eta is not None:
+            _validate.positive("eta", eta)
 
-    def selection(self):
-        one = jnp.ones_like(self.eta)
-        return one, one, jnp.zeros_like(self.eta)
+    def selection(self, eta=None):
+        eta = self._eta_value(eta)
+        one = jnp.ones_like(eta)
+        return jnp.ones(()), one, jnp.zeros_like(eta)
+
+    def check_steps(self, eta):
+        return None
 
     def to_dict(self):
-        return {"algorithm": "gd", "eta": _tolist(self.eta)}
+        return {"algorithm": "gd", "eta": _eta_dict(self.eta)}
+
+
+def _eta_dict(eta):
+    return eta.to_dict() if isinstance(eta, Schedule) else _tolist(eta)
 
 
 def _tolist(x):

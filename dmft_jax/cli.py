@@ -28,6 +28,9 @@ def _add_problem_args(p):
     a.add_argument("--algorithm", choices=["psgd", "sgd", "gd"], default="psgd",
                    help="persistent SGD, classic SGD or full-batch GD")
     a.add_argument("--eta", type=float, default=0.2, help="learning rate = time step")
+    a.add_argument("--eta-decay", type=float, default=None,
+                   help="schedule eta_k = floor + (eta - floor) exp(-decay k) (ExponentialDecay)")
+    a.add_argument("--eta-floor", type=float, default=0.0, help="floor of --eta-decay")
     a.add_argument("--b", type=float, default=0.3, help="batch fraction")
     a.add_argument("--tau", type=float, default=1 / 0.6, help="persistence time (psgd)")
     a.add_argument("--t-max", type=float, default=20.0, help="final time")
@@ -44,12 +47,15 @@ def _build(args):
     m0 = args.m0 if args.m0 is not None else (0.0 if args.model == "two" else 0.01)
     problem = dj.Problem(model=model, loss=loss, alpha=args.alpha, delta=args.delta, lam=args.lam,
                          R0=args.R0, m0=m0)
+    eta = args.eta
+    if args.eta_decay is not None:
+        eta = dj.ExponentialDecay(args.eta, args.eta_decay, args.eta_floor)
     if args.algorithm == "gd":
-        algo = dj.GD(args.eta)
+        algo = dj.GD(eta)
     elif args.algorithm == "sgd":
-        algo = dj.SGD(args.eta, args.b)
+        algo = dj.SGD(eta, args.b)
     else:
-        algo = dj.PersistentSGD(args.eta, args.b, args.tau)
+        algo = dj.PersistentSGD(eta, args.b, args.tau)
     return problem, algo
 
 
@@ -69,7 +75,8 @@ def main(argv=None):
     pm.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
     pt = sub.add_parser("tune", help="minimise eps_gen at t_max over hyperparameters (optax through the DMFT)")
     _add_problem_args(pt)
-    pt.add_argument("--params", nargs="+", default=["lam"], help="subset of lam R0 eta b tau")
+    pt.add_argument("--params", nargs="+", default=["lam"],
+                    help="subset of lam R0 eta b tau (eta.init eta.rate eta.floor with --eta-decay)")
     pt.add_argument("--steps", type=int, default=50, help="optimiser steps")
     pt.add_argument("--lr", type=float, default=0.1, help="adam learning rate (unconstrained parameters)")
     pt.add_argument("--n-traj", type=int, default=2**14, help="Monte Carlo trajectories N")

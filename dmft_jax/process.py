@@ -34,8 +34,9 @@ class Randomness(eqx.Module):
     u0: Any  # (N,) standard normal, scaled by sqrt(Delta R0) in use
     zeta: Any  # (T+1, N) standard normals driving the noise xi
     log_p0: Any  # (N,) log-probability of (c, s[0]) under the model and algorithm
-    p_on: Any  # selection switching probabilities (differentiable in b, tau, eta)
+    p_on: Any  # (T,) switching probabilities of transitions k -> k+1 (differentiable in b, tau, eta)
     p_off: Any
+    dts: Any  # (T+1,) step sizes eta_k (the last repeats eta_{T-1}; it is never used)
 
 
 def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype) -> Randomness:
@@ -60,16 +61,21 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
         c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
         u0, zeta = mirror(u0), mirror(zeta)
-    b, p_on, p_off = algorithm.selection()
+    steps = algorithm.step_sizes(n_steps, dtype)
+    b, p_on, p_off = algorithm.selection(steps)
+    p_on, p_off = (jnp.broadcast_to(p, (n_steps,)) for p in (p_on, p_off))
     log_p0 = problem.model.log_prob(c) + jnp.log(jnp.where(s[0] > 0, b, 1 - b))
-    return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off)
+    dts = jnp.concatenate([steps, steps[-1:]])
+    return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
+                      dts=dts)
 
 
 def log_prob_step(rnd: Randomness, k):
     """Log-probability of ``(c, s[0])`` at ``k = 0``, else of the transition ``s[k-1] -> s[k]``."""
-    s_prev, s_k = rnd.s[jnp.maximum(k - 1, 0)] > 0, rnd.s[k] > 0
-    prob = jnp.where(s_prev, jnp.where(s_k, 1 - rnd.p_off, rnd.p_off),
-                     jnp.where(s_k, rnd.p_on, 1 - rnd.p_on))
+    km1 = jnp.maximum(k - 1, 0)
+    s_prev, s_k = rnd.s[km1] > 0, rnd.s[k] > 0
+    p_on, p_off = rnd.p_on[km1], rnd.p_off[km1]
+    prob = jnp.where(s_prev, jnp.where(s_k, 1 - p_off, p_off), jnp.where(s_k, p_on, 1 - p_on))
     return jnp.where(k == 0, rnd.log_p0, jnp.log(prob))
 
 
@@ -106,7 +112,7 @@ def init_state(problem, rnd: Randomness, n_steps: int, n_chi: int) -> State:
                  log_w=jnp.zeros(n, dtype))
 
 
-def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
+def kernel_row(problem, rnd: Randomness, state: State, k, m_k):
     """Evaluate the trajectories at step ``k`` and form kernel row ``k``.
 
     Returns the new state (``u[k]``, ``g[k]`` recorded) and the :class:`Row`. Histories are
@@ -138,7 +144,8 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
         lam_hat=alpha * delta * mean(sl2),
         mu=alpha * mean(g * proj),
         M_C=alpha * delta * (g_hist @ (w * g)) / jnp.sum(w),
-        M_R=(alpha * delta / dt) * (state.chi[k] @ (w_chi * sl2[:n_chi])) / jnp.sum(w_chi),
+        # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta s Lambda'')
+        M_R=(alpha * delta) * (state.chi[k] @ (w_chi * sl2[:n_chi])) / jnp.sum(w_chi) / rnd.dts,
         train_loss=alpha * mean(problem.loss(margin)),
         train_acc=mean((margin > 0).astype(r.dtype)),
         sl2=sl2[:n_chi],
@@ -147,7 +154,7 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, dt):
     return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, log_w)), row
 
 
-def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, dt):
+def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row):
     """Advance ``u`` and ``chi`` from step ``k`` to ``k + 1``.
 
     ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``) and ``L_k`` (row ``k`` of the noise
@@ -158,13 +165,15 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     lam, delta = problem.lam, problem.delta
     u_k = state.u_now
     xi = L_k @ rnd.zeta
-    memory = M_R_k @ state.u
-    u_next = u_k + dt * (-(lam + lam_hat_k) * u_k + dt * memory + xi - delta * row.g_k)
+    dt = rnd.dts[k]
+    K_k = M_R_k * rnd.dts  # memory weights eta_l M_R[k, l]
+    memory = K_k @ state.u
+    u_next = u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * row.g_k)
 
     chi_k = state.chi[k]  # (T+1, N_chi)
     decay = 1.0 - dt * (lam + lam_hat_k + delta * row.sl2)
-    chi_memory = jnp.tensordot(M_R_k, state.chi, axes=(0, 0))
-    chi_next = decay[None, :] * chi_k + dt * dt * chi_memory
+    chi_memory = jnp.tensordot(K_k, state.chi, axes=(0, 0))
+    chi_next = decay[None, :] * chi_k + dt * chi_memory
     chi_next = chi_next.at[k].set(dt * delta * row.sl2)
     return State(u=state.u, g=state.g, chi=state.chi.at[k + 1].set(chi_next), u_now=u_next,
                  log_w=state.log_w)

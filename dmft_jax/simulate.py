@@ -98,7 +98,8 @@ def simulate(
         stats[name] = jnp.mean(x, axis=0)
         stats[name + "_se"] = (jnp.std(x, axis=0, ddof=1) / np.sqrt(n_seeds)
                                if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
-    t = algorithm.eta.astype(dtype) * jnp.arange(T + 1, dtype=dtype)
+    steps = algorithm.step_sizes(T, dtype)
+    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
     return Simulation(t=t, runs=runs, problem=problem, algorithm=algorithm, config=config, **stats)
 
 
@@ -126,7 +127,8 @@ def _one_seed(problem, algorithm, key, config):
     vv = v @ v
     w0 = z - (z @ v) / vv * v + problem.m0 * d / vv * v
     s = selection.sample_paths(ks, algorithm, T, (n,), dtype)
-    eta, lam = algorithm.eta, problem.lam
+    lam = problem.lam
+    steps = algorithm.step_sizes(T, dtype)
 
     def observe(w, r):
         m = w @ v / d
@@ -142,12 +144,13 @@ def _one_seed(problem, algorithm, key, config):
 
     grad_r = jax.grad(lambda r: jnp.sum(problem.sample_loss(y, r)))
 
-    def step(w, s_k):
+    def step(w, x):
+        s_k, eta = x
         r = X @ w / sqd
         obs = observe(w, r)
         w_next = w - eta * (lam * w + X.T @ (s_k * grad_r(r)) / sqd)
         return w_next, obs
 
-    w_T, obs = lax.scan(step, w0, s[:-1])
+    w_T, obs = lax.scan(step, w0, (s[:-1], steps))
     last = observe(w_T, X @ w_T / sqd)
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

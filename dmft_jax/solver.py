@@ -101,20 +101,50 @@ class Solution(eqx.Module):
 
 
 def n_steps_for(algorithm, t_max, n_steps=None) -> int:
-    """Number of steps ``T`` with ``dt = eta``: ``floor(t_max / eta)`` (rounded when within
-    1e-9). Needs a concrete ``eta`` unless ``n_steps`` is given."""
+    """Number of steps ``T``: the first ``T`` with ``sum_{k<T} eta_k >= t_max`` (within 1e-9;
+    ``floor(t_max / eta)`` for constant ``eta``). Needs concrete step sizes unless
+    ``n_steps`` is given. Also validates the steps against the algorithm's constraints."""
+    from .schedules import Schedule
+
     if n_steps is not None:
         if int(n_steps) < 1:
             raise ValueError(f"n_steps must be >= 1; got {n_steps}")
-        return int(n_steps)
+        n_steps = int(n_steps)
+        if isinstance(algorithm.eta, Schedule):
+            _check_schedule(algorithm, n_steps)
+        return n_steps
+    _validate.positive("t_max", t_max)
+    if isinstance(algorithm.eta, Schedule):
+        n = 1024
+        while True:
+            steps = _check_schedule(algorithm, n)
+            if steps is None:
+                raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
+            t = np.cumsum(steps)
+            hit = np.nonzero(t >= float(t_max) * (1 - 1e-9))[0]
+            if hit.size:
+                return int(hit[0]) + 1
+            if n > 2**22:
+                raise ValueError(f"t_max: the schedule does not reach t_max = {t_max} within {n} steps")
+            n *= 4
     if not _validate.is_concrete(algorithm.eta):
         raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
-    _validate.positive("t_max", t_max)
     eta = np.asarray(algorithm.eta, dtype=float)
     if eta.ndim:
         raise ValueError("eta is an array: pass n_steps explicitly for a batch of learning rates")
     _validate.check("t_max", t_max, lambda a: a >= eta * (1 - 1e-9), f"t_max >= eta = {float(eta):g}")
     return int(np.floor(float(t_max) / float(eta) + 1e-9))
+
+
+def _check_schedule(algorithm, n_steps):
+    """Concrete step sizes of a schedule, validated (positive, finite, within tau); None if traced."""
+    steps = algorithm.step_sizes(n_steps)
+    if not _validate.is_concrete(steps):
+        return None
+    steps = np.asarray(steps, dtype=float)
+    _validate.check("eta", steps, lambda a: a > 0, "eta_k > 0 at every step of the schedule")
+    algorithm.check_steps(steps)
+    return steps
 
 
 def memory_estimate(n_steps: int, n_traj: int, n_chi: int, dtype="float64") -> int:
@@ -276,18 +306,18 @@ def _solve_jit(problem, algorithm, key, config):
 def solve_traced(problem, algorithm, key, config) -> Solution:
     """The jittable core of :func:`solve` (no validation; ``config`` from :func:`solve`)."""
     T, n_chi = config["n_steps"], config["n_chi"]
-    dt = algorithm.eta
     dtype = problem.alpha.dtype
     rnd = process.draw(key, problem, algorithm, T, config["n_traj"], config["antithetic"], dtype)
+    dts = rnd.dts
     if config["method"] == "sweep":
-        run = _sweep(problem, rnd, T, n_chi, dt, config["pivot_rtol"], config.get("time_blocks", 1))
+        run = _sweep(problem, rnd, T, n_chi, config["pivot_rtol"], config.get("time_blocks", 1))
         n_iter, converged = jnp.asarray(0), jnp.asarray(True)
     else:
-        run, n_iter, converged = _iterate(problem, rnd, T, n_chi, dt, config)
+        run, n_iter, converged = _iterate(problem, rnd, T, n_chi, config)
     rows, m, n_clipped, state = run
 
-    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dt)
-    C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dt)
+    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts)
+    C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts)
     C = jnp.outer(m, m) + C_perp
     q = jnp.diagonal(C)
     eps_gen = problem.eps_gen(m, q)
@@ -304,7 +334,7 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
         traj = dict(u=state.u[:, :n_save], g=state.g[:, :n_save], r=r, s=rnd.s[:, :n_save],
                     c=rnd.c[:n_save], y=rnd.y[:n_save])
     return Solution(
-        t=dt * jnp.arange(T + 1, dtype=dtype), q=q, C_perp=C_perp, P=P, status=status,
+        t=jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])]), q=q, C_perp=C_perp, P=P, status=status,
         n_clipped=n_clipped, n_iter=n_iter, problem=problem, algorithm=algorithm,
         config=_Frozen(config), trajectories=traj, **fields,
     )
@@ -343,7 +373,7 @@ def _pad_to(x, size, axes):
     return jnp.pad(x, pads)
 
 
-def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol, n_blocks=1):
+def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1):
     """Causal forward sweep. Time is cut into blocks; in a block ending at step ``e`` all
     histories (``u``, ``g``, ``chi``, noise factor) are held at size ``e + 1`` only, so a
     step reads the ``O(k)`` (``O(k^2)`` for ``chi``) entries it needs instead of the full
@@ -355,10 +385,10 @@ def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol, n_blocks=1):
 
     def body(carry, k, rnd_b):
         state, m_k, Lmod, ok = carry
-        state, row = process.kernel_row(problem, rnd_b, state, k, m_k, dt)
+        state, row = process.kernel_row(problem, rnd_b, state, k, m_k)
         L_k, Lmod, ok = process.noise_row(Lmod, ok, problem.delta * row.M_C, k, pivot_rtol)
-        state = process.advance(problem, rnd_b, state, k, row.lam_hat, row.M_R, L_k, row, dt)
-        m_next = m_k - dt * (lam * m_k + row.mu)
+        state = process.advance(problem, rnd_b, state, k, row.lam_hat, row.M_R, L_k, row)
+        m_next = m_k - rnd.dts[k] * (lam * m_k + row.mu)
         return (state, m_next, Lmod, ok), (m_k, _public_row(row))
 
     s0 = edges[1] + 1
@@ -376,7 +406,7 @@ def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol, n_blocks=1):
             Lmod = _pad_to(Lmod, sb, (0, 1)) + jnp.diag((jnp.arange(sb) >= Lmod.shape[0]).astype(dtype))
             ok = _pad_to(ok, sb, (0,))
             carry = (state, m_k, Lmod, ok)
-        rnd_b = eqx.tree_at(lambda r: r.zeta, rnd, rnd.zeta[:sb])
+        rnd_b = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd, (rnd.zeta[:sb], rnd.dts[:sb]))
         # Reverse mode: each block is recomputed in the backward pass (block checkpoint),
         # so memory holds the block-boundary carries plus one block's per-step carries,
         # not T carries (a carry holds the O(T^2 N_chi) response).
@@ -386,7 +416,7 @@ def _sweep(problem, rnd, T, n_chi, dt, pivot_rtol, n_blocks=1):
         ms.append(m)
         rows_list.append(_pad_rows(rows, size))
     state, m_T, Lmod, ok = carry
-    state, row_T = process.kernel_row(problem, rnd, state, T, m_T, dt)
+    state, row_T = process.kernel_row(problem, rnd, state, T, m_T)
     _, _, ok = process.noise_row(Lmod, ok, problem.delta * row_T.M_C, T, pivot_rtol)
     rows = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *rows_list)
     rows = _stack_rows(rows, _pad_rows(_public_row(row_T), size))
@@ -401,29 +431,30 @@ def _pad_rows(rows, size):
                         _pad_to(rows.M_R, size, (rows.M_R.ndim - 1,))))
 
 
-def _magnetisation(m0, lam, mu, dt):
-    def body(m, mu_k):
+def _magnetisation(m0, lam, mu, dts):
+    def body(m, x):
+        mu_k, dt = x
         return m - dt * (lam * m + mu_k), m
 
-    m_T, m = lax.scan(body, m0, mu[:-1])
+    m_T, m = lax.scan(body, m0, (mu[:-1], dts[:-1]))
     return jnp.concatenate([m, m_T[None]])
 
 
-def _run_fixed_kernels(problem, rnd, T, n_chi, dt, m, lam_hat, M_R, L):
+def _run_fixed_kernels(problem, rnd, T, n_chi, m, lam_hat, M_R, L):
     """Advance all trajectories with given kernels; return the kernels they imply."""
     state = process.init_state(problem, rnd, T, n_chi)
 
     def body(state, k):
-        state, row = process.kernel_row(problem, rnd, state, k, m[k], dt)
-        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row, dt)
+        state, row = process.kernel_row(problem, rnd, state, k, m[k])
+        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row)
         return state, _public_row(row)
 
     state, rows = lax.scan(body, state, jnp.arange(T))
-    state, row_T = process.kernel_row(problem, rnd, state, T, m[T], dt)
+    state, row_T = process.kernel_row(problem, rnd, state, T, m[T])
     return _stack_rows(rows, _public_row(row_T)), state
 
 
-def _iterate(problem, rnd, T, n_chi, dt, config):
+def _iterate(problem, rnd, T, n_chi, config):
     """Damped fixed-point iteration ``K <- (1 - a) K + a F(K)`` with common random numbers."""
     size = T + 1
     dtype = rnd.u0.dtype
@@ -432,9 +463,9 @@ def _iterate(problem, rnd, T, n_chi, dt, config):
     K0 = dict(mu=zeros_v, lam_hat=zeros_v, M_C=zeros_m, M_R=zeros_m)
 
     def F(K):
-        m = _magnetisation(problem.m0, problem.lam, K["mu"], dt)
+        m = _magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts)
         L, ok = process.noise_factor(K["M_C"], problem.delta, config["pivot_rtol"])
-        rows, state = _run_fixed_kernels(problem, rnd, T, n_chi, dt, m, K["lam_hat"], K["M_R"], L)
+        rows, state = _run_fixed_kernels(problem, rnd, T, n_chi, m, K["lam_hat"], K["M_R"], L)
         return rows, state, jnp.sum(~ok)
 
     def err(K, rows):
@@ -456,5 +487,5 @@ def _iterate(problem, rnd, T, n_chi, dt, config):
     K, n_iter, e = lax.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
     rows, state, n_clipped = F(K)
     converged = (e <= 1.0) | (err(K, rows) <= 1.0)
-    m = _magnetisation(problem.m0, problem.lam, rows.mu, dt)
+    m = _magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts)
     return (rows, m, n_clipped, state), n_iter, converged

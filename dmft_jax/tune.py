@@ -5,6 +5,9 @@ the final step) over a chosen subset of ``lam``, ``R0``, ``eta``, ``b``, ``tau``
 descent through the whole solver (pathwise derivatives; likelihood-ratio weights for the
 parameters that shape the discrete draws, see :mod:`dmft_jax.process`).
 
+Schedule parameters are tunable as ``"eta.<field>"`` (e.g. ``"eta.init"``, ``"eta.rate"``,
+``"eta.values"`` of :mod:`dmft_jax.schedules`), kept positive by ``softplus``.
+
 Constraints are kept by reparametrisation (unconstrained ``theta``):
 ``lam = softplus``, ``R0 = softplus``, ``eta = softplus``, ``b = sigmoid`` (so ``b < 1``),
 ``tau = tau_min + softplus`` with ``tau_min = eta max(1, b / (1 - b))`` (persistent SGD's
@@ -31,6 +34,7 @@ import optax
 
 from .algorithms import GD, SGD, Algorithm, PersistentSGD
 from .problem import Problem
+from .schedules import Schedule, step_sizes
 from .solver import as_key, n_steps_for, solve
 
 PROBLEM_PARAMS = ("lam", "R0")
@@ -53,14 +57,17 @@ def _inv_softplus(x):
     return float(np.log(np.expm1(x))) if x < 30 else float(x)
 
 
-def _tau_min(eta, b):
-    return eta * jnp.maximum(1.0, b / (1.0 - b))
+def _tau_min(eta, b, T):
+    return jnp.max(step_sizes(eta, T)) * jnp.maximum(1.0, b / (1.0 - b))
 
 
-def _to_theta(problem, algorithm, names):
+def _to_theta(problem, algorithm, names, T):
     theta = {}
     for n in names:
-        if n in PROBLEM_PARAMS:
+        if n.startswith("eta."):
+            value = np.asarray(getattr(algorithm.eta, n[4:]), dtype=float)
+            theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
+        elif n in PROBLEM_PARAMS:
             theta[n] = _inv_softplus(float(getattr(problem, n)))
         elif n == "eta":
             theta[n] = _inv_softplus(float(algorithm.eta))
@@ -70,23 +77,35 @@ def _to_theta(problem, algorithm, names):
                 raise ValueError("b: tuning b needs a starting value b < 1")
             theta[n] = float(np.log(b / (1 - b)))
         elif n == "tau":
-            gap = float(algorithm.tau - _tau_min(algorithm.eta, algorithm.b))
+            gap = float(algorithm.tau - _tau_min(algorithm.eta, algorithm.b, T))
             theta[n] = _inv_softplus(max(gap, 1e-6))
     return {k: jnp.asarray(v) for k, v in theta.items()}
 
 
-def _from_theta(theta, problem, algorithm):
+def _from_theta(theta, problem, algorithm, T):
     sp = jax.nn.softplus
     prob_vals = {n: sp(theta[n]) for n in PROBLEM_PARAMS if n in theta}
     problem = eqx.tree_at(lambda p: [getattr(p, n) for n in prob_vals], problem, list(prob_vals.values()))
     eta = sp(theta["eta"]) if "eta" in theta else algorithm.eta
+    sched = {n[4:]: sp(v) for n, v in theta.items() if n.startswith("eta.")}
+    if sched:
+        eta = eqx.tree_at(lambda e: [getattr(e, f) for f in sched], eta, list(sched.values()))
     if isinstance(algorithm, GD):
         return problem, eqx.tree_at(lambda a: a.eta, algorithm, eta)
     b = jax.nn.sigmoid(theta["b"]) if "b" in theta else algorithm.b
     if isinstance(algorithm, SGD):
         return problem, eqx.tree_at(lambda a: (a.eta, a.b), algorithm, (eta, b))
-    tau = _tau_min(eta, b) + sp(theta["tau"]) if "tau" in theta else algorithm.tau
+    tau = _tau_min(eta, b, T) + sp(theta["tau"]) if "tau" in theta else algorithm.tau
     return problem, eqx.tree_at(lambda a: (a.eta, a.b, a.tau), algorithm, (eta, b, tau))
+
+
+def _value(problem, algorithm, name):
+    """Current value of a tuned parameter (a float, or a list for array schedule fields)."""
+    if name.startswith("eta."):
+        v = np.asarray(getattr(algorithm.eta, name[4:]))
+    else:
+        v = np.asarray(getattr(problem if name in PROBLEM_PARAMS else algorithm, name))
+    return float(v) if v.ndim == 0 else v.tolist()
 
 
 def final_eps_gen(sol):
@@ -121,7 +140,11 @@ def tune(
     params = list(params)
     if not params:
         raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
-    allowed = set(PROBLEM_PARAMS) | {"eta"}
+    if isinstance(algorithm.eta, Schedule):
+        allowed = set(PROBLEM_PARAMS) | {f"eta.{f}" for f in algorithm.eta.__dataclass_fields__
+                                         if eqx.is_array(getattr(algorithm.eta, f))}
+    else:
+        allowed = set(PROBLEM_PARAMS) | {"eta"}
     if isinstance(algorithm, SGD):
         allowed |= {"b"}
     elif isinstance(algorithm, PersistentSGD):
@@ -134,11 +157,11 @@ def tune(
         raise ValueError(f"steps must be >= 1; got {steps}")
     T = n_steps_for(algorithm, t_max)
     optimizer = optimizer or optax.adam(0.05)
-    theta = _to_theta(problem, algorithm, params)
+    theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
     def loss(theta, k):
-        prob, algo = _from_theta(theta, problem, algorithm)
+        prob, algo = _from_theta(theta, problem, algorithm, T)
         sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, **solve_kwargs)
         return objective(sol)
 
@@ -160,17 +183,17 @@ def tune(
         if not np.isfinite(float(value)) or not all(np.isfinite(float(g)) for g in grads.values()):
             raise RuntimeError(f"dmft_jax.tune: non-finite objective or gradient at step {i}; "
                                "try a smaller optimiser learning rate")
-        prob, algo = _from_theta(theta, problem, algorithm)
+        prob, algo = _from_theta(theta, problem, algorithm, T)
         history["objective"].append(float(value))
         for n in params:
-            history[n].append(float(getattr(prob if n in PROBLEM_PARAMS else algo, n)))
+            history[n].append(_value(prob, algo, n))
         if progress and (i % log_every == 0 or i == steps - 1):
-            vals = ", ".join(f"{n}={history[n][-1]:.5g}" for n in params)
+            vals = ", ".join(f"{n}={np.asarray(history[n][-1]).round(5).tolist()}" for n in params)
             print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", flush=True)
         updates, state = optimizer.update(grads, state, theta)
         theta = optax.apply_updates(theta, updates)
-    prob, algo = _from_theta(theta, problem, algorithm)
+    prob, algo = _from_theta(theta, problem, algorithm, T)
     sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=base_key, **solve_kwargs)
-    tuned = {n: float(getattr(prob if n in PROBLEM_PARAMS else algo, n)) for n in params}
+    tuned = {n: _value(prob, algo, n) for n in params}
     return TuneResult(params=tuned, objective=float(objective(sol)), history=history, problem=prob,
                       algorithm=algo, solution=sol)

@@ -6,10 +6,12 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def response(lam, lam_hat, M_R, dt):
+def response(lam, lam_hat, M_R, dts):
     """``R[k, l]`` (per unit time; ``R[l+1, l] = 1``) and ``P[k]`` (``P[0] = 1``).
 
-    ``lam_hat``: (T+1,), ``M_R``: (T+1, T+1) strictly lower triangular.
+    ``lam_hat``: (T+1,), ``M_R``: (T+1, T+1) strictly lower triangular, ``dts``: step sizes
+    ``eta_k`` (T+1,); step ``k`` advances by ``eta_k`` and the memory integral weights
+    ``M_R[k, j]`` by ``eta_j``.
     """
     size = lam_hat.shape[0]
     dtype = lam_hat.dtype
@@ -18,8 +20,9 @@ def response(lam, lam_hat, M_R, dt):
     R0 = jnp.zeros((size, size + 1), dtype).at[0, size].set(1.0)
 
     def body(R, k):
+        dt = dts[k]
         decay = 1.0 - dt * (lam + lam_hat[k])
-        row = decay * R[k] + dt * dt * (M_R[k] @ R)
+        row = decay * R[k] + dt * ((M_R[k] * dts) @ R)
         row = row + jnp.concatenate([eye[k], jnp.zeros((1,), dtype)])
         return R.at[k + 1].set(row), None
 
@@ -27,7 +30,8 @@ def response(lam, lam_hat, M_R, dt):
     return R[:, :size], R[:, size]
 
 
-def correlation(R, P, M_C, R0, dt):
-    """``C_perp[k, l] = R0 P[k] P[l] + dt^2 sum_{i<k, j<l} R[k, i] M_C[i, j] R[l, j]``."""
+def correlation(R, P, M_C, R0, dts):
+    """``C_perp[k, l] = R0 P[k] P[l] + sum_{i<k, j<l} eta_i eta_j R[k, i] M_C[i, j] R[l, j]``."""
     M_C_full = jnp.tril(M_C) + jnp.tril(M_C, -1).T
-    return R0 * jnp.outer(P, P) + dt * dt * (R @ M_C_full @ R.T)
+    Rw = R * dts[None, :]
+    return R0 * jnp.outer(P, P) + Rw @ M_C_full @ Rw.T

@@ -1,0 +1,91 @@
+"""Learning-rate schedules ``eta_k`` (step ``k``), differentiable in their parameters.
+
+The discrete DMFT holds step by step with ``dt_k = eta_k``: step ``k`` advances ``m``, ``u``,
+``chi`` and ``R`` by ``eta_k`` times its increment, a response source at step ``l`` carries
+``eta_l``, and the persistent-SGD switching probabilities are ``p_off_k = eta_k / tau``,
+``p_on_k = b eta_k / ((1 - b) tau)`` (``tau`` stays a time constant). Pass a schedule as
+``eta`` of any algorithm: ``dj.PersistentSGD(eta=dj.ExponentialDecay(0.4, 0.02), ...)``.
+Any callable ``k -> eta_k`` (an optax schedule, say) works too; its parameters are then
+static (not differentiable).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from . import _validate
+
+
+class Schedule(eqx.Module):
+    def __call__(self, k):
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        out = {"schedule": type(self).__name__}
+        for f in self.__dataclass_fields__:
+            v = getattr(self, f)
+            out[f] = np.asarray(v).tolist() if not callable(v) else repr(v)
+        return out
+
+
+class ExponentialDecay(Schedule):
+    """``eta_k = floor + (init - floor) exp(-rate k)``."""
+
+    init: Any = eqx.field(converter=_validate.as_float_array)
+    rate: Any = eqx.field(converter=_validate.as_float_array)
+    floor: Any = eqx.field(converter=_validate.as_float_array, default=0.0)
+
+    def __check_init__(self):
+        _validate.positive("init", self.init)
+        _validate.nonnegative("rate", self.rate)
+        _validate.nonnegative("floor", self.floor)
+
+    def __call__(self, k):
+        return self.floor + (self.init - self.floor) * jnp.exp(-self.rate * k)
+
+
+class PiecewiseConstant(Schedule):
+    """``eta_k = values[i]`` for ``boundaries[i-1] <= k < boundaries[i]`` (step indices)."""
+
+    values: Any = eqx.field(converter=_validate.as_float_array)
+    boundaries: tuple = eqx.field(static=True, converter=lambda b: tuple(int(x) for x in b))
+
+    def __check_init__(self):
+        _validate.positive("values", self.values)
+        if len(self.boundaries) != np.shape(self.values)[0] - 1:
+            raise ValueError(f"boundaries: need len(values) - 1 = {np.shape(self.values)[0] - 1} "
+                             f"step boundaries; got {len(self.boundaries)}")
+
+    def __call__(self, k):
+        idx = jnp.searchsorted(jnp.asarray(self.boundaries, dtype=jnp.int32), k, side="right")
+        return self.values[idx]
+
+
+class CustomSchedule(Schedule):
+    """Wrap any callable ``k -> eta_k`` (static parameters)."""
+
+    fn: Callable = eqx.field(static=True)
+
+    def __call__(self, k):
+        return jnp.asarray(self.fn(k))
+
+
+def as_eta(eta):
+    """Converter of an algorithm's ``eta``: a number stays an array leaf; a Schedule or a
+    callable becomes a :class:`Schedule`."""
+    if isinstance(eta, Schedule):
+        return eta
+    if callable(eta) and not hasattr(eta, "dtype"):
+        return CustomSchedule(eta)
+    return _validate.as_float_array(eta)
+
+
+def step_sizes(eta, n_steps: int, dtype=None):
+    """``eta_k`` for ``k = 0..n_steps-1``."""
+    if isinstance(eta, Schedule):
+        steps = eta(jnp.arange(n_steps))
+        return jnp.asarray(steps, dtype=dtype) if dtype is not None else steps
+    return jnp.full((n_steps,), eta, dtype=dtype if dtype is not None else jnp.result_type(eta))

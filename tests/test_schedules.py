@@ -1,0 +1,65 @@
+"""Learning-rate schedules: the DMFT step by step with eta_k, against finite-d simulation
+with the same schedule, an exact reduction to constant eta, and gradients in the schedule's
+parameters against finite differences."""
+import jax
+import numpy as np
+import pytest
+
+import dmft_jax as dj
+from test_physics import D, N_SEEDS, violations
+
+PROBLEM = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
+
+
+def test_constant_schedule_equals_constant_eta():
+    kw = dict(t_max=2.0, n_traj=512, key=1)
+    a = dj.solve(PROBLEM, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), **kw)
+    b = dj.solve(PROBLEM, dj.PersistentSGD(dj.ExponentialDecay(0.2, 0.0), 0.3, 1 / 0.6), **kw)
+    np.testing.assert_allclose(b.t, a.t, rtol=1e-12)
+    for name in ("m", "C", "M_R", "train_loss"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-12)
+
+
+def test_piecewise_schedule_time_grid_and_validation():
+    sched = dj.PiecewiseConstant([0.2, 0.1], boundaries=[5])
+    sol = dj.solve(PROBLEM, dj.GD(sched), t_max=1.5, n_traj=256)
+    np.testing.assert_allclose(np.diff(np.asarray(sol.t)), [0.2] * 5 + [0.1] * 5)
+    with pytest.raises(ValueError, match="tau"):  # eta_k > tau somewhere
+        dj.solve(PROBLEM, dj.PersistentSGD(dj.PiecewiseConstant([2.0, 0.1], [3]), 0.3, 1.0), t_max=2.0)
+    with pytest.raises(ValueError, match="boundaries"):
+        dj.PiecewiseConstant([0.2, 0.1, 0.05], boundaries=[5])
+
+
+def test_decaying_learning_rate_against_simulation():
+    """Persistent SGD with eta_k = 0.05 + 0.35 exp(-0.05 k): the switching probabilities
+    follow eta_k. Same agreement criterion as tests/test_physics.py."""
+    algo = dj.PersistentSGD(dj.ExponentialDecay(0.4, 0.05, floor=0.05), 0.3, 1 / 0.6)
+    sol = dj.solve(PROBLEM, algo, t_max=8.0, n_traj=2**15, key=0)
+    sim = dj.simulate(PROBLEM, algo, t_max=8.0, d=D, n_seeds=N_SEEDS, key=5)
+    assert len(sol.t) == len(sim.t) and float(sol.t[-1]) >= 8.0 - 1e-9
+    assert violations(sol, sim) == {}
+
+
+def test_gradient_in_schedule_parameters():
+    """SGD's selection law does not depend on eta_k: the derivative is pathwise and must
+    match central differences with common random numbers."""
+    def f(init, rate):
+        algo = dj.SGD(dj.ExponentialDecay(init, rate, floor=0.02), 0.3)
+        return dj.solve(PROBLEM, algo, n_steps=15, n_traj=1024, n_chi=256, key=0).eps_gen[-1]
+
+    g = jax.grad(f, argnums=(0, 1))(0.3, 0.05)
+    h = 1e-6
+    fd = ((float(f(0.3 + h, 0.05)) - float(f(0.3 - h, 0.05))) / (2 * h),
+          (float(f(0.3, 0.05 + h)) - float(f(0.3, 0.05 - h))) / (2 * h))
+    for gi, fi in zip(g, fd):
+        assert abs(float(gi) - fi) <= 1e-5 * abs(fi) + 1e-9, (float(gi), fi)
+
+
+def test_tune_schedule_parameters():
+    """dj.tune over the decay schedule's parameters: objective decreases, values stay > 0."""
+    algo = dj.SGD(dj.ExponentialDecay(0.3, 0.05, floor=0.02), 0.3)
+    res = dj.tune(PROBLEM, algo, ["eta.init", "eta.rate"], t_max=2.0, n_traj=512, n_chi=128, steps=5)
+    assert res.history["objective"][-1] < res.history["objective"][0]
+    assert res.params["eta.init"] > 0 and res.params["eta.rate"] > 0
+    with pytest.raises(ValueError, match="eta.init"):
+        dj.tune(PROBLEM, algo, ["eta"], t_max=2.0, steps=1)
