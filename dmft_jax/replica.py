@@ -32,8 +32,8 @@ from jax.scipy.special import ndtr
 
 from .losses import Hinge, Square
 from .problem import Problem, TwoCluster
+from .solver import MAX_ITER, NONFINITE, SUCCESS
 
-SUCCESS, NONFINITE, MAX_ITER = 0, 1, 2
 MESSAGES = {
     SUCCESS: "success",
     NONFINITE: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "

@@ -221,7 +221,8 @@ def solve(
     Parameters
     ----------
     problem, algorithm : the learning problem and the training algorithm.
-    t_max : final time; ``T = floor(t_max / eta)`` steps of ``dt = eta``.
+    t_max : final time; ``T = floor(t_max / eta)`` steps of ``dt = eta`` (with a schedule,
+        the first ``T`` whose steps add up to ``t_max``).
     n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
     key : ``int`` seed or ``jax.random`` key. The same key gives the same result.
     n_chi : trajectories carrying the exact response ``chi`` (default ``min(N, 4096)``);
