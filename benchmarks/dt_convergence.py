@@ -36,7 +36,8 @@ def main():
     for eta, v in zip(args.etas, vals):
         print(f"{eta:>8.4f} " + " ".join(f"{x:>12.6f}" for x in v))
     diffs = np.abs(np.diff(vals, axis=0))
-    print(f"\n{'eta':>8} " + " ".join(f"{'|x(eta)-x(eta/2)|':>18}" for _ in names[:1]) + "  (columns as above)")
+    print("\nsuccessive differences |x(eta) - x(eta/2)|")
+    print(f"{'eta':>8} " + " ".join(f"{n:>12}" for n in names))
     for eta, d in zip(args.etas, diffs):
         print(f"{eta:>8.4f} " + " ".join(f"{x:>12.2e}" for x in d))
     slopes = np.polyfit(np.log(args.etas[:-1]), np.log(diffs), 1)[0]
