@@ -1,6 +1,8 @@
 """dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
 high-dimensional Gaussian mixtures."""
+from . import io, plot
 from .algorithms import GD, SGD, Algorithm, PersistentSGD
+from .io import load, save
 from .losses import CustomLoss, Exponential, Hinge, Logistic, Loss, SmoothHinge, Square
 from .problem import Problem, ThreeCluster, TwoCluster
 from .replica import ERMSolution, alpha_star, erm, gd_long_time
@@ -16,5 +18,5 @@ __all__ = [
     "PersistentSGD", "Problem", "SGD", "Solution", "SmoothHinge", "Square", "ThreeCluster",
     "TwoCluster", "Simulation", "simulate", "solve", "ERMSolution", "alpha_star", "erm",
     "gd_long_time", "TuneResult", "tune", "Schedule", "ExponentialDecay", "PiecewiseConstant",
-    "CustomSchedule", "__version__",
+    "CustomSchedule", "io", "load", "plot", "save", "__version__",
 ]

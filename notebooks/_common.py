@@ -1,0 +1,26 @@
+"""Shared set-up of the notebooks (jupytext percent scripts: open them in Jupyter with
+jupytext, or run them as scripts). ``DMFT_NOTEBOOK_SMALL=1`` shrinks every size so that the
+test suite can execute them in seconds; the default is the full size used for the figures
+in ``docs/figures/``."""
+import os
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+SMALL = os.environ.get("DMFT_NOTEBOOK_SMALL", "") not in ("", "0")
+N_TRAJ = 2**11 if SMALL else 2**16
+N_CHI = 256 if SMALL else 8192
+D = 100 if SMALL else 1000
+SEEDS = 2 if SMALL else 10
+T_SCALE = 0.25 if SMALL else 1.0
+OUT = Path(os.environ.get("DMFT_NOTEBOOK_OUT", Path(__file__).resolve().parents[1] / "docs" / "figures"))
+OUT.mkdir(parents=True, exist_ok=True)
+
+
+def save(fig, name):
+    path = OUT / name
+    fig.savefig(path, dpi=120)
+    print("wrote", path)
+    return path
