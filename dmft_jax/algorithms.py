@@ -162,7 +162,7 @@ class GD(Algorithm):
     def selection(self, eta=None):
         eta = self._eta_value(eta)
         one = jnp.ones_like(eta)
-        return jnp.ones(()), one, jnp.zeros_like(eta)
+        return jnp.ones((), jnp.result_type(eta)), one, jnp.zeros_like(eta)
 
     def check_steps(self, eta):
         return None

@@ -37,6 +37,7 @@ def _add_problem_args(p):
     a.add_argument("--seed", type=int, default=0, help="random seed")
     a.add_argument("--float32", action="store_true", help="work in float32 (default float64)")
     a.add_argument("--out", default="dmft_results", help="output directory")
+    a.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format")
 
 
 def _build(args):
@@ -111,13 +112,14 @@ def main(argv=None):
         out_data = dict(params=res.params, objective=res.objective, history=res.history,
                         problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict())
         (out / "tune.json").write_text(json.dumps(out_data, indent=2))
-        plot.compare(res.solution, path=out / "curves.png")
+        plot.compare(res.solution, path=out / f"curves.{args.format}")
         print(json.dumps(dict(params=res.params, objective=res.objective, out=str(out)), indent=2))
         return 0
     try:
         if args.command == "solve":
             t0 = time.perf_counter()
-            sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, n_chi=args.n_chi)
+            sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, n_chi=args.n_chi,
+                           progress=True)
             sol.m.block_until_ready()
             summary["solve_seconds"] = time.perf_counter() - t0
             summary["status"] = sol.message
@@ -133,7 +135,7 @@ def main(argv=None):
             io.save(sim, out / "simulation")
     except ValueError as err:
         parser.error(str(err))
-    plot.compare(sol, sim, path=out / "curves.png")
+    plot.compare(sol, sim, path=out / f"curves.{args.format}")
     res = sol if sol is not None else sim
     summary.update(t_max=float(res.t[-1]), eps_gen=float(res.eps_gen[-1]),
                    train_loss=float(res.train_loss[-1]), train_acc=float(res.train_acc[-1]),

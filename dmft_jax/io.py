@@ -60,9 +60,31 @@ def save(result, path) -> Path:
     return path
 
 
-def load(path) -> tuple[dict, dict]:
-    """Return ``(arrays, metadata)`` saved by :func:`save`; raises ``ValueError`` for a
-    file of another format version or a corrupt file."""
+class Loaded:
+    """A saved result: every array as an attribute (``t``, ``m``, ``eps_gen``, ``*_se``, ...),
+    ``meta`` (parameters, algorithm, config with seed, package version) and ``config``; it
+    can be passed to :func:`dmft_jax.plot.compare` like the original result."""
+
+    def __init__(self, arrays: dict, meta: dict):
+        self.__dict__.update(arrays)
+        self.arrays = arrays
+        self.meta = meta
+        self.config = meta.get("config", {})
+        self.kind = meta.get("kind")
+
+    def __repr__(self):
+        return f"Loaded({self.kind}, arrays={sorted(self.arrays)})"
+
+
+def load(path) -> Loaded:
+    """Load a result saved by :func:`save`; raises ``ValueError`` for a file of another
+    format version or a corrupt/partial file."""
+    arrays, meta = load_arrays(path)
+    return Loaded(arrays, meta)
+
+
+def load_arrays(path) -> tuple[dict, dict]:
+    """``(arrays, metadata)`` saved by :func:`save`."""
     path = Path(path).with_suffix(".npz")
     try:
         meta = json.loads(path.with_suffix(".json").read_text())

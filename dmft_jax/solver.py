@@ -23,6 +23,7 @@ Cost and accuracy knobs:
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -215,6 +216,7 @@ def solve(
     throw: bool = False,
     save_trajectories: int = 0,
     time_blocks: int | None = None,
+    progress: bool = False,
 ) -> Solution:
     """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
 
@@ -240,6 +242,8 @@ def solve(
     time_blocks : number of time blocks of the sweep (default :func:`auto_time_blocks`);
         more blocks read less history per step (triangular structure) but compile longer.
         Results are identical for any value.
+    progress : print a progress line to stderr while the sweep runs (a ``jax.debug``
+        callback: works under ``jit`` and ``vmap``; off by default, on in the CLI).
     """
     _check_solver_problem(problem, algorithm)
     T = n_steps_for(algorithm, t_max, n_steps)
@@ -271,6 +275,7 @@ def solve(
         damping=float(damping), max_iter=int(max_iter), rtol=float(rtol), atol=float(atol),
         pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
         time_blocks=int(time_blocks) if time_blocks is not None else auto_time_blocks(T, n_traj, n_chi),
+        progress=bool(progress),
     )
     if config["time_blocks"] < 1:
         raise ValueError(f"time_blocks must be >= 1; got {time_blocks}")
@@ -311,7 +316,8 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
     rnd = process.draw(key, problem, algorithm, T, config["n_traj"], config["antithetic"], dtype)
     dts = rnd.dts
     if config["method"] == "sweep":
-        run = _sweep(problem, rnd, T, n_chi, config["pivot_rtol"], config.get("time_blocks", 1))
+        run = _sweep(problem, rnd, T, n_chi, config["pivot_rtol"], config.get("time_blocks", 1),
+                     config.get("progress", False))
         n_iter, converged = jnp.asarray(0), jnp.asarray(True)
     else:
         run, n_iter, converged = _iterate(problem, rnd, T, n_chi, config)
@@ -374,7 +380,18 @@ def _pad_to(x, size, axes):
     return jnp.pad(x, pads)
 
 
-def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1):
+def _progress(k, total):
+    """Host side of the progress display (called from inside jit/vmap)."""
+    k = int(np.max(np.asarray(k)))
+    every = max(1, total // 20)
+    if k % every == 0 or k == total - 1:
+        done = (k + 1) / total
+        bar = "#" * int(30 * done)
+        end = "\n" if k == total - 1 else ""
+        print(f"\r[dmft-jax] sweep {bar:<30} {k + 1}/{total} steps", end=end, file=sys.stderr, flush=True)
+
+
+def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1, progress=False):
     """Causal forward sweep. Time is cut into blocks; in a block ending at step ``e`` all
     histories (``u``, ``g``, ``chi``, noise factor) are held at size ``e + 1`` only, so a
     step reads the ``O(k)`` (``O(k^2)`` for ``chi``) entries it needs instead of the full
@@ -385,6 +402,8 @@ def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1):
     size = T + 1
 
     def body(carry, k, rnd_b):
+        if progress:
+            jax.debug.callback(_progress, k, T)
         state, m_k, Lmod, ok = carry
         state, row = process.kernel_row(problem, rnd_b, state, k, m_k)
         L_k, Lmod, ok = process.noise_row(Lmod, ok, problem.delta * row.M_C, k, pivot_rtol)

@@ -17,7 +17,8 @@ def test_cli_solve_writes_results_and_plot(tmp_path, capsys):
     assert summary["status"] == "success"
     for name in ("solution.npz", "solution.json", "simulation.npz", "curves.png"):
         assert (out / name).stat().st_size > 0
-    arrays, meta = io.load(out / "solution")
+    loaded = dj.load(out / "solution")
+    arrays, meta = loaded.arrays, loaded.meta
     assert meta["problem"]["alpha"] == 2.0 and meta["algorithm"]["b"] == pytest.approx(0.3)
     assert meta["config"]["seed"] == 0 and meta["dmft_jax_version"] == dj.__version__
     assert arrays["m"].shape == (6,)
@@ -32,10 +33,15 @@ def test_cli_rejects_bad_parameter(capsys):
 def test_save_load_round_trip(tmp_path, seed_two_cluster):
     sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=256, key=3)
     path = sol.save(tmp_path / "sol")
-    arrays, meta = io.load(path)
+    loaded = dj.load(path)
     for name in ("m", "C", "R", "eps_gen", "M_R"):
-        np.testing.assert_array_equal(arrays[name], np.asarray(getattr(sol, name)))
-    assert meta["kind"] == "solution" and meta["config"]["n_traj"] == 256
+        np.testing.assert_array_equal(getattr(loaded, name), np.asarray(getattr(sol, name)))
+    assert loaded.meta["kind"] == "solution" and loaded.config["n_traj"] == 256
+    assert loaded.meta["problem"]["R0"] == pytest.approx(0.01) and loaded.config["seed"] == 3
+    # a loaded solution and simulation redraw the standard figure without rerunning
+    sim = dj.simulate(seed_two_cluster, dj.GD(0.2), t_max=1.0, d=40, n_seeds=2)
+    dj.plot.compare(loaded, dj.load(dj.save(sim, tmp_path / "sim")), path=tmp_path / "fig.pdf")
+    assert (tmp_path / "fig.pdf").stat().st_size > 0
 
 
 def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
@@ -59,3 +65,21 @@ def test_cli_tune_writes_history(tmp_path, capsys):
     assert rc == 0
     data = json.loads((out / "tune.json").read_text())
     assert len(data["history"]["objective"]) == 3 and data["params"]["lam"] > 0
+
+
+def test_progress_display_under_jit_and_vmap(capfd, seed_two_cluster):
+    import equinox as eqx
+    import jax
+
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128, progress=True)
+    sol.m.block_until_ready()
+    jax.effects_barrier()
+    assert "5/5 steps" in capfd.readouterr().err
+    run = lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, seed_two_cluster, lam), dj.GD(0.2),
+                               n_steps=4, n_traj=128, progress=True).eps_gen[-1]
+    jax.jit(jax.vmap(run))(jax.numpy.array([0.0, 0.1])).block_until_ready()
+    jax.effects_barrier()
+    assert "4/4 steps" in capfd.readouterr().err
+    dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128)  # off by default
+    jax.effects_barrier()
+    assert capfd.readouterr().err == ""

@@ -166,3 +166,15 @@ def test_time_blocking_does_not_change_the_result(seed_two_cluster):
     three = dj.solve(seed_two_cluster, SGD_ALGO, time_blocks=3, **kw)
     for name in ("m", "C", "R", "M_C", "M_R", "train_loss"):
         np.testing.assert_allclose(getattr(three, name), getattr(one, name), rtol=1e-12, atol=1e-15)
+
+
+def test_float32_full_batch_matches_float64(seed_two_cluster):
+    """Full-batch GD makes M_C numerically rank deficient (many clipped pivots in both
+    precisions); the float32 solve must still agree with float64."""
+    problem = dj.Problem(dj.TwoCluster(0.5), "square", alpha=2.0, delta=0.5, lam=0.1, R0=0.01)
+    kw = dict(t_max=20.0, n_traj=1024, n_chi=64, key=0)
+    s64 = dj.solve(problem, dj.GD(0.2), **kw)
+    s32 = dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, **kw)
+    assert s32.m.dtype == jnp.float32 and int(s64.n_clipped) > 0
+    np.testing.assert_allclose(s32.q, s64.q, rtol=2e-3)
+    np.testing.assert_allclose(s32.eps_gen, s64.eps_gen, atol=5e-4)
