@@ -20,7 +20,7 @@ def _arrays(result) -> dict:
         names = ["t"] + [n for o in OBSERVABLES for n in (o, o + "_se")]
     else:
         names = ["t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
-                 "lam_hat", "mu", "M_C", "M_R", "status", "n_clipped", "n_iter"]
+                 "lam_hat", "mu", "M_C", "M_R", "status", "n_clipped", "n_negative", "n_iter"]
     return {n: np.asarray(getattr(result, n)) for n in names}
 
 

@@ -187,11 +187,13 @@ def noise_row(Lmod, pivot_ok, a_row, k, rtol):
     rows beyond ``k``) so that one triangular solve gives ``L[k, :k]``. A pivot below
     ``rtol * A[k, k]`` (rounding, rank deficiency) is clipped to zero.
 
-    Returns ``(L_k, Lmod, pivot_ok)``.
+    ``pivot_ok`` is an int8 vector: 1 for a kept pivot, 0 for one clipped at the rounding
+    floor, -1 for one clipped because it came out below ``-rtol * A[k, k]`` (a loss of
+    positive definiteness beyond rounding at this precision). Returns ``(L_k, Lmod, pivot_ok)``.
     """
     size = a_row.shape[0]
     idx = jnp.arange(size)
-    rhs = jnp.where((idx < k) & pivot_ok, a_row, 0.0)
+    rhs = jnp.where((idx < k) & (pivot_ok > 0), a_row, 0.0)
     x = jax.scipy.linalg.solve_triangular(Lmod, rhs, lower=True)
     a_kk = a_row[k]
     pivot = a_kk - x @ x
@@ -200,14 +202,15 @@ def noise_row(Lmod, pivot_ok, a_row, k, rtol):
     unit = (idx == k).astype(a_row.dtype)
     L_k = x + l_kk * unit
     Lmod = Lmod.at[k].set(jnp.where(ok, L_k, unit))
-    return L_k, Lmod, pivot_ok.at[k].set(ok)
+    flag = jnp.where(ok, 1, jnp.where(pivot < -rtol * a_kk, -1, 0)).astype(jnp.int8)
+    return L_k, Lmod, pivot_ok.at[k].set(flag)
 
 
 def noise_factor(M_C, delta, rtol):
     """Full causal Cholesky factor of ``Delta M_C`` row by row (used by the iteration)."""
     size = M_C.shape[0]
     Lmod0 = jnp.eye(size, dtype=M_C.dtype)
-    ok0 = jnp.zeros(size, bool)
+    ok0 = jnp.zeros(size, jnp.int8)
 
     def body(carry, k):
         Lmod, ok = carry

@@ -52,7 +52,8 @@ class Solution(eqx.Module):
 
     ``C``, ``C_perp``, ``R``, ``M_C``, ``M_R`` are ``(T+1, T+1)``; ``q = diag(C)``.
     ``status`` is 0 on success (see :attr:`message`); ``n_clipped`` counts noise-factor
-    pivots clipped to zero; ``n_iter`` is the number of fixed-point iterations (0 for the
+    pivots clipped to zero, ``n_negative`` those among them that were negative beyond the
+    rounding floor (a float32 solve warns about them: float64 keeps that accuracy); ``n_iter`` is the number of fixed-point iterations (0 for the
     sweep). ``trajectories`` holds ``u``, ``g``, ``r`` of the first ``save_trajectories``
     trajectories (time first) when requested, else ``None``.
     """
@@ -73,6 +74,7 @@ class Solution(eqx.Module):
     M_R: Any
     status: Any
     n_clipped: Any
+    n_negative: Any
     n_iter: Any
     problem: Problem
     algorithm: Algorithm
@@ -292,6 +294,14 @@ def _cast(tree, dtype):
 
 
 def _finish(sol: Solution, throw: bool) -> Solution:
+    if (_validate.is_concrete(sol.n_negative) and sol.m.dtype == jnp.float32
+            and np.any(np.asarray(sol.n_negative) > 0)):
+        warnings.warn(
+            f"dmft_jax.solve: float32 lost positive definiteness of the noise covariance: "
+            f"{int(np.max(np.asarray(sol.n_negative)))} Cholesky pivots of Delta M_C came out "
+            "negative beyond the rounding floor and were clipped; float64 keeps this accuracy "
+            "(jax.config.update('jax_enable_x64', True) and dtype=float64)",
+            RuntimeWarning, stacklevel=3)
     if _validate.is_concrete(sol.status):
         if np.any(np.asarray(sol.status) != SUCCESS):
             if throw:
@@ -321,7 +331,9 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
         n_iter, converged = jnp.asarray(0), jnp.asarray(True)
     else:
         run, n_iter, converged = _iterate(problem, rnd, T, n_chi, config)
-    rows, m, n_clipped, state = run
+    rows, m, pivots, state = run
+    n_clipped = jnp.sum(pivots <= 0)
+    n_negative = jnp.sum(pivots < 0)
 
     R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts)
     C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts)
@@ -342,7 +354,7 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
                     c=rnd.c[:n_save], y=rnd.y[:n_save])
     return Solution(
         t=jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])]), q=q, C_perp=C_perp, P=P, status=status,
-        n_clipped=n_clipped, n_iter=n_iter, problem=problem, algorithm=algorithm,
+        n_clipped=n_clipped, n_negative=n_negative, n_iter=n_iter, problem=problem, algorithm=algorithm,
         config=_Frozen(config), trajectories=traj, **fields,
     )
 
@@ -414,7 +426,7 @@ def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1, progress=False):
     s0 = edges[1] + 1
     full = process.init_state(problem, rnd, T, n_chi)
     state = eqx.tree_at(lambda st: (st.u, st.g, st.chi), full, (full.u[:s0], full.g[:s0], full.chi[:s0, :s0]))
-    carry = (state, problem.m0, jnp.eye(s0, dtype=dtype), jnp.zeros(s0, bool))
+    carry = (state, problem.m0, jnp.eye(s0, dtype=dtype), jnp.zeros(s0, jnp.int8))
     ms, rows_list = [], []
     for e0, e1 in zip(edges[:-1], edges[1:]):
         sb = e1 + 1
@@ -441,7 +453,7 @@ def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1, progress=False):
     rows = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *rows_list)
     rows = _stack_rows(rows, _pad_rows(_public_row(row_T), size))
     m = jnp.concatenate(ms + [m_T[None]])
-    return rows, m, jnp.sum(~ok), state
+    return rows, m, ok, state
 
 
 def _pad_rows(rows, size):
@@ -486,7 +498,7 @@ def _iterate(problem, rnd, T, n_chi, config):
         m = _magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts)
         L, ok = process.noise_factor(K["M_C"], problem.delta, config["pivot_rtol"])
         rows, state = _run_fixed_kernels(problem, rnd, T, n_chi, m, K["lam_hat"], K["M_R"], L)
-        return rows, state, jnp.sum(~ok)
+        return rows, state, ok
 
     def err(K, rows):
         diffs = [jnp.max(jnp.abs(getattr(rows, n) - K[n])) for n in K]
@@ -505,7 +517,7 @@ def _iterate(problem, rnd, T, n_chi, config):
         return K, it + 1, e
 
     K, n_iter, e = lax.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
-    rows, state, n_clipped = F(K)
+    rows, state, pivots = F(K)
     converged = (e <= 1.0) | (err(K, rows) <= 1.0)
     m = _magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts)
-    return (rows, m, n_clipped, state), n_iter, converged
+    return (rows, m, pivots, state), n_iter, converged

@@ -83,3 +83,19 @@ def test_progress_display_under_jit_and_vmap(capfd, seed_two_cluster):
     dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128)  # off by default
     jax.effects_barrier()
     assert capfd.readouterr().err == ""
+
+
+def test_interrupted_write_leaves_previous_file_intact(tmp_path, seed_two_cluster, monkeypatch):
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=256)
+    path = sol.save(tmp_path / "sol")
+    before = path.read_bytes()
+
+    def broken_savez(fh, **arrays):
+        fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(KeyboardInterrupt):
+        sol.save(tmp_path / "sol")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sol.json", "sol.npz"]

@@ -178,3 +178,22 @@ def test_float32_full_batch_matches_float64(seed_two_cluster):
     assert s32.m.dtype == jnp.float32 and int(s64.n_clipped) > 0
     np.testing.assert_allclose(s32.q, s64.q, rtol=2e-3)
     np.testing.assert_allclose(s32.eps_gen, s64.eps_gen, atol=5e-4)
+
+
+def test_float32_warns_when_it_loses_what_float64_keeps():
+    """With a pivot floor below float32 rounding, full-batch GD's rank-deficient M_C gives
+    negative float32 pivots (warned about), none in float64 at the same floor."""
+    import warnings
+
+    problem = dj.Problem(dj.TwoCluster(0.5), "square", alpha=2.0, delta=0.5, lam=0.1, R0=0.01)
+    kw = dict(t_max=20.0, n_traj=1024, n_chi=64, pivot_rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s64 = dj.solve(problem, dj.GD(0.2), **kw)
+    assert int(s64.n_negative) == 0
+    with pytest.warns(RuntimeWarning, match="float64 keeps"):
+        s32 = dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, **kw)
+    assert int(s32.n_negative) > 0
+    with warnings.catch_warnings():  # the default float32 floor absorbs rounding: quiet
+        warnings.simplefilter("error")
+        dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, t_max=20.0, n_traj=1024, n_chi=64)
