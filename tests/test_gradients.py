@@ -60,6 +60,7 @@ def test_likelihood_ratio_gradients_b_and_tau(problem):
     assert abs(gt - fdt) <= 0.2 * abs(fdt) + 2e-3, (gt, fdt)
 
 
+@pytest.mark.slow
 def test_gradient_under_vmap_compiles_once_per_shape():
     """Hyperparameters are array leaves: a vmapped gradient over a lam grid."""
     def f(lam):

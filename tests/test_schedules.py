@@ -55,6 +55,7 @@ def test_gradient_in_schedule_parameters():
         assert abs(float(gi) - fi) <= 1e-5 * abs(fi) + 1e-9, (float(gi), fi)
 
 
+@pytest.mark.slow
 def test_tune_schedule_parameters():
     """dj.tune over the decay schedule's parameters: objective decreases, values stay > 0."""
     algo = dj.SGD(dj.ExponentialDecay(0.3, 0.05, floor=0.02), 0.3)
