@@ -276,7 +276,7 @@ def solve(
         n_steps=T, n_traj=n_traj, n_chi=n_chi, antithetic=bool(antithetic), method=method,
         damping=float(damping), max_iter=int(max_iter), rtol=float(rtol), atol=float(atol),
         pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
-        time_blocks=int(time_blocks) if time_blocks is not None else auto_time_blocks(T, n_traj, n_chi),
+        time_blocks=int(time_blocks) if time_blocks is not None else auto_time_blocks(T),
         progress=bool(progress),
     )
     if config["time_blocks"] < 1:
@@ -381,7 +381,7 @@ def time_blocks(T: int, n_blocks: int) -> list[int]:
     return sorted(set(int(round(x)) for x in np.linspace(0, T, max(1, min(n_blocks, T)) + 1)))
 
 
-def auto_time_blocks(T: int, n_traj: int, n_chi: int) -> int:
+def auto_time_blocks(T: int) -> int:
     """Blocks used by default: one for short horizons (compile time dominates), else about
     one per 16 steps, at most 8 (history traffic ~ (B+1)(2B+1)/(6B^2) of the unblocked)."""
     return 1 if T < 64 else min(8, T // 16)
