@@ -34,7 +34,7 @@ def metadata(result) -> dict:
         "dmft_jax_version": __version__,
         "problem": result.problem.to_dict(),
         "algorithm": result.algorithm.to_dict(),
-        "config": dict(result.config),
+        "config": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in result.config.items()},
     }
 
 

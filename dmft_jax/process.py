@@ -10,7 +10,10 @@ damped fixed-point iteration (see :mod:`dmft_jax.solver`):
 - :func:`kernel_row` evaluates, at step ``k``, the pre-activations of all trajectories
   and the kernel row ``k`` (``lam_hat[k]``, ``M_C[k, :k+1]``, ``mu[k]``, ``M_R[k, :k]``)
   and the observables at ``k``;
-- :func:`advance` moves ``u``, ``chi`` from ``k`` to ``k + 1`` given kernel row ``k``.
+- :func:`advance` moves ``u`` and the response state from ``k`` to ``k + 1`` given kernel row ``k``.
+
+The response ``chi`` (or its probes) is handled by an estimator object from
+:mod:`dmft_jax.response`.
 """
 from __future__ import annotations
 
@@ -84,7 +87,7 @@ class State(eqx.Module):
 
     u: Any  # (T+1, N) history of u; row k is written at the start of step k
     g: Any  # (T+1, N) history of g = s Lambda'
-    chi: Any  # (T+1, T+1, N_chi) response chi[k, l, n]
+    resp: Any  # state of the response estimator (dmft_jax.response), e.g. chi[k, l, n]
     u_now: Any  # (N,) u at the current step
     log_w: Any  # (N,) log-likelihood of the discrete draws (c, s[0..k]) so far
 
@@ -98,21 +101,21 @@ class Row(eqx.Module):
     M_R: Any  # (T+1,) M_R[k, :], zero from k on
     train_loss: Any
     train_acc: Any
-    sl2: Any  # (N_chi,) s Lambda'' on the response trajectories (for advance)
+    sl2: Any  # (N,) s Lambda'' (for advance)
     g_k: Any  # (N,) g[k]
 
 
-def init_state(problem, rnd: Randomness, n_steps: int, n_chi: int) -> State:
+def init_state(problem, rnd: Randomness, n_steps: int, est, key) -> State:
+    """Initial carry; ``est`` is the response estimator, ``key`` its randomness (probes)."""
     n = rnd.u0.shape[0]
     dtype = rnd.u0.dtype
     u = jnp.zeros((n_steps + 1, n), dtype)
     g = jnp.zeros((n_steps + 1, n), dtype)
-    chi = jnp.zeros((n_steps + 1, n_steps + 1, n_chi), dtype)
-    return State(u=u, g=g, chi=chi, u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0,
-                 log_w=jnp.zeros(n, dtype))
+    return State(u=u, g=g, resp=est.init(key, n_steps, n, dtype),
+                 u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0, log_w=jnp.zeros(n, dtype))
 
 
-def kernel_row(problem, rnd: Randomness, state: State, k, m_k):
+def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
     """Evaluate the trajectories at step ``k`` and form kernel row ``k``.
 
     Returns the new state (``u[k]``, ``g[k]`` recorded) and the :class:`Row`. Histories are
@@ -120,7 +123,6 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k):
     ``u[k+1]`` after the memory product of the same step made it copy the history).
     """
     alpha, delta = problem.alpha, problem.delta
-    n_chi = state.chi.shape[-1]
     u_k = state.u_now
     u_hist = state.u.at[k].set(u_k)
     proj = rnd.c + jnp.sqrt(delta) * rnd.h0
@@ -138,23 +140,22 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k):
     log_w = state.log_w + log_prob_step(rnd, k)
     w = jnp.exp(log_w - lax.stop_gradient(log_w))
     mean = lambda x: jnp.sum(w * x) / jnp.sum(w)
-    w_chi = w[:n_chi]
     margin = rnd.y * problem.model.phi(r)
     row = Row(
         lam_hat=alpha * delta * mean(sl2),
         mu=alpha * mean(g * proj),
         M_C=alpha * delta * (g_hist @ (w * g)) / jnp.sum(w),
         # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta s Lambda'')
-        M_R=(alpha * delta) * (state.chi[k] @ (w_chi * sl2[:n_chi])) / jnp.sum(w_chi) / rnd.dts,
+        M_R=(alpha * delta) * est.row(state.resp, k, w, sl2, rnd.dts, delta),
         train_loss=alpha * mean(problem.loss(margin)),
         train_acc=mean((margin > 0).astype(r.dtype)),
-        sl2=sl2[:n_chi],
+        sl2=sl2,
         g_k=g,
     )
     return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, log_w)), row
 
 
-def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row):
+def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est):
     """Advance ``u`` and ``chi`` from step ``k`` to ``k + 1``.
 
     ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``) and ``L_k`` (row ``k`` of the noise
@@ -170,13 +171,8 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     memory = K_k @ state.u
     u_next = u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * row.g_k)
 
-    chi_k = state.chi[k]  # (T+1, N_chi)
-    decay = 1.0 - dt * (lam + lam_hat_k + delta * row.sl2)
-    chi_memory = jnp.tensordot(K_k, state.chi, axes=(0, 0))
-    chi_next = decay[None, :] * chi_k + dt * chi_memory
-    chi_next = chi_next.at[k].set(dt * delta * row.sl2)
-    return State(u=state.u, g=state.g, chi=state.chi.at[k + 1].set(chi_next), u_now=u_next,
-                 log_w=state.log_w)
+    resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2)
+    return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)
 
 
 def noise_row(Lmod, pivot_ok, a_row, k, rtol):

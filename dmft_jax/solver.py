@@ -34,16 +34,20 @@ import numpy as np
 from jax import lax
 
 from . import _validate, process, weights
+from .response import ExactResponse, ProbeResponse, Response, as_response
 from .algorithms import Algorithm
 from .losses import Hinge
 from .problem import Problem
 
-SUCCESS, NONFINITE, MAX_ITER = 0, 1, 2
+SUCCESS, NONFINITE, MAX_ITER, DIVERGED = 0, 1, 2, 3
+# q = C(t, t) above this multiple of 1 + q(0) counts as diverged (finite but exploding)
+DIVERGENCE_FACTOR = 1e12
 MESSAGES = {
     SUCCESS: "success",
     NONFINITE: "the solve produced non-finite values (diverging dynamics: try a smaller eta, "
     "a larger n_traj, or float64)",
     MAX_ITER: "the damped fixed-point iteration did not converge within max_iter iterations",
+    DIVERGED: "the dynamics diverged (q = C(t,t) grew beyond 1e12 (1 + q(0)); try a smaller eta)",
 }
 
 
@@ -150,19 +154,28 @@ def _check_schedule(algorithm, n_steps):
     return steps
 
 
-def memory_estimate(n_steps: int, n_traj: int, n_chi: int, dtype="float64") -> int:
-    """Bytes held by one sweep: the response ``chi`` (``(T+1)^2 N_chi``), the histories of
-    ``u``, ``g``, ``zeta``, ``s`` (``4 (T+1) N``), and ``(T+1) x (T+1)`` kernels, plus one
-    transient copy of the largest array while time blocks grow."""
+def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None) -> int:
+    """Peak bytes of one forward sweep (see docs/memory.md), with ``S = T + 1``, ``b`` the
+    bytes per number (8 in float64, 4 in float32):
+
+    ``b (2 R + 6 S N + 12 S^2 + 16 N)``
+
+    where ``R`` is the response state in numbers: ``S^2 n_chi`` for :class:`ExactResponse`,
+    ``2 n_probes S n + n`` for :class:`ProbeResponse` on ``n`` trajectories; ``6 S N`` are
+    the histories of ``u``, ``g``, ``zeta``, ``s`` and the transients of drawing them;
+    ``12 S^2`` the kernels, ``R``, ``C`` and the noise factor; the factor 2 on ``R`` is the
+    transient copy made when a time block grows the response arrays. Compared with XLA's
+    own buffer analysis it is within a factor 0.7-2 (tests/test_scale.py). ``n_chi`` alone means ``ExactResponse(n_chi)``.
+    A ``vmap`` over ``B`` points needs ``B`` times this."""
     item = jnp.dtype(dtype).itemsize
+    est = as_response(response, n_chi).resolve(n_steps, n_traj, item)
     size = n_steps + 1
-    chi = size * size * n_chi
-    hist = 4 * size * n_traj
-    return int(item * (2 * chi + hist + 12 * size * size + 16 * n_traj))
+    hist = 6 * size * n_traj
+    return int(2 * est.nbytes(n_steps, item) + item * (hist + 12 * size * size + 16 * n_traj))
 
 
-def _check_memory(n_steps, n_traj, n_chi, dtype):
-    need = memory_estimate(n_steps, n_traj, n_chi, dtype)
+def _check_memory(n_steps, n_traj, est, dtype, batch=1):
+    need = batch * memory_estimate(n_steps, n_traj, dtype=dtype, response=est)
     try:
         dev = jax.devices()[0]
         stats = dev.memory_stats() if dev.platform != "cpu" else None
@@ -171,9 +184,9 @@ def _check_memory(n_steps, n_traj, n_chi, dtype):
         return
     if need > 0.9 * avail:
         raise ValueError(
-            f"n_chi/n_traj: this solve needs about {need / 2**30:.1f} GiB (memory_estimate) but the "
+            f"n_chi/n_traj: this solve{f' ({batch} points)' if batch > 1 else ''} needs about {need / 2**30:.1f} GiB (memory_estimate) but the "
             f"device has {avail / 2**30:.1f} GiB; reduce n_chi (response memory (T+1)^2 n_chi), "
-            "n_traj, or t_max/eta"
+            "use ProbeResponse (memory n_probes (T+1) N), or reduce n_traj or t_max/eta"
         )
 
 
@@ -206,6 +219,7 @@ def solve(
     key=0,
     *,
     n_chi: int | None = None,
+    response: Response | None = None,
     n_steps: int | None = None,
     antithetic: bool = True,
     method: str = "sweep",
@@ -219,6 +233,7 @@ def solve(
     save_trajectories: int = 0,
     time_blocks: int | None = None,
     progress: bool = False,
+    devices=None,
 ) -> Solution:
     """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
 
@@ -230,7 +245,11 @@ def solve(
     n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
     key : ``int`` seed or ``jax.random`` key. The same key gives the same result.
     n_chi : trajectories carrying the exact response ``chi`` (default ``min(N, 4096)``);
-        memory ``8 (T+1)^2 n_chi`` bytes in float64.
+        memory ``8 (T+1)^2 n_chi`` bytes in float64. Shorthand for
+        ``response=ExactResponse(n_chi)``.
+    response : estimator of ``M_R`` (:mod:`dmft_jax.response`): ``ExactResponse(n_chi,
+        max_memory)`` (default) or ``ProbeResponse(n_probes)`` (randomized probing,
+        ``O(n_probes N T)`` memory).
     n_steps : number of steps, required when ``eta`` is traced (inside jit/vmap/grad).
     antithetic : pair trajectories with opposite Gaussian noise (default on).
     method : ``"sweep"`` (exact causal sweep) or ``"iteration"`` (damped fixed point with
@@ -246,7 +265,29 @@ def solve(
         Results are identical for any value.
     progress : print a progress line to stderr while the sweep runs (a ``jax.debug``
         callback: works under ``jit`` and ``vmap``; off by default, on in the CLI).
+    devices : shard the trajectories over several devices: ``"all"`` (every device of
+        ``jax.devices()``) or a list of devices; default one device. Every trajectory
+        array (histories, response, random numbers) is split along its trajectory axis and
+        the kernel averages become all-reduces (``jax.sharding`` / GSPMD); results equal the
+        single-device solve to rounding. Multi-host: call ``jax.distributed.initialize()``
+        first, then ``devices="all"`` spans the hosts.
     """
+    config = configure(
+        problem, algorithm, t_max, n_traj, key, n_chi=n_chi, response=response, n_steps=n_steps,
+        antithetic=antithetic, method=method, damping=damping, max_iter=max_iter, rtol=rtol, atol=atol,
+        pivot_rtol=pivot_rtol, dtype=dtype, save_trajectories=save_trajectories,
+        time_blocks=time_blocks, progress=progress, devices=devices)
+    dtype = jnp.dtype(config["dtype"])
+    sol = _solve_jit(problem.astype(dtype), _cast(algorithm, dtype), as_key(key), config)
+    return _finish(sol, throw)
+
+
+def configure(problem, algorithm, t_max, n_traj, key, *, n_chi=None, response=None, n_steps=None,
+              antithetic=True, method="sweep", damping=0.5, max_iter=500, rtol=1e-9, atol=1e-12,
+              pivot_rtol=None, dtype=None, save_trajectories=0, time_blocks=None, progress=False,
+              devices=None, batch=1) -> dict:
+    """Validate the options of :func:`solve` and return the static ``config`` of the jitted
+    core (``batch`` points are checked against the device memory together)."""
     _check_solver_problem(problem, algorithm)
     T = n_steps_for(algorithm, t_max, n_steps)
     if int(n_traj) != n_traj or n_traj < 2:
@@ -254,11 +295,6 @@ def solve(
     n_traj = int(n_traj)
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
-    if n_chi is None:
-        n_chi = min(n_traj, 4096)
-    if int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
-        raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
-    n_chi = int(n_chi)
     if method not in ("sweep", "iteration"):
         raise ValueError(f"method must be 'sweep' or 'iteration'; got {method!r}")
     if not 0 < damping <= 1:
@@ -268,23 +304,24 @@ def solve(
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a floating dtype; got {dtype}")
-    _check_memory(T, n_traj, n_chi, dtype)
+    est = as_response(response, n_chi).resolve(T, n_traj, dtype.itemsize)
+    _check_memory(T, n_traj, est, dtype, batch)
     if pivot_rtol is None:
         pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
 
     config = dict(
-        n_steps=T, n_traj=n_traj, n_chi=n_chi, antithetic=bool(antithetic), method=method,
+        n_steps=T, n_traj=n_traj, n_chi=est.n_chi if isinstance(est, ExactResponse) else 0,
+        response=est, antithetic=bool(antithetic), method=method,
         damping=float(damping), max_iter=int(max_iter), rtol=float(rtol), atol=float(atol),
         pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
         time_blocks=int(time_blocks) if time_blocks is not None else auto_time_blocks(T),
-        progress=bool(progress),
+        progress=bool(progress), devices=_device_ids(devices),
     )
     if config["time_blocks"] < 1:
         raise ValueError(f"time_blocks must be >= 1; got {time_blocks}")
     if isinstance(key, (int, np.integer)):
         config["seed"] = int(key)
-    sol = _solve_jit(problem.astype(dtype), _cast(algorithm, dtype), as_key(key), config)
-    return _finish(sol, throw)
+    return config
 
 
 def _cast(tree, dtype):
@@ -321,16 +358,20 @@ def _solve_jit(problem, algorithm, key, config):
 
 def solve_traced(problem, algorithm, key, config) -> Solution:
     """The jittable core of :func:`solve` (no validation; ``config`` from :func:`solve`)."""
-    T, n_chi = config["n_steps"], config["n_chi"]
+    T = config["n_steps"]
+    est = config.get("response") or ExactResponse(config["n_chi"])
     dtype = problem.alpha.dtype
+    key_probe = jax.random.fold_in(key, 0x5EED)  # probes only: the other draws keep the key
     rnd = process.draw(key, problem, algorithm, T, config["n_traj"], config["antithetic"], dtype)
+    shard = _sharder(config.get("devices"))
+    rnd = shard(rnd)
     dts = rnd.dts
     if config["method"] == "sweep":
-        run = _sweep(problem, rnd, T, n_chi, config["pivot_rtol"], config.get("time_blocks", 1),
-                     config.get("progress", False))
+        run = _sweep(problem, rnd, T, est, key_probe, config["pivot_rtol"], config.get("time_blocks", 1),
+                     config.get("progress", False), shard)
         n_iter, converged = jnp.asarray(0), jnp.asarray(True)
     else:
-        run, n_iter, converged = _iterate(problem, rnd, T, n_chi, config)
+        run, n_iter, converged = _iterate(problem, rnd, T, est, key_probe, config)
     rows, m, pivots, state = run
     n_clipped = jnp.sum(pivots <= 0)
     n_negative = jnp.sum(pivots < 0)
@@ -344,7 +385,9 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
     fields = dict(m=m, C=C, R=R, eps_gen=eps_gen, train_loss=rows.train_loss,
                   train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
-    status = jnp.where(finite, jnp.where(converged, SUCCESS, MAX_ITER), NONFINITE)
+    exploding = jnp.max(jnp.abs(q)) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[0]))
+    status = jnp.where(finite, jnp.where(exploding, DIVERGED, jnp.where(converged, SUCCESS, MAX_ITER)),
+                       NONFINITE)
 
     traj = None
     n_save = config["save_trajectories"]
@@ -357,6 +400,50 @@ def solve_traced(problem, algorithm, key, config) -> Solution:
         n_clipped=n_clipped, n_negative=n_negative, n_iter=n_iter, problem=problem, algorithm=algorithm,
         config=_Frozen(config), trajectories=traj, **fields,
     )
+
+
+def _device_ids(devices):
+    """Validate ``devices`` and return the ids of the devices to shard over (None: one device)."""
+    if devices is None:
+        return None
+    available = jax.devices()
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ValueError(f"devices must be None, 'all' or a list of jax devices; got {devices!r}")
+        devices = available
+    devices = list(devices)
+    ids = {d.id for d in available}
+    if not devices or any(getattr(d, "id", None) not in ids for d in devices):
+        raise ValueError(f"devices must be a non-empty list of jax.devices() (available: {available}); got {devices}")
+    return None if len(devices) == 1 else tuple(d.id for d in devices)
+
+
+# Trajectory axis of every per-trajectory array (counted from the end: all are last).
+_TRAJ_FIELDS_RND = ("c", "y", "h0", "s", "u0", "zeta", "log_p0")
+
+
+def _sharder(device_ids):
+    """A function that places the trajectory axis (last) of the randomness and of the state
+    on a 1-d device mesh; identity for one device."""
+    if device_ids is None:
+        return lambda tree: tree
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    by_id = {d.id: d for d in jax.devices()}
+    mesh = Mesh(np.array([by_id[i] for i in device_ids]), ("traj",))
+
+    def put(x):
+        spec = PartitionSpec(*([None] * (x.ndim - 1) + ["traj"]))
+        return lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+    def shard(tree):
+        if isinstance(tree, process.Randomness):
+            return eqx.tree_at(lambda r: [getattr(r, f) for f in _TRAJ_FIELDS_RND], tree,
+                               [put(getattr(tree, f)) for f in _TRAJ_FIELDS_RND])
+        # State: every array leaf has the trajectory axis last
+        return jax.tree_util.tree_map(lambda x: put(x) if x.ndim >= 1 else x, tree)
+
+    return shard
 
 
 class _Frozen(dict):
@@ -403,7 +490,7 @@ def _progress(k, total):
         print(f"\r[dmft-jax] sweep {bar:<30} {k + 1}/{total} steps", end=end, file=sys.stderr, flush=True)
 
 
-def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1, progress=False):
+def _sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_blocks=1, progress=False, shard=lambda x: x):
     """Causal forward sweep. Time is cut into blocks; in a block ending at step ``e`` all
     histories (``u``, ``g``, ``chi``, noise factor) are held at size ``e + 1`` only, so a
     step reads the ``O(k)`` (``O(k^2)`` for ``chi``) entries it needs instead of the full
@@ -417,24 +504,24 @@ def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1, progress=False):
         if progress:
             jax.debug.callback(_progress, k, T)
         state, m_k, Lmod, ok = carry
-        state, row = process.kernel_row(problem, rnd_b, state, k, m_k)
+        state, row = process.kernel_row(problem, rnd_b, state, k, m_k, est)
         L_k, Lmod, ok = process.noise_row(Lmod, ok, problem.delta * row.M_C, k, pivot_rtol)
-        state = process.advance(problem, rnd_b, state, k, row.lam_hat, row.M_R, L_k, row)
+        state = process.advance(problem, rnd_b, state, k, row.lam_hat, row.M_R, L_k, row, est)
         m_next = m_k - rnd.dts[k] * (lam * m_k + row.mu)
         return (state, m_next, Lmod, ok), (m_k, _public_row(row))
 
     s0 = edges[1] + 1
-    full = process.init_state(problem, rnd, T, n_chi)
-    state = eqx.tree_at(lambda st: (st.u, st.g, st.chi), full, (full.u[:s0], full.g[:s0], full.chi[:s0, :s0]))
+    full = shard(process.init_state(problem, rnd, T, est, key_probe))
+    state = eqx.tree_at(lambda st: (st.u, st.g, st.resp), full, (full.u[:s0], full.g[:s0], est.shrink(full.resp, s0)))
     carry = (state, problem.m0, jnp.eye(s0, dtype=dtype), jnp.zeros(s0, jnp.int8))
     ms, rows_list = [], []
     for e0, e1 in zip(edges[:-1], edges[1:]):
         sb = e1 + 1
         state, m_k, Lmod, ok = carry
         if state.u.shape[0] < sb:  # grow the histories to this block's size
-            state = eqx.tree_at(lambda st: (st.u, st.g, st.chi), state,
+            state = eqx.tree_at(lambda st: (st.u, st.g, st.resp), state,
                                 (_pad_to(state.u, sb, (0,)), _pad_to(state.g, sb, (0,)),
-                                 _pad_to(state.chi, sb, (0, 1))))
+                                 est.grow(state.resp, sb)))
             Lmod = _pad_to(Lmod, sb, (0, 1)) + jnp.diag((jnp.arange(sb) >= Lmod.shape[0]).astype(dtype))
             ok = _pad_to(ok, sb, (0,))
             carry = (state, m_k, Lmod, ok)
@@ -448,7 +535,7 @@ def _sweep(problem, rnd, T, n_chi, pivot_rtol, n_blocks=1, progress=False):
         ms.append(m)
         rows_list.append(_pad_rows(rows, size))
     state, m_T, Lmod, ok = carry
-    state, row_T = process.kernel_row(problem, rnd, state, T, m_T)
+    state, row_T = process.kernel_row(problem, rnd, state, T, m_T, est)
     _, _, ok = process.noise_row(Lmod, ok, problem.delta * row_T.M_C, T, pivot_rtol)
     rows = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *rows_list)
     rows = _stack_rows(rows, _pad_rows(_public_row(row_T), size))
@@ -472,21 +559,21 @@ def _magnetisation(m0, lam, mu, dts):
     return jnp.concatenate([m, m_T[None]])
 
 
-def _run_fixed_kernels(problem, rnd, T, n_chi, m, lam_hat, M_R, L):
+def _run_fixed_kernels(problem, rnd, T, est, key_probe, m, lam_hat, M_R, L):
     """Advance all trajectories with given kernels; return the kernels they imply."""
-    state = process.init_state(problem, rnd, T, n_chi)
+    state = process.init_state(problem, rnd, T, est, key_probe)
 
     def body(state, k):
-        state, row = process.kernel_row(problem, rnd, state, k, m[k])
-        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row)
+        state, row = process.kernel_row(problem, rnd, state, k, m[k], est)
+        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row, est)
         return state, _public_row(row)
 
     state, rows = lax.scan(body, state, jnp.arange(T))
-    state, row_T = process.kernel_row(problem, rnd, state, T, m[T])
+    state, row_T = process.kernel_row(problem, rnd, state, T, m[T], est)
     return _stack_rows(rows, _public_row(row_T)), state
 
 
-def _iterate(problem, rnd, T, n_chi, config):
+def _iterate(problem, rnd, T, est, key_probe, config):
     """Damped fixed-point iteration ``K <- (1 - a) K + a F(K)`` with common random numbers."""
     size = T + 1
     dtype = rnd.u0.dtype
@@ -497,7 +584,7 @@ def _iterate(problem, rnd, T, n_chi, config):
     def F(K):
         m = _magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts)
         L, ok = process.noise_factor(K["M_C"], problem.delta, config["pivot_rtol"])
-        rows, state = _run_fixed_kernels(problem, rnd, T, n_chi, m, K["lam_hat"], K["M_R"], L)
+        rows, state = _run_fixed_kernels(problem, rnd, T, est, key_probe, m, K["lam_hat"], K["M_R"], L)
         return rows, state, ok
 
     def err(K, rows):

@@ -146,3 +146,13 @@ def test_stochastic_gradient_flow_limit_first_order_in_dt():
     diffs = np.abs(np.diff(vals, axis=0))  # |x(eta) - x(eta/2)|
     slopes = np.polyfit(np.log(etas[:-1]), np.log(diffs), 1)[0]
     assert np.all((slopes > 0.75) & (slopes < 1.25)), slopes
+
+
+def test_probe_response_estimator_against_simulation(seed_pair, seed_two_cluster):
+    # the randomized-probe M_R estimator (all N trajectories, 4 Rademacher probes each)
+    # meets the same criterion against the same simulation as the exact response
+    _, sim = seed_pair
+    sol = dj.solve(seed_two_cluster, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), t_max=10.0, n_traj=N_TRAJ,
+                   key=1, response=dj.ProbeResponse(4))
+    assert int(sol.status) == 0, sol.message
+    assert violations(sol, sim) == {}

@@ -1,0 +1,178 @@
+"""Batched solves over a grid of hyperparameters: one compilation for the whole grid.
+
+``dj.solve_grid(problem, algorithm, {"lam": [...], "b": [...]}, t_max=..., ...)`` sets the
+named hyperparameters point by point (validated like single solves, so a bad value is
+refused with its name before anything runs), stacks them as array leaves and runs
+``jax.vmap`` of the jitted solver over the points. Every point shares the static shape
+(``T``, ``N``, estimator), so the grid compiles once; a second grid of the same size and
+options compiles nothing.
+
+Failed points are data: a point whose solve diverges gets ``status`` NONFINITE in the
+batched :class:`~dmft_jax.Solution` and the others are unaffected (points never mix). A
+single warning summarises the failures unless ``throw=True``.
+
+Gridded parameters: ``lam, alpha, delta, R0, m0`` (problem), ``rho`` and ``L`` (model),
+``eta, b, tau`` (algorithm; constant ``eta`` only). When ``eta`` is gridded the number of
+steps cannot follow ``t_max / eta`` (it is a static shape): pass ``n_steps``.
+"""
+from __future__ import annotations
+
+import itertools
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .schedules import Schedule
+from .solver import Solution, _cast, _finish, as_key, configure, solve_traced
+
+PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
+MODEL = ("rho", "L")
+ALGORITHM = ("eta", "b", "tau")
+
+
+class GridSolution(eqx.Module):
+    """``solution``: the batched :class:`~dmft_jax.Solution` (leading axis: points);
+    ``params``: name -> values per point; ``shape``: the grid's shape (the outer product of
+    the value lists, or ``(n_points,)`` with ``product=False``)."""
+
+    solution: Solution
+    params: dict
+    shape: tuple = eqx.field(static=True)
+
+    def __getitem__(self, name: str):
+        """Field ``name`` of the solution reshaped to the grid, e.g. ``grid["eps_gen"]``
+        has shape ``(*shape, T + 1)``."""
+        a = getattr(self.solution, name)
+        return jnp.reshape(a, self.shape + a.shape[1:])
+
+    @property
+    def ok(self):
+        return np.reshape(self.solution.ok, self.shape)
+
+
+def _targets(problem, algorithm, names):
+    for n in names:
+        if n in PROBLEM:
+            continue
+        if n in MODEL:
+            if not hasattr(problem.model, n):
+                raise ValueError(f"params: {type(problem.model).__name__} has no parameter {n!r}")
+            continue
+        if n in ALGORITHM:
+            if not hasattr(algorithm, n):
+                raise ValueError(f"params: {type(algorithm).__name__} has no parameter {n!r}")
+            if n == "eta" and isinstance(algorithm.eta, Schedule):
+                raise ValueError("params: eta is a schedule; grid its fields by building the algorithms yourself")
+            continue
+        raise ValueError(f"params: unknown hyperparameter {n!r}; gridded parameters are "
+                         f"{', '.join(PROBLEM + MODEL + ALGORITHM)}")
+
+
+def set_params(problem, algorithm, values: dict):
+    """Return ``(problem, algorithm)`` with the named hyperparameters replaced."""
+    for n, v in values.items():
+        if n in PROBLEM:
+            problem = eqx.tree_at(lambda p, n=n: getattr(p, n), problem, v)
+        elif n in MODEL:
+            problem = eqx.tree_at(lambda p, n=n: getattr(p.model, n), problem, v)
+        else:
+            algorithm = eqx.tree_at(lambda a, n=n: getattr(a, n), algorithm, v)
+    return problem, algorithm
+
+
+def _validate_point(problem, algorithm):
+    # construction-time checks (named errors with the valid range) of every object
+    for obj in (problem.model, problem, algorithm):
+        check = getattr(obj, "__check_init__", None)
+        if check is not None:
+            check()
+
+
+def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: int = 2**15, key=0, *,
+               product: bool = True, batch_size: int | None = None, throw: bool = False,
+               **solve_options) -> GridSolution:
+    """Solve the DMFT at every point of a hyperparameter grid in one compiled, vmapped call.
+
+    Parameters
+    ----------
+    params : ``{name: values}``; with ``product=True`` (default) the outer product of the
+        value lists, else the lists are zipped (equal lengths) into points.
+    t_max, n_traj, key, **solve_options : as :func:`dmft_jax.solve` (the same key, hence the
+        same random numbers, at every point: differences between points are smooth).
+    batch_size : solve this many points at a time (``lax.map`` over vmapped chunks) to bound
+        memory; default all at once. Memory is ``batch_size`` times
+        :func:`dmft_jax.solver.memory_estimate`, checked before allocation.
+    throw : raise if any point fails; default returns failures as ``status`` per point.
+    """
+    if not isinstance(params, dict) or not params:
+        raise ValueError("params must be a non-empty dict {name: values}")
+    names = tuple(params)
+    _targets(problem, algorithm, names)
+    lists = []
+    for n in names:
+        v = np.atleast_1d(np.asarray(params[n], dtype=float))
+        if v.ndim != 1 or v.size == 0:
+            raise ValueError(f"params[{n!r}] must be a non-empty 1-d list of values; got shape {v.shape}")
+        lists.append(v)
+    if product:
+        shape = tuple(len(v) for v in lists)
+        points = np.array(list(itertools.product(*lists)), dtype=float).reshape(-1, len(names))
+    else:
+        if len({len(v) for v in lists}) != 1:
+            raise ValueError(f"params: with product=False all value lists need the same length; got "
+                             f"{ {n: len(v) for n, v in zip(names, lists)} }")
+        points = np.stack(lists, axis=1)
+        shape = (points.shape[0],)
+    n_points = points.shape[0]
+    if "eta" in names and solve_options.get("n_steps") is None:
+        raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
+                         "static shape shared by all points)")
+    for row in points:  # validate every point as a single solve would
+        p, a = set_params(problem, algorithm, dict(zip(names, row)))
+        _validate_point(p, a)
+        if hasattr(a, "check_steps"):
+            a.check_steps(a.eta)
+    if batch_size is None:
+        batch_size = n_points
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
+    batch_size = min(int(batch_size), n_points)
+    config = configure(problem, algorithm, t_max, n_traj, key, batch=batch_size, **solve_options)
+    dtype = jnp.dtype(config["dtype"])
+    values = jnp.asarray(points, dtype)
+    sol = _grid_jit(problem.astype(dtype), _cast(algorithm, dtype), names, values, as_key(key), config,
+                    batch_size)
+    sol = _finish(sol, throw)
+    return GridSolution(solution=sol, params={n: points[:, i] for i, n in enumerate(names)}, shape=shape)
+
+
+@eqx.filter_jit
+def _grid_jit(problem, algorithm, names, values, key, config, batch_size):
+    def one(row):
+        p, a = set_params(problem, algorithm, dict(zip(names, row)))
+        return solve_traced(p, a, key, config)
+
+    if batch_size >= values.shape[0]:
+        return jax.vmap(one)(values)
+    return jax.lax.map(one, values, batch_size=batch_size)
+
+
+class count_compilations:
+    """Context manager counting XLA backend compilations (``.count``) while it is open: the
+    check that a grid compiles once (tests, benchmarks)."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __enter__(self):
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def _listen(self, event, duration, **kwargs):
+        if event == self.EVENT:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+        return False

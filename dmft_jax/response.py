@@ -1,0 +1,197 @@
+"""Estimators of the memory kernel ``M_R[k, l] = alpha Delta E[s_k Lambda''_k chi[k, l]] / eta_l``.
+
+``chi[k, l]`` is the linear response of a trajectory's ``u[k]`` to a field at step ``l``;
+it obeys (equations page, section 2.2)
+
+    chi[k+1, l] = (1 - eta_k (lam + lam_hat_k + Delta s_k Lambda''_k)) chi[k, l]
+                  + eta_k sum_j eta_j M_R[k, j] chi[j, l] + [l = k] eta_k Delta s_k Lambda''_k.
+
+Two estimators, passed to :func:`dmft_jax.solve` as ``response=``:
+
+- :class:`ExactResponse` ``(n_chi)``: propagate the whole matrix ``chi[k, l]`` on ``n_chi``
+  trajectories: ``O(n_chi T^3)`` time, ``O(n_chi T^2)`` memory, Monte Carlo error
+  ``O(1/sqrt(n_chi))``. ``max_memory`` bounds the bytes of ``chi``: ``n_chi`` is then the
+  largest that fits (or a clear error when an explicit ``n_chi`` does not).
+- :class:`ProbeResponse` ``(n_probes)``: randomized probing. Each trajectory propagates
+  ``v_p[k] = sum_l chi[k, l] eps_p[l]`` for ``n_probes`` independent Rademacher fields
+  ``eps_p[l] = +-1`` (the same recursion with the source ``eta_k Delta s Lambda'' eps_p[k]``),
+  and ``E[s Lambda''_k chi[k, l]] = E[s Lambda''_k v_p[k] eps_p[l]]`` since
+  ``E[eps_p[j] eps_p[l]] = delta_jl`` and ``eps`` is independent of the trajectory.
+  Unbiased; ``O(n_probes N T^2)`` time, ``O(n_probes N T)`` memory. The price is variance:
+  the other lags ``j != l`` add noise ``sum_j chi[k, j]^2`` (about the number of steps the
+  response remembers times ``chi[k, l]^2``), paid back by using all ``N`` trajectories
+  instead of ``n_chi``. The first lag ``chi[k, k-1] = eta_{k-1} Delta s Lambda''_{k-1}`` is
+  known exactly; it is taken out of ``v`` and its kernel entry computed directly (the largest
+  single noise term removed at no cost).
+
+Where the balance lies is measured by ``benchmarks/work_precision.py``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+
+class Response(eqx.Module):
+    """Interface: ``resolve`` (fix sizes), ``init`` (state), ``row`` (``M_R[k, :]`` up to the
+    ``alpha Delta`` factor), ``advance`` (step ``k -> k + 1``), ``grow`` (time blocks)."""
+
+    def nbytes(self, n_steps: int, itemsize: int) -> int:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        out = {"estimator": type(self).__name__}
+        out.update({f: getattr(self, f) for f in self.__dataclass_fields__})
+        return out
+
+
+class ExactResponse(Response):
+    """Exact per-trajectory response on ``n_chi`` trajectories (default ``min(N, 4096)``).
+
+    ``max_memory`` (bytes, optional): upper bound on the memory of ``chi``
+    (``(T+1)^2 n_chi`` numbers). With ``n_chi=None`` the largest ``n_chi <= min(N, 4096)``
+    within the bound is used; an explicit ``n_chi`` that exceeds it is refused.
+    """
+
+    n_chi: int | None = eqx.field(static=True, default=None)
+    max_memory: float | None = eqx.field(static=True, default=None)
+
+    def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "ExactResponse":
+        size = n_steps + 1
+        n_chi = self.n_chi
+        if self.max_memory is not None:
+            if not self.max_memory > 0:
+                raise ValueError(f"max_memory must be > 0 bytes; got {self.max_memory}")
+            fit = int(self.max_memory // (size * size * itemsize))
+            if n_chi is None:
+                n_chi = min(n_traj, 4096, fit)
+                if n_chi < 1:
+                    raise ValueError(
+                        f"max_memory: {self.max_memory:.3g} bytes cannot hold the response of one "
+                        f"trajectory over T = {n_steps} steps ({size * size * itemsize} bytes); "
+                        "raise max_memory or use ProbeResponse (memory O(n_probes N T))")
+            elif n_chi > fit:
+                raise ValueError(
+                    f"n_chi = {n_chi} needs {n_chi * size * size * itemsize / 2**20:.1f} MiB for the "
+                    f"response, above max_memory = {self.max_memory / 2**20:.1f} MiB; at most "
+                    f"n_chi = {fit} fits")
+        if n_chi is None:
+            n_chi = min(n_traj, 4096)
+        if int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
+            raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
+        return ExactResponse(int(n_chi), self.max_memory)
+
+    def nbytes(self, n_steps, itemsize):
+        size = n_steps + 1
+        return itemsize * size * size * self.n_chi
+
+    def init(self, key, n_steps, n_traj, dtype):
+        size = n_steps + 1
+        return dict(chi=jnp.zeros((size, size, self.n_chi), dtype))
+
+    def row(self, st, k, w, sl2, dts, delta):
+        n = self.n_chi
+        w_chi = w[:n]
+        return (st["chi"][k] @ (w_chi * sl2[:n])) / jnp.sum(w_chi) / dts
+
+    def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
+        chi = st["chi"]
+        sl2 = sl2[: self.n_chi]
+        decay = decay_common - dt * delta * sl2
+        chi_next = decay[None, :] * chi[k] + dt * jnp.tensordot(K_k, chi, axes=(0, 0))
+        chi_next = chi_next.at[k].set(dt * delta * sl2)
+        return dict(chi=chi.at[k + 1].set(chi_next))
+
+    def grow(self, st, size):
+        return dict(chi=_pad_to(st["chi"], size, (0, 1)))
+
+    def shrink(self, st, size):
+        return dict(chi=st["chi"][:size, :size])
+
+    def traj_axes(self):
+        return dict(chi=2)
+
+
+class ProbeResponse(Response):
+    """Randomized probing of the response with ``n_probes`` Rademacher fields per trajectory,
+    on the first ``n_traj`` trajectories (default all ``N``). See the module docstring."""
+
+    n_probes: int = eqx.field(static=True, default=4)
+    n_traj: int | None = eqx.field(static=True, default=None)
+
+    def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "ProbeResponse":
+        if int(self.n_probes) != self.n_probes or self.n_probes < 1:
+            raise ValueError(f"n_probes must be an integer >= 1; got {self.n_probes}")
+        n = n_traj if self.n_traj is None else self.n_traj
+        if int(n) != n or not 1 <= n <= n_traj:
+            raise ValueError(f"ProbeResponse.n_traj must be an integer with 1 <= n_traj <= N = {n_traj}; got {n}")
+        return ProbeResponse(int(self.n_probes), int(n))
+
+    def nbytes(self, n_steps, itemsize):
+        # v and eps histories (working dtype), plus the previous s Lambda''
+        size = n_steps + 1
+        return itemsize * (2 * self.n_probes * size * self.n_traj + self.n_traj)
+
+    def init(self, key, n_steps, n_traj, dtype):
+        size = n_steps + 1
+        shape = (size, self.n_probes, self.n_traj)  # time first: products are plain mat-vecs
+        eps = jax.random.rademacher(key, shape, jnp.int8).astype(dtype)
+        return dict(v=jnp.zeros(shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype))
+
+    def row(self, st, k, w, sl2, dts, delta):
+        n = self.n_traj
+        size = st["v"].shape[0]
+        eps = st["eps"][:size]  # (S, P, n)
+        w_n = w[:n]
+        ws = w_n * sl2[:n]
+        norm = jnp.sum(w_n)
+        km1 = jnp.maximum(k - 1, 0)
+        # v[k] without the exactly known first lag chi[k, k-1] eps[k-1]
+        first = dts[km1] * delta * st["sl2_prev"]
+        v_k = st["v"][k] - first[None, :] * eps[km1]  # (P, n)
+        est = eps.reshape(size, -1) @ (ws[None, :] * v_k).reshape(-1) / self.n_probes / norm / dts
+        exact_first = jnp.sum(ws * st["sl2_prev"]) * delta / norm
+        idx = jnp.arange(size)
+        est = jnp.where(idx < km1, est, 0.0)
+        return jnp.where((idx == km1) & (k > 0), exact_first, est)
+
+    def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
+        v = st["v"]
+        sl2 = sl2[: self.n_traj]
+        decay = decay_common - dt * delta * sl2
+        eps_k = st["eps"][k]
+        memory = (K_k @ v.reshape(v.shape[0], -1)).reshape(v.shape[1:])
+        v_next = decay[None, :] * v[k] + dt * memory + (dt * delta * sl2)[None, :] * eps_k
+        return dict(st, v=v.at[k + 1].set(v_next), sl2_prev=sl2)
+
+    def grow(self, st, size):
+        return dict(st, v=_pad_to(st["v"], size, (0,)))
+
+    def shrink(self, st, size):
+        return dict(st, v=st["v"][:size])
+
+    def traj_axes(self):
+        return dict(v=2, eps=2, sl2_prev=0)
+
+
+def as_response(response, n_chi) -> Response:
+    """The estimator selected by ``solve(response=..., n_chi=...)``."""
+    if response is None:
+        return ExactResponse(n_chi)
+    if not isinstance(response, Response):
+        raise ValueError(f"response must be dmft_jax.ExactResponse or dmft_jax.ProbeResponse; got {response!r}")
+    if n_chi is not None:
+        if not isinstance(response, ExactResponse):
+            raise ValueError("n_chi applies to ExactResponse only; ProbeResponse uses n_probes (and n_traj)")
+        if response.n_chi is not None and response.n_chi != n_chi:
+            raise ValueError(f"n_chi = {n_chi} conflicts with response.n_chi = {response.n_chi}")
+        return ExactResponse(n_chi, response.max_memory)
+    return response
+
+
+def _pad_to(x, size, axes):
+    pads = [(0, size - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
+    return jnp.pad(x, pads)
