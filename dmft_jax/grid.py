@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .schedules import Schedule
-from .solver import Solution, _cast, _finish, as_key, configure, solve_traced
+from .solver import Solution, _cast, _finish, _static, _with_config, as_key, configure, solve_traced
 
 PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
 MODEL = ("rho", "L")
@@ -141,9 +141,9 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
     config = configure(problem, algorithm, t_max, n_traj, key, batch=batch_size, **solve_options)
     dtype = jnp.dtype(config["dtype"])
     values = jnp.asarray(points, dtype)
-    sol = _grid_jit(problem.astype(dtype), _cast(algorithm, dtype), names, values, as_key(key), config,
-                    batch_size)
-    sol = _finish(sol, throw)
+    sol = _grid_jit(problem.astype(dtype), _cast(algorithm, dtype), names, values, as_key(key),
+                    _static(config), batch_size)
+    sol = _finish(_with_config(sol, config), throw)
     return GridSolution(solution=sol, params={n: points[:, i] for i, n in enumerate(names)}, shape=shape)
 
 

@@ -88,10 +88,11 @@ def simulate(
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
     config = _Frozen(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
                      batch_size=int(batch_size), dtype=str(dtype))
-    if isinstance(key, (int, np.integer)):
-        config["seed"] = int(key)
     keys = jax.random.split(as_key(key), n_seeds)
+    # the seed is recorded but kept out of the jitted (static) config: a new seed must not recompile
     runs = _simulate_jit(problem.astype(dtype), _cast(algorithm, dtype), keys, config)
+    if isinstance(key, (int, np.integer)):
+        config = _Frozen(config, seed=int(key))
     stats = {}
     for name in OBSERVABLES:
         x = runs[name]

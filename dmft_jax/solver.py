@@ -108,6 +108,17 @@ class Solution(eqx.Module):
 
 
 def n_steps_for(algorithm, t_max, n_steps=None) -> int:
+    """Number of steps ``T`` (see :func:`_n_steps`); a batch-fraction schedule is validated
+    over those steps."""
+    from .schedules import Schedule
+
+    T = _n_steps(algorithm, t_max, n_steps)
+    if isinstance(getattr(algorithm, "b", None), Schedule):
+        algorithm.check_steps(algorithm.step_sizes(T))
+    return T
+
+
+def _n_steps(algorithm, t_max, n_steps=None) -> int:
     """Number of steps ``T``: the first ``T`` with ``sum_{k<T} eta_k >= t_max`` (within 1e-9;
     ``floor(t_max / eta)`` for constant ``eta``). Needs concrete step sizes unless
     ``n_steps`` is given. Also validates the steps against the algorithm's constraints."""
@@ -278,8 +289,20 @@ def solve(
         pivot_rtol=pivot_rtol, dtype=dtype, save_trajectories=save_trajectories,
         time_blocks=time_blocks, progress=progress, devices=devices)
     dtype = jnp.dtype(config["dtype"])
-    sol = _solve_jit(problem.astype(dtype), _cast(algorithm, dtype), as_key(key), config)
-    return _finish(sol, throw)
+    sol = _solve_jit(problem.astype(dtype), _cast(algorithm, dtype), as_key(key), _static(config))
+    return _finish(_with_config(sol, config), throw)
+
+
+def _static(config):
+    """The part of ``config`` the compiled program depends on (not the seed: a new seed
+    must not recompile)."""
+    return _Frozen({k: v for k, v in config.items() if k != "seed"})
+
+
+def _with_config(sol, config):
+    import dataclasses
+
+    return dataclasses.replace(sol, config=_Frozen(config))
 
 
 def configure(problem, algorithm, t_max, n_traj, key, *, n_chi=None, response=None, n_steps=None,

@@ -197,3 +197,14 @@ def test_devices_validated(seed_problem):
         dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, devices="gpu")
     with pytest.raises(ValueError, match="devices"):
         dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, devices=[])
+
+
+def test_new_seed_does_not_recompile(seed_problem):
+    kw = dict(t_max=2.0, n_traj=512)
+    dj.solve(seed_problem, ALGO, key=0, **kw)
+    dj.simulate(seed_problem, ALGO, t_max=2.0, d=100, n_seeds=2, key=0)
+    with dj.count_compilations() as c:
+        sol = dj.solve(seed_problem, ALGO, key=7, **kw)
+        sim = dj.simulate(seed_problem, ALGO, t_max=2.0, d=100, n_seeds=2, key=8)
+    assert c.count == 0
+    assert sol.config["seed"] == 7 and sim.config["seed"] == 8
