@@ -68,6 +68,8 @@ def main(argv=None):
     _add_problem_args(ps)
     ps.add_argument("--n-traj", type=int, default=2**15, help="Monte Carlo trajectories N")
     ps.add_argument("--n-chi", type=int, default=None, help="trajectories carrying the response (default min(N, 4096))")
+    ps.add_argument("--probes", type=int, default=None, metavar="P",
+                    help="estimate M_R by P randomized probes per trajectory (ProbeResponse) instead of the exact response")
     ps.add_argument("--simulate", type=int, default=None, metavar="D", help="overlay a finite-D simulation")
     ps.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
     pm = sub.add_parser("simulate", help="finite-d simulation only")
@@ -118,8 +120,9 @@ def main(argv=None):
     try:
         if args.command == "solve":
             t0 = time.perf_counter()
+            resp = dj.ProbeResponse(args.probes) if args.probes is not None else None
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, n_chi=args.n_chi,
-                           progress=True)
+                           response=resp, progress=True)
             sol.m.block_until_ready()
             summary["solve_seconds"] = time.perf_counter() - t0
             summary["status"] = sol.message

@@ -73,15 +73,6 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
                       dts=dts)
 
 
-def log_prob_step(rnd: Randomness, k):
-    """Log-probability of ``(c, s[0])`` at ``k = 0``, else of the transition ``s[k-1] -> s[k]``."""
-    km1 = jnp.maximum(k - 1, 0)
-    s_prev, s_k = rnd.s[km1] > 0, rnd.s[k] > 0
-    p_on, p_off = rnd.p_on[km1], rnd.p_off[km1]
-    prob = jnp.where(s_prev, jnp.where(s_k, 1 - p_off, p_off), jnp.where(s_k, p_on, 1 - p_on))
-    return jnp.where(k == 0, rnd.log_p0, jnp.log(prob))
-
-
 class State(eqx.Module):
     """Carry of the time loop."""
 
@@ -115,6 +106,54 @@ def init_state(problem, rnd: Randomness, n_steps: int, est, key) -> State:
                  u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0, log_w=jnp.zeros(n, dtype))
 
 
+class Local(eqx.Module):
+    """Per-step quantities that need no history: the trajectories' ``g``, ``s Lambda''``,
+    the likelihood-ratio weights and the averages of step ``k``."""
+
+    g: Any  # (N,) s Lambda'
+    sl2: Any  # (N,) s Lambda''
+    w: Any  # (N,) likelihood-ratio weights (value 1)
+    x1: Any  # (N,) alpha Delta w g / sum(w): M_C[k, j] = g[j] . x1
+    mc_kk: Any  # M_C[k, k]
+    lam_hat: Any
+    mu: Any
+    train_loss: Any
+    train_acc: Any
+    log_w: Any  # (N,) log-likelihood of the discrete draws up to k
+
+
+def local_step(problem, c, y, h0, s_prev, s_k, p_on_prev, p_off_prev, log_p0, u_k, m_k, log_w_prev, k) -> Local:
+    """Step ``k``'s history-free part (shared by the sweep and its adjoint)."""
+    alpha, delta = problem.alpha, problem.delta
+    proj = c + jnp.sqrt(delta) * h0
+    r = m_k * proj + u_k
+    d1, d2 = problem.loss_derivatives(y, r)
+    g = s_k * d1
+    sl2 = s_k * d2
+    # Likelihood-ratio weights of the discrete draws (c and the selection path up to k):
+    # exactly 1 in value, their derivative is the score, so that jax.grad/jvp of every
+    # average below includes the dependence of the law of (c, s) on rho, b, tau, eta
+    # (pathwise derivatives of Bernoulli draws are zero). Self-normalised averages
+    # sum(w x) / sum(w) subtract the mean score, a built-in control variate.
+    on_prev, on = s_prev > 0, s_k > 0
+    prob = jnp.where(on_prev, jnp.where(on, 1 - p_off_prev, p_off_prev), jnp.where(on, p_on_prev, 1 - p_on_prev))
+    log_w = log_w_prev + jnp.where(k == 0, log_p0, jnp.log(prob))
+    w = jnp.exp(log_w - lax.stop_gradient(log_w))
+    total = jnp.sum(w)
+    mean = lambda x: jnp.sum(w * x) / total
+    x1 = alpha * delta * w * g / total
+    margin = y * problem.model.phi(r)
+    return Local(g=g, sl2=sl2, w=w, x1=x1, mc_kk=jnp.sum(x1 * g), lam_hat=alpha * delta * mean(sl2),
+                 mu=alpha * mean(g * proj), train_loss=alpha * mean(problem.loss(margin)),
+                 train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w)
+
+
+def local_rnd(rnd: Randomness, k):
+    """The randomness ``local_step`` reads at step ``k``."""
+    km1 = jnp.maximum(k - 1, 0)
+    return (rnd.c, rnd.y, rnd.h0, rnd.s[km1], rnd.s[k], rnd.p_on[km1], rnd.p_off[km1], rnd.log_p0)
+
+
 def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
     """Evaluate the trajectories at step ``k`` and form kernel row ``k``.
 
@@ -125,34 +164,25 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
     alpha, delta = problem.alpha, problem.delta
     u_k = state.u_now
     u_hist = state.u.at[k].set(u_k)
-    proj = rnd.c + jnp.sqrt(delta) * rnd.h0
-    r = m_k * proj + u_k
-    d1, d2 = problem.loss_derivatives(rnd.y, r)
-    s_k = rnd.s[k]
-    g = s_k * d1
-    sl2 = s_k * d2
-    g_hist = state.g.at[k].set(g)
-    # Likelihood-ratio weights of the discrete draws (c and the selection path up to k):
-    # exactly 1 in value, their derivative is the score, so that jax.grad/jvp of every
-    # average below includes the dependence of the law of (c, s) on rho, b, tau, eta
-    # (pathwise derivatives of Bernoulli draws are zero). Self-normalised averages
-    # sum(w x) / sum(w) subtract the mean score, a built-in control variate.
-    log_w = state.log_w + log_prob_step(rnd, k)
-    w = jnp.exp(log_w - lax.stop_gradient(log_w))
-    mean = lambda x: jnp.sum(w * x) / jnp.sum(w)
-    margin = rnd.y * problem.model.phi(r)
+    loc = local_step(problem, *local_rnd(rnd, k), u_k, m_k, state.log_w, k)
+    g_hist = state.g.at[k].set(loc.g)
     row = Row(
-        lam_hat=alpha * delta * mean(sl2),
-        mu=alpha * mean(g * proj),
-        M_C=alpha * delta * (g_hist @ (w * g)) / jnp.sum(w),
+        lam_hat=loc.lam_hat,
+        mu=loc.mu,
+        M_C=g_hist @ loc.x1,
         # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta s Lambda'')
-        M_R=(alpha * delta) * est.row(state.resp, k, w, sl2, rnd.dts, delta),
-        train_loss=alpha * mean(problem.loss(margin)),
-        train_acc=mean((margin > 0).astype(r.dtype)),
-        sl2=sl2,
-        g_k=g,
+        M_R=(alpha * delta) * est.row(state.resp, k, loc.w, loc.sl2, rnd.dts, delta),
+        train_loss=loc.train_loss,
+        train_acc=loc.train_acc,
+        sl2=loc.sl2,
+        g_k=loc.g,
     )
-    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, log_w)), row
+    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, loc.log_w)), row
+
+
+def u_step(lam, delta, dt, u_k, g_k, lam_hat_k, memory, xi):
+    """``u[k+1]`` from ``u[k]`` given the memory integral and the noise of step ``k``."""
+    return u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * g_k)
 
 
 def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est):
@@ -164,13 +194,10 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     in the damped iteration they are the previous iterate's.
     """
     lam, delta = problem.lam, problem.delta
-    u_k = state.u_now
     xi = L_k @ rnd.zeta
     dt = rnd.dts[k]
     K_k = M_R_k * rnd.dts  # memory weights eta_l M_R[k, l]
-    memory = K_k @ state.u
-    u_next = u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * row.g_k)
-
+    u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, K_k @ state.u, xi)
     resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)
 

@@ -99,10 +99,8 @@ class ExactResponse(Response):
 
     def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
         chi = st["chi"]
-        sl2 = sl2[: self.n_chi]
-        decay = decay_common - dt * delta * sl2
-        chi_next = decay[None, :] * chi[k] + dt * jnp.tensordot(K_k, chi, axes=(0, 0))
-        chi_next = chi_next.at[k].set(dt * delta * sl2)
+        chi_next = chi_step(chi[k], jnp.tensordot(K_k, chi, axes=(0, 0)), k, dt, decay_common, delta,
+                            sl2[: self.n_chi])
         return dict(chi=chi.at[k + 1].set(chi_next))
 
     def grow(self, st, size):
@@ -175,6 +173,12 @@ class ProbeResponse(Response):
 
     def traj_axes(self):
         return dict(v=2, eps=2, sl2_prev=0)
+
+
+def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2):
+    """Row ``chi[k+1, :, :]`` from row ``k`` and the memory term ``sum_j eta_j M_R[k, j] chi[j]``."""
+    decay = decay_common - dt * delta * sl2
+    return (decay[None, :] * chi_k + dt * chi_memory).at[k].set(dt * delta * sl2)
 
 
 def as_response(response, n_chi) -> Response:

@@ -6,7 +6,9 @@ descent through the whole solver (pathwise derivatives; likelihood-ratio weights
 parameters that shape the discrete draws, see :mod:`dmft_jax.process`).
 
 Schedule parameters are tunable as ``"eta.<field>"`` (e.g. ``"eta.init"``, ``"eta.rate"``,
-``"eta.values"`` of :mod:`dmft_jax.schedules`), kept positive by ``softplus``.
+``"eta.values"`` of :mod:`dmft_jax.schedules`), kept positive by ``softplus``; those of a
+batch-fraction schedule as ``"b.<field>"``: ``init``, ``floor``, ``values`` (fractions) by a
+``sigmoid`` into ``(0, 1)``, ``rate`` by ``softplus``.
 
 Constraints are kept by reparametrisation (unconstrained ``theta``):
 ``lam = softplus``, ``R0 = softplus``, ``eta = softplus``, ``b = sigmoid`` (so ``b < 1``),
@@ -58,13 +60,26 @@ def _inv_softplus(x):
 
 
 def _tau_min(eta, b, T):
+    b = jnp.max(step_sizes(b, T)) if isinstance(b, Schedule) else b
     return jnp.max(step_sizes(eta, T)) * jnp.maximum(1.0, b / (1.0 - b))
+
+
+def _b_field_is_fraction(field):
+    return field != "rate"
 
 
 def _to_theta(problem, algorithm, names, T):
     theta = {}
     for n in names:
-        if n.startswith("eta."):
+        if n.startswith("b."):
+            value = np.asarray(getattr(algorithm.b, n[2:]), dtype=float)
+            if _b_field_is_fraction(n[2:]):
+                if np.any((value <= 0) | (value >= 1)):
+                    raise ValueError(f"{n}: tuning needs starting values strictly inside (0, 1)")
+                theta[n] = np.log(value / (1 - value))
+            else:
+                theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
+        elif n.startswith("eta."):
             value = np.asarray(getattr(algorithm.eta, n[4:]), dtype=float)
             theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
         elif n in PROBLEM_PARAMS:
@@ -93,6 +108,10 @@ def _from_theta(theta, problem, algorithm, T):
     if isinstance(algorithm, GD):
         return problem, eqx.tree_at(lambda a: a.eta, algorithm, eta)
     b = jax.nn.sigmoid(theta["b"]) if "b" in theta else algorithm.b
+    sched_b = {n[2:]: (jax.nn.sigmoid(v) if _b_field_is_fraction(n[2:]) else sp(v))
+               for n, v in theta.items() if n.startswith("b.")}
+    if sched_b:
+        b = eqx.tree_at(lambda e: [getattr(e, f) for f in sched_b], b, list(sched_b.values()))
     if isinstance(algorithm, SGD):
         return problem, eqx.tree_at(lambda a: (a.eta, a.b), algorithm, (eta, b))
     tau = _tau_min(eta, b, T) + sp(theta["tau"]) if "tau" in theta else algorithm.tau
@@ -103,6 +122,8 @@ def _value(problem, algorithm, name):
     """Current value of a tuned parameter (a float, or a list for array schedule fields)."""
     if name.startswith("eta."):
         v = np.asarray(getattr(algorithm.eta, name[4:]))
+    elif name.startswith("b."):
+        v = np.asarray(getattr(algorithm.b, name[2:]))
     else:
         v = np.asarray(getattr(problem if name in PROBLEM_PARAMS else algorithm, name))
     return float(v) if v.ndim == 0 else v.tolist()
@@ -145,10 +166,13 @@ def tune(
                                          if eqx.is_array(getattr(algorithm.eta, f))}
     else:
         allowed = set(PROBLEM_PARAMS) | {"eta"}
-    if isinstance(algorithm, SGD):
-        allowed |= {"b"}
-    elif isinstance(algorithm, PersistentSGD):
-        allowed |= {"b", "tau"}
+    if isinstance(algorithm, (SGD, PersistentSGD)):
+        if isinstance(algorithm.b, Schedule):
+            allowed |= {f"b.{f}" for f in algorithm.b.__dataclass_fields__ if eqx.is_array(getattr(algorithm.b, f))}
+        else:
+            allowed |= {"b"}
+    if isinstance(algorithm, PersistentSGD):
+        allowed |= {"tau"}
     for n in params:
         if n not in allowed:
             raise ValueError(f"params: {n!r} cannot be tuned for {type(algorithm).__name__}; "

@@ -64,3 +64,51 @@ def test_tune_schedule_parameters():
     assert res.params["eta.init"] > 0 and res.params["eta.rate"] > 0
     with pytest.raises(ValueError, match="eta.init"):
         dj.tune(PROBLEM, algo, ["eta"], t_max=2.0, steps=1)
+
+
+# ---- batch-fraction schedules b_k -------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [lambda b: dj.PersistentSGD(0.2, b, 1 / 0.6), lambda b: dj.SGD(0.2, b)],
+                         ids=["persistent", "sgd"])
+def test_constant_batch_schedule_equals_constant_b(make):
+    kw = dict(t_max=2.0, n_traj=512, key=1)
+    a = dj.solve(PROBLEM, make(0.3), **kw)
+    b = dj.solve(PROBLEM, make(dj.PiecewiseConstant([0.3, 0.3], [4])), **kw)
+    for name in ("m", "C", "M_R", "train_loss"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, atol=1e-14)
+
+
+def test_batch_schedule_against_simulation():
+    """SGD with b = 0.2 for 20 steps, then 0.6 (i.i.d. Bernoulli(b_k) batches): DMFT vs d = 1000
+    simulation with the same schedule, criterion of tests/test_physics.py. The jump in b is
+    visible in the training loss, and a constant-b DMFT does not pass."""
+    algo = dj.SGD(0.2, dj.PiecewiseConstant([0.2, 0.6], [20]))
+    sol = dj.solve(PROBLEM, algo, t_max=8.0, n_traj=2**15, key=0)
+    sim = dj.simulate(PROBLEM, algo, t_max=8.0, d=D, n_seeds=N_SEEDS, key=6)
+    assert violations(sol, sim) == {}
+    const = dj.solve(PROBLEM, dj.SGD(0.2, 0.2), t_max=8.0, n_traj=2**15, key=0)
+    assert violations(const, sim) != {}
+
+
+def test_batch_schedule_validation_and_likelihood_ratio_gradient():
+    with pytest.raises(ValueError, match="b must satisfy 0 < b <= 1"):
+        dj.solve(PROBLEM, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 1.5], [4])), t_max=2.0, n_traj=64)
+    with pytest.raises(ValueError, match="b \\* eta <= \\(1 - b\\) \\* tau"):
+        dj.solve(PROBLEM, dj.PersistentSGD(0.2, dj.PiecewiseConstant([0.3, 0.95], [4]), 1 / 0.6),
+                 t_max=2.0, n_traj=64)
+    # d eps_gen / d b_k of the two pieces: likelihood ratio vs coupled central differences
+    # (N = 2^15, tolerance as in tests/test_gradients.py)
+    kw = dict(n_steps=20, n_traj=2**15, n_chi=512, key=0)
+    f = lambda v: dj.solve(PROBLEM, dj.PersistentSGD(0.2, dj.PiecewiseConstant(v, [10]), 1 / 0.6),
+                           **kw).eps_gen[-1]
+    v0 = np.array([0.3, 0.4])
+    g = np.asarray(jax.jacfwd(f)(v0))
+    for i in range(2):
+        e = np.eye(2)[i] * 0.03
+        fd = (float(f(v0 + e)) - float(f(v0 - e))) / 0.06
+        assert abs(fd) > 1e-3
+        assert abs(g[i] - fd) <= 0.2 * abs(fd) + 2e-3, (i, g[i], fd)
+    res = dj.tune(PROBLEM, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 0.4], [5])), ["b.values"], t_max=2.0,
+                  n_traj=512, n_chi=128, steps=3)
+    assert all(0 < x < 1 for x in res.params["b.values"])

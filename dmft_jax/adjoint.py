@@ -1,0 +1,184 @@
+"""Reverse mode of the causal sweep by a hand-written adjoint (``solve(..., adjoint=True)``).
+
+Why: the sweep is a recurrence with memory (every step reads the whole past of ``u``,
+``g``, ``chi``). JAX's reverse mode of a ``lax.scan`` saves what each step read, i.e. a
+copy of the histories per step (``O(T^2 N + T^3 N_chi)`` bytes moved, the measured 15-30x
+of a forward solve). But the histories are written once (row ``k`` at step ``k``) and
+never changed, so the final histories *are* every intermediate state. The adjoint here
+keeps them from the forward sweep and runs one backward scan over ``k = T .. 0``:
+
+- the history-free part of step ``k`` (:func:`dmft_jax.process.local_step`: loss
+  derivatives, likelihood-ratio weights, kernel averages; the noise-factor row; the
+  ``u``/``chi``/``m`` updates) is differentiated by ``jax.vjp`` on that step alone;
+- the history contractions are transposed by hand: ``M_C[k, j] = G[j] . x1_k``,
+  ``M_R[k, l] = chi[k, l] . x2_k / eta_l``, the memory ``sum_l K_k[l] U[l]``, the noise
+  ``sum_j L_k[j] zeta[j]`` and ``sum_j K_k[j] chi[j]``. Their cotangents towards the
+  histories are *pulled* when row ``k`` is reached, ``Ubar[k] = sum_{j>k} K_j[k] membar_j``
+  (and likewise for ``G`` and ``chi``), from adjoint histories written once per step, so
+  the backward pass reads, like the forward pass, ``O(T N)`` per step and writes ``O(N)``.
+
+The values of the likelihood-ratio weights are exactly 1, so ``x1_j = alpha Delta
+G[j] / N`` in value (their derivatives are taken inside ``jax.vjp`` of the local step).
+Supported: the sweep with :class:`~dmft_jax.ExactResponse` (the probes' adjoint is not
+written); gradients with respect to the problem's parameters, the step sizes and the
+selection law (``rho``, ``b``, ``tau``, ``eta``) as with ``jax.grad`` of the plain sweep
+(tests/test_adjoint.py checks equality to rounding). Forward mode (``jax.jvp``) is not
+available through a custom VJP: use ``adjoint=False`` (the default) for ``jacfwd``.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from . import process
+from .response import chi_step
+
+
+def sweep(problem, rnd, T, est, pivot_rtol, n_blocks):
+    """``(rows, m, pivots, state)`` of the sweep, with the hand-written reverse mode."""
+    theta = (problem, rnd.dts, rnd.p_on, rnd.p_off, rnd.log_p0)
+    consts = (rnd.c, rnd.y, rnd.h0, rnd.s, rnd.u0, rnd.zeta)
+    rows, m, ok, u, g, chi = _sweep(theta, consts, T, est, pivot_rtol, n_blocks)
+    return rows, m, ok, process.State(u=u, g=g, resp=dict(chi=chi), u_now=u[-1], log_w=jnp.zeros_like(u[-1]))
+
+
+def _rnd(theta, consts):
+    problem, dts, p_on, p_off, log_p0 = theta
+    c, y, h0, s, u0, zeta = consts
+    return process.Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
+                              dts=dts)
+
+
+def _forward(theta, consts, T, est, pivot_rtol, n_blocks):
+    from .solver import _sweep as plain_sweep
+
+    rows, m, ok, state, Lmod = plain_sweep(theta[0], _rnd(theta, consts), T, est, None, pivot_rtol, n_blocks,
+                                           return_factor=True)
+    return (rows, m, ok, state.u, state.g, state.resp["chi"]), Lmod
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _sweep(theta, consts, T, est, pivot_rtol, n_blocks):
+    return _forward(theta, consts, T, est, pivot_rtol, n_blocks)[0]
+
+
+def _sweep_fwd(theta, consts, T, est, pivot_rtol, n_blocks):
+    out, Lmod = _forward(theta, consts, T, est, pivot_rtol, n_blocks)
+    return out, (theta, consts, out, Lmod)
+
+
+def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
+    theta, consts, out, Lmod = res
+    problem, dts, p_on, p_off, log_p0 = theta
+    c, y, h0, s, u0, zeta = consts
+    rows, ms, ok, U, G, CHI = out
+    rows_bar, m_bar_out = cts[0], cts[1]
+    size = T + 1
+    n = est.n_chi
+    N = U.shape[1]
+    dtype = U.dtype
+    idx = jnp.arange(size)
+    eye = jnp.eye(size, dtype=dtype)
+    K_all = rows.M_R * dts[None, :]  # memory weights K_j[l] = eta_l M_R[j, l]
+    zero = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)
+    rb = lambda name: jnp.zeros((size,) if name not in ("M_C", "M_R") else (size, size), dtype) \
+        if getattr(rows_bar, name) is None else getattr(rows_bar, name)
+
+    def phase_a(problem, p_on_prev, p_off_prev, log_p0, u_k, m_k, log_w_prev, k):
+        km1 = jnp.maximum(k - 1, 0)
+        loc = process.local_step(problem, c, y, h0, s[km1], s[k], p_on_prev, p_off_prev, log_p0, u_k, m_k,
+                                 log_w_prev, k)
+        w_n = loc.w[:n]
+        x2 = problem.alpha * problem.delta * w_n * loc.sl2[:n] / jnp.sum(w_n)
+        return (loc.g, loc.sl2, loc.x1, loc.mc_kk, x2, loc.lam_hat, loc.mu, loc.train_loss, loc.train_acc,
+                loc.log_w)
+
+    def phase_b(problem, mc_row, mr_row, dts, Lmod_k, k):
+        L_k, Lmod_new, _ = process.noise_row(Lmod_k, ok, problem.delta * mc_row, k, pivot_rtol)
+        return L_k, Lmod_new, mr_row * dts
+
+    def phase_c(problem, dt, u_k, g, sl2_n, lam_hat, mem, xi, chi_k, chimem, m_k, mu, k):
+        u_next = process.u_step(problem.lam, problem.delta, dt, u_k, g, lam_hat, mem, xi)
+        chi_next = chi_step(chi_k, chimem, k, dt, 1.0 - dt * (problem.lam + lam_hat), problem.delta, sl2_n)
+        m_next = m_k - dt * (problem.lam * m_k + mu)
+        return u_next, chi_next, m_next
+
+    zeros_n = jnp.zeros(N, dtype)
+
+    def body(carry, k):
+        (u_bar_next, chi_bar_next, m_bar_next, logw_bar, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar,
+         log_p0_bar, MEMBAR, CBAR, MCBAR) = carry
+        km1 = jnp.maximum(k - 1, 0)
+        u_k, m_k, chi_k = U[k], ms[k], CHI[k]
+        past, future = idx < k, idx > k
+        # local step k: values and pullback
+        outs_a, vjp_a = jax.vjp(lambda *a: phase_a(*a, k), problem, p_on[km1], p_off[km1], log_p0, u_k, m_k,
+                                zeros_n)
+        g, sl2, x1, mc_kk, x2, lam_hat, mu, _, _, _ = outs_a
+        # u, chi, m updates. They are linear in the contractions, whose values enter only the
+        # derivative in eta_k: recovered from the stored rows k + 1 (memory + noise together)
+        kp1 = jnp.minimum(k + 1, T)
+        dt = dts[k]
+        lam_tot = problem.lam + lam_hat
+        incr = (U[kp1] - u_k) / dt + lam_tot * u_k + problem.delta * g
+        decay = 1.0 - dt * (lam_tot + problem.delta * sl2[:n])
+        chimem = (CHI[kp1] - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
+        _, vjp_c = jax.vjp(lambda *a: phase_c(*a, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
+                           zeros_n, chi_k, chimem, m_k, mu)
+        (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
+         mu_b_c) = vjp_c((u_bar_next, chi_bar_next, m_bar_next))
+        MEMBAR = MEMBAR.at[k].set(mem_b)
+        CBAR = CBAR.at[k].set(chimem_b)
+        # transposed contractions towards the kernels (reads of the past)
+        K_b = jnp.where(past, U @ mem_b + jnp.tensordot(CHI, chimem_b, axes=((1, 2), (0, 1))), 0.0)
+        L_b = jnp.where(idx <= k, zeta @ xi_b, 0.0)
+        # noise-factor row and memory weights
+        Lmod_k = jnp.where(past[:, None], Lmod, eye)
+        _, vjp_b = jax.vjp(lambda *a: phase_b(*a, k), problem, rows.M_C[k], rows.M_R[k], dts, Lmod_k)
+        prob_b, mc_b_b, mr_b_b, dts_b_b, Lmod_k_b = vjp_b((L_b, Lmod_bar, K_b))
+        Lmod_bar = jnp.where(past[:, None], Lmod_k_b, 0.0)
+        mc_tot = jnp.where(idx <= k, rb("M_C")[k] + mc_b_b, 0.0)
+        mr_tot = jnp.where(past, rb("M_R")[k] + mr_b_b, 0.0)
+        MCBAR = MCBAR.at[k].set(mc_tot)
+        x1_b = jnp.where(past, mc_tot, 0.0) @ G
+        mr_scaled = mr_tot / dts
+        x2_b = mr_scaled @ chi_k
+        chik_b_mr = jnp.outer(mr_scaled, x2)
+        dts_b_mr = -mr_tot * rows.M_R[k] / dts
+        # cotangents pulled from the later steps that read row k
+        alpha_delta = problem.alpha * problem.delta
+        g_b_pull = (alpha_delta / N) * (jnp.where(future, MCBAR[:, k], 0.0) @ G)
+        k_col = jnp.where(future, K_all[:, k], 0.0)
+        u_b_pull = k_col @ MEMBAR
+        chi_b_pull = jnp.tensordot(k_col, CBAR, axes=(0, 0))
+        sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
+        prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
+            (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
+             rb("mu")[k] + mu_b_c, rb("train_loss")[k], rb("train_acc")[k], logw_bar))
+        add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+        prob_bar = add(prob_bar, add(prob_a, add(prob_b, prob_c)))
+        dts_bar = (dts_bar + dts_b_b + dts_b_mr).at[k].add(dt_b)
+        p_on_bar = p_on_bar.at[km1].add(p_on_b)
+        p_off_bar = p_off_bar.at[km1].add(p_off_b)
+        carry = (u_b_a + u_b_c + u_b_pull, chik_b_c + chik_b_mr + chi_b_pull, m_bar_out[k] + m_b_a + m_b_c,
+                 logw_prev_b, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar + log_p0_b,
+                 MEMBAR, CBAR, MCBAR)
+        return carry, None
+
+    init = (zeros_n, jnp.zeros((size, n), dtype), jnp.zeros((), dtype), zeros_n, jnp.zeros((size, size), dtype),
+            zero(problem), jnp.zeros_like(dts), jnp.zeros_like(p_on), jnp.zeros_like(p_off),
+            jnp.zeros_like(log_p0), jnp.zeros((size, N), dtype), jnp.zeros((size, size, n), dtype),
+            jnp.zeros((size, size), dtype))
+    carry, _ = lax.scan(body, init, jnp.arange(T, -1, -1))
+    u_bar0, _, m_bar0, _, _, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar = carry[:10]
+    # u_0 = sqrt(Delta R0) u0, m_0 = m0
+    _, vjp0 = jax.vjp(lambda p: (jnp.sqrt(p.delta * p.R0) * u0, p.m0), problem)
+    (prob0,) = vjp0((u_bar0, m_bar0))
+    prob_bar = jax.tree_util.tree_map(jnp.add, prob_bar, prob0)
+    return (prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar), zero(consts)
+
+
+_sweep.defvjp(_sweep_fwd, _sweep_bwd)
