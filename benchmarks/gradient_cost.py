@@ -1,6 +1,10 @@
 """Cost of one gradient (all continuous hyperparameters at once, reverse mode) against
 one forward solve at the same N, T. Seed two-cluster setting, persistent SGD.
 
+Columns: plain JAX reverse mode through the sweep (``adjoint=False``) and the
+hand-written adjoint (``adjoint=True``, dmft_jax/adjoint.py); both give the same gradient
+to rounding (checked here too).
+
     python benchmarks/gradient_cost.py [--sizes 4096:1024:50 16384:1024:100]
 """
 from __future__ import annotations
@@ -35,22 +39,27 @@ def main():
     base = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}), float64")
     print("gradient of eps_gen(T) w.r.t. (lam, R0, alpha, delta, eta, b, tau) in one reverse pass\n")
-    print(f"{'N':>6} {'N_chi':>6} {'T':>4} {'forward [s]':>12} {'value+grad [s]':>15} {'ratio':>6}")
+    print(f"{'N':>6} {'N_chi':>6} {'T':>4} {'forward [s]':>12} {'autodiff [s]':>13} {'ratio':>6} "
+          f"{'adjoint [s]':>12} {'ratio':>6} {'max rel diff':>13}")
     for spec in args.sizes:
         N, n_chi, T = (int(x) for x in spec.split(":"))
 
-        def objective(x):
+        def objective(x, adjoint=False):
             p = eqx.tree_at(lambda p: (p.lam, p.R0, p.alpha, p.delta), base, (x["lam"], x["R0"], x["alpha"], x["delta"]))
             a = dj.PersistentSGD(x["eta"], x["b"], x["tau"])
-            return dj.solve(p, a, n_steps=T, n_traj=N, n_chi=n_chi, key=0).eps_gen[-1]
+            return dj.solve(p, a, n_steps=T, n_traj=N, n_chi=n_chi, key=0, adjoint=adjoint).eps_gen[-1]
 
         x0 = dict(lam=0.05, R0=0.01, alpha=2.0, delta=0.5, eta=0.2, b=0.3, tau=1 / 0.6)
         fwd = eqx.filter_jit(objective)
         vg = eqx.filter_jit(jax.value_and_grad(objective))
+        va = eqx.filter_jit(jax.value_and_grad(lambda x: objective(x, True)))
         jax.block_until_ready(fwd(x0))
-        jax.block_until_ready(vg(x0))
-        tf, tg = best(lambda: fwd(x0)), best(lambda: vg(x0))
-        print(f"{N:>6} {n_chi:>6} {T:>4} {tf:>12.3f} {tg:>15.3f} {tg / tf:>6.2f}")
+        g_plain = jax.block_until_ready(vg(x0))[1]
+        g_adj = jax.block_until_ready(va(x0))[1]
+        diff = max(abs(float(g_plain[k] - g_adj[k])) / max(abs(float(g_plain[k])), 1e-12) for k in x0)
+        tf, tg, ta = best(lambda: fwd(x0)), best(lambda: vg(x0)), best(lambda: va(x0))
+        print(f"{N:>6} {n_chi:>6} {T:>4} {tf:>12.3f} {tg:>13.3f} {tg / tf:>6.2f} {ta:>12.3f} {ta / tf:>6.2f} "
+              f"{diff:>13.1e}", flush=True)
 
 
 if __name__ == "__main__":

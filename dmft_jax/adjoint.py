@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import process
-from .response import chi_step
+from .response import _pad_to, chi_step
 
 
 def sweep(problem, rnd, T, est, pivot_rtol, n_blocks):
@@ -80,8 +80,6 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     n = est.n_chi
     N = U.shape[1]
     dtype = U.dtype
-    idx = jnp.arange(size)
-    eye = jnp.eye(size, dtype=dtype)
     K_all = rows.M_R * dts[None, :]  # memory weights K_j[l] = eta_l M_R[j, l]
     zero = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)
     rb = lambda name: jnp.zeros((size,) if name not in ("M_C", "M_R") else (size, size), dtype) \
@@ -97,7 +95,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
                 loc.log_w)
 
     def phase_b(problem, mc_row, mr_row, dts, Lmod_k, k):
-        L_k, Lmod_new, _ = process.noise_row(Lmod_k, ok, problem.delta * mc_row, k, pivot_rtol)
+        L_k, Lmod_new, _ = process.noise_row(Lmod_k, ok[: mc_row.shape[0]], problem.delta * mc_row, k, pivot_rtol)
         return L_k, Lmod_new, mr_row * dts
 
     def phase_c(problem, dt, u_k, g, sl2_n, lam_hat, mem, xi, chi_k, chimem, m_k, mu, k):
@@ -107,72 +105,96 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
         return u_next, chi_next, m_next
 
     zeros_n = jnp.zeros(N, dtype)
+    add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+    alpha_delta = problem.alpha * problem.delta
 
-    def body(carry, k):
-        (u_bar_next, chi_bar_next, m_bar_next, logw_bar, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar,
-         log_p0_bar, MEMBAR, CBAR, MCBAR) = carry
-        km1 = jnp.maximum(k - 1, 0)
-        u_k, m_k, chi_k = U[k], ms[k], CHI[k]
-        past, future = idx < k, idx > k
-        # local step k: values and pullback
-        outs_a, vjp_a = jax.vjp(lambda *a: phase_a(*a, k), problem, p_on[km1], p_off[km1], log_p0, u_k, m_k,
-                                zeros_n)
-        g, sl2, x1, mc_kk, x2, lam_hat, mu, _, _, _ = outs_a
-        # u, chi, m updates. They are linear in the contractions, whose values enter only the
-        # derivative in eta_k: recovered from the stored rows k + 1 (memory + noise together)
-        kp1 = jnp.minimum(k + 1, T)
-        dt = dts[k]
-        lam_tot = problem.lam + lam_hat
-        incr = (U[kp1] - u_k) / dt + lam_tot * u_k + problem.delta * g
-        decay = 1.0 - dt * (lam_tot + problem.delta * sl2[:n])
-        chimem = (CHI[kp1] - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
-        _, vjp_c = jax.vjp(lambda *a: phase_c(*a, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
-                           zeros_n, chi_k, chimem, m_k, mu)
-        (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
-         mu_b_c) = vjp_c((u_bar_next, chi_bar_next, m_bar_next))
-        MEMBAR = MEMBAR.at[k].set(mem_b)
-        CBAR = CBAR.at[k].set(chimem_b)
-        # transposed contractions towards the kernels (reads of the past)
-        K_b = jnp.where(past, U @ mem_b + jnp.tensordot(CHI, chimem_b, axes=((1, 2), (0, 1))), 0.0)
-        L_b = jnp.where(idx <= k, zeta @ xi_b, 0.0)
-        # noise-factor row and memory weights
-        Lmod_k = jnp.where(past[:, None], Lmod, eye)
-        _, vjp_b = jax.vjp(lambda *a: phase_b(*a, k), problem, rows.M_C[k], rows.M_R[k], dts, Lmod_k)
-        prob_b, mc_b_b, mr_b_b, dts_b_b, Lmod_k_b = vjp_b((L_b, Lmod_bar, K_b))
-        Lmod_bar = jnp.where(past[:, None], Lmod_k_b, 0.0)
-        mc_tot = jnp.where(idx <= k, rb("M_C")[k] + mc_b_b, 0.0)
-        mr_tot = jnp.where(past, rb("M_R")[k] + mr_b_b, 0.0)
-        MCBAR = MCBAR.at[k].set(mc_tot)
-        x1_b = jnp.where(past, mc_tot, 0.0) @ G
-        mr_scaled = mr_tot / dts
-        x2_b = mr_scaled @ chi_k
-        chik_b_mr = jnp.outer(mr_scaled, x2)
-        dts_b_mr = -mr_tot * rows.M_R[k] / dts
-        # cotangents pulled from the later steps that read row k
-        alpha_delta = problem.alpha * problem.delta
-        g_b_pull = (alpha_delta / N) * (jnp.where(future, MCBAR[:, k], 0.0) @ G)
-        k_col = jnp.where(future, K_all[:, k], 0.0)
-        u_b_pull = k_col @ MEMBAR
-        chi_b_pull = jnp.tensordot(k_col, CBAR, axes=(0, 0))
-        sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
-        prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
-            (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
-             rb("mu")[k] + mu_b_c, rb("train_loss")[k], rb("train_acc")[k], logw_bar))
-        add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
-        prob_bar = add(prob_bar, add(prob_a, add(prob_b, prob_c)))
-        dts_bar = (dts_bar + dts_b_b + dts_b_mr).at[k].add(dt_b)
-        p_on_bar = p_on_bar.at[km1].add(p_on_b)
-        p_off_bar = p_off_bar.at[km1].add(p_off_b)
-        carry = (u_b_a + u_b_c + u_b_pull, chik_b_c + chik_b_mr + chi_b_pull, m_bar_out[k] + m_b_a + m_b_c,
-                 logw_prev_b, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar + log_p0_b,
-                 MEMBAR, CBAR, MCBAR)
-        return carry, None
+    def make_body(a, p):
+        """Backward step for ``k`` in a block ``[a, p)``: the past is read from rows ``< p``
+        (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``."""
+        Up, Zp, Gp, CHIp = U[:p], zeta[:p], G[:p], CHI[:p, :p]
+        Gf, Kf = G[a:], K_all[a:, :p]
+        idx_p, idx_f = jnp.arange(p), jnp.arange(a, size)
+        eye_p = jnp.eye(p, dtype=dtype)
+        dts_p = dts[:p]
 
-    init = (zeros_n, jnp.zeros((size, n), dtype), jnp.zeros((), dtype), zeros_n, jnp.zeros((size, size), dtype),
-            zero(problem), jnp.zeros_like(dts), jnp.zeros_like(p_on), jnp.zeros_like(p_off),
-            jnp.zeros_like(log_p0), jnp.zeros((size, N), dtype), jnp.zeros((size, size, n), dtype),
-            jnp.zeros((size, size), dtype))
-    carry, _ = lax.scan(body, init, jnp.arange(T, -1, -1))
+        def body(carry, k):
+            (u_bar_next, chi_bar_next, m_bar_next, logw_bar, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar,
+             log_p0_bar, MEMBAR, CBAR, MCBAR) = carry
+            km1 = jnp.maximum(k - 1, 0)
+            u_k, m_k, chi_k = U[k], ms[k], CHI[k, :p]
+            past = idx_p < k
+            # local step k: values and pullback
+            outs_a, vjp_a = jax.vjp(lambda *x: phase_a(*x, k), problem, p_on[km1], p_off[km1], log_p0, u_k, m_k,
+                                    zeros_n)
+            g, sl2, x1, mc_kk, x2, lam_hat, mu, _, _, _ = outs_a
+            # u, chi, m updates. They are linear in the contractions, whose values enter only
+            # the derivative in eta_k: recovered from the stored rows k + 1 (memory + noise)
+            kp1 = jnp.minimum(k + 1, T)
+            dt = dts[k]
+            lam_tot = problem.lam + lam_hat
+            incr = (U[kp1] - u_k) / dt + lam_tot * u_k + problem.delta * g
+            decay = 1.0 - dt * (lam_tot + problem.delta * sl2[:n])
+            chimem = (CHI[kp1, :p] - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
+            _, vjp_c = jax.vjp(lambda *x: phase_c(*x, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
+                               zeros_n, chi_k, chimem, m_k, mu)
+            (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
+             mu_b_c) = vjp_c((u_bar_next, chi_bar_next, m_bar_next))
+            MEMBAR = MEMBAR.at[k].set(mem_b)
+            CBAR = CBAR.at[k, :p].set(chimem_b)
+            # transposed contractions towards the kernels (reads of the past)
+            K_b = jnp.where(past, Up @ mem_b + jnp.tensordot(CHIp, chimem_b, axes=((1, 2), (0, 1))), 0.0)
+            L_b = jnp.where(idx_p <= k, Zp @ xi_b, 0.0)
+            # noise-factor row and memory weights
+            Lmod_k = jnp.where(past[:, None], Lmod[:p, :p], eye_p)
+            _, vjp_b = jax.vjp(lambda *x: phase_b(*x, k), problem, rows.M_C[k, :p], rows.M_R[k, :p], dts_p,
+                               Lmod_k)
+            prob_b, mc_b_b, mr_b_b, dts_b_b, Lmod_k_b = vjp_b((L_b, Lmod_bar, K_b))
+            Lmod_bar = jnp.where(past[:, None], Lmod_k_b, 0.0)
+            mc_tot = jnp.where(idx_p <= k, rb("M_C")[k, :p] + mc_b_b, 0.0)
+            mr_tot = jnp.where(past, rb("M_R")[k, :p] + mr_b_b, 0.0)
+            MCBAR = MCBAR.at[k, :p].set(mc_tot)
+            x1_b = jnp.where(past, mc_tot, 0.0) @ Gp
+            mr_scaled = mr_tot / dts_p
+            x2_b = mr_scaled @ chi_k
+            chik_b_mr = jnp.outer(mr_scaled, x2)
+            dts_b_mr = -mr_tot * rows.M_R[k, :p] / dts_p
+            # cotangents pulled from the later steps that read row k
+            future = idx_f > k
+            g_b_pull = (alpha_delta / N) * (jnp.where(future, MCBAR[a:, k], 0.0) @ Gf)
+            k_col = jnp.where(future, Kf[:, k], 0.0)
+            u_b_pull = k_col @ MEMBAR[a:]
+            chi_b_pull = jnp.tensordot(k_col, CBAR[a:, :p], axes=(0, 0))
+            sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
+            prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
+                (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
+                 rb("mu")[k] + mu_b_c, rb("train_loss")[k], rb("train_acc")[k], logw_bar))
+            prob_bar = add(prob_bar, add(prob_a, add(prob_b, prob_c)))
+            dts_bar = dts_bar.at[:p].add(dts_b_b + dts_b_mr).at[k].add(dt_b)
+            p_on_bar = p_on_bar.at[km1].add(p_on_b)
+            p_off_bar = p_off_bar.at[km1].add(p_off_b)
+            carry = (u_b_a + u_b_c + u_b_pull, chik_b_c + chik_b_mr + chi_b_pull, m_bar_out[k] + m_b_a + m_b_c,
+                     logw_prev_b, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar + log_p0_b,
+                     MEMBAR, CBAR, MCBAR)
+            return carry, None
+
+        return body
+
+    carry = (zeros_n, jnp.zeros((size, n), dtype), jnp.zeros((), dtype), zeros_n, jnp.zeros((size, size), dtype),
+             zero(problem), jnp.zeros_like(dts), jnp.zeros_like(p_on), jnp.zeros_like(p_off),
+             jnp.zeros_like(log_p0), jnp.zeros((size, N), dtype), jnp.zeros((size, size, n), dtype),
+             jnp.zeros((size, size), dtype))
+    # the forward's time blocks, backwards; step T (kernels only) joins the last block
+    from .solver import time_blocks
+
+    edges = time_blocks(T, n_blocks)
+    edges[-1] = T + 1
+    for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
+        # block-local sizes of the carried row cotangents (entries beyond are structural zeros)
+        carry = (carry[0], carry[1][:b], carry[2], carry[3], carry[4][:b, :b]) + carry[5:]
+        body = make_body(a, b)
+        carry, _ = lax.scan(body, carry, jnp.arange(b - 1, a - 1, -1))
+        carry = (carry[0], _pad_to(carry[1], size, (0,)), carry[2], carry[3], _pad_to(carry[4], size, (0, 1))) \
+            + carry[5:]
     u_bar0, _, m_bar0, _, _, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar = carry[:10]
     # u_0 = sqrt(Delta R0) u0, m_0 = m0
     _, vjp0 = jax.vjp(lambda p: (jnp.sqrt(p.delta * p.R0) * u0, p.m0), problem)
