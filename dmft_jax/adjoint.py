@@ -108,12 +108,14 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
     alpha_delta = problem.alpha * problem.delta
 
-    def make_body(a, p):
+    def make_body(a, p, u_pull_blk, g_pull_blk):
         """Backward step for ``k`` in a block ``[a, p)``: the past is read from rows ``< p``
-        (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``."""
+        (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``.
+        ``u_pull_blk``, ``g_pull_blk``: the pulls of rows ``a..p-1`` from steps ``>= p``,
+        formed once per block; steps inside the block add their own."""
         Up, Zp, Gp, CHIp = U[:p], zeta[:p], G[:p], CHI[:p, :p]
-        Gf, Kf = G[a:], K_all[a:, :p]
-        idx_p, idx_f = jnp.arange(p), jnp.arange(a, size)
+        Gb, Kf = G[a:p], K_all[a:, :p]
+        idx_p, idx_f, idx_b = jnp.arange(p), jnp.arange(a, size), jnp.arange(a, p)
         eye_p = jnp.eye(p, dtype=dtype)
         dts_p = dts[:p]
 
@@ -160,10 +162,11 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             dts_b_mr = -mr_tot * rows.M_R[k, :p] / dts_p
             # cotangents pulled from the later steps that read row k
             future = idx_f > k
-            g_b_pull = (alpha_delta / N) * (jnp.where(future, MCBAR[a:, k], 0.0) @ Gf)
+            inside = (idx_b > k)
+            g_b_pull = g_pull_blk[k - a] + (alpha_delta / N) * (jnp.where(inside, MCBAR[a:p, k], 0.0) @ Gb)
             k_col = jnp.where(future, Kf[:, k], 0.0)
-            u_b_pull = k_col @ MEMBAR[a:]
-            chi_b_pull = jnp.tensordot(k_col, CBAR[a:, :p], axes=(0, 0))
+            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ MEMBAR[a:p]
+            chi_b_pull = jnp.tensordot(k_col, lax.dynamic_slice_in_dim(CBAR, a, size - a, 0)[:, :p], axes=(0, 0))
             sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
             prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
                 (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
@@ -186,12 +189,15 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     # the forward's time blocks, backwards; step T (kernels only) joins the last block
     from .solver import time_blocks
 
-    edges = time_blocks(T, n_blocks)
+    edges = time_blocks(T, _backward_blocks(T))
     edges[-1] = T + 1
     for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
         # block-local sizes of the carried row cotangents (entries beyond are structural zeros)
         carry = (carry[0], carry[1][:b], carry[2], carry[3], carry[4][:b, :b]) + carry[5:]
-        body = make_body(a, b)
+        # pulls of rows a..b-1 from all steps >= b, as one product per block
+        u_pull_blk = K_all[b:, a:b].T @ carry[10][b:]
+        g_pull_blk = (alpha_delta / N) * (carry[12][b:, a:b].T @ G[b:])
+        body = make_body(a, b, u_pull_blk, g_pull_blk)
         carry, _ = lax.scan(body, carry, jnp.arange(b - 1, a - 1, -1))
         carry = (carry[0], _pad_to(carry[1], size, (0,)), carry[2], carry[3], _pad_to(carry[4], size, (0, 1))) \
             + carry[5:]
@@ -201,6 +207,15 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     (prob0,) = vjp0((u_bar0, m_bar0))
     prob_bar = jax.tree_util.tree_map(jnp.add, prob_bar, prob0)
     return (prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar), zero(consts)
+
+
+def _backward_blocks(T):
+    """Blocks of the backward scan. Unlike the forward it has no carry to grow, so blocks cost
+    only compile time; about one per 8 steps, at most 16."""
+    import os
+
+    env = os.environ.get("DMFT_ADJOINT_BLOCKS")
+    return int(env) if env else max(1, min(16, T // 8))
 
 
 _sweep.defvjp(_sweep_fwd, _sweep_bwd)
