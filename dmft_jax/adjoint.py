@@ -108,7 +108,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
     alpha_delta = problem.alpha * problem.delta
 
-    def make_body(a, p, u_pull_blk, g_pull_blk):
+    def make_body(a, p, u_pull_blk, g_pull_blk, chi_pull_blk):
         """Backward step for ``k`` in a block ``[a, p)``: the past is read from rows ``< p``
         (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``.
         ``u_pull_blk``, ``g_pull_blk``: the pulls of rows ``a..p-1`` from steps ``>= p``,
@@ -141,8 +141,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
                                zeros_n, chi_k, chimem, m_k, mu)
             (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
              mu_b_c) = vjp_c((u_bar_next, chi_bar_next, m_bar_next))
-            MEMBAR = MEMBAR.at[k].set(mem_b)
-            CBAR = CBAR.at[k, :p].set(chimem_b)
+            # block-local adjoint histories (rows a..p-1), written in place
+            MEMBAR = MEMBAR.at[k - a].set(mem_b)
+            CBAR = CBAR.at[k - a].set(chimem_b)
             # transposed contractions towards the kernels (reads of the past)
             K_b = jnp.where(past, Up @ mem_b + jnp.tensordot(CHIp, chimem_b, axes=((1, 2), (0, 1))), 0.0)
             L_b = jnp.where(idx_p <= k, Zp @ xi_b, 0.0)
@@ -165,8 +166,8 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             inside = (idx_b > k)
             g_b_pull = g_pull_blk[k - a] + (alpha_delta / N) * (jnp.where(inside, MCBAR[a:p, k], 0.0) @ Gb)
             k_col = jnp.where(future, Kf[:, k], 0.0)
-            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ MEMBAR[a:p]
-            chi_b_pull = jnp.tensordot(k_col, lax.dynamic_slice_in_dim(CBAR, a, size - a, 0)[:, :p], axes=(0, 0))
+            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ MEMBAR
+            chi_b_pull = chi_pull_blk[k - a] + jnp.tensordot(k_col[: p - a], CBAR, axes=(0, 0))
             sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
             prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
                 (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
@@ -184,8 +185,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
 
     carry = (zeros_n, jnp.zeros((size, n), dtype), jnp.zeros((), dtype), zeros_n, jnp.zeros((size, size), dtype),
              zero(problem), jnp.zeros_like(dts), jnp.zeros_like(p_on), jnp.zeros_like(p_off),
-             jnp.zeros_like(log_p0), jnp.zeros((size, N), dtype), jnp.zeros((size, size, n), dtype),
-             jnp.zeros((size, size), dtype))
+             jnp.zeros_like(log_p0), None, None, jnp.zeros((size, size), dtype))
+    MEMBAR_all = jnp.zeros((size, N), dtype)
+    CBAR_all = jnp.zeros((size, size, n), dtype)
     # the forward's time blocks, backwards; step T (kernels only) joins the last block
     from .solver import time_blocks
 
@@ -193,14 +195,18 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     edges[-1] = T + 1
     for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
         # block-local sizes of the carried row cotangents (entries beyond are structural zeros)
-        carry = (carry[0], carry[1][:b], carry[2], carry[3], carry[4][:b, :b]) + carry[5:]
+        carry = (carry[0], carry[1][:b], carry[2], carry[3], carry[4][:b, :b]) + carry[5:10] + (
+            jnp.zeros((b - a, N), dtype), jnp.zeros((b - a, b, n), dtype), carry[12])
         # pulls of rows a..b-1 from all steps >= b, as one product per block
-        u_pull_blk = K_all[b:, a:b].T @ carry[10][b:]
+        u_pull_blk = K_all[b:, a:b].T @ MEMBAR_all[b:]
         g_pull_blk = (alpha_delta / N) * (carry[12][b:, a:b].T @ G[b:])
-        body = make_body(a, b, u_pull_blk, g_pull_blk)
+        chi_pull_blk = jnp.tensordot(K_all[b:, a:b], CBAR_all[b:, :b], axes=(0, 0))
+        body = make_body(a, b, u_pull_blk, g_pull_blk, chi_pull_blk)
         carry, _ = lax.scan(body, carry, jnp.arange(b - 1, a - 1, -1))
         carry = (carry[0], _pad_to(carry[1], size, (0,)), carry[2], carry[3], _pad_to(carry[4], size, (0, 1))) \
             + carry[5:]
+        MEMBAR_all = MEMBAR_all.at[a:b].set(carry[10])
+        CBAR_all = CBAR_all.at[a:b, :b].set(carry[11])
     u_bar0, _, m_bar0, _, _, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar = carry[:10]
     # u_0 = sqrt(Delta R0) u0, m_0 = m0
     _, vjp0 = jax.vjp(lambda p: (jnp.sqrt(p.delta * p.R0) * u0, p.m0), problem)
@@ -210,12 +216,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
 
 
 def _backward_blocks(T):
-    """Blocks of the backward scan. Unlike the forward it has no carry to grow, so blocks cost
-    only compile time; about one per 8 steps, at most 16."""
-    import os
-
-    env = os.environ.get("DMFT_ADJOINT_BLOCKS")
-    return int(env) if env else max(1, min(16, T // 8))
+    """Blocks of the backward scan (independent of the forward's): about one per 16 steps,
+    at least 2 from T = 16 on, at most 12 (measured best at T = 100 on CPU: 6)."""
+    return max(1, min(12, T // 16, max(2, T // 16) if T >= 16 else 1))
 
 
 _sweep.defvjp(_sweep_fwd, _sweep_bwd)
