@@ -216,9 +216,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
 
 
 def _backward_blocks(T):
-    """Blocks of the backward scan (independent of the forward's): about one per 16 steps,
-    at least 2 from T = 16 on, at most 12 (measured best at T = 100 on CPU: 6)."""
-    return max(1, min(12, T // 16, max(2, T // 16) if T >= 16 else 1))
+    """Blocks of the backward scan (independent of the forward's): about one per 16 steps, at
+    most 12 (measured best at T = 100 on CPU: 6)."""
+    return max(1, min(12, T // 16))
 
 
 _sweep.defvjp(_sweep_fwd, _sweep_bwd)

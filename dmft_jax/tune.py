@@ -36,6 +36,7 @@ import optax
 
 from .algorithms import GD, SGD, Algorithm, PersistentSGD
 from .problem import Problem
+from .response import ProbeResponse
 from .schedules import Schedule, step_sizes
 from .solver import as_key, n_steps_for, solve
 
@@ -155,9 +156,11 @@ def tune(
     """Minimise ``objective(solve(...))`` over ``params`` with ``optimizer`` (default
     ``optax.adam(0.05)`` on the unconstrained parameters) for ``steps`` steps.
 
-    ``mode``: ``"forward"`` (one JVP per parameter, measured ~4x a solve each),
-    ``"reverse"`` (one backward pass, measured 15-30x a solve on CPU), or ``"auto"``
-    (forward for up to 4 parameters)."""
+    ``mode``: ``"reverse"`` (one backward pass by the hand-written adjoint of the sweep,
+    :mod:`dmft_jax.adjoint`: all parameters for ~2.5-4x a solve), ``"forward"`` (one JVP
+    per parameter, ~4x a solve each), or ``"auto"`` (reverse, unless the solve options
+    exclude the adjoint: a ``ProbeResponse``, ``method="iteration"`` or several devices;
+    then forward for up to 4 parameters, else plain reverse-mode autodiff)."""
     params = list(params)
     if not params:
         raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
@@ -184,13 +187,20 @@ def tune(
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
+    adjoint_ok = (solve_kwargs.get("method", "sweep") == "sweep" and solve_kwargs.get("devices") is None
+                  and not isinstance(solve_kwargs.get("response"), ProbeResponse))
+    if mode == "auto":
+        mode = "reverse" if adjoint_ok or len(params) > 4 else "forward"
+    adjoint = mode == "reverse" and adjoint_ok
+    if "adjoint" in solve_kwargs:
+        raise ValueError("adjoint: set by tune's mode, not passed through")
+
     def loss(theta, k):
         prob, algo = _from_theta(theta, problem, algorithm, T)
-        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, **solve_kwargs)
+        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, adjoint=adjoint and mode == "reverse",
+                    **solve_kwargs)
         return objective(sol)
 
-    if mode == "auto":
-        mode = "forward" if len(params) <= 4 else "reverse"
     if mode == "forward":
         def vg(theta, k):
             return loss(theta, k), jax.jacfwd(loss)(theta, k)
