@@ -97,17 +97,32 @@ def test_exact_response_memory_bound(seed_problem):
         dj.solve(seed_problem, ALGO, n_steps=T, n_traj=4096, response=dj.ExactResponse(max_memory=100.0))
 
 
-@pytest.mark.parametrize("T,N,resp", [(50, 8192, dj.ExactResponse(1024)), (100, 8192, dj.ExactResponse(2048)),
-                                      (100, 32768, dj.ProbeResponse(4))])
-def test_memory_formula_matches_xla(seed_problem, T, N, resp):
-    # the documented formula against XLA's own buffer assignment of the compiled solve
-    cfg = solver.configure(seed_problem, ALGO, None, N, 3, n_steps=T, response=resp)
-    compiled = eqx.filter_jit(solver.solve_traced).lower(
-        seed_problem, ALGO, jax.random.PRNGKey(3), solver._Frozen(cfg)).compile()
-    ma = compiled.compiled.memory_analysis()
-    xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
-    est = solver.memory_estimate(T, N, dtype="float64", response=resp)
-    assert 0.7 < est / xla < 2.0, (est, xla)
+MEMORY = textwrap.dedent("""
+    import jax, equinox as eqx
+    jax.config.update("jax_enable_x64", True)
+    import dmft_jax as dj
+    from dmft_jax import solver
+    prob = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0)
+    alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+    for T, N, resp in [(50, 8192, dj.ExactResponse(1024)), (100, 8192, dj.ExactResponse(2048)),
+                       (100, 32768, dj.ProbeResponse(4))]:
+        cfg = solver.configure(prob, alg, None, N, 3, n_steps=T, response=resp)
+        compiled = eqx.filter_jit(solver.solve_traced).lower(
+            prob, alg, jax.random.PRNGKey(3), solver._Frozen(cfg)).compile()
+        ma = compiled.compiled.memory_analysis()
+        xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+        est = solver.memory_estimate(T, N, dtype="float64", response=resp)
+        print(T, N, resp, est / xla)
+        assert 0.7 < est / xla < 2.0, (T, N, resp, est, xla)
+    print("OK")
+""")
+
+
+def test_memory_formula_matches_xla():
+    # the documented formula against XLA's own buffer assignment of the compiled solve (in a
+    # fresh process: compiling only for the analysis, away from the suite's compile cache)
+    out = subprocess.run([sys.executable, "-c", MEMORY], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr[-3000:]
 
 
 def test_request_that_cannot_fit_is_refused_before_allocation(seed_problem):
