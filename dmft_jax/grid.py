@@ -165,13 +165,22 @@ class count_compilations:
     EVENT = "/jax/core/compile/backend_compile_duration"
 
     def __enter__(self):
-        self.count = 0
+        self.names = []
         jax.monitoring.register_event_duration_secs_listener(self._listen)
         return self
 
     def _listen(self, event, duration, **kwargs):
         if event == self.EVENT:
-            self.count += 1
+            self.names.append(str(kwargs.get("fun_name", "")))
+
+    @property
+    def count(self) -> int:
+        """All compilations (small helper programs included)."""
+        return len(self.names)
+
+    def count_of(self, name: str) -> int:
+        """Compilations of programs whose name contains ``name`` (e.g. ``"_grid_jit"``)."""
+        return sum(name in n for n in self.names)
 
     def __exit__(self, *exc):
         jax.monitoring.unregister_event_duration_listener(self._listen)

@@ -197,8 +197,7 @@ def tune(
 
     def loss(theta, k):
         prob, algo = _from_theta(theta, problem, algorithm, T)
-        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, adjoint=adjoint and mode == "reverse",
-                    **solve_kwargs)
+        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, adjoint=adjoint, **solve_kwargs)
         return objective(sol)
 
     if mode == "forward":
@@ -214,7 +213,7 @@ def tune(
     for i in range(steps):
         k = jax.random.fold_in(base_key, i) if refresh else base_key
         value, grads = value_and_grad(theta, k)
-        if not np.isfinite(float(value)) or not all(np.isfinite(float(g)) for g in grads.values()):
+        if not np.isfinite(float(value)) or not all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
             raise RuntimeError(f"dmft_jax.tune: non-finite objective or gradient at step {i}; "
                                "try a smaller optimiser learning rate")
         prob, algo = _from_theta(theta, problem, algorithm, T)

@@ -49,21 +49,22 @@ def test_adjoint_equals_autodiff_all_parameters(problem):
 
 
 def test_adjoint_with_schedules_blocks_and_full_batch():
-    # per-step eta_k and b_k (schedule parameters), T = 32: 2 backward blocks
+    # per-step eta_k and b_k (schedule parameters)
     def f(x, adjoint):
-        algo = dj.SGD(dj.ExponentialDecay(x["init"], x["rate"], 0.05), dj.PiecewiseConstant(x["bvals"], [15]))
-        return _objective(TWO, algo, adjoint, n_steps=32, n_traj=256, n_chi=64, key=1)
+        algo = dj.SGD(dj.ExponentialDecay(x["init"], x["rate"], 0.05), dj.PiecewiseConstant(x["bvals"], [8]))
+        return _objective(TWO, algo, adjoint, n_steps=16, n_traj=128, n_chi=32, key=1)
 
     _compare(f, dict(init=0.3, rate=0.02, bvals=jnp.array([0.3, 0.5])))
 
     # full-batch GD with a ridge: the pathwise part alone
     def g(x, adjoint):
         p = eqx.tree_at(lambda q: q.lam, TWO, x["lam"])
-        return _objective(p, dj.GD(x["eta"]), adjoint, n_steps=12, n_traj=256, n_chi=64, key=2)
+        return _objective(p, dj.GD(x["eta"]), adjoint, n_steps=8, n_traj=128, n_chi=32, key=2)
 
     _compare(g, dict(lam=0.1, eta=0.3))
 
 
+@pytest.mark.slow
 def test_adjoint_gradient_matches_finite_differences():
     # independent of autodiff altogether: central differences with common random numbers
     def f(lam):

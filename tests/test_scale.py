@@ -62,6 +62,7 @@ def test_probe_estimator_is_unbiased(seed_problem):
     del mean
 
 
+@pytest.mark.slow
 def test_probe_solve_close_to_exact_on_same_trajectories(seed_problem):
     # same key: same trajectories; only the M_R estimator differs. With every trajectory
     # exact (n_chi = N) as the reference, 8 probes change eps_gen and q by well under the
@@ -104,8 +105,7 @@ MEMORY = textwrap.dedent("""
     from dmft_jax import solver
     prob = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0)
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
-    for T, N, resp in [(50, 8192, dj.ExactResponse(1024)), (100, 8192, dj.ExactResponse(2048)),
-                       (100, 32768, dj.ProbeResponse(4))]:
+    for T, N, resp in [(100, 8192, dj.ExactResponse(2048)), (100, 32768, dj.ProbeResponse(4))]:
         cfg = solver.configure(prob, alg, None, N, 3, n_steps=T, response=resp)
         compiled = eqx.filter_jit(solver.solve_traced).lower(
             prob, alg, jax.random.PRNGKey(3), solver._Frozen(cfg)).compile()
@@ -137,10 +137,10 @@ def test_grid_compiles_once_and_matches_single_solves(seed_problem):
         g = dj.solve_grid(seed_problem, ALGO, grid, **kw)
     with dj.count_compilations() as again:
         g2 = dj.solve_grid(seed_problem, ALGO, {"lam": [0.05, 0.2], "b": [0.25, 0.35, 0.6]}, **kw)
-    # one compiled program for the 6 points (plus at most a couple of tiny helpers), and a
-    # second grid of the same size compiles nothing
-    assert 1 <= first.count <= 3, first.count
-    assert again.count == 0
+    # one compiled program for the 6 points, and a second grid of the same size compiles
+    # nothing at all (not even helpers)
+    assert first.count_of("_grid_jit") == 1, first.names
+    assert again.count == 0, again.names
     assert g.shape == (2, 3) and g["eps_gen"].shape == (2, 3, 21) and g.ok.all() and g2.ok.all()
     for i, j in [(0, 0), (1, 2)]:
         p = eqx.tree_at(lambda q: q.lam, seed_problem, jnp.asarray(grid["lam"][i]))
@@ -187,16 +187,16 @@ SHARDED = textwrap.dedent("""
     prob = dj.Problem(dj.TwoCluster(), "logistic", alpha=2.0, delta=0.5, lam=0.05)
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
     for resp in (dj.ExactResponse(1024), dj.ProbeResponse(2)):
-        one = dj.solve(prob, alg, t_max=4, n_traj=4096, key=3, response=resp)
-        two = dj.solve(prob, alg, t_max=4, n_traj=4096, key=3, response=resp, devices="all")
+        one = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp)
+        two = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp, devices="all")
         for f in ("eps_gen", "C", "M_R", "M_C", "train_loss"):
             a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
             assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
     # the trajectories really are split: per-device buffers hold N / 2 and kernels all-reduce
-    cfg = solver.configure(prob, alg, 4, 4096, 3, devices="all")
+    cfg = solver.configure(prob, alg, 2, 4096, 3, devices="all")
     txt = eqx.filter_jit(solver.solve_traced).lower(
         prob, alg, jax.random.PRNGKey(3), solver._Frozen(cfg)).compile().compiled.as_text()
-    assert "all-reduce" in txt and "f64[21,2048]" in txt and "f64[21,4096]" not in txt
+    assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
     print("OK")
 """)
 

@@ -91,12 +91,16 @@ def test_batch_schedule_against_simulation():
     assert violations(const, sim) != {}
 
 
-def test_batch_schedule_validation_and_likelihood_ratio_gradient():
+def test_batch_schedule_validation():
     with pytest.raises(ValueError, match="b must satisfy 0 < b <= 1"):
         dj.solve(PROBLEM, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 1.5], [4])), t_max=2.0, n_traj=64)
     with pytest.raises(ValueError, match="b \\* eta <= \\(1 - b\\) \\* tau"):
         dj.solve(PROBLEM, dj.PersistentSGD(0.2, dj.PiecewiseConstant([0.3, 0.95], [4]), 1 / 0.6),
                  t_max=2.0, n_traj=64)
+
+
+@pytest.mark.slow
+def test_batch_schedule_likelihood_ratio_gradient_and_tune():
     # d eps_gen / d b_k of the two pieces: likelihood ratio vs coupled central differences
     # (N = 2^15, tolerance as in tests/test_gradients.py)
     kw = dict(n_steps=20, n_traj=2**15, n_chi=512, key=0)
