@@ -89,8 +89,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
         km1 = jnp.maximum(k - 1, 0)
         loc = process.local_step(problem, c, y, h0, s[km1], s[k], p_on_prev, p_off_prev, log_p0, u_k, m_k,
                                  log_w_prev, k)
-        w_n = loc.w[:n]
-        x2 = problem.alpha * problem.delta * w_n * loc.sl2[:n] / jnp.sum(w_n)
+        x2 = problem.alpha * problem.delta * est.source_weights(loc.w, loc.sl2)
         return (loc.g, loc.sl2, loc.x1, loc.mc_kk, x2, loc.lam_hat, loc.mu, loc.train_loss, loc.train_acc,
                 loc.log_w)
 

@@ -81,14 +81,17 @@ class Algorithm(eqx.Module):
         if isinstance(self.b, Schedule):
             if not jnp.ndim(eta):
                 raise ValueError("b is a schedule: pass the per-step sizes eta_k to selection()")
-            return self.b(jnp.arange(jnp.shape(eta)[0]))
+            return self.batch_fractions(jnp.shape(eta)[0])
         return self.b
 
     def _check_b_steps(self, n_steps):
-        if isinstance(getattr(self, "b", None), Schedule):
-            b = self.batch_fractions(n_steps)
-            if _validate.is_concrete(b):
-                _validate.in_unit_interval("b", b)
+        """Validate a batch-fraction schedule over ``n_steps`` and return ``b_k`` (None for constant b)."""
+        if not isinstance(getattr(self, "b", None), Schedule):
+            return None
+        b = self.batch_fractions(n_steps)
+        if _validate.is_concrete(b):
+            _validate.in_unit_interval("b", b)
+        return b
 
     def _eta_value(self, eta):
         if eta is not None:
@@ -128,8 +131,7 @@ class PersistentSGD(Algorithm):
         eta = jnp.asarray(eta)
         if isinstance(self.b, Schedule):
             eta = jnp.broadcast_to(eta, (max(1, eta.size),))
-            self._check_b_steps(eta.shape[0])
-            b = self.batch_fractions(eta.shape[0])
+            b = self._check_b_steps(eta.shape[0])
         else:
             eta, b = jnp.max(eta), self.b
         if all(_validate.is_concrete(x) for x in (eta, b, self.tau)):

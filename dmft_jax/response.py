@@ -92,10 +92,14 @@ class ExactResponse(Response):
         size = n_steps + 1
         return dict(chi=jnp.zeros((size, size, self.n_chi), dtype))
 
+    def source_weights(self, w, sl2):
+        """``w s Lambda'' / sum(w)`` on the response trajectories: ``M_R[k, l]`` is
+        ``alpha Delta chi[k, l] . source_weights / eta_l``."""
+        w_chi = w[: self.n_chi]
+        return w_chi * sl2[: self.n_chi] / jnp.sum(w_chi)
+
     def row(self, st, k, w, sl2, dts, delta):
-        n = self.n_chi
-        w_chi = w[:n]
-        return (st["chi"][k] @ (w_chi * sl2[:n])) / jnp.sum(w_chi) / dts
+        return st["chi"][k] @ self.source_weights(w, sl2) / dts
 
     def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
         chi = st["chi"]

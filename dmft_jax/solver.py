@@ -34,7 +34,7 @@ import numpy as np
 from jax import lax
 
 from . import _validate, process, weights
-from .response import ExactResponse, ProbeResponse, Response, as_response
+from .response import ExactResponse, ProbeResponse, Response, _pad_to, as_response
 from .algorithms import Algorithm
 from .losses import Hinge
 from .problem import Problem
@@ -509,11 +509,6 @@ def auto_time_blocks(T: int) -> int:
     """Blocks used by default: one for short horizons (compile time dominates), else about
     one per 16 steps, at most 8 (history traffic ~ (B+1)(2B+1)/(6B^2) of the unblocked)."""
     return 1 if T < 64 else min(8, T // 16)
-
-
-def _pad_to(x, size, axes):
-    pads = [(0, size - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
-    return jnp.pad(x, pads)
 
 
 def _progress(k, total):
