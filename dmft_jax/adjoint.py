@@ -124,6 +124,11 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             km1 = jnp.maximum(k - 1, 0)
             u_k, m_k, chi_k = U[k], ms[k], CHI[k, :p]
             past = idx_p < k
+            # cotangents of rows k pulled from the later steps of this block that read them
+            # (rows > k of the block-local adjoint histories; row k is not needed)
+            k_col = jnp.where(idx_f > k, Kf[:, k], 0.0)
+            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ MEMBAR
+            chi_b_pull = chi_pull_blk[k - a] + jnp.tensordot(k_col[: p - a], CBAR, axes=(0, 0))
             # local step k: values and pullback
             outs_a, vjp_a = jax.vjp(lambda *x: phase_a(*x, k), problem, p_on[km1], p_off[km1], log_p0, u_k, m_k,
                                     zeros_n)
@@ -140,9 +145,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
                                zeros_n, chi_k, chimem, m_k, mu)
             (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
              mu_b_c) = vjp_c((u_bar_next, chi_bar_next, m_bar_next))
-            # block-local adjoint histories (rows a..p-1), written in place
-            MEMBAR = MEMBAR.at[k - a].set(mem_b)
-            CBAR = CBAR.at[k - a].set(chimem_b)
+            # block-local adjoint histories (rows a..p-1), written in place after the pulls read them
+            MEMBAR = _write_after(MEMBAR, k - a, mem_b, u_b_pull)
+            CBAR = _write_after(CBAR, k - a, chimem_b, chi_b_pull)
             # transposed contractions towards the kernels (reads of the past)
             K_b = jnp.where(past, Up @ mem_b + jnp.tensordot(CHIp, chimem_b, axes=((1, 2), (0, 1))), 0.0)
             L_b = jnp.where(idx_p <= k, Zp @ xi_b, 0.0)
@@ -161,12 +166,8 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             chik_b_mr = jnp.outer(mr_scaled, x2)
             dts_b_mr = -mr_tot * rows.M_R[k, :p] / dts_p
             # cotangents pulled from the later steps that read row k
-            future = idx_f > k
             inside = (idx_b > k)
             g_b_pull = g_pull_blk[k - a] + (alpha_delta / N) * (jnp.where(inside, MCBAR[a:p, k], 0.0) @ Gb)
-            k_col = jnp.where(future, Kf[:, k], 0.0)
-            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ MEMBAR
-            chi_b_pull = chi_pull_blk[k - a] + jnp.tensordot(k_col[: p - a], CBAR, axes=(0, 0))
             sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
             prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
                 (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
@@ -212,6 +213,15 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     (prob0,) = vjp0((u_bar0, m_bar0))
     prob_bar = jax.tree_util.tree_map(jnp.add, prob_bar, prob0)
     return (prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar), zero(consts)
+
+
+def _write_after(hist, i, row, read):
+    """``hist`` with row ``i`` set to ``row``, ordered after ``read`` (a product that read
+    ``hist``). The zero-weight term makes the write depend on the read; without it XLA found
+    the two unordered and copied the adjoint history twice per step instead of updating it
+    in place (measured: the whole gradient 1.2-1.3x slower). A non-finite ``read`` makes the
+    gradient non-finite either way."""
+    return lax.dynamic_update_index_in_dim(hist, row + jnp.zeros((), row.dtype) * read.ravel()[0], i, 0)
 
 
 def _backward_blocks(T):
