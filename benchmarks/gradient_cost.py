@@ -1,6 +1,9 @@
 """Cost of one gradient (all continuous hyperparameters at once, reverse mode) against
 one forward solve at the same N, T. Seed two-cluster setting, persistent SGD.
 
+Times are the best of ``--repeat`` rounds in which the forward solve and the adjoint
+gradient take turns (the plain reverse mode, a slow reference, is the best of two).
+
 Columns: plain JAX reverse mode through the sweep (``adjoint=False``) and the
 hand-written adjoint (``adjoint=True``, dmft_jax/adjoint.py); both give the same gradient
 to rounding (checked here too).
@@ -22,19 +25,28 @@ import equinox as eqx  # noqa: E402
 import dmft_jax as dj  # noqa: E402
 
 
-def best(f, repeat=3):
-    ts = []
+def timed(f):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f())
+    return time.perf_counter() - t0
+
+
+def best_interleaved(fs, repeat):
+    """Best time of each function over ``repeat`` rounds, the functions taking turns in every
+    round: this shared 2-core machine's speed drifts by 10-20% over minutes, and the ratio
+    of two times measured minutes apart carried that drift."""
+    ts = [[] for _ in fs]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f())
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
+        for t, f in zip(ts, fs):
+            t.append(timed(f))
+    return [min(t) for t in ts]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["4096:1024:50", "16384:1024:100"],
                     help="N:N_chi:T triples")
+    ap.add_argument("--repeat", type=int, default=7, help="rounds of forward and adjoint timings (best of)")
     args = ap.parse_args()
     base = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}), float64")
@@ -57,7 +69,8 @@ def main():
         g_plain = jax.block_until_ready(vg(x0))[1]
         g_adj = jax.block_until_ready(va(x0))[1]
         diff = max(abs(float(g_plain[k] - g_adj[k])) / max(abs(float(g_plain[k])), 1e-12) for k in x0)
-        tf, tg, ta = best(lambda: fwd(x0)), best(lambda: vg(x0)), best(lambda: va(x0))
+        tf, ta = best_interleaved([lambda: fwd(x0), lambda: va(x0)], args.repeat)
+        tg = min(timed(lambda: vg(x0)) for _ in range(2))  # the slow reference: two runs
         print(f"{N:>6} {n_chi:>6} {T:>4} {tf:>12.3f} {tg:>13.3f} {tg / tf:>6.2f} {ta:>12.3f} {ta / tf:>6.2f} "
               f"{diff:>13.1e}", flush=True)
 
