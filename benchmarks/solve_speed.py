@@ -2,10 +2,10 @@
 
 Seed two-cluster setting (lambda=0, alpha=2, Delta=0.5, 1/tau=0.6, eta=0.2, R0=0.01,
 b=0.3), T = 100 steps (t_max = 20), N trajectories, exact response on N_chi = min(N, 4096)
-of them in both codes. Times are the best of --repeat runs after one warm-up (JAX compile
-time is reported separately). Usage:
+of them in both codes. Times are the best of --repeat rounds in which all variants take
+turns, after one warm-up (JAX compile time is reported separately). Usage:
 
-    python benchmarks/solve_speed.py [--sizes 4096 65536] [--repeat 3]
+    python benchmarks/solve_speed.py [--sizes 4096 65536] [--repeat 5]
 """
 from __future__ import annotations
 
@@ -28,20 +28,24 @@ from numpy_baseline import solve_numpy  # noqa: E402
 PARAMS = dict(alpha=2.0, delta=0.5, lam=0.0, R0=0.01, rho=0.5, eta=0.2, b=0.3, tau=1 / 0.6)
 
 
-def best(f, repeat):
-    ts = []
+def best_interleaved(fs: dict, repeat):
+    """Best time of each function over ``repeat`` rounds in which they take turns: the
+    machine's speed drifts 10-20% over minutes, which timing one after the other puts into
+    the ratios."""
+    ts = {name: [] for name in fs}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
+        for name, f in fs.items():
+            t0 = time.perf_counter()
+            f()
+            ts[name].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in ts.items()}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 65536])
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     p = PARAMS
     problem = dj.Problem(dj.TwoCluster(p["rho"]), "logistic", p["alpha"], p["delta"], p["lam"], p["R0"])
@@ -57,27 +61,24 @@ def main():
     extra = []
     for N in args.sizes:
         n_chi = min(N, 4096)
-        run = {}
-        compile_s = None
-        for dtype in (jnp.float64, jnp.float32):
-            solve = lambda: dj.solve(problem, algo, t_max=t_max, n_traj=N, n_chi=n_chi, key=0,
-                                     dtype=dtype).m.block_until_ready()
+        runs = {}
+        for label, nc in (("equal work", n_chi), ("small", min(N, 256))):
+            for dtype in (jnp.float64, jnp.float32):
+                runs[label, dtype] = (lambda nc=nc, dtype=dtype: dj.solve(
+                    problem, algo, t_max=t_max, n_traj=N, n_chi=nc, key=0, dtype=dtype).m.block_until_ready())
+        first = {}
+        for name, f in runs.items():  # compile
             t0 = time.perf_counter()
-            solve()
-            first = time.perf_counter() - t0
-            run[dtype] = best(solve, args.repeat)
-            if dtype == jnp.float64:
-                compile_s = first - run[dtype]
-        t_np = best(lambda: solve_numpy(**p, T=T, n_traj=N, n_chi=n_chi, seed=0), max(1, args.repeat - 1))
-        print(f"{N:>7} {n_chi:>6} {t_np:>14.2f} {run[jnp.float64]:>12.3f} {t_np / run[jnp.float64]:>6.1f} "
-              f"{run[jnp.float32]:>12.3f} {t_np / run[jnp.float32]:>6.1f} {compile_s:>16.1f}")
-        small = {}
-        for dtype in (jnp.float64, jnp.float32):
-            solve = lambda: dj.solve(problem, algo, t_max=t_max, n_traj=N, n_chi=min(N, 256), key=0,
-                                     dtype=dtype).m.block_until_ready()
-            solve()
-            small[dtype] = best(solve, args.repeat)
-        extra.append((N, t_np, small))
+            f()
+            first[name] = time.perf_counter() - t0
+        runs["numpy"] = lambda: solve_numpy(**p, T=T, n_traj=N, n_chi=n_chi, seed=0)
+        t = best_interleaved(runs, args.repeat)
+        t_np = t["numpy"]
+        f64, f32 = t["equal work", jnp.float64], t["equal work", jnp.float32]
+        compile_s = first["equal work", jnp.float64] - f64
+        print(f"{N:>7} {n_chi:>6} {t_np:>14.2f} {f64:>12.3f} {t_np / f64:>6.1f} "
+              f"{f32:>12.3f} {t_np / f32:>6.1f} {compile_s:>16.1f}", flush=True)
+        extra.append((N, t_np, {dt: t["small", dt] for dt in (jnp.float64, jnp.float32)}))
     print("\nat equal accuracy rather than equal work: benchmarks/work_precision.py shows the same error")
     print("for n_chi = 256 as for 4096 at T = 100 (the other kernels' Monte Carlo error dominates);")
     print("JAX with n_chi = 256 against the NumPy code above (n_chi = min(N, 4096)):")
