@@ -78,7 +78,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     theta, consts, out, Lmod = res
     problem, dts, p_on, p_off, log_p0 = theta
     c, y, h0, s, u0, zeta = consts
-    rows, ms, ok, U, G, CHI = out
+    rows, ms, ok, U, G, chi_blocks = out
+    # the response as the forward left it: column blocks (rows e.., columns e..e+w) of chi
+    chi_blocks = [(T + 1 - arr.shape[0], arr) for arr in chi_blocks]
     rows_bar, m_bar_out = cts[0], cts[1]
     size = T + 1
     n = est.n_chi
@@ -116,7 +118,17 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
         (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``.
         ``u_pull_blk``, ``g_pull_blk``: the pulls of rows ``a..p-1`` from steps ``>= p``,
         formed once per block; steps inside the block add their own."""
-        Up, Zp, Gp, CHIp = U[:p], zeta[:p], G[:p], CHI[:p, :p]
+        Up, Zp, Gp = U[:p], zeta[:p], G[:p]
+        # the response's lower triangle in the forward's column blocks, cut at p (rows j <= l
+        # are zero): the read of the past chi is ~0.6 of the square p x p
+        CHI_cols = [(e, min(e + arr.shape[1], p), arr, arr[: p - e, : p - e]) for e, arr in chi_blocks if e < p]
+
+        def chi_row(k):
+            """``chi[k, :p]``. A block's rows start at ``e``; for ``k < e`` its row ``e`` (zero:
+            columns ``>= e``) is read (explicitly: a negative index would wrap around)."""
+            parts = [lax.dynamic_index_in_dim(arr, jnp.maximum(k - e, 0), 0, keepdims=False)[: c1 - e]
+                     for e, c1, arr, _ in CHI_cols]
+            return _pad_to(jnp.concatenate(parts), p, (0,))
         Gb, Kf = G[a:p], K_all[a:, :p]
         idx_p, idx_f, idx_b = jnp.arange(p), jnp.arange(a, size), jnp.arange(a, p)
         eye_p = jnp.eye(p, dtype=dtype)
@@ -126,7 +138,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             (u_bar_next, chi_bar_next, m_bar_next, logw_bar, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar,
              log_p0_bar, MEMBAR, CBAR, MCBAR) = carry
             km1 = jnp.maximum(k - 1, 0)
-            u_k, m_k, chi_k = U[k], ms[k], CHI[k, :p]
+            u_k, m_k, chi_k = U[k], ms[k], chi_row(k)
             past = idx_p < k
             # cotangents of rows k pulled from the later steps of this block that read them
             # (rows > k of the block-local adjoint histories; row k is not needed)
@@ -144,7 +156,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             lam_tot = problem.lam + lam_hat
             incr = (U[kp1] - u_k) / dt + lam_tot * u_k + problem.delta * g
             decay = 1.0 - dt * (lam_tot + problem.delta * sl2[:n])
-            chimem = (CHI[kp1, :p] - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
+            chimem = (chi_row(kp1) - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
             _, vjp_c = jax.vjp(lambda *x: phase_c(*x, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
                                zeros_n, chi_k, chimem, m_k, mu)
             (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
@@ -153,7 +165,10 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             MEMBAR = _write_after(MEMBAR, k - a, mem_b, u_b_pull)
             CBAR = _write_after(CBAR, k - a, chimem_b, chi_b_pull)
             # transposed contractions towards the kernels (reads of the past)
-            K_b = jnp.where(past, Up @ mem_b + jnp.tensordot(CHIp, chimem_b, axes=((1, 2), (0, 1))), 0.0)
+            k_b_chi = jnp.zeros(p, dtype)
+            for c0, c1, _, chi_c in CHI_cols:
+                k_b_chi = k_b_chi.at[c0:].add(jnp.tensordot(chi_c, chimem_b[c0:c1], axes=((1, 2), (0, 1))))
+            K_b = jnp.where(past, Up @ mem_b + k_b_chi, 0.0)
             L_b = jnp.where(idx_p <= k, Zp @ xi_b, 0.0)
             # noise-factor row and memory weights
             Lmod_k = jnp.where(past[:, None], Lmod[:p, :p], eye_p)
@@ -191,7 +206,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
              zero(problem), jnp.zeros_like(dts), jnp.zeros_like(p_on), jnp.zeros_like(p_off),
              jnp.zeros_like(log_p0), None, None, jnp.zeros((size, size), dtype))
     MEMBAR_all = jnp.zeros((size, N), dtype)
-    CBAR_all = jnp.zeros((size, size, n), dtype)
+    cbar_blocks = []  # (a, CBAR of block [a, b)): rows a..b-1, columns < b
     # the forward's time blocks, backwards; step T (kernels only) joins the last block
     from .solver import time_blocks
 
@@ -204,13 +219,17 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
         # pulls of rows a..b-1 from all steps >= b, as one product per block
         u_pull_blk = K_all[b:, a:b].T @ MEMBAR_all[b:]
         g_pull_blk = (alpha_delta / N) * (carry[12][b:, a:b].T @ G[b:])
-        chi_pull_blk = jnp.tensordot(K_all[b:, a:b], CBAR_all[b:, :b], axes=(0, 0))
+        if cbar_blocks:
+            later = jnp.concatenate([cb[:, :b] for _, cb in cbar_blocks])  # rows b..T
+            chi_pull_blk = jnp.tensordot(K_all[b:, a:b], later, axes=(0, 0))
+        else:
+            chi_pull_blk = jnp.zeros((b - a, b, n), dtype)
         body = make_body(a, b, u_pull_blk, g_pull_blk, chi_pull_blk)
         carry, _ = lax.scan(body, carry, jnp.arange(b - 1, a - 1, -1))
         carry = (carry[0], _pad_to(carry[1], size, (0,)), carry[2], carry[3], _pad_to(carry[4], size, (0, 1))) \
             + carry[5:]
         MEMBAR_all = MEMBAR_all.at[a:b].set(carry[10])
-        CBAR_all = CBAR_all.at[a:b, :b].set(carry[11])
+        cbar_blocks.insert(0, (a, carry[11]))
     u_bar0, _, m_bar0, _, _, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar = carry[:10]
     # u_0 = sqrt(Delta R0) u0, m_0 = m0
     _, vjp0 = jax.vjp(lambda p: (jnp.sqrt(p.delta * p.R0) * u0, p.m0), problem)
