@@ -208,9 +208,9 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     MEMBAR_all = jnp.zeros((size, N), dtype)
     cbar_blocks = []  # (a, CBAR of block [a, b)): rows a..b-1, columns < b
     # the forward's time blocks, backwards; step T (kernels only) joins the last block
-    from .solver import time_blocks
+    from .solver import time_blocks_edges
 
-    edges = time_blocks(T, _backward_blocks(T))
+    edges = time_blocks_edges(T, _backward_blocks(T))
     edges[-1] = T + 1
     for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
         # block-local sizes of the carried row cotangents (entries beyond are structural zeros)

@@ -86,8 +86,15 @@ class ExactResponse(Response):
         return ExactResponse(int(n_chi), self.max_memory)
 
     def nbytes(self, n_steps, itemsize):
+        """Bytes of the square ``chi`` (an upper bound of what is stored; ``max_memory``)."""
         size = n_steps + 1
         return itemsize * size * size * self.n_chi
+
+    def peak_numbers(self, edges):
+        """Numbers held at the end of a sweep with time-block ``edges``: the column blocks."""
+        size = edges[-1] + 1
+        cuts = list(edges[:-1]) + [size - 1]
+        return self.n_chi * sum((size - e) * (e1 - e) for e, e1 in zip(cuts[:-1], cuts[1:]))
 
     # State: ``chi`` is a tuple of column blocks. Block ``c`` holds the columns
     # ``[e_c, e_c + w_c)`` and the rows ``[e_c, S)`` of ``chi[j, l, n]`` in a sweep block of
@@ -168,6 +175,10 @@ class ProbeResponse(Response):
         # v and eps histories (working dtype), plus the previous s Lambda''
         size = n_steps + 1
         return itemsize * (2 * self.n_probes * size * self.n_traj + self.n_traj)
+
+    def peak_numbers(self, edges):
+        """The probe state and its copy while a time block grows it."""
+        return 2 * self.nbytes(edges[-1], 1)
 
     def init(self, key, n_steps, n_traj, dtype):
         size = n_steps + 1
