@@ -34,28 +34,27 @@ def _compare(f, x0, rtol=1e-9):
 
 @pytest.mark.parametrize("problem", [TWO, THREE], ids=["two", "three"])
 def test_adjoint_equals_autodiff_all_parameters(problem):
-    # T = 36 steps: 2 blocks in the backward pass, against 1 forward block (two clusters) or
-    # 3 (three clusters: the forward's column blocks of chi cut by the backward's blocks);
-    # rho (two clusters) enters through the cluster draw only (likelihood ratio), L (three
-    # clusters) pathwise
+    # T = 36 steps: 2 blocks in the backward pass; rho (two clusters) enters through the
+    # cluster draw only (likelihood ratio), L (three clusters) pathwise
     extra = ("rho",) if problem is TWO else ("L",)
-    blocks = None if problem is TWO else 3
 
     def f(x, adjoint):
         p = eqx.tree_at(lambda q: [getattr(q, n) for n in FIELDS], problem, [x[n] for n in FIELDS])
         p = eqx.tree_at(lambda q: getattr(q.model, extra[0]), p, x[extra[0]])
         algo = dj.PersistentSGD(x["eta"], x["b"], x["tau"])
-        return _objective(p, algo, adjoint, n_steps=36, n_traj=512, n_chi=128, key=3, time_blocks=blocks)
+        return _objective(p, algo, adjoint, n_steps=36, n_traj=512, n_chi=128, key=3)
 
     x0 = {n: float(getattr(problem, n)) for n in FIELDS} | {extra[0]: float(getattr(problem.model, extra[0]))}
     _compare(f, x0 | dict(eta=0.2, b=0.3, tau=1 / 0.6))
 
 
 def test_adjoint_with_schedules_blocks_and_full_batch():
-    # per-step eta_k and b_k (schedule parameters)
+    # per-step eta_k and b_k (schedule parameters); 2 forward time blocks against 1 backward
+    # block: the backward reads the forward's column blocks of chi, including a block whose
+    # rows start after the step being read
     def f(x, adjoint):
         algo = dj.SGD(dj.ExponentialDecay(x["init"], x["rate"], 0.05), dj.PiecewiseConstant(x["bvals"], [8]))
-        return _objective(TWO, algo, adjoint, n_steps=16, n_traj=128, n_chi=32, key=1)
+        return _objective(TWO, algo, adjoint, n_steps=16, n_traj=128, n_chi=32, key=1, time_blocks=2)
 
     _compare(f, dict(init=0.3, rate=0.02, bvals=jnp.array([0.3, 0.5])))
 

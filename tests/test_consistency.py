@@ -176,7 +176,10 @@ def test_float32_full_batch_matches_float64(seed_two_cluster):
     s64 = dj.solve(problem, dj.GD(0.2), **kw)
     s32 = dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, **kw)
     assert s32.m.dtype == jnp.float32 and int(s64.n_clipped) > 0
-    np.testing.assert_allclose(s32.q, s64.q, rtol=2e-3)
+    # float32 clips a few more pivots than float64 (91 against 85 here), and which ones
+    # depends on rounding: max |q32/q64 - 1| measured 3.3e-3 with 1-3 time blocks, 3.4e-4
+    # with 4-6 (the summation order of the response products changes with the blocks)
+    np.testing.assert_allclose(s32.q, s64.q, rtol=5e-3)
     np.testing.assert_allclose(s32.eps_gen, s64.eps_gen, atol=5e-4)
 
 
