@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
+import sys
 
 import jax
 
@@ -24,22 +24,8 @@ import equinox as eqx  # noqa: E402
 
 import dmft_jax as dj  # noqa: E402
 
-
-def timed(f):
-    t0 = time.perf_counter()
-    jax.block_until_ready(f())
-    return time.perf_counter() - t0
-
-
-def best_interleaved(fs, repeat):
-    """Best time of each function over ``repeat`` rounds, the functions taking turns in every
-    round: this shared 2-core machine's speed drifts by 10-20% over minutes, and the ratio
-    of two times measured minutes apart carried that drift."""
-    ts = [[] for _ in fs]
-    for _ in range(repeat):
-        for t, f in zip(ts, fs):
-            t.append(timed(f))
-    return [min(t) for t in ts]
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import best_interleaved, timed  # noqa: E402
 
 
 def main():
@@ -69,7 +55,8 @@ def main():
         g_plain = jax.block_until_ready(vg(x0))[1]
         g_adj = jax.block_until_ready(va(x0))[1]
         diff = max(abs(float(g_plain[k] - g_adj[k])) / max(abs(float(g_plain[k])), 1e-12) for k in x0)
-        tf, ta = best_interleaved([lambda: fwd(x0), lambda: va(x0)], args.repeat)
+        t = best_interleaved({"forward": lambda: fwd(x0), "adjoint": lambda: va(x0)}, args.repeat)
+        tf, ta = t["forward"], t["adjoint"]
         tg = min(timed(lambda: vg(x0)) for _ in range(2))  # the slow reference: two runs
         print(f"{N:>6} {n_chi:>6} {T:>4} {tf:>12.3f} {tg:>13.3f} {tg / tf:>6.2f} {ta:>12.3f} {ta / tf:>6.2f} "
               f"{diff:>13.1e}", flush=True)

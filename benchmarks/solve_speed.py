@@ -13,7 +13,6 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 import jax
 
@@ -23,22 +22,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import dmft_jax as dj  # noqa: E402
+from _timing import best_interleaved, timed  # noqa: E402
 from numpy_baseline import solve_numpy  # noqa: E402
 
 PARAMS = dict(alpha=2.0, delta=0.5, lam=0.0, R0=0.01, rho=0.5, eta=0.2, b=0.3, tau=1 / 0.6)
-
-
-def best_interleaved(fs: dict, repeat):
-    """Best time of each function over ``repeat`` rounds in which they take turns: the
-    machine's speed drifts 10-20% over minutes, which timing one after the other puts into
-    the ratios."""
-    ts = {name: [] for name in fs}
-    for _ in range(repeat):
-        for name, f in fs.items():
-            t0 = time.perf_counter()
-            f()
-            ts[name].append(time.perf_counter() - t0)
-    return {name: min(t) for name, t in ts.items()}
 
 
 def main():
@@ -66,11 +53,7 @@ def main():
             for dtype in (jnp.float64, jnp.float32):
                 runs[label, dtype] = (lambda nc=nc, dtype=dtype: dj.solve(
                     problem, algo, t_max=t_max, n_traj=N, n_chi=nc, key=0, dtype=dtype).m.block_until_ready())
-        first = {}
-        for name, f in runs.items():  # compile
-            t0 = time.perf_counter()
-            f()
-            first[name] = time.perf_counter() - t0
+        first = {name: timed(f) for name, f in runs.items()}  # compile and first run
         runs["numpy"] = lambda: solve_numpy(**p, T=T, n_traj=N, n_chi=n_chi, seed=0)
         t = best_interleaved(runs, args.repeat)
         t_np = t["numpy"]
