@@ -80,7 +80,7 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     c, y, h0, s, u0, zeta = consts
     rows, ms, ok, U, G, chi_blocks = out
     # the response as the forward left it: column blocks (rows e.., columns e..e+w) of chi
-    chi_blocks = [(T + 1 - arr.shape[0], arr) for arr in chi_blocks]
+    chi_blocks, _ = est.column_blocks(dict(chi=chi_blocks))
     rows_bar, m_bar_out = cts[0], cts[1]
     size = T + 1
     n = est.n_chi

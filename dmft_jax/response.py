@@ -115,20 +115,20 @@ class ExactResponse(Response):
         return w_chi * sl2[: self.n_chi] / jnp.sum(w_chi)
 
     @staticmethod
-    def _blocks(st):
-        """``(e_c, block_c)`` pairs and the size ``S``."""
+    def column_blocks(st):
+        """``(e_c, block_c)`` pairs and the size ``S`` (used by the adjoint too)."""
         blocks = st["chi"]
         size = blocks[0].shape[0]
         return [(size - c.shape[0], c) for c in blocks], size
 
     def row(self, st, k, w, sl2, dts, delta):
         sw = self.source_weights(w, sl2)
-        blocks, _ = self._blocks(st)
+        blocks, _ = self.column_blocks(st)
         parts = [lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False) @ sw for e, c in blocks]
         return jnp.concatenate(parts + [jnp.zeros(1, sw.dtype)]) / dts
 
     def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
-        blocks, _ = self._blocks(st)
+        blocks, _ = self.column_blocks(st)
         new = []
         for e, c in blocks:  # the rows of block c start at e <= k
             chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False),
@@ -140,7 +140,7 @@ class ExactResponse(Response):
     def grow(self, st, size):
         """Rows of every block up to ``size``, and a new block for the columns
         ``[S - 1, size - 1)``."""
-        blocks, old = self._blocks(st)
+        blocks, old = self.column_blocks(st)
         if size == old:
             return st
         padded = tuple(_pad_to(c, size - e, (0,)) for e, c in blocks)
@@ -151,9 +151,6 @@ class ExactResponse(Response):
     def shrink(self, st, size):
         (c,) = st["chi"]  # the initial (one-block) state
         return dict(chi=(c[:size, : size - 1],))
-
-    def traj_axes(self):
-        return dict(chi=2)
 
 
 class ProbeResponse(Response):
@@ -217,9 +214,6 @@ class ProbeResponse(Response):
 
     def shrink(self, st, size):
         return dict(st, v=st["v"][:size])
-
-    def traj_axes(self):
-        return dict(v=2, eps=2, sl2_prev=0)
 
 
 def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0):

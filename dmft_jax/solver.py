@@ -339,6 +339,7 @@ def configure(problem, algorithm, t_max, n_traj, key, *, n_chi=None, response=No
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"dtype must be a floating dtype; got {dtype}")
     est = as_response(response, n_chi).resolve(T, n_traj, dtype.itemsize)
+    time_blocks = int(time_blocks) if time_blocks is not None else auto_time_blocks(T)
     _check_memory(T, n_traj, est, dtype, batch, time_blocks)
     if pivot_rtol is None:
         pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
@@ -348,7 +349,7 @@ def configure(problem, algorithm, t_max, n_traj, key, *, n_chi=None, response=No
         response=est, antithetic=bool(antithetic), method=method,
         damping=float(damping), max_iter=int(max_iter), rtol=float(rtol), atol=float(atol),
         pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
-        time_blocks=int(time_blocks) if time_blocks is not None else auto_time_blocks(T),
+        time_blocks=time_blocks,
         progress=bool(progress), devices=_device_ids(devices), adjoint=bool(adjoint),
     )
     if adjoint and (method != "sweep" or not isinstance(est, ExactResponse) or config["devices"]):

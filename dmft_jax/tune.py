@@ -157,7 +157,7 @@ def tune(
     ``optax.adam(0.05)`` on the unconstrained parameters) for ``steps`` steps.
 
     ``mode``: ``"reverse"`` (one backward pass by the hand-written adjoint of the sweep,
-    :mod:`dmft_jax.adjoint`: all parameters for ~2.5-4x a solve), ``"forward"`` (one JVP
+    :mod:`dmft_jax.adjoint`: all parameters for ~2.2-2.6x a solve), ``"forward"`` (one JVP
     per parameter, ~4x a solve each), or ``"auto"`` (reverse, unless the solve options
     exclude the adjoint: a ``ProbeResponse``, ``method="iteration"`` or several devices;
     then forward for up to 4 parameters, else plain reverse-mode autodiff)."""
