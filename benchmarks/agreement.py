@@ -53,7 +53,7 @@ def main():
     args = ap.parse_args()
     for name, (problem, algo) in SETTINGS.items():
         t0 = time.perf_counter()
-        sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, n_chi=args.n_chi, key=0)
+        sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, response=dj.ExactResponse(args.n_chi), key=0)
         t_solve = time.perf_counter() - t0
         sims = {}
         for d in args.dims:

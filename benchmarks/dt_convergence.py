@@ -28,7 +28,7 @@ def main():
     vals = []
     for eta in args.etas:
         s = dj.solve(problem, dj.PersistentSGD(eta, 0.3, 1.0), t_max=args.t, n_traj=args.n_traj,
-                     n_chi=2048, key=0)
+                     response=dj.ExactResponse(2048), key=0)
         vals.append([float(getattr(s, n)[-1]) for n in names])
     vals = np.array(vals)
     print(f"PersistentSGD(b=0.3, tau=1), observables at t={args.t}, N={args.n_traj}\n")

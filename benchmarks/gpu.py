@@ -64,7 +64,7 @@ def main():
 
     # 1. correctness: float32 on the device vs float64 on the CPU
     T, N = (20, 1024) if q else (50, 8192)
-    kw = dict(n_steps=T, n_traj=N, n_chi=min(N, 2048), key=0)
+    kw = dict(n_steps=T, n_traj=N, response=dj.ExactResponse(min(N, 2048)), key=0)
     dev32 = dj.solve(PROBLEM, algo(T), dtype=jnp.float32, **kw)
     with jax.default_device(jax.devices("cpu")[0]):
         cpu64 = dj.solve(PROBLEM, algo(T), dtype=jnp.float64, **kw)
@@ -97,7 +97,7 @@ def main():
     grid = {"lam": np.linspace(0.0, 0.2, 8), "b": np.linspace(0.2, 0.6, 8)}
     resp = dj.ProbeResponse(args.probes)
     t_grid, _ = timed(lambda: dj.solve_grid(PROBLEM, algo(Tg), grid, n_steps=Tg, n_traj=Ng, response=resp,
-                                            dtype=jnp.float32).solution.q, repeat=1)
+                                            dtype=jnp.float32).q, repeat=1)
     points = [(lam, b) for lam in grid["lam"] for b in grid["b"]]
 
     def sequential():

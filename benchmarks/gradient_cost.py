@@ -4,8 +4,8 @@ one forward solve at the same N, T. Seed two-cluster setting, persistent SGD.
 Times are the best of ``--repeat`` rounds in which the forward solve and the adjoint
 gradient take turns (the plain reverse mode, a slow reference, is the best of two).
 
-Columns: plain JAX reverse mode through the sweep (``adjoint=False``) and the
-hand-written adjoint (``adjoint=True``, dmft_jax/adjoint.py); both give the same gradient
+Columns: plain JAX reverse mode through the sweep (``adjoint=dj.AutodiffAdjoint()``) and the
+hand-written adjoint (``adjoint=dj.SweepAdjoint()``, dmft_jax/adjoint.py); both give the same gradient
 to rounding (checked here too).
 
     python benchmarks/gradient_cost.py [--sizes 4096:1024:50 16384:1024:100]
@@ -45,7 +45,8 @@ def main():
         def objective(x, adjoint=False):
             p = eqx.tree_at(lambda p: (p.lam, p.R0, p.alpha, p.delta), base, (x["lam"], x["R0"], x["alpha"], x["delta"]))
             a = dj.PersistentSGD(x["eta"], x["b"], x["tau"])
-            return dj.solve(p, a, n_steps=T, n_traj=N, n_chi=n_chi, key=0, adjoint=adjoint).eps_gen[-1]
+            return dj.solve(p, a, n_steps=T, n_traj=N, response=dj.ExactResponse(n_chi), key=0,
+                            adjoint=dj.SweepAdjoint() if adjoint else dj.AutodiffAdjoint()).eps_gen[-1]
 
         x0 = dict(lam=0.05, R0=0.01, alpha=2.0, delta=0.5, eta=0.2, b=0.3, tau=1 / 0.6)
         fwd = eqx.filter_jit(objective)

@@ -1,4 +1,4 @@
-"""A plain NumPy implementation of the DMFT equations (section 2 of the equations page),
+"""A plain NumPy implementation of the DMFT equations (docs/equations.md, section 2),
 written the way a paper's companion code would be: a Python loop over time steps,
 NumPy vectorised over trajectories, float64, logistic loss and the two-cluster model
 only. Used by ``benchmarks/solve_speed.py`` as the speed baseline, and by a test as an

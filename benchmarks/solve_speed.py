@@ -52,7 +52,7 @@ def main():
         for label, nc in (("equal work", n_chi), ("small", min(N, 256))):
             for dtype in (jnp.float64, jnp.float32):
                 runs[label, dtype] = (lambda nc=nc, dtype=dtype: dj.solve(
-                    problem, algo, t_max=t_max, n_traj=N, n_chi=nc, key=0, dtype=dtype).m.block_until_ready())
+                    problem, algo, t_max=t_max, n_traj=N, response=dj.ExactResponse(nc), key=0, dtype=dtype).m.block_until_ready())
         first = {name: timed(f) for name, f in runs.items()}  # compile and first run
         runs["numpy"] = lambda: solve_numpy(**p, T=T, n_traj=N, n_chi=n_chi, seed=0)
         t = best_interleaved(runs, args.repeat)

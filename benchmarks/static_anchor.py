@@ -71,7 +71,7 @@ def main():
     for lam in (0.1, 0.5):
         p = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=lam, R0=0.01)
         t0 = time.perf_counter()
-        sol, ok = dj.gd_long_time(p, eta=0.5, t_max=60.0, n_traj=2**15, n_chi=2048)
+        sol, ok = dj.gd_long_time(p, eta=0.5, t_max=60.0, n_traj=2**15, response=dj.ExactResponse(2048))
         ref = dj.erm(p)
         print(f"{lam:>6} {float(sol.t[-1]):>5.0f} {float(sol.eps_gen[-1]):>9.5f} {float(ref.eps_gen):>9.5f} "
               f"{float(sol.q[-1]):>8.4f} {float(ref.q):>8.4f} {float(sol.q[-1] / ref.q - 1):>+8.4f} {str(ok):>10}"

@@ -34,7 +34,7 @@ def main():
     args = ap.parse_args()
     base = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.01, R0=0.01)
     algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
-    kw = dict(t_max=args.t_max, n_traj=args.n_traj, n_chi=1024, key=0)
+    kw = dict(t_max=args.t_max, n_traj=args.n_traj, response=dj.ExactResponse(1024), key=0)
 
     cases = {
         "lam": (np.round(np.arange(0.0, 1.01, 0.05), 3),

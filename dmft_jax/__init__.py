@@ -1,24 +1,40 @@
 """dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
-high-dimensional Gaussian mixtures."""
+high-dimensional Gaussian mixtures (docs/equations.md)."""
 from . import io, plot
-from .algorithms import GD, SGD, Algorithm, PersistentSGD
+from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
+from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .grid import GridSolution, count_compilations, solve_grid
 from .io import load, save
-from .losses import CustomLoss, Exponential, Hinge, Logistic, Loss, SmoothHinge, Square
-from .problem import Problem, ThreeCluster, TwoCluster
-from .replica import ERMSolution, alpha_star, erm, gd_long_time
-from .response import ExactResponse, ProbeResponse, Response
+from .iteration import DampedIteration
+from .losses import AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, SmoothHinge, Square
+from .problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
+from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
+from .replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
+from .response import AbstractResponse, ExactResponse, ProbeResponse
+from .results import RESULTS, Result
 from .schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
 from .simulate import Simulation, simulate
-from .solver import Solution, solve
+from .solution import Solution, SolveConfig
+from .solver import solve
+from .solvers import AbstractSolver
+from .sweep import CausalSweep
 from .tune import TuneResult, tune
 
-__version__ = "0.1.0"
+# former names of the interfaces
+Algorithm = AbstractAlgorithm
+Loss = AbstractLoss
+Response = AbstractResponse
+
+__version__ = "0.2.0"
 
 __all__ = [
-    "Algorithm", "CustomLoss", "Exponential", "GD", "Hinge", "Logistic", "Loss",
-    "PersistentSGD", "Problem", "SGD", "Solution", "SmoothHinge", "Square", "ThreeCluster",
-    "TwoCluster", "Simulation", "simulate", "solve", "ERMSolution", "alpha_star", "erm",
-    "gd_long_time", "TuneResult", "tune", "Schedule", "ExponentialDecay", "PiecewiseConstant",
-    "CustomSchedule", "ExactResponse", "GridSolution", "count_compilations", "solve_grid", "ProbeResponse", "Response", "io", "load", "plot", "save", "__version__",
+    "AbstractAdjoint", "AbstractAlgorithm", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
+    "AbstractModel", "AbstractProgressMeter", "AbstractResponse", "AbstractSolver", "Algorithm",
+    "AutodiffAdjoint", "CausalSweep", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
+    "ExactResponse", "Exponential", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
+    "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
+    "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square",
+    "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
+    "count_compilations", "erm", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
+    "tune",
 ]

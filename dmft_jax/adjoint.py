@@ -1,6 +1,12 @@
-"""Reverse mode of the causal sweep by a hand-written adjoint (``solve(..., adjoint=True)``).
+"""How reverse-mode derivatives of a solve are taken: ``solve(..., adjoint=...)``.
 
-Why: the sweep is a recurrence with memory (every step reads the whole past of ``u``,
+- :class:`AutodiffAdjoint` (default): JAX's own reverse (and forward) mode through the
+  solver, for every solver, response estimator and sharding.
+- :class:`SweepAdjoint`: a hand-written adjoint of the causal sweep with the exact response
+  on one device: the same gradient at a fraction of the cost and memory.
+
+Why a hand-written adjoint:
+the sweep is a recurrence with memory (every step reads the whole past of ``u``,
 ``g``, ``chi``). JAX's reverse mode of a ``lax.scan`` saves what each step read, i.e. a
 copy of the histories per step (``O(T^2 N + T^3 N_chi)`` bytes moved, the measured 15-30x
 of a forward solve). But the histories are written once (row ``k`` at step ``k``) and
@@ -27,26 +33,80 @@ Supported: the sweep with :class:`~dmft_jax.ExactResponse` (the probes' adjoint 
 written); gradients with respect to the problem's parameters, the step sizes and the
 selection law (``rho``, ``b``, ``tau``, ``eta``) as with ``jax.grad`` of the plain sweep
 (tests/test_adjoint.py checks equality to rounding). Forward mode (``jax.jvp``) is not
-available through a custom VJP: use ``adjoint=False`` (the default) for ``jacfwd``.
+available through a custom VJP: use :class:`AutodiffAdjoint` (the default) for ``jacfwd``.
 """
 from __future__ import annotations
 
+import abc
+import dataclasses
 import functools
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from . import process
-from .response import _pad_to, chi_step
+from ._util import pad_to
+from .noise import NoiseFactor, noise_row
+from .response import ExactResponse, ExactState, chi_step
+from .solvers import SolverOutput
+from .sweep import CausalSweep, forward_sweep
+from .timegrid import block_edges
 
 
-def sweep(problem, rnd, T, est, pivot_rtol, n_blocks):
-    """``(rows, m, pivots, state)`` of the sweep, with the hand-written reverse mode."""
-    theta = (problem, rnd.dts, rnd.p_on, rnd.p_off, rnd.log_p0)
-    consts = (rnd.c, rnd.y, rnd.h0, rnd.s, rnd.u0, rnd.zeta)
-    rows, m, ok, u, g, chi = _sweep(theta, consts, T, est, pivot_rtol, n_blocks)
-    return rows, m, ok, process.State(u=u, g=g, resp=dict(chi=chi), u_now=u[-1], log_w=jnp.zeros_like(u[-1]))
+class AbstractAdjoint(eqx.Module):
+    """Interface: ``run`` calls the solver so that reverse mode takes this adjoint's route;
+    ``check`` refuses combinations it does not support."""
+
+    @abc.abstractmethod
+    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard) -> SolverOutput:
+        """``solver.run(...)`` with this adjoint's reverse mode."""
+
+    @abc.abstractmethod
+    def check(self, solver, response, sharded: bool) -> None:
+        """Raise ``ValueError`` if this adjoint cannot differentiate that solve."""
+
+
+class AutodiffAdjoint(AbstractAdjoint):
+    """JAX's own differentiation of the solver (forward and reverse mode)."""
+
+    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+        return solver.run(problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard)
+
+    def check(self, solver, response, sharded):
+        return None
+
+
+class SweepAdjoint(AbstractAdjoint):
+    """The hand-written adjoint of :class:`~dmft_jax.CausalSweep` with
+    :class:`~dmft_jax.ExactResponse` on one device (reverse mode only)."""
+
+    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+        theta = (problem, rnd.dts, rnd.p_on, rnd.p_off, rnd.log_p0)
+        consts = (rnd.c, rnd.y, rnd.h0, rnd.s, rnd.u0, rnd.zeta)
+        static = _Static(n_steps, response, pivot_rtol, solver.blocks(n_steps), meter)
+        rows, m, pivots, u, g, chi = _sweep(theta, consts, static)
+        state = process.State(u=u, g=g, resp=ExactState(chi=chi), u_now=u[-1], log_w=jnp.zeros_like(u[-1]))
+        return SolverOutput(rows=rows, m=m, pivots=pivots, state=lax.stop_gradient(state), n_iter=jnp.asarray(0),
+                            converged=jnp.asarray(True))
+
+    def check(self, solver, response, sharded):
+        if not isinstance(solver, CausalSweep) or not isinstance(response, ExactResponse) or sharded:
+            raise ValueError("adjoint: SweepAdjoint supports the CausalSweep solver with ExactResponse on one "
+                             "device; use AutodiffAdjoint() (the default) otherwise")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    """The static arguments of the custom VJP."""
+
+    T: int
+    est: Any
+    pivot_rtol: float
+    n_blocks: int
+    meter: Any
 
 
 def _rnd(theta, consts):
@@ -56,31 +116,57 @@ def _rnd(theta, consts):
                               dts=dts)
 
 
-def _forward(theta, consts, T, est, pivot_rtol, n_blocks):
-    from .solver import _sweep as plain_sweep
-
-    rows, m, ok, state, Lmod = plain_sweep(theta[0], _rnd(theta, consts), T, est, None, pivot_rtol, n_blocks,
-                                           return_factor=True)
-    return (rows, m, ok, state.u, state.g, state.resp["chi"]), Lmod
+def _forward(theta, consts, static: _Static):
+    out = forward_sweep(theta[0], _rnd(theta, consts), static.T, static.est, None, static.pivot_rtol,
+                        static.n_blocks, static.meter)
+    return (out.rows, out.m, out.pivots, out.state.u, out.state.g, out.state.resp.chi), out.factor
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _sweep(theta, consts, T, est, pivot_rtol, n_blocks):
-    return _forward(theta, consts, T, est, pivot_rtol, n_blocks)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _sweep(theta, consts, static):
+    return _forward(theta, consts, static)[0]
 
 
-def _sweep_fwd(theta, consts, T, est, pivot_rtol, n_blocks):
-    out, Lmod = _forward(theta, consts, T, est, pivot_rtol, n_blocks)
-    return out, (theta, consts, out, Lmod)
+def _sweep_fwd(theta, consts, static):
+    out, factor_rows = _forward(theta, consts, static)
+    return out, (theta, consts, out, factor_rows)
 
 
-def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
-    theta, consts, out, Lmod = res
+class Cotangents(eqx.Module):
+    """Cotangents carried backwards from step ``k + 1`` to ``k``: of ``u[k+1]``, of the
+    response row ``chi[k+1]`` (block-local size), of ``m[k+1]``, of the log-likelihood, of the
+    noise factor's rows (block-local), and the accumulated ones of the parameters."""
+
+    u: Any
+    chi: Any
+    m: Any
+    log_w: Any
+    factor: Any
+    problem: Any
+    dts: Any
+    p_on: Any
+    p_off: Any
+    log_p0: Any
+
+
+class BlockAdjoint(eqx.Module):
+    """Adjoint histories of the current backward block ``[a, p)`` (rows ``a..p-1``), written
+    once per step: of the memory integral of ``u`` (``mem``) and of that of ``chi``
+    (``chimem``); and of every ``M_C`` row so far (``mc``, full size)."""
+
+    mem: Any
+    chimem: Any
+    mc: Any
+
+
+def _sweep_bwd(static: _Static, res, cts):
+    T, est, pivot_rtol = static.T, static.est, static.pivot_rtol
+    theta, consts, out, factor_rows = res
     problem, dts, p_on, p_off, log_p0 = theta
     c, y, h0, s, u0, zeta = consts
-    rows, ms, ok, U, G, chi_blocks = out
+    rows, ms, pivots, U, G, chi = out
     # the response as the forward left it: column blocks (rows e.., columns e..e+w) of chi
-    chi_blocks, _ = est.column_blocks(dict(chi=chi_blocks))
+    chi_blocks, _ = ExactState(chi=chi).column_blocks()
     rows_bar, m_bar_out = cts[0], cts[1]
     size = T + 1
     n = est.n_chi
@@ -93,20 +179,22 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
 
     def phase_a(problem, p_on_prev, p_off_prev, log_p0, u_k, m_k, log_w_prev, k):
         km1 = jnp.maximum(k - 1, 0)
-        loc = process.local_step(problem, c, y, h0, s[km1], s[k], p_on_prev, p_off_prev, log_p0, u_k, m_k,
-                                 log_w_prev, k)
+        draws = process.StepDraws(c=c, y=y, h0=h0, s_prev=s[km1], s_k=s[k], p_on_prev=p_on_prev,
+                                  p_off_prev=p_off_prev, log_p0=log_p0)
+        loc = process.local_step(problem, draws, u_k, m_k, log_w_prev, k)
         x2 = problem.alpha * problem.delta * est.source_weights(loc.w, loc.sl2)
         return (loc.g, loc.sl2, loc.x1, loc.mc_kk, x2, loc.lam_hat, loc.mu, loc.train_loss, loc.train_acc,
                 loc.log_w)
 
-    def phase_b(problem, mc_row, mr_row, dts, Lmod_k, k):
-        L_k, Lmod_new, _ = process.noise_row(Lmod_k, ok[: mc_row.shape[0]], problem.delta * mc_row, k, pivot_rtol)
-        return L_k, Lmod_new, mr_row * dts
+    def phase_b(problem, mc_row, mr_row, dts, factor_k, k):
+        factor = NoiseFactor(rows=factor_k, pivots=pivots[: mc_row.shape[0]])
+        L_k, factor_new = noise_row(factor, problem.delta * mc_row, k, pivot_rtol)
+        return L_k, factor_new.rows, mr_row * dts
 
     def phase_c(problem, dt, u_k, g, sl2_n, lam_hat, mem, xi, chi_k, chimem, m_k, mu, k):
         u_next = process.u_step(problem.lam, problem.delta, dt, u_k, g, lam_hat, mem, xi)
         chi_next = chi_step(chi_k, chimem, k, dt, 1.0 - dt * (problem.lam + lam_hat), problem.delta, sl2_n)
-        m_next = m_k - dt * (problem.lam * m_k + mu)
+        m_next = process.m_step(problem.lam, dt, m_k, mu)
         return u_next, chi_next, m_next
 
     zeros_n = jnp.zeros(N, dtype)
@@ -116,8 +204,8 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
     def make_body(a, p, u_pull_blk, g_pull_blk, chi_pull_blk):
         """Backward step for ``k`` in a block ``[a, p)``: the past is read from rows ``< p``
         (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``.
-        ``u_pull_blk``, ``g_pull_blk``: the pulls of rows ``a..p-1`` from steps ``>= p``,
-        formed once per block; steps inside the block add their own."""
+        ``u_pull_blk``, ``g_pull_blk``, ``chi_pull_blk``: the pulls of rows ``a..p-1`` from
+        steps ``>= p``, formed once per block; steps inside the block add their own."""
         Up, Zp, Gp = U[:p], zeta[:p], G[:p]
         # the response's lower triangle in the forward's column blocks, cut at p (rows j <= l
         # are zero): the read of the past chi is ~0.6 of the square p x p
@@ -128,23 +216,22 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             columns ``>= e``) is read (explicitly: a negative index would wrap around)."""
             parts = [lax.dynamic_index_in_dim(arr, jnp.maximum(k - e, 0), 0, keepdims=False)[: c1 - e]
                      for e, c1, arr, _ in CHI_cols]
-            return _pad_to(jnp.concatenate(parts), p, (0,))
+            return pad_to(jnp.concatenate(parts), p, (0,))
         Gb, Kf = G[a:p], K_all[a:, :p]
         idx_p, idx_f, idx_b = jnp.arange(p), jnp.arange(a, size), jnp.arange(a, p)
         eye_p = jnp.eye(p, dtype=dtype)
         dts_p = dts[:p]
 
         def body(carry, k):
-            (u_bar_next, chi_bar_next, m_bar_next, logw_bar, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar,
-             log_p0_bar, MEMBAR, CBAR, MCBAR) = carry
+            ct, hist = carry
             km1 = jnp.maximum(k - 1, 0)
             u_k, m_k, chi_k = U[k], ms[k], chi_row(k)
             past = idx_p < k
             # cotangents of rows k pulled from the later steps of this block that read them
             # (rows > k of the block-local adjoint histories; row k is not needed)
             k_col = jnp.where(idx_f > k, Kf[:, k], 0.0)
-            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ MEMBAR
-            chi_b_pull = chi_pull_blk[k - a] + jnp.tensordot(k_col[: p - a], CBAR, axes=(0, 0))
+            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ hist.mem
+            chi_b_pull = chi_pull_blk[k - a] + jnp.tensordot(k_col[: p - a], hist.chimem, axes=(0, 0))
             # local step k: values and pullback
             outs_a, vjp_a = jax.vjp(lambda *x: phase_a(*x, k), problem, p_on[km1], p_off[km1], log_p0, u_k, m_k,
                                     zeros_n)
@@ -160,10 +247,10 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             _, vjp_c = jax.vjp(lambda *x: phase_c(*x, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
                                zeros_n, chi_k, chimem, m_k, mu)
             (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
-             mu_b_c) = vjp_c((u_bar_next, chi_bar_next, m_bar_next))
+             mu_b_c) = vjp_c((ct.u, ct.chi, ct.m))
             # block-local adjoint histories (rows a..p-1), written in place after the pulls read them
-            MEMBAR = _write_after(MEMBAR, k - a, mem_b, u_b_pull)
-            CBAR = _write_after(CBAR, k - a, chimem_b, chi_b_pull)
+            mem_hist = _write_after(hist.mem, k - a, mem_b, u_b_pull)
+            chimem_hist = _write_after(hist.chimem, k - a, chimem_b, chi_b_pull)
             # transposed contractions towards the kernels (reads of the past)
             k_b_chi = jnp.zeros(p, dtype)
             for c0, c1, _, chi_c in CHI_cols:
@@ -171,14 +258,13 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             K_b = jnp.where(past, Up @ mem_b + k_b_chi, 0.0)
             L_b = jnp.where(idx_p <= k, Zp @ xi_b, 0.0)
             # noise-factor row and memory weights
-            Lmod_k = jnp.where(past[:, None], Lmod[:p, :p], eye_p)
+            factor_k = jnp.where(past[:, None], factor_rows[:p, :p], eye_p)
             _, vjp_b = jax.vjp(lambda *x: phase_b(*x, k), problem, rows.M_C[k, :p], rows.M_R[k, :p], dts_p,
-                               Lmod_k)
-            prob_b, mc_b_b, mr_b_b, dts_b_b, Lmod_k_b = vjp_b((L_b, Lmod_bar, K_b))
-            Lmod_bar = jnp.where(past[:, None], Lmod_k_b, 0.0)
+                               factor_k)
+            prob_b, mc_b_b, mr_b_b, dts_b_b, factor_k_b = vjp_b((L_b, ct.factor, K_b))
             mc_tot = jnp.where(idx_p <= k, rb("M_C")[k, :p] + mc_b_b, 0.0)
             mr_tot = jnp.where(past, rb("M_R")[k, :p] + mr_b_b, 0.0)
-            MCBAR = MCBAR.at[k, :p].set(mc_tot)
+            mc_hist = hist.mc.at[k, :p].set(mc_tot)
             x1_b = jnp.where(past, mc_tot, 0.0) @ Gp
             mr_scaled = mr_tot / dts_p
             x2_b = mr_scaled @ chi_k
@@ -186,56 +272,55 @@ def _sweep_bwd(T, est, pivot_rtol, n_blocks, res, cts):
             dts_b_mr = -mr_tot * rows.M_R[k, :p] / dts_p
             # cotangents pulled from the later steps that read row k
             inside = (idx_b > k)
-            g_b_pull = g_pull_blk[k - a] + (alpha_delta / N) * (jnp.where(inside, MCBAR[a:p, k], 0.0) @ Gb)
+            g_b_pull = g_pull_blk[k - a] + (alpha_delta / N) * (jnp.where(inside, mc_hist[a:p, k], 0.0) @ Gb)
             sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
             prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
                 (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
-                 rb("mu")[k] + mu_b_c, rb("train_loss")[k], rb("train_acc")[k], logw_bar))
-            prob_bar = add(prob_bar, add(prob_a, add(prob_b, prob_c)))
-            dts_bar = dts_bar.at[:p].add(dts_b_b + dts_b_mr).at[k].add(dt_b)
-            p_on_bar = p_on_bar.at[km1].add(p_on_b)
-            p_off_bar = p_off_bar.at[km1].add(p_off_b)
-            carry = (u_b_a + u_b_c + u_b_pull, chik_b_c + chik_b_mr + chi_b_pull, m_bar_out[k] + m_b_a + m_b_c,
-                     logw_prev_b, Lmod_bar, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar + log_p0_b,
-                     MEMBAR, CBAR, MCBAR)
-            return carry, None
+                 rb("mu")[k] + mu_b_c, rb("train_loss")[k], rb("train_acc")[k], ct.log_w))
+            ct = Cotangents(
+                u=u_b_a + u_b_c + u_b_pull, chi=chik_b_c + chik_b_mr + chi_b_pull, m=m_bar_out[k] + m_b_a + m_b_c,
+                log_w=logw_prev_b, factor=jnp.where(past[:, None], factor_k_b, 0.0),
+                problem=add(ct.problem, add(prob_a, add(prob_b, prob_c))),
+                dts=ct.dts.at[:p].add(dts_b_b + dts_b_mr).at[k].add(dt_b),
+                p_on=ct.p_on.at[km1].add(p_on_b), p_off=ct.p_off.at[km1].add(p_off_b),
+                log_p0=ct.log_p0 + log_p0_b)
+            return (ct, BlockAdjoint(mem=mem_hist, chimem=chimem_hist, mc=mc_hist)), None
 
         return body
 
-    carry = (zeros_n, jnp.zeros((size, n), dtype), jnp.zeros((), dtype), zeros_n, jnp.zeros((size, size), dtype),
-             zero(problem), jnp.zeros_like(dts), jnp.zeros_like(p_on), jnp.zeros_like(p_off),
-             jnp.zeros_like(log_p0), None, None, jnp.zeros((size, size), dtype))
-    MEMBAR_all = jnp.zeros((size, N), dtype)
-    cbar_blocks = []  # (a, CBAR of block [a, b)): rows a..b-1, columns < b
-    # the forward's time blocks, backwards; step T (kernels only) joins the last block
-    from .solver import time_blocks_edges
-
-    edges = time_blocks_edges(T, _backward_blocks(T))
+    ct = Cotangents(u=zeros_n, chi=jnp.zeros((size, n), dtype), m=jnp.zeros((), dtype), log_w=zeros_n,
+                    factor=jnp.zeros((size, size), dtype), problem=zero(problem), dts=jnp.zeros_like(dts),
+                    p_on=jnp.zeros_like(p_on), p_off=jnp.zeros_like(p_off), log_p0=jnp.zeros_like(log_p0))
+    mc_hist = jnp.zeros((size, size), dtype)
+    mem_all = jnp.zeros((size, N), dtype)
+    chimem_blocks = []  # (a, chimem history of block [a, b)): rows a..b-1, columns < b
+    # the backward's time blocks, last first; step T (kernels only) joins the last block
+    edges = block_edges(T, _backward_blocks(T))
     edges[-1] = T + 1
     for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
         # block-local sizes of the carried row cotangents (entries beyond are structural zeros)
-        carry = (carry[0], carry[1][:b], carry[2], carry[3], carry[4][:b, :b]) + carry[5:10] + (
-            jnp.zeros((b - a, N), dtype), jnp.zeros((b - a, b, n), dtype), carry[12])
+        ct = eqx.tree_at(lambda x: (x.chi, x.factor), ct, (ct.chi[:b], ct.factor[:b, :b]))
+        hist = BlockAdjoint(mem=jnp.zeros((b - a, N), dtype), chimem=jnp.zeros((b - a, b, n), dtype), mc=mc_hist)
         # pulls of rows a..b-1 from all steps >= b, as one product per block
-        u_pull_blk = K_all[b:, a:b].T @ MEMBAR_all[b:]
-        g_pull_blk = (alpha_delta / N) * (carry[12][b:, a:b].T @ G[b:])
-        if cbar_blocks:
-            later = jnp.concatenate([cb[:, :b] for _, cb in cbar_blocks])  # rows b..T
+        u_pull_blk = K_all[b:, a:b].T @ mem_all[b:]
+        g_pull_blk = (alpha_delta / N) * (mc_hist[b:, a:b].T @ G[b:])
+        if chimem_blocks:
+            later = jnp.concatenate([cb[:, :b] for _, cb in chimem_blocks])  # rows b..T
             chi_pull_blk = jnp.tensordot(K_all[b:, a:b], later, axes=(0, 0))
         else:
             chi_pull_blk = jnp.zeros((b - a, b, n), dtype)
         body = make_body(a, b, u_pull_blk, g_pull_blk, chi_pull_blk)
-        carry, _ = lax.scan(body, carry, jnp.arange(b - 1, a - 1, -1))
-        carry = (carry[0], _pad_to(carry[1], size, (0,)), carry[2], carry[3], _pad_to(carry[4], size, (0, 1))) \
-            + carry[5:]
-        MEMBAR_all = MEMBAR_all.at[a:b].set(carry[10])
-        cbar_blocks.insert(0, (a, carry[11]))
-    u_bar0, _, m_bar0, _, _, prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar = carry[:10]
+        (ct, hist), _ = lax.scan(body, (ct, hist), jnp.arange(b - 1, a - 1, -1))
+        ct = eqx.tree_at(lambda x: (x.chi, x.factor), ct,
+                         (pad_to(ct.chi, size, (0,)), pad_to(ct.factor, size, (0, 1))))
+        mc_hist = hist.mc
+        mem_all = mem_all.at[a:b].set(hist.mem)
+        chimem_blocks.insert(0, (a, hist.chimem))
     # u_0 = sqrt(Delta R0) u0, m_0 = m0
     _, vjp0 = jax.vjp(lambda p: (jnp.sqrt(p.delta * p.R0) * u0, p.m0), problem)
-    (prob0,) = vjp0((u_bar0, m_bar0))
-    prob_bar = jax.tree_util.tree_map(jnp.add, prob_bar, prob0)
-    return (prob_bar, dts_bar, p_on_bar, p_off_bar, log_p0_bar), zero(consts)
+    (prob0,) = vjp0((ct.u, ct.m))
+    prob_bar = jax.tree_util.tree_map(jnp.add, ct.problem, prob0)
+    return (prob_bar, ct.dts, ct.p_on, ct.p_off, ct.log_p0), zero(consts)
 
 
 def _write_after(hist, i, row, read):

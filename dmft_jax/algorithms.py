@@ -14,21 +14,24 @@ The continuous-time stochastic gradient flow is ``PersistentSGD`` with ``eta -> 
 fixed ``tau``. ``eta`` may be a schedule (:mod:`dmft_jax.schedules`); the switching
 probabilities then follow ``eta_k`` step by step.
 
-``b`` may be a schedule too (batch-fraction schedule ``b_k``, values in ``(0, 1]``): the
-transition ``k -> k+1`` uses ``p_off_k = eta_k / tau``, ``p_on_k = b_k eta_k / ((1 - b_k)
-tau)`` and ``s[0] ~ Bernoulli(b_0)``. For :class:`SGD` the draws are independent
-Bernoulli(``b_k``), so ``P(s_k = 1) = b_k`` exactly; for :class:`PersistentSGD` the batch
-fraction relaxes towards ``b_k`` with time constant ``~tau`` (the chain has memory). The
+``b`` may be a schedule too (batch-fraction schedule ``b_k``, values in ``(0, 1]``):
+``s[0] ~ Bernoulli(b_0)`` and the transition ``k -> k+1`` uses the target of the step it
+leads to, ``p_off_k = eta_k / tau``, ``p_on_k = b_{k+1} eta_k / ((1 - b_{k+1}) tau)``. For
+:class:`SGD` the draws are independent Bernoulli(``b_k``), so ``P(s_k = 1) = b_k`` exactly;
+for :class:`PersistentSGD` the batch fraction relaxes towards ``b_k`` with time constant
+``~tau`` (the chain has memory). The
 DMFT of section 2 holds step by step with these per-step probabilities.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
 
 from . import _validate
+from ._util import tolist
 from .schedules import Schedule, as_eta, step_sizes
 
 
@@ -36,79 +39,78 @@ def _f():
     return eqx.field(converter=_validate.as_float_array)
 
 
-def _eta():
-    return eqx.field(converter=as_eta)
-
-
-def _scalar_eta(eta):
-    """Concrete scalar eta for validation, or None (schedule or traced)."""
-    if isinstance(eta, Schedule) or not _validate.is_concrete(eta):
+def _scalar(x):
+    """A concrete number for validation now, or None (a schedule or traced)."""
+    if isinstance(x, Schedule) or not _validate.is_concrete(x):
         return None
-    return eta
+    return x
 
 
-def _b():
-    return eqx.field(converter=as_eta)
+class AbstractAlgorithm(eqx.Module):
+    """Interface of a training algorithm (docs/equations.md, section 1.4).
 
+    ``eta``: the learning rate, a number or a :class:`~dmft_jax.Schedule` (step ``k`` is the
+    DMFT time step ``dt_k = eta_k``). Subclasses give the selection chain of the samples
+    (``selection``: the law of ``s[0]`` and the switching probabilities per step), the
+    constraints on the steps (``check_steps``) and a JSON description (``to_dict``)."""
 
-def _check_b(b):
-    """Validate a constant b now; a schedule is validated with the steps (check_steps)."""
-    if not isinstance(b, Schedule):
-        _validate.in_unit_interval("b", b)
-
-
-class Algorithm(eqx.Module):
-    eta: Any = _eta()
-
-    def selection(self, eta=None):
-        """Return ``(b, p_on, p_off)``; with ``eta`` (e.g. the per-step sizes) the switching
-        probabilities are those of steps with that learning rate."""
-        raise NotImplementedError
+    eta: eqx.AbstractVar[Any]
 
     def step_sizes(self, n_steps: int, dtype=None):
-        """Learning rates ``eta_k``, ``k = 0..n_steps-1`` (constant or a schedule)."""
+        """Learning rates ``eta_k``, ``k = 0..n_steps-1``."""
         return step_sizes(self.eta, n_steps, dtype)
 
+    @abc.abstractmethod
+    def selection(self, steps):
+        """``(b_0, p_on, p_off)`` for the step sizes ``steps`` (``(T,)``): ``P(s[0] = 1)`` and the
+        switching probabilities of the transitions ``k -> k+1``, ``P(0 -> 1)`` and ``P(1 -> 0)``
+        (scalars or ``(T,)``)."""
+
+    @abc.abstractmethod
+    def check_steps(self, steps) -> None:
+        """Raise ``ValueError`` (naming the parameter and its valid range) unless the concrete
+        step sizes ``steps`` satisfy the algorithm's constraints."""
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict:
+        """JSON-friendly description."""
+
+
+class AbstractMinibatch(AbstractAlgorithm):
+    """An algorithm with a batch fraction ``b`` in ``(0, 1]`` (a number or a schedule
+    ``b_k``)."""
+
+    b: eqx.AbstractVar[Any]
+
     def batch_fractions(self, n_steps: int, dtype=None):
-        """``b_k``, ``k = 0..n_steps-1`` (constant or a schedule; 1 for GD)."""
-        b = getattr(self, "b", None)
-        if b is None:
-            return jnp.ones((n_steps,), dtype)
-        return step_sizes(b, n_steps, dtype)
+        """``b_k``, ``k = 0..n_steps-1``."""
+        return step_sizes(self.b, n_steps, dtype)
 
-    def _b_value(self, eta):
-        """``b`` per step when it is a schedule (``eta`` gives the number of steps), else ``b``."""
+    def _b_steps(self, steps):
+        """``(b_0, b_trans)``: the batch fraction of step 0 and the targets of the transitions
+        ``k -> k+1`` (``b_{k+1}``; per step when ``b`` is a schedule, else the number)."""
         if isinstance(self.b, Schedule):
-            if not jnp.ndim(eta):
+            if not jnp.ndim(steps):
                 raise ValueError("b is a schedule: pass the per-step sizes eta_k to selection()")
-            return self.batch_fractions(jnp.shape(eta)[0])
-        return self.b
+            b = self.batch_fractions(jnp.shape(steps)[0] + 1)
+            return b[0], b[1:]
+        return self.b, self.b
 
-    def _check_b_steps(self, n_steps):
-        """Validate a batch-fraction schedule over ``n_steps`` and return ``b_k`` (None for constant b)."""
-        if not isinstance(getattr(self, "b", None), Schedule):
-            return None
-        b = self.batch_fractions(n_steps)
+    def _checked_b(self, n_steps):
+        """``b_{k+1}`` for the transitions of ``n_steps`` steps (all of ``b_0..b_T`` validated
+        when concrete)."""
+        b = self.batch_fractions(n_steps + 1)
         if _validate.is_concrete(b):
             _validate.in_unit_interval("b", b)
-        return b
-
-    def _eta_value(self, eta):
-        if eta is not None:
-            return eta
-        if isinstance(self.eta, Schedule):
-            raise ValueError("eta is a schedule: pass the per-step sizes")
-        return self.eta
-
-    def to_dict(self) -> dict:
-        raise NotImplementedError
+        return b[1:]
 
 
-class PersistentSGD(Algorithm):
-    """Persistent SGD: a sample stays in the batch for a mean time ``tau``."""
+class PersistentSGD(AbstractMinibatch):
+    """Persistent SGD: a sample stays in the batch for a mean time ``tau``
+    (``p_off = eta / tau``, ``p_on = b eta / ((1 - b) tau)``)."""
 
-    eta: Any = _eta()
-    b: Any = _b()
+    eta: Any = eqx.field(converter=as_eta)
+    b: Any = eqx.field(converter=as_eta)
     tau: Any = _f()
 
     def __init__(self, eta=0.2, b=0.3, tau=1 / 0.6):
@@ -117,65 +119,64 @@ class PersistentSGD(Algorithm):
         self.tau = tau
 
     def __check_init__(self):
-        eta = _scalar_eta(self.eta)
+        eta = _scalar(self.eta)
         if eta is not None:
             _validate.positive("eta", eta)
-        _check_b(self.b)
+        if not isinstance(self.b, Schedule):
+            _validate.in_unit_interval("b", self.b)
         _validate.positive("tau", self.tau)
-        if eta is not None and not isinstance(self.b, Schedule) and all(
-                _validate.is_concrete(x) for x in (self.b, self.tau)):
+        if eta is not None and _scalar(self.b) is not None and _validate.is_concrete(self.tau):
             self.check_steps(eta)
 
-    def check_steps(self, eta):
-        """Validate ``tau >= eta_k`` and ``b_k eta_k <= (1 - b_k) tau`` (``eta`` scalar or steps)."""
-        eta = jnp.asarray(eta)
+    def check_steps(self, steps):
+        """``tau >= eta_k`` and ``b_k eta_k <= (1 - b_k) tau`` at every step."""
+        steps = jnp.asarray(steps)
         if isinstance(self.b, Schedule):
-            eta = jnp.broadcast_to(eta, (max(1, eta.size),))
-            b = self._check_b_steps(eta.shape[0])
+            steps = jnp.broadcast_to(steps, (max(1, steps.size),))
+            b = self._checked_b(steps.shape[0])
         else:
-            eta, b = jnp.max(eta), self.b
-        if all(_validate.is_concrete(x) for x in (eta, b, self.tau)):
-            eta_max = float(jnp.max(eta))
+            steps, b = jnp.max(steps), self.b
+        if all(_validate.is_concrete(x) for x in (steps, b, self.tau)):
+            eta_max = float(jnp.max(steps))
             _validate.check("tau", self.tau - eta_max, lambda a: a >= -1e-12 * abs(eta_max),
                             f"tau >= eta (eta = {eta_max:g})")
             _validate.check(
-                "b", jnp.where(b < 1, b * eta - (1 - b) * self.tau, 0.0),
+                "b", jnp.where(b < 1, b * steps - (1 - b) * self.tau, 0.0),
                 lambda a: a <= 1e-12 * abs(self.tau),
                 f"b * eta <= (1 - b) * tau at every step (eta = {eta_max:g}, tau = {float(self.tau):g}), "
                 "i.e. b <= tau / (tau + eta)",
             )
 
-    def selection(self, eta=None):
-        """``(b_0, p_on, p_off)``: the batch fraction of the first step and the switching
-        probabilities (per step when ``eta`` or ``b`` varies)."""
-        eta = self._eta_value(eta)
-        b = self._b_value(eta)
+    def selection(self, steps):
+        b0, b = self._b_steps(steps)
         full = b >= 1
         one_minus_b = jnp.where(full, 1.0, 1.0 - b)
-        p_off = jnp.where(full, 0.0, eta / self.tau)
-        p_on = jnp.where(full, 1.0, b * eta / (one_minus_b * self.tau))
-        return _first(b), p_on, p_off
+        p_off = jnp.where(full, 0.0, steps / self.tau)
+        p_on = jnp.where(full, 1.0, b * steps / (one_minus_b * self.tau))
+        return b0, p_on, p_off
 
     def to_dict(self):
         return {"algorithm": "persistent_sgd", "eta": _eta_dict(self.eta), "b": _eta_dict(self.b),
-                "tau": _tolist(self.tau)}
+                "tau": tolist(self.tau)}
 
 
-class SGD(Algorithm):
-    """Classic SGD with an independent Bernoulli(``b``) batch at every step."""
+class SGD(AbstractMinibatch):
+    """Classic SGD with an independent Bernoulli(``b``) batch at every step (persistent SGD
+    with ``tau = eta / (1 - b)``: ``p_off = 1 - b``, ``p_on = b``)."""
 
-    eta: Any = _eta()
-    b: Any = _b()
+    eta: Any = eqx.field(converter=as_eta)
+    b: Any = eqx.field(converter=as_eta)
 
     def __init__(self, eta=0.2, b=0.3):
         self.eta = eta
         self.b = b
 
     def __check_init__(self):
-        eta = _scalar_eta(self.eta)
+        eta = _scalar(self.eta)
         if eta is not None:
             _validate.positive("eta", eta)
-        _check_b(self.b)
+        if not isinstance(self.b, Schedule):
+            _validate.in_unit_interval("b", self.b)
 
     def persistent(self) -> PersistentSGD:
         """The equivalent :class:`PersistentSGD` with ``tau = eta / (1 - b)`` (constant eta, b)."""
@@ -183,57 +184,44 @@ class SGD(Algorithm):
             raise ValueError("b: a batch-fraction schedule has no single equivalent tau")
         return PersistentSGD(self.eta, self.b, self.eta / jnp.where(self.b < 1, 1 - self.b, 1.0))
 
-    def selection(self, eta=None):
-        # the persistent-SGD probabilities with tau = eta / (1 - b): p_off = 1 - b, p_on = b
-        eta = self._eta_value(eta)
-        b = self._b_value(eta)
-        one_minus_b = jnp.where(b < 1, 1 - b, 1.0)
-        tau = eta / one_minus_b
-        p_off = jnp.where(b < 1, eta / tau, 0.0)
-        p_on = jnp.where(b < 1, b * eta / (one_minus_b * tau), 1.0)
-        return _first(b), p_on, p_off
+    def selection(self, steps):
+        b0, b = self._b_steps(steps)
+        ones = jnp.ones_like(steps)
+        p_off = jnp.where(b < 1, 1.0 - b, 0.0) * ones
+        p_on = jnp.where(b < 1, b, 1.0) * ones
+        return b0, p_on, p_off
 
-    def check_steps(self, eta):
-        self._check_b_steps(max(1, jnp.size(eta)))
+    def check_steps(self, steps):
+        if isinstance(self.b, Schedule):
+            self._checked_b(max(1, jnp.size(steps)))
 
     def to_dict(self):
         return {"algorithm": "sgd", "eta": _eta_dict(self.eta), "b": _eta_dict(self.b)}
 
 
-class GD(Algorithm):
+class GD(AbstractAlgorithm):
     """Full-batch gradient descent (``s = 1``)."""
 
-    eta: Any = _eta()
+    eta: Any = eqx.field(converter=as_eta)
 
     def __init__(self, eta=0.2):
         self.eta = eta
 
     def __check_init__(self):
-        eta = _scalar_eta(self.eta)
+        eta = _scalar(self.eta)
         if eta is not None:
             _validate.positive("eta", eta)
 
-    def selection(self, eta=None):
-        eta = self._eta_value(eta)
-        one = jnp.ones_like(eta)
-        return jnp.ones((), jnp.result_type(eta)), one, jnp.zeros_like(eta)
+    def selection(self, steps):
+        one = jnp.ones_like(steps)
+        return jnp.ones((), jnp.result_type(steps)), one, jnp.zeros_like(steps)
 
-    def check_steps(self, eta):
+    def check_steps(self, steps):
         return None
 
     def to_dict(self):
         return {"algorithm": "gd", "eta": _eta_dict(self.eta)}
 
 
-def _first(b):
-    return b[0] if jnp.ndim(b) else b
-
-
 def _eta_dict(eta):
-    return eta.to_dict() if isinstance(eta, Schedule) else _tolist(eta)
-
-
-def _tolist(x):
-    import numpy as np
-
-    return np.asarray(x).tolist()
+    return eta.to_dict() if isinstance(eta, Schedule) else tolist(eta)

@@ -107,22 +107,22 @@ def main(argv=None):
 
         try:
             res = dj.tune(problem, algo, args.params, t_max=args.t_max, n_traj=args.n_traj,
-                          n_chi=args.n_chi, key=args.seed, optimizer=optax.adam(args.lr),
+                          response=dj.ExactResponse(args.n_chi), key=args.seed, optimizer=optax.adam(args.lr),
                           steps=args.steps, refresh=args.refresh, progress=True, log_every=5)
         except ValueError as err:
             parser.error(str(err))
-        out_data = dict(params=res.params, objective=res.objective, history=res.history,
+        out_data = dict(params=res.params, objective=float(res.objective), history=res.history,
                         problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict())
         (out / "tune.json").write_text(json.dumps(out_data, indent=2))
         plot.compare(res.solution, path=out / f"curves.{args.format}")
-        print(json.dumps(dict(params=res.params, objective=res.objective, out=str(out)), indent=2))
+        print(json.dumps(dict(params=res.params, objective=float(res.objective), out=str(out)), indent=2))
         return 0
     try:
         if args.command == "solve":
             t0 = time.perf_counter()
-            resp = dj.ProbeResponse(args.probes) if args.probes is not None else None
-            sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, n_chi=args.n_chi,
-                           response=resp, progress=True)
+            resp = dj.ProbeResponse(args.probes) if args.probes is not None else dj.ExactResponse(args.n_chi)
+            sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
+                           progress_meter=dj.TextProgressMeter())
             sol.m.block_until_ready()
             summary["solve_seconds"] = time.perf_counter() - t0
             summary["status"] = sol.message

@@ -7,9 +7,11 @@ refused with its name before anything runs), stacks them as array leaves and run
 (``T``, ``N``, estimator), so the grid compiles once; a second grid of the same size and
 options compiles nothing.
 
-Failed points are data: a point whose solve diverges gets ``status`` NONFINITE in the
-batched :class:`~dmft_jax.Solution` and the others are unaffected (points never mix). A
-single warning summarises the failures unless ``throw=True``.
+The result is a batched :class:`~dmft_jax.Solution` whose arrays have the grid's shape in
+front (``g.eps_gen[i, j]`` is the curve of point ``(i, j)``) and whose ``grid`` holds the
+parameters' values per point. Failed points are data: a point whose solve diverges gets its
+own ``result`` and the others are unaffected (points never mix). A single warning
+summarises the failures unless ``throw=True``.
 
 Gridded parameters: ``lam, alpha, delta, R0, m0`` (problem), ``rho`` and ``L`` (model),
 ``eta, b, tau`` (algorithm; constant ``eta`` only). When ``eta`` is gridded the number of
@@ -23,47 +25,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._util import as_key, cast_tree, seed_of
+from .algorithms import AbstractMinibatch, PersistentSGD
+from .problem import ThreeCluster, TwoCluster
 from .schedules import Schedule
-from .solver import Solution, _cast, _finish, _static, _with_config, as_key, configure, solve_traced
+from .solution import Solution, finish
+from .solver import configure, solve_traced
 
 PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
 MODEL = ("rho", "L")
 ALGORITHM = ("eta", "b", "tau")
 
 
-class GridSolution(eqx.Module):
-    """``solution``: the batched :class:`~dmft_jax.Solution` (leading axis: points);
-    ``params``: name -> values per point; ``shape``: the grid's shape (the outer product of
-    the value lists, or ``(n_points,)`` with ``product=False``)."""
-
-    solution: Solution
-    params: dict
-    shape: tuple = eqx.field(static=True)
-
-    def __getitem__(self, name: str):
-        """Field ``name`` of the solution reshaped to the grid, e.g. ``grid["eps_gen"]``
-        has shape ``(*shape, T + 1)``."""
-        a = getattr(self.solution, name)
-        return jnp.reshape(a, self.shape + a.shape[1:])
-
-    @property
-    def ok(self):
-        return np.reshape(self.solution.ok, self.shape)
+GridSolution = Solution  # the former name of a grid's result
 
 
 def _targets(problem, algorithm, names):
+    has = {"rho": isinstance(problem.model, (TwoCluster, ThreeCluster)),
+           "L": isinstance(problem.model, ThreeCluster),
+           "eta": True, "b": isinstance(algorithm, AbstractMinibatch), "tau": isinstance(algorithm, PersistentSGD)}
     for n in names:
         if n in PROBLEM:
             continue
         if n in MODEL:
-            if not hasattr(problem.model, n):
+            if not has[n]:
                 raise ValueError(f"params: {type(problem.model).__name__} has no parameter {n!r}")
             continue
         if n in ALGORITHM:
-            if not hasattr(algorithm, n):
+            if not has[n]:
                 raise ValueError(f"params: {type(algorithm).__name__} has no parameter {n!r}")
-            if n == "eta" and isinstance(algorithm.eta, Schedule):
-                raise ValueError("params: eta is a schedule; grid its fields by building the algorithms yourself")
+            if isinstance(getattr(algorithm, n), Schedule):
+                raise ValueError(f"params: {n} is a schedule; grid its fields by building the algorithms yourself")
             continue
         raise ValueError(f"params: unknown hyperparameter {n!r}; gridded parameters are "
                          f"{', '.join(PROBLEM + MODEL + ALGORITHM)}")
@@ -81,17 +73,19 @@ def set_params(problem, algorithm, values: dict):
     return problem, algorithm
 
 
-def _validate_point(problem, algorithm):
-    # construction-time checks (named errors with the valid range) of every object
+def _validate_point(problem, algorithm, n_steps):
+    """The construction-time checks of every object (named errors with the valid range) and
+    the algorithm's constraints over the steps."""
     for obj in (problem.model, problem, algorithm):
-        check = getattr(obj, "__check_init__", None)
-        if check is not None:
-            check()
+        for cls in type(obj).__mro__:  # as equinox does at construction
+            if "__check_init__" in vars(cls):
+                vars(cls)["__check_init__"](obj)
+    algorithm.check_steps(algorithm.step_sizes(n_steps))
 
 
 def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: int = 2**15, key=0, *,
                product: bool = True, batch_size: int | None = None, throw: bool = False,
-               **solve_options) -> GridSolution:
+               **solve_options) -> Solution:
     """Solve the DMFT at every point of a hyperparameter grid in one compiled, vmapped call.
 
     Parameters
@@ -128,30 +122,30 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
     if "eta" in names and solve_options.get("n_steps") is None:
         raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
                          "static shape shared by all points)")
-    for row in points:  # validate every point as a single solve would
-        p, a = set_params(problem, algorithm, dict(zip(names, row)))
-        _validate_point(p, a)
-        if hasattr(a, "check_steps"):
-            a.check_steps(a.eta)
     if batch_size is None:
         batch_size = n_points
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
     batch_size = min(int(batch_size), n_points)
-    config = configure(problem, algorithm, t_max, n_traj, key, batch=batch_size, **solve_options)
-    dtype = jnp.dtype(config["dtype"])
+    config = configure(problem, algorithm, t_max, n_traj, batch=batch_size, **solve_options)
+    for row in points:  # validate every point as a single solve would
+        p, a = set_params(problem, algorithm, dict(zip(names, row)))
+        _validate_point(p, a, config.n_steps)
+    dtype = jnp.dtype(config.dtype)
     values = jnp.asarray(points, dtype)
-    sol = _grid_jit(problem.astype(dtype), _cast(algorithm, dtype), names, values, as_key(key),
-                    _static(config), batch_size)
-    sol = _finish(_with_config(sol, config), throw)
-    return GridSolution(solution=sol, params={n: points[:, i] for i, n in enumerate(names)}, shape=shape)
+    sol = _grid_jit(problem.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
+                    jnp.asarray(seed_of(key)), config, batch_size)
+    sol = finish(sol, throw, "dmft_jax.solve_grid")
+    sol = jax.tree_util.tree_map(lambda a: jnp.reshape(a, shape + a.shape[1:]), sol)
+    return eqx.tree_at(lambda s: s.grid, sol, {n: np.reshape(points[:, i], shape) for i, n in enumerate(names)},
+                       is_leaf=lambda x: x is None)
 
 
 @eqx.filter_jit
-def _grid_jit(problem, algorithm, names, values, key, config, batch_size):
+def _grid_jit(problem, algorithm, names, values, key, seed, config, batch_size):
     def one(row):
         p, a = set_params(problem, algorithm, dict(zip(names, row)))
-        return solve_traced(p, a, key, config)
+        return solve_traced(p, a, key, config, seed)
 
     if batch_size >= values.shape[0]:
         return jax.vmap(one)(values)

@@ -14,27 +14,19 @@ FORMAT_VERSION = 1
 
 
 def _arrays(result) -> dict:
-    from .simulate import OBSERVABLES, Simulation
-
-    if isinstance(result, Simulation):
-        names = ["t"] + [n for o in OBSERVABLES for n in (o, o + "_se")]
-    else:
-        names = ["t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
-                 "lam_hat", "mu", "M_C", "M_R", "status", "n_clipped", "n_negative", "n_iter"]
-    return {n: np.asarray(getattr(result, n)) for n in names}
+    return {n: np.asarray(getattr(result, n)) for n in result.saved_arrays}
 
 
 def metadata(result) -> dict:
     from . import __version__
-    from .simulate import Simulation
 
     return {
         "format_version": FORMAT_VERSION,
-        "kind": "simulation" if isinstance(result, Simulation) else "solution",
+        "kind": result.kind,
         "dmft_jax_version": __version__,
         "problem": result.problem.to_dict(),
         "algorithm": result.algorithm.to_dict(),
-        "config": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in result.config.items()},
+        "config": dict(result.config.to_dict(), seed=int(np.asarray(result.seed))),
     }
 
 

@@ -12,34 +12,48 @@ hinge as ``beta -> infinity``. The simulator accepts both.
 """
 from __future__ import annotations
 
+import abc
 from typing import Callable, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 
 from . import _validate
+from ._util import tolist
 
 
-class Loss(eqx.Module):
-    """Abstract loss of the margin ``v``."""
+class AbstractLoss(eqx.Module):
+    """Interface of a loss ``ell(v)`` of the margin ``v = y Phi(r)`` (elementwise).
 
-    twice_differentiable: ClassVar[bool] = True
-    name: ClassVar[str] = "loss"
+    ``name`` identifies it in saved results; ``twice_differentiable`` is ``False`` for a loss
+    whose second derivative has a Dirac part that autodiff cannot see (the solver refuses
+    it)."""
 
+    name: eqx.AbstractClassVar[str]
+    twice_differentiable: eqx.AbstractClassVar[bool]
+
+    @abc.abstractmethod
     def __call__(self, v):
-        raise NotImplementedError
+        """``ell(v)`` elementwise."""
+
+    def to_dict(self) -> dict:
+        out = {"loss": self.name}
+        out.update({f: tolist(getattr(self, f)) for f in self.__dataclass_fields__
+                    if eqx.is_array_like(getattr(self, f))})
+        return out
 
 
-class Logistic(Loss):
+class Logistic(AbstractLoss):
     """``ell(v) = log(1 + exp(-v))`` (numerically stable)."""
 
     name: ClassVar[str] = "logistic"
+    twice_differentiable: ClassVar[bool] = True
 
     def __call__(self, v):
         return jnp.logaddexp(0.0, -v)
 
 
-class Hinge(Loss):
+class Hinge(AbstractLoss):
     """``ell(v) = max(0, 1 - v)``. Not twice differentiable: simulation only."""
 
     twice_differentiable: ClassVar[bool] = False
@@ -49,11 +63,12 @@ class Hinge(Loss):
         return jnp.maximum(0.0, 1.0 - v)
 
 
-class SmoothHinge(Loss):
+class SmoothHinge(AbstractLoss):
     """``ell(v) = softplus(beta (1 - v)) / beta``; the hinge as ``beta -> infinity``."""
 
     beta: float = 10.0
     name: ClassVar[str] = "smooth_hinge"
+    twice_differentiable: ClassVar[bool] = True
 
     def __check_init__(self):
         _validate.positive("beta", self.beta)
@@ -62,29 +77,32 @@ class SmoothHinge(Loss):
         return jnp.logaddexp(0.0, self.beta * (1.0 - v)) / self.beta
 
 
-class Square(Loss):
+class Square(AbstractLoss):
     """``ell(v) = (1 - v)^2 / 2``."""
 
     name: ClassVar[str] = "square"
+    twice_differentiable: ClassVar[bool] = True
 
     def __call__(self, v):
         return 0.5 * (1.0 - v) ** 2
 
 
-class Exponential(Loss):
+class Exponential(AbstractLoss):
     """``ell(v) = exp(-v)``."""
 
     name: ClassVar[str] = "exponential"
+    twice_differentiable: ClassVar[bool] = True
 
     def __call__(self, v):
         return jnp.exp(-v)
 
 
-class CustomLoss(Loss):
+class CustomLoss(AbstractLoss):
     """Any user callable ``ell(v)``, assumed twice differentiable (autodiff)."""
 
     fn: Callable = eqx.field(static=True)
     name: ClassVar[str] = "custom"
+    twice_differentiable: ClassVar[bool] = True
 
     def __call__(self, v):
         return self.fn(v)
@@ -99,9 +117,9 @@ LOSSES = {
 }
 
 
-def as_loss(loss) -> Loss:
+def as_loss(loss) -> AbstractLoss:
     """Accept a :class:`Loss`, a name from :data:`LOSSES`, or a callable ``ell(v)``."""
-    if isinstance(loss, Loss):
+    if isinstance(loss, AbstractLoss):
         return loss
     if isinstance(loss, str):
         try:

@@ -6,6 +6,7 @@ they are concrete (see :mod:`dmft_jax._validate`).
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import equinox as eqx
@@ -14,7 +15,9 @@ import jax.numpy as jnp
 from jax.scipy.special import erf, erfc
 
 from . import _validate
-from .losses import Loss, as_loss
+from ._util import cast_tree, tolist
+from .losses import AbstractLoss, as_loss
+
 
 def _f():
     return eqx.field(converter=_validate.as_float_array)
@@ -24,33 +27,67 @@ def _q_function(x):
     return 0.5 * erfc(x / jnp.sqrt(2.0))
 
 
-class Model(eqx.Module):
-    """Abstract Gaussian-mixture data model."""
+class AbstractModel(eqx.Module):
+    """Interface of a data model (docs/equations.md, sections 1.1 and 2.2).
 
-    kind = "model"
+    A sample has a discrete (or continuous) latent ``c``, a label ``y`` and, along the
+    teacher direction, the field ``projection(c, h0, delta)`` per unit overlap ``m`` (``h0``
+    a standard normal): the effective process reads ``r = m projection + u``. The model
+    gives the read-out ``phi(r)`` (prediction ``sign(phi(r))``), the law of ``(c, y)`` and its
+    log-probability (likelihood-ratio gradients in its parameters), the generalisation
+    error of a state ``(m, q)`` and, for the finite-``d`` simulator, the data themselves."""
 
-    def sample(self, key, shape, dtype):
-        """Return cluster labels ``c`` and classes ``y``."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sample(self, key, h0):
+        """``(c, y)`` for effective samples whose teacher-direction noise is ``h0`` (shape and
+        dtype from ``h0``; labels may depend on it)."""
 
+    @abc.abstractmethod
+    def log_prob(self, c, y):
+        """Log-probability of the discrete draws ``(c, y)`` (zero for continuous ones)."""
+
+    @abc.abstractmethod
+    def projection(self, c, h0, delta):
+        """The sample's field along the teacher per unit ``m``."""
+
+    @abc.abstractmethod
     def phi(self, r):
-        raise NotImplementedError
+        """Read-out of the pre-activation ``r``: the prediction is ``sign(phi(r))``."""
 
-    def log_prob(self, c):
-        """Log-probability of the cluster label ``c`` (for likelihood-ratio gradients in
-        ``rho``, which enters only through the discrete draw of ``c``)."""
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def eps_gen(self, m, q, delta):
-        """Generalisation error of a fresh sample given ``m``, ``q = C(t,t)``, ``Delta``."""
-        raise NotImplementedError
+        """Generalisation error of a fresh sample given ``m``, ``q = C(t,t)`` and ``Delta``."""
+
+    @abc.abstractmethod
+    def data(self, keys, teacher, size: int, delta, dtype):
+        """``(X, y)``: ``size`` samples at finite ``d = len(teacher)`` for the simulator, inputs
+        as rows (``teacher`` is ``v*`` with ``|v*|^2 ~ d``); ``keys`` a pair ``(labels, inputs)``."""
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict:
+        """JSON-friendly description."""
 
 
-class TwoCluster(Model):
+class AbstractMixture(AbstractModel):
+    """A Gaussian mixture: ``x = c v*/sqrt(d) + sqrt(Delta) z``, so the teacher-direction
+    field is ``c + sqrt(Delta) h0``; labels depend on ``c`` only."""
+
+    def projection(self, c, h0, delta):
+        return c + jnp.sqrt(delta) * h0
+
+    def data(self, keys, teacher, size, delta, dtype):
+        kc, kz = keys
+        d = teacher.shape[0]
+        c, y = self.sample(kc, jnp.zeros((size,), dtype))
+        X = c[:, None] * teacher[None, :] / jnp.sqrt(jnp.asarray(d, dtype)) \
+            + jnp.sqrt(delta) * jax.random.normal(kz, (size, d), dtype)
+        return X, y
+
+
+class TwoCluster(AbstractMixture):
     """Two clusters ``c = +-1`` (``P(c = 1) = rho``), ``y = c``, ``Phi(r) = r``."""
 
     rho: Any = _f()
-    kind = "two_cluster"
 
     def __init__(self, rho=0.5):
         self.rho = rho
@@ -58,14 +95,14 @@ class TwoCluster(Model):
     def __check_init__(self):
         _validate.check("rho", self.rho, lambda a: (a > 0) & (a < 1), "0 < rho < 1")
 
-    def sample(self, key, shape, dtype):
-        c = jnp.where(jax.random.uniform(key, shape, dtype) < self.rho, 1.0, -1.0).astype(dtype)
+    def sample(self, key, h0):
+        c = jnp.where(jax.random.uniform(key, h0.shape, h0.dtype) < self.rho, 1.0, -1.0).astype(h0.dtype)
         return c, c
 
     def phi(self, r):
         return r
 
-    def log_prob(self, c):
+    def log_prob(self, c, y):
         return jnp.log(jnp.where(c > 0, self.rho, 1 - self.rho))
 
     def eps_gen(self, m, q, delta):
@@ -73,17 +110,19 @@ class TwoCluster(Model):
         # w = 0 (q = 0): sign(0) is no class, counted as a coin flip (error 1/2)
         ratio = jnp.where(sigma > 0, m / jnp.where(sigma > 0, sigma, 1.0),
                           jnp.where(m > 0, jnp.inf, jnp.where(m < 0, -jnp.inf, 0.0)))
-        return _q_function(ratio)
+        return jnp.where(jnp.isnan(m) | jnp.isnan(q), jnp.nan, _q_function(ratio))  # no number for a NaN state
+
+    def to_dict(self):
+        return {"model": "two_cluster", "rho": tolist(self.rho)}
 
 
-class ThreeCluster(Model):
+class ThreeCluster(AbstractMixture):
     """Three clusters: ``c = +-1`` w.p. ``rho/2`` each (``y = +1``), ``c = 0`` w.p.
     ``1 - rho`` (``y = -1``); ``Phi(r) = r^2 - L^2``. Symmetric under ``w -> -w``: use a
     small ``m0 > 0`` in :class:`Problem`."""
 
     rho: Any = _f()
     L: Any = _f()
-    kind = "three_cluster"
 
     def __init__(self, rho=0.5, L=0.7):
         self.rho = rho
@@ -93,18 +132,18 @@ class ThreeCluster(Model):
         _validate.check("rho", self.rho, lambda a: (a > 0) & (a < 1), "0 < rho < 1")
         _validate.positive("L", self.L)
 
-    def sample(self, key, shape, dtype):
+    def sample(self, key, h0):
         k1, k2 = jax.random.split(key)
-        on = jax.random.uniform(k1, shape, dtype) < self.rho
-        sign = jnp.where(jax.random.uniform(k2, shape, dtype) < 0.5, 1.0, -1.0)
-        c = jnp.where(on, sign, 0.0).astype(dtype)
-        y = jnp.where(on, 1.0, -1.0).astype(dtype)
+        on = jax.random.uniform(k1, h0.shape, h0.dtype) < self.rho
+        sign = jnp.where(jax.random.uniform(k2, h0.shape, h0.dtype) < 0.5, 1.0, -1.0)
+        c = jnp.where(on, sign, 0.0).astype(h0.dtype)
+        y = jnp.where(on, 1.0, -1.0).astype(h0.dtype)
         return c, y
 
     def phi(self, r):
         return r**2 - self.L**2
 
-    def log_prob(self, c):
+    def log_prob(self, c, y):
         return jnp.log(jnp.where(c != 0, 0.5 * self.rho, 1 - self.rho))
 
     def eps_gen(self, m, q, delta):
@@ -112,6 +151,9 @@ class ThreeCluster(Model):
         return (1.0 - self.rho) * erfc(self.L / s) + 0.5 * self.rho * (
             erf((self.L - m) / s) + erf((self.L + m) / s)
         )
+
+    def to_dict(self):
+        return {"model": "three_cluster", "rho": tolist(self.rho), "L": tolist(self.L)}
 
 
 class Problem(eqx.Module):
@@ -122,8 +164,8 @@ class Problem(eqx.Module):
     ``"exponential"``, ``"smooth_hinge"``, ``"hinge"``) or a callable ``ell(v)``.
     """
 
-    model: Model
-    loss: Loss
+    model: AbstractModel
+    loss: AbstractLoss
     alpha: Any = _f()
     delta: Any = _f()
     lam: Any = _f()
@@ -133,8 +175,9 @@ class Problem(eqx.Module):
     def __init__(self, model=None, loss="logistic", alpha=2.0, delta=0.5, lam=0.0, R0=1.0, m0=0.0):
         if model is None:
             model = TwoCluster()
-        if not isinstance(model, Model):
-            raise ValueError(f"model must be TwoCluster(...) or ThreeCluster(...); got {model!r}")
+        if not isinstance(model, AbstractModel):
+            raise ValueError(f"model must be a data model (TwoCluster(...), ThreeCluster(...) or a subclass of "
+                             f"dmft_jax.AbstractModel); got {model!r}")
         self.model = model
         self.loss = as_loss(loss)
         self.alpha = alpha
@@ -170,29 +213,12 @@ class Problem(eqx.Module):
 
     def astype(self, dtype):
         """Cast every floating leaf to ``dtype``."""
-        return jax.tree_util.tree_map(lambda x: _cast_leaf(x, dtype), self)
+        return cast_tree(self, dtype)
 
     def to_dict(self) -> dict:
         """JSON-friendly description (concrete values only)."""
-        out = {"model": self.model.kind, "loss": self.loss.name}
-        for name in ("rho", "L"):
-            if hasattr(self.model, name):
-                out[name] = _tolist(getattr(self.model, name))
-        if hasattr(self.loss, "beta"):
-            out["beta"] = _tolist(self.loss.beta)
+        out = dict(self.model.to_dict())
+        out.update(self.loss.to_dict())
         for name in ("alpha", "delta", "lam", "R0", "m0"):
-            out[name] = _tolist(getattr(self, name))
+            out[name] = tolist(getattr(self, name))
         return out
-
-
-def _cast_leaf(x, dtype):
-    """Floating arrays and Python floats (e.g. set by ``eqx.tree_at``) to ``dtype``."""
-    if isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)):
-        return jnp.asarray(x).astype(dtype)
-    return x
-
-
-def _tolist(x):
-    import numpy as np
-
-    return np.asarray(x).tolist()

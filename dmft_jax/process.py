@@ -1,19 +1,18 @@
-"""The effective training-sample process of section 2.2, vmapped over trajectories.
+"""The effective training-sample process (docs/equations.md, sections 2.2-2.3), vmapped
+over trajectories.
 
-Layout: time is the leading axis of every history (``u[k]`` is a length-``N`` row), and
-the response tensor is ``chi[k, l, n]`` for the ``N_chi`` response trajectories, so that
-every kernel row is a matrix-vector product over contiguous memory.
+Layout: time is the leading axis of every history (``u[k]`` is a length-``N`` row) and the
+trajectory axis is the last axis of every per-trajectory array, so that kernel rows are
+matrix-vector products over contiguous memory and sharding splits one axis.
 
-Two functions carry the whole scheme and are shared by the causal forward sweep and the
-damped fixed-point iteration (see :mod:`dmft_jax.solver`):
+Two functions carry the scheme and are shared by the causal sweep, the damped iteration
+and the adjoint:
 
-- :func:`kernel_row` evaluates, at step ``k``, the pre-activations of all trajectories
-  and the kernel row ``k`` (``lam_hat[k]``, ``M_C[k, :k+1]``, ``mu[k]``, ``M_R[k, :k]``)
-  and the observables at ``k``;
-- :func:`advance` moves ``u`` and the response state from ``k`` to ``k + 1`` given kernel row ``k``.
-
-The response ``chi`` (or its probes) is handled by an estimator object from
-:mod:`dmft_jax.response`.
+- :func:`kernel_row` evaluates, at step ``k``, the pre-activations of all trajectories,
+  the kernel row ``k`` (``lam_hat[k]``, ``M_C[k, :k+1]``, ``mu[k]``, ``M_R[k, :k]``) and the
+  observables at ``k``; its history-free part is :func:`local_step`;
+- :func:`advance` moves ``u`` and the response state from ``k`` to ``k + 1`` given kernel
+  row ``k`` (the updates themselves are :func:`u_step` and :func:`m_step`).
 """
 from __future__ import annotations
 
@@ -23,40 +22,72 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, Float
 
 from . import selection
 
+Traj = Float[Array, " traj"]
+History = Float[Array, "steps traj"]
+
 
 class Randomness(eqx.Module):
-    """The fixed random numbers of all trajectories (common random numbers)."""
+    """The fixed random numbers of all trajectories (common random numbers) and the law of
+    the discrete draws they came from (differentiable: likelihood-ratio weights)."""
 
-    c: Any  # (N,) cluster label
-    y: Any  # (N,) class
-    h0: Any  # (N,) teacher-direction noise
-    s: Any  # (T+1, N) selection paths
-    u0: Any  # (N,) standard normal, scaled by sqrt(Delta R0) in use
-    zeta: Any  # (T+1, N) standard normals driving the noise xi
-    log_p0: Any  # (N,) log-probability of (c, s[0]) under the model and algorithm
-    p_on: Any  # (T,) switching probabilities of transitions k -> k+1 (differentiable in b, tau, eta)
-    p_off: Any
-    dts: Any  # (T+1,) step sizes eta_k (the last repeats eta_{T-1}; it is never used)
+    c: Traj  # latent of the sample (cluster)
+    y: Traj  # label
+    h0: Traj  # teacher-direction noise
+    s: History  # (T+1, N) selection paths
+    u0: Traj  # standard normal, scaled by sqrt(Delta R0) in use
+    zeta: History  # (T+1, N) standard normals driving the noise xi
+    log_p0: Traj  # log-probability of (c, y, s[0])
+    p_on: Float[Array, " T"]  # P(s: 0 -> 1) of the transitions k -> k+1
+    p_off: Float[Array, " T"]  # P(s: 1 -> 0)
+    dts: Float[Array, " steps"]  # step sizes eta_k (the last repeats eta_{T-1}; never used)
+
+    def map_trajectories(self, f) -> "Randomness":
+        """``f`` applied to every per-trajectory field (e.g. to shard them)."""
+        names = ("c", "y", "h0", "s", "u0", "zeta", "log_p0")
+        return eqx.tree_at(lambda r: [getattr(r, n) for n in names], self, [f(getattr(self, n)) for n in names])
+
+    def at_step(self, k) -> "StepDraws":
+        """What :func:`local_step` reads at step ``k``."""
+        km1 = jnp.maximum(k - 1, 0)
+        return StepDraws(c=self.c, y=self.y, h0=self.h0, s_prev=self.s[km1], s_k=self.s[k],
+                         p_on_prev=self.p_on[km1], p_off_prev=self.p_off[km1], log_p0=self.log_p0)
+
+
+class StepDraws(eqx.Module):
+    """The randomness of one step ``k``: the sample, the selection at ``k - 1`` and ``k`` and
+    the transition's probabilities."""
+
+    c: Traj
+    y: Traj
+    h0: Traj
+    s_prev: Traj
+    s_k: Traj
+    p_on_prev: Any
+    p_off_prev: Any
+    log_p0: Traj
 
 
 def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype) -> Randomness:
     """Draw the randomness of ``n_traj`` trajectories.
 
     With ``antithetic`` the trajectories come in adjacent pairs ``(2i, 2i+1)`` that share
-    ``c, h0, s`` and have opposite ``u0`` and ``zeta`` (removes the spurious O(1/sqrt N)
-    drift of ``m`` in symmetric models; equations page 2.7).
+    ``c, y, h0, s`` and have opposite ``u0`` and ``zeta`` (removes the spurious O(1/sqrt N)
+    drift of ``m`` in symmetric models; docs/equations.md, section 2.8.3).
     """
     kc, kh, ks, ku, kz = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
     # Draw in float32 and cast, so that float32 and float64 solves share their random
     # numbers (a float32 solve can then be compared with float64 at equal noise).
     draw_dtype = jnp.float32
-    c, y = (a.astype(dtype) for a in problem.model.sample(kc, (n_base,), draw_dtype))
-    h0 = jax.random.normal(kh, (n_base,), draw_dtype).astype(dtype)
-    s = selection.sample_paths(ks, algorithm, n_steps, (n_base,), draw_dtype).astype(dtype)
+    h0 = jax.random.normal(kh, (n_base,), draw_dtype)
+    c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0))
+    h0 = h0.astype(dtype)
+    b0, p_on, p_off = selection.law(algorithm, n_steps, dtype)
+    s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), draw_dtype).astype(dtype)
     u0 = jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype)
     zeta = jax.random.normal(kz, (n_steps + 1, n_base), draw_dtype).astype(dtype)
     if antithetic:
@@ -64,36 +95,38 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
         c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
         u0, zeta = mirror(u0), mirror(zeta)
+    log_p0 = problem.model.log_prob(c, y) + jnp.log(jnp.where(s[0] > 0, b0, 1 - b0))
     steps = algorithm.step_sizes(n_steps, dtype)
-    b, p_on, p_off = algorithm.selection(steps)
-    p_on, p_off = (jnp.broadcast_to(p, (n_steps,)) for p in (p_on, p_off))
-    log_p0 = problem.model.log_prob(c) + jnp.log(jnp.where(s[0] > 0, b, 1 - b))
     dts = jnp.concatenate([steps, steps[-1:]])
     return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
                       dts=dts)
 
 
 class State(eqx.Module):
-    """Carry of the time loop."""
+    """Carry of the time loop (histories sized to the current time block)."""
 
-    u: Any  # (T+1, N) history of u; row k is written at the start of step k
-    g: Any  # (T+1, N) history of g = s Lambda'
-    resp: Any  # state of the response estimator (dmft_jax.response), e.g. chi[k, l, n]
-    u_now: Any  # (N,) u at the current step
-    log_w: Any  # (N,) log-likelihood of the discrete draws (c, s[0..k]) so far
+    u: History  # row k is written at the start of step k
+    g: History  # g = s Lambda'
+    resp: eqx.Module  # the response estimator's state (dmft_jax.response)
+    u_now: Traj  # u at the current step
+    log_w: Traj  # log-likelihood of the discrete draws (c, s[0..k]) so far
 
 
 class Row(eqx.Module):
-    """Kernel row ``k`` and the observables at step ``k``."""
+    """Kernel row ``k`` and the observables at step ``k``; ``sl2`` and ``g_k`` are the
+    per-trajectory parts ``advance`` needs (``None`` in stacked output)."""
 
     lam_hat: Any
     mu: Any
-    M_C: Any  # (T+1,) M_C[k, :], zero beyond k
-    M_R: Any  # (T+1,) M_R[k, :], zero from k on
+    M_C: Any  # (S,) M_C[k, :], zero beyond k
+    M_R: Any  # (S,) M_R[k, :], zero from k on
     train_loss: Any
     train_acc: Any
-    sl2: Any  # (N,) s Lambda'' (for advance)
-    g_k: Any  # (N,) g[k]
+    sl2: Any = None  # (N,) s Lambda''
+    g_k: Any = None  # (N,) g[k]
+
+    def public(self) -> "Row":
+        return Row(self.lam_hat, self.mu, self.M_C, self.M_R, self.train_loss, self.train_acc)
 
 
 def init_state(problem, rnd: Randomness, n_steps: int, est, key) -> State:
@@ -110,48 +143,43 @@ class Local(eqx.Module):
     """Per-step quantities that need no history: the trajectories' ``g``, ``s Lambda''``,
     the likelihood-ratio weights and the averages of step ``k``."""
 
-    g: Any  # (N,) s Lambda'
-    sl2: Any  # (N,) s Lambda''
-    w: Any  # (N,) likelihood-ratio weights (value 1)
-    x1: Any  # (N,) alpha Delta w g / sum(w): M_C[k, j] = g[j] . x1
+    g: Traj  # s Lambda'
+    sl2: Traj  # s Lambda''
+    w: Traj  # likelihood-ratio weights (value 1)
+    x1: Traj  # alpha Delta w g / sum(w): M_C[k, j] = g[j] . x1
     mc_kk: Any  # M_C[k, k]
     lam_hat: Any
     mu: Any
     train_loss: Any
     train_acc: Any
-    log_w: Any  # (N,) log-likelihood of the discrete draws up to k
+    log_w: Traj  # log-likelihood of the discrete draws up to k
 
 
-def local_step(problem, c, y, h0, s_prev, s_k, p_on_prev, p_off_prev, log_p0, u_k, m_k, log_w_prev, k) -> Local:
+def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k) -> Local:
     """Step ``k``'s history-free part (shared by the sweep and its adjoint)."""
     alpha, delta = problem.alpha, problem.delta
-    proj = c + jnp.sqrt(delta) * h0
+    proj = problem.model.projection(draws.c, draws.h0, delta)
     r = m_k * proj + u_k
-    d1, d2 = problem.loss_derivatives(y, r)
-    g = s_k * d1
-    sl2 = s_k * d2
+    d1, d2 = problem.loss_derivatives(draws.y, r)
+    g = draws.s_k * d1
+    sl2 = draws.s_k * d2
     # Likelihood-ratio weights of the discrete draws (c and the selection path up to k):
     # exactly 1 in value, their derivative is the score, so that jax.grad/jvp of every
     # average below includes the dependence of the law of (c, s) on rho, b, tau, eta
     # (pathwise derivatives of Bernoulli draws are zero). Self-normalised averages
     # sum(w x) / sum(w) subtract the mean score, a built-in control variate.
-    on_prev, on = s_prev > 0, s_k > 0
-    prob = jnp.where(on_prev, jnp.where(on, 1 - p_off_prev, p_off_prev), jnp.where(on, p_on_prev, 1 - p_on_prev))
-    log_w = log_w_prev + jnp.where(k == 0, log_p0, jnp.log(prob))
+    on_prev, on = draws.s_prev > 0, draws.s_k > 0
+    p_on, p_off = draws.p_on_prev, draws.p_off_prev
+    prob = jnp.where(on_prev, jnp.where(on, 1 - p_off, p_off), jnp.where(on, p_on, 1 - p_on))
+    log_w = log_w_prev + jnp.where(k == 0, draws.log_p0, jnp.log(prob))
     w = jnp.exp(log_w - lax.stop_gradient(log_w))
     total = jnp.sum(w)
     mean = lambda x: jnp.sum(w * x) / total
     x1 = alpha * delta * w * g / total
-    margin = y * problem.model.phi(r)
+    margin = draws.y * problem.model.phi(r)
     return Local(g=g, sl2=sl2, w=w, x1=x1, mc_kk=jnp.sum(x1 * g), lam_hat=alpha * delta * mean(sl2),
                  mu=alpha * mean(g * proj), train_loss=alpha * mean(problem.loss(margin)),
                  train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w)
-
-
-def local_rnd(rnd: Randomness, k):
-    """The randomness ``local_step`` reads at step ``k``."""
-    km1 = jnp.maximum(k - 1, 0)
-    return (rnd.c, rnd.y, rnd.h0, rnd.s[km1], rnd.s[k], rnd.p_on[km1], rnd.p_off[km1], rnd.log_p0)
 
 
 def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
@@ -164,7 +192,7 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
     alpha, delta = problem.alpha, problem.delta
     u_k = state.u_now
     u_hist = state.u.at[k].set(u_k)
-    loc = local_step(problem, *local_rnd(rnd, k), u_k, m_k, state.log_w, k)
+    loc = local_step(problem, rnd.at_step(k), u_k, m_k, state.log_w, k)
     g_hist = state.g.at[k].set(loc.g)
     row = Row(
         lam_hat=loc.lam_hat,
@@ -181,12 +209,18 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
 
 
 def u_step(lam, delta, dt, u_k, g_k, lam_hat_k, memory, xi):
-    """``u[k+1]`` from ``u[k]`` given the memory integral and the noise of step ``k``."""
+    """``u[k+1]`` from ``u[k]`` given the memory integral and the noise of step ``k``
+    (docs/equations.md, section 2.2)."""
     return u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * g_k)
 
 
+def m_step(lam, dt, m_k, mu_k):
+    """``m[k+1] = m[k] - eta_k (lam m[k] + mu[k])`` (docs/equations.md, section 2.1)."""
+    return m_k - dt * (lam * m_k + mu_k)
+
+
 def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est):
-    """Advance ``u`` and ``chi`` from step ``k`` to ``k + 1``.
+    """Advance ``u`` and the response from step ``k`` to ``k + 1``.
 
     ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``) and ``L_k`` (row ``k`` of the noise
     factor) are the kernels used for the dynamics; ``row`` supplies this step's
@@ -200,45 +234,3 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, K_k @ state.u, xi)
     resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)
-
-
-def noise_row(Lmod, pivot_ok, a_row, k, rtol):
-    """Row ``k`` of the causal (lower) Cholesky factor of ``A = Delta M_C``.
-
-    ``a_row`` is ``A[k, :]`` (entries beyond ``k`` ignored). ``Lmod`` holds the factor's
-    rows ``< k``, with rows whose pivot was clipped replaced by unit rows (and identity
-    rows beyond ``k``) so that one triangular solve gives ``L[k, :k]``. A pivot below
-    ``rtol * A[k, k]`` (rounding, rank deficiency) is clipped to zero.
-
-    ``pivot_ok`` is an int8 vector: 1 for a kept pivot, 0 for one clipped at the rounding
-    floor, -1 for one clipped because it came out below ``-rtol * A[k, k]`` (a loss of
-    positive definiteness beyond rounding at this precision). Returns ``(L_k, Lmod, pivot_ok)``.
-    """
-    size = a_row.shape[0]
-    idx = jnp.arange(size)
-    rhs = jnp.where((idx < k) & (pivot_ok > 0), a_row, 0.0)
-    x = jax.scipy.linalg.solve_triangular(Lmod, rhs, lower=True)
-    a_kk = a_row[k]
-    pivot = a_kk - x @ x
-    ok = (pivot > rtol * a_kk) & (a_kk > 0)
-    l_kk = jnp.where(ok, jnp.sqrt(jnp.where(ok, pivot, 1.0)), 0.0)
-    unit = (idx == k).astype(a_row.dtype)
-    L_k = x + l_kk * unit
-    Lmod = Lmod.at[k].set(jnp.where(ok, L_k, unit))
-    flag = jnp.where(ok, 1, jnp.where(pivot < -rtol * a_kk, -1, 0)).astype(jnp.int8)
-    return L_k, Lmod, pivot_ok.at[k].set(flag)
-
-
-def noise_factor(M_C, delta, rtol):
-    """Full causal Cholesky factor of ``Delta M_C`` row by row (used by the iteration)."""
-    size = M_C.shape[0]
-    Lmod0 = jnp.eye(size, dtype=M_C.dtype)
-    ok0 = jnp.zeros(size, jnp.int8)
-
-    def body(carry, k):
-        Lmod, ok = carry
-        L_k, Lmod, ok = noise_row(Lmod, ok, delta * M_C[k], k, rtol)
-        return (Lmod, ok), L_k
-
-    (_, ok), L = lax.scan(body, (Lmod0, ok0), jnp.arange(size))
-    return L, ok

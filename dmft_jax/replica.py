@@ -1,7 +1,7 @@
 """The static anchor: asymptotics of ridge-regularised empirical-risk minimisation (ERM)
 on the two-cluster mixture, and the data-separability threshold ``alpha*(Delta, rho)``.
 
-Equations page, section 4 (our conventions: loss summed over samples, ``lam/2 |w|^2``,
+docs/equations.md, section 4.1 (our conventions: loss summed over samples, ``lam/2 |w|^2``,
 inputs ``c v*/sqrt(d) + sqrt(Delta) z``, no bias). With ``xi ~ N(0, 1)``,
 ``omega = m + sqrt(Delta q) xi``, ``tau = Delta V`` and ``p = prox_{tau ell}(omega)``::
 
@@ -32,18 +32,14 @@ from jax.scipy.special import ndtr
 
 from .losses import Hinge, Square
 from .problem import Problem, TwoCluster
-from .solver import MAX_ITER, NONFINITE, SUCCESS
-
-MESSAGES = {
-    SUCCESS: "success",
-    NONFINITE: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "
-    "when the data are separable, alpha < alpha*(Delta))",
-    MAX_ITER: "the fixed-point iteration did not converge within max_iter iterations",
-}
+from .response import ExactResponse
+from .results import RESULTS, Result
 
 
 class ERMSolution(eqx.Module):
-    """Asymptotic ERM order parameters and errors (per dimension where extensive)."""
+    """Asymptotic ERM order parameters and errors (per dimension where extensive);
+    ``result`` is the outcome (:data:`~dmft_jax.RESULTS`: ``no_minimiser`` when the order
+    parameters diverge, ``max_iter`` when the fixed point was not reached)."""
 
     m: Any
     q: Any
@@ -54,16 +50,20 @@ class ERMSolution(eqx.Module):
     eps_gen: Any
     train_loss: Any
     train_error: Any
-    status: Any
+    result: Result
     n_iter: Any
 
     @property
     def message(self):
-        return MESSAGES[int(self.status)]
+        return self.result.message
 
     @property
     def ok(self):
-        return np.asarray(self.status) == SUCCESS
+        return self.result.ok
+
+    @property
+    def status(self):
+        return self.result.code
 
 
 def _phi(x):
@@ -165,8 +165,9 @@ def erm(problem: Problem, *, n_nodes: int = 150, damping: float = 0.5, max_iter:
         tol: float = 1e-11, init=(0.5, 1.0, 1.0), throw: bool = False) -> ERMSolution:
     """Solve the ERM fixed point for ``problem`` (two clusters, convex loss, no bias).
 
-    ``init`` is ``(m, q, V)``. Returns :class:`ERMSolution` with ``status`` (0 success,
-    1 diverging order parameters, 2 not converged); ``throw=True`` raises instead.
+    ``init`` is ``(m, q, V)``. Returns :class:`ERMSolution` with its ``result``
+    (``successful``, ``no_minimiser`` for diverging order parameters, ``max_iter``);
+    ``throw=True`` raises instead.
     Works under ``jit``/``vmap``/``grad`` (pass arrays for ``lam``, ``alpha``, ...).
     """
     if not isinstance(problem, Problem) or not isinstance(problem.model, TwoCluster):
@@ -219,10 +220,11 @@ def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
     m, q, V = x[0], jnp.exp(x[1]), jnp.exp(x[2])
     m_hat, q_hat, V_hat, train_loss, train_error = _channel(problem, m, q, V, nodes, weights)
     finite = jnp.all(jnp.isfinite(jnp.stack([m, q, V, train_loss]))) & (x[1] < 200)
-    status = jnp.where(finite, jnp.where(residual < jnp.sqrt(tol), SUCCESS, MAX_ITER), NONFINITE)
+    code = jnp.where(finite, jnp.where(residual < jnp.sqrt(tol), RESULTS.successful, RESULTS.max_iter),
+                     RESULTS.no_minimiser)
     return ERMSolution(m=m, q=q, V=V, m_hat=m_hat, q_hat=q_hat, V_hat=V_hat,
                        eps_gen=problem.eps_gen(m, q), train_loss=train_loss,
-                       train_error=train_error, status=status, n_iter=n_iter)
+                       train_error=train_error, result=Result.of(code), n_iter=n_iter)
 
 
 # --------------------------------------------------------------------------------------
@@ -276,24 +278,44 @@ def alpha_star(delta, rho=0.5, bias: bool = True) -> float:
 # --------------------------------------------------------------------------------------
 # Long-time limit of full-batch gradient descent
 # --------------------------------------------------------------------------------------
+class LongTimeGD(eqx.Module):
+    """Result of :func:`gd_long_time`: the last ``solution`` and whether ``(m, q)`` had
+    become ``stationary`` (the outcome is the solution's ``result``). Unpacks as
+    ``(solution, stationary)``."""
+
+    solution: Any
+    stationary: bool = eqx.field(static=True)
+
+    @property
+    def result(self):
+        return self.solution.result
+
+    def __iter__(self):
+        return iter((self.solution, self.stationary))
+
+
 def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rtol: float = 1e-3,
-                 max_doublings: int = 2, n_traj: int = 2**14, n_chi: int = 1024, key=0, **solve_kwargs):
+                 max_doublings: int = 2, n_traj: int = 2**14, response=None, key=0,
+                 **solve_kwargs) -> LongTimeGD:
     """Run the DMFT of full-batch GD until ``(m, q)`` stop moving.
 
     Solves up to ``t_max``; if the relative change of ``m`` or ``q`` over the last 10% of
     the horizon exceeds ``rtol / 10`` (i.e. a drift of more than ``rtol`` per horizon), the
-    horizon is doubled, at most ``max_doublings`` times. Returns ``(solution, stationary)``.
+    horizon is doubled, at most ``max_doublings`` times. ``response`` defaults to
+    ``ExactResponse(1024)``. Returns a :class:`LongTimeGD` (unpacks as ``(solution, stationary)``).
     """
     from .algorithms import GD
     from .solver import solve
 
+    if response is None and "n_chi" not in solve_kwargs:
+        response = ExactResponse(1024)
     for _ in range(max_doublings + 1):
-        sol = solve(problem, GD(eta), t_max=t_max, n_traj=n_traj, n_chi=n_chi, key=key, **solve_kwargs)
+        sol = solve(problem, GD(eta), t_max=t_max, n_traj=n_traj, response=response, key=key, **solve_kwargs)
         T = len(sol.t) - 1
         k0 = int(0.9 * T)
         drift = max(abs(float(sol.m[-1] - sol.m[k0])) / abs(float(sol.m[-1])),
                     abs(float(sol.q[-1] - sol.q[k0])) / abs(float(sol.q[-1])))
         if drift <= rtol / 10:
-            return sol, True
+            return LongTimeGD(sol, True)
         t_max *= 2
-    return sol, False
+    return LongTimeGD(sol, False)

@@ -1,7 +1,7 @@
 """Estimators of the memory kernel ``M_R[k, l] = alpha Delta E[s_k Lambda''_k chi[k, l]] / eta_l``.
 
 ``chi[k, l]`` is the linear response of a trajectory's ``u[k]`` to a field at step ``l``;
-it obeys (equations page, section 2.2)
+it obeys (docs/equations.md, section 2.3; the estimators are section 2.7)
 
     chi[k+1, l] = (1 - eta_k (lam + lam_hat_k + Delta s_k Lambda''_k)) chi[k, l]
                   + eta_k sum_j eta_j M_R[k, j] chi[j, l] + [l = k] eta_k Delta s_k Lambda''_k.
@@ -28,20 +28,58 @@ Where the balance lies is measured by ``benchmarks/work_precision.py``.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, Float
+
+from ._util import pad_to
 
 
-class Response(eqx.Module):
-    """Interface: ``resolve`` (fix sizes), ``init`` (state), ``row`` (``M_R[k, :]`` up to the
-    ``alpha Delta`` factor), ``advance`` (step ``k -> k + 1``), ``grow`` (time blocks)."""
+class AbstractResponse(eqx.Module):
+    """Interface of an ``M_R`` estimator. Options are static fields; the per-solve state is
+    a pytree (an ``eqx.Module``) whose array leaves have the trajectory axis last.
 
-    def nbytes(self, n_steps: int, itemsize: int) -> int:
-        raise NotImplementedError
+    A solve calls ``resolve`` once (fix sizes from ``T``, ``N``; validate), then
+    ``init`` (state over ``S = T + 1`` steps), and at every step ``k`` ``row`` (kernel row
+    ``M_R[k, :]`` up to the factor ``alpha Delta``) and ``advance`` (state ``k -> k + 1``
+    given the memory weights ``K_k[l] = eta_l M_R[k, l]``). The causal sweep holds the state
+    at the size of its current time block: ``shrink`` to the first block, ``grow`` between
+    blocks. ``peak_numbers`` feeds the memory formula."""
+
+    @abc.abstractmethod
+    def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "AbstractResponse":
+        """A copy with every size fixed (``n_traj`` is ``N``); raise ``ValueError`` for bad options."""
+
+    @abc.abstractmethod
+    def init(self, key, n_steps: int, n_traj: int, dtype) -> eqx.Module:
+        """The state before step 0, sized for ``n_steps + 1`` steps."""
+
+    @abc.abstractmethod
+    def row(self, state, k, w, sl2, dts, delta):
+        """``E_w[s Lambda''_k chi[k, l]] / eta_l`` for ``l = 0..S-1`` (zero for ``l >= k``):
+        ``w`` likelihood-ratio weights (value 1), ``sl2`` ``s_k Lambda''_k`` per trajectory."""
+
+    @abc.abstractmethod
+    def advance(self, state, k, K_k, dt, decay_common, delta, sl2):
+        """The state at ``k + 1``: ``chi[k+1] = (decay_common - dt Delta sl2) chi[k]
+        + dt sum_l K_k[l] chi[l]`` plus the source ``dt Delta sl2`` at column ``k``."""
+
+    @abc.abstractmethod
+    def grow(self, state, size: int):
+        """The state resized to ``size`` steps (zero padding)."""
+
+    @abc.abstractmethod
+    def shrink(self, state, size: int):
+        """The initial state cut to its first ``size`` steps."""
+
+    @abc.abstractmethod
+    def peak_numbers(self, edges) -> int:
+        """Numbers held at the peak of a sweep with time-block ``edges``."""
 
     def to_dict(self) -> dict:
         out = {"estimator": type(self).__name__}
@@ -49,7 +87,28 @@ class Response(eqx.Module):
         return out
 
 
-class ExactResponse(Response):
+class ExactState(eqx.Module):
+    """``chi`` as a tuple of column blocks: block ``c`` holds the columns ``[e_c, e_c + w_c)``
+    and the rows ``[e_c, S)`` of ``chi[j, l, n]`` (rows ``j <= l`` are zero by causality)."""
+
+    chi: tuple  # of Float[Array, "rows cols n_chi"]
+
+    def column_blocks(self):
+        """``(e_c, block_c)`` pairs and the size ``S``."""
+        size = self.chi[0].shape[0]
+        return [(size - c.shape[0], c) for c in self.chi], size
+
+
+class ProbeState(eqx.Module):
+    """Probe histories ``v[k, p, n]``, the Rademacher fields ``eps[k, p, n]`` and the previous
+    step's ``s Lambda''`` (for the exactly known first lag)."""
+
+    v: Float[Array, "steps probes traj"]
+    eps: Float[Array, "steps probes traj"]
+    sl2_prev: Float[Array, " traj"]
+
+
+class ExactResponse(AbstractResponse):
     """Exact per-trajectory response on ``n_chi`` trajectories (default ``min(N, 4096)``).
 
     ``max_memory`` (bytes, optional): upper bound on the memory of ``chi``
@@ -85,28 +144,21 @@ class ExactResponse(Response):
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
         return ExactResponse(int(n_chi), self.max_memory)
 
-    def nbytes(self, n_steps, itemsize):
-        """Bytes of the square ``chi`` (an upper bound of what is stored; ``max_memory``)."""
-        size = n_steps + 1
-        return itemsize * size * size * self.n_chi
-
     def peak_numbers(self, edges):
         """Numbers held at the end of a sweep with time-block ``edges``: the column blocks."""
         size = edges[-1] + 1
         cuts = list(edges[:-1]) + [size - 1]
         return self.n_chi * sum((size - e) * (e1 - e) for e, e1 in zip(cuts[:-1], cuts[1:]))
 
-    # State: ``chi`` is a tuple of column blocks. Block ``c`` holds the columns
-    # ``[e_c, e_c + w_c)`` and the rows ``[e_c, S)`` of ``chi[j, l, n]`` in a sweep block of
-    # size ``S``: rows ``j <= l`` are zero (causality), so a step reads the lower triangle
-    # block by block, about 0.6 of the square at six time blocks (the response dominates
-    # the memory traffic of a solve). ``e_c = S - rows_c``; the widths add up to ``S - 1``
-    # (column ``S - 1`` is first written in the next block). The damped iteration holds one
-    # block, the square.
+    # State (ExactState): the column blocks of chi in a sweep block of size S. A step reads
+    # the lower triangle block by block, about 0.6 of the square at six time blocks (the
+    # response dominates the memory traffic of a solve). e_c = S - rows_c; the widths add
+    # up to S - 1 (column S - 1 is first written in the next block). The damped iteration
+    # holds one block, the square.
 
     def init(self, key, n_steps, n_traj, dtype):
         size = n_steps + 1
-        return dict(chi=(jnp.zeros((size, size - 1, self.n_chi), dtype),))
+        return ExactState(chi=(jnp.zeros((size, size - 1, self.n_chi), dtype),))
 
     def source_weights(self, w, sl2):
         """``w s Lambda'' / sum(w)`` on the response trajectories: ``M_R[k, l]`` is
@@ -114,46 +166,39 @@ class ExactResponse(Response):
         w_chi = w[: self.n_chi]
         return w_chi * sl2[: self.n_chi] / jnp.sum(w_chi)
 
-    @staticmethod
-    def column_blocks(st):
-        """``(e_c, block_c)`` pairs and the size ``S`` (used by the adjoint too)."""
-        blocks = st["chi"]
-        size = blocks[0].shape[0]
-        return [(size - c.shape[0], c) for c in blocks], size
-
     def row(self, st, k, w, sl2, dts, delta):
         sw = self.source_weights(w, sl2)
-        blocks, _ = self.column_blocks(st)
+        blocks, _ = st.column_blocks()
         parts = [lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False) @ sw for e, c in blocks]
         return jnp.concatenate(parts + [jnp.zeros(1, sw.dtype)]) / dts
 
     def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
-        blocks, _ = self.column_blocks(st)
+        blocks, _ = st.column_blocks()
         new = []
         for e, c in blocks:  # the rows of block c start at e <= k
             chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False),
                                 jnp.tensordot(K_k[e:], c, axes=(0, 0)), k, dt, decay_common, delta,
                                 sl2[: self.n_chi], offset=e)
             new.append(lax.dynamic_update_index_in_dim(c, chi_next, k + 1 - e, 0))
-        return dict(chi=tuple(new))
+        return ExactState(chi=tuple(new))
 
     def grow(self, st, size):
         """Rows of every block up to ``size``, and a new block for the columns
         ``[S - 1, size - 1)``."""
-        blocks, old = self.column_blocks(st)
+        blocks, old = st.column_blocks()
         if size == old:
             return st
-        padded = tuple(_pad_to(c, size - e, (0,)) for e, c in blocks)
+        padded = tuple(pad_to(c, size - e, (0,)) for e, c in blocks)
         c0 = blocks[0][1]
         start = old - 1
-        return dict(chi=padded + (jnp.zeros((size - start, size - 1 - start, c0.shape[2]), c0.dtype),))
+        return ExactState(chi=padded + (jnp.zeros((size - start, size - 1 - start, c0.shape[2]), c0.dtype),))
 
     def shrink(self, st, size):
-        (c,) = st["chi"]  # the initial (one-block) state
-        return dict(chi=(c[:size, : size - 1],))
+        (c,) = st.chi  # the initial (one-block) state
+        return ExactState(chi=(c[:size, : size - 1],))
 
 
-class ProbeResponse(Response):
+class ProbeResponse(AbstractResponse):
     """Randomized probing of the response with ``n_probes`` Rademacher fields per trajectory,
     on the first ``n_traj`` trajectories (default all ``N``). See the module docstring."""
 
@@ -168,52 +213,49 @@ class ProbeResponse(Response):
             raise ValueError(f"ProbeResponse.n_traj must be an integer with 1 <= n_traj <= N = {n_traj}; got {n}")
         return ProbeResponse(int(self.n_probes), int(n))
 
-    def nbytes(self, n_steps, itemsize):
-        # v and eps histories (working dtype), plus the previous s Lambda''
-        size = n_steps + 1
-        return itemsize * (2 * self.n_probes * size * self.n_traj + self.n_traj)
-
     def peak_numbers(self, edges):
-        """The probe state and its copy while a time block grows it."""
-        return 2 * self.nbytes(edges[-1], 1)
+        """The ``v`` and ``eps`` histories and the previous ``s Lambda''``, and their copy
+        while a time block grows them."""
+        size = edges[-1] + 1
+        return 2 * (2 * self.n_probes * size * self.n_traj + self.n_traj)
 
     def init(self, key, n_steps, n_traj, dtype):
         size = n_steps + 1
         shape = (size, self.n_probes, self.n_traj)  # time first: products are plain mat-vecs
         eps = jax.random.rademacher(key, shape, jnp.int8).astype(dtype)
-        return dict(v=jnp.zeros(shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype))
+        return ProbeState(v=jnp.zeros(shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype))
 
     def row(self, st, k, w, sl2, dts, delta):
         n = self.n_traj
-        size = st["v"].shape[0]
-        eps = st["eps"][:size]  # (S, P, n)
+        size = st.v.shape[0]
+        eps = st.eps[:size]  # (S, P, n)
         w_n = w[:n]
         ws = w_n * sl2[:n]
         norm = jnp.sum(w_n)
         km1 = jnp.maximum(k - 1, 0)
         # v[k] without the exactly known first lag chi[k, k-1] eps[k-1]
-        first = dts[km1] * delta * st["sl2_prev"]
-        v_k = st["v"][k] - first[None, :] * eps[km1]  # (P, n)
+        first = dts[km1] * delta * st.sl2_prev
+        v_k = st.v[k] - first[None, :] * eps[km1]  # (P, n)
         est = eps.reshape(size, -1) @ (ws[None, :] * v_k).reshape(-1) / self.n_probes / norm / dts
-        exact_first = jnp.sum(ws * st["sl2_prev"]) * delta / norm
+        exact_first = jnp.sum(ws * st.sl2_prev) * delta / norm
         idx = jnp.arange(size)
         est = jnp.where(idx < km1, est, 0.0)
         return jnp.where((idx == km1) & (k > 0), exact_first, est)
 
     def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
-        v = st["v"]
+        v = st.v
         sl2 = sl2[: self.n_traj]
         decay = decay_common - dt * delta * sl2
-        eps_k = st["eps"][k]
+        eps_k = st.eps[k]
         memory = (K_k @ v.reshape(v.shape[0], -1)).reshape(v.shape[1:])
         v_next = decay[None, :] * v[k] + dt * memory + (dt * delta * sl2)[None, :] * eps_k
-        return dict(st, v=v.at[k + 1].set(v_next), sl2_prev=sl2)
+        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, sl2_prev=sl2)
 
     def grow(self, st, size):
-        return dict(st, v=_pad_to(st["v"], size, (0,)))
+        return ProbeState(v=pad_to(st.v, size, (0,)), eps=st.eps, sl2_prev=st.sl2_prev)
 
     def shrink(self, st, size):
-        return dict(st, v=st["v"][:size])
+        return ProbeState(v=st.v[:size], eps=st.eps, sl2_prev=st.sl2_prev)
 
 
 def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0):
@@ -224,12 +266,13 @@ def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0):
     return jnp.where((cols == k)[:, None], (dt * delta * sl2)[None, :], decay[None, :] * chi_k + dt * chi_memory)
 
 
-def as_response(response, n_chi) -> Response:
+def as_response(response, n_chi=None) -> AbstractResponse:
     """The estimator selected by ``solve(response=..., n_chi=...)``."""
     if response is None:
         return ExactResponse(n_chi)
-    if not isinstance(response, Response):
-        raise ValueError(f"response must be dmft_jax.ExactResponse or dmft_jax.ProbeResponse; got {response!r}")
+    if not isinstance(response, AbstractResponse):
+        raise ValueError(f"response must be an M_R estimator (dmft_jax.ExactResponse, dmft_jax.ProbeResponse "
+                         f"or a subclass of dmft_jax.AbstractResponse); got {response!r}")
     if n_chi is not None:
         if not isinstance(response, ExactResponse):
             raise ValueError("n_chi applies to ExactResponse only; ProbeResponse uses n_probes (and n_traj)")
@@ -237,8 +280,3 @@ def as_response(response, n_chi) -> Response:
             raise ValueError(f"n_chi = {n_chi} conflicts with response.n_chi = {response.n_chi}")
         return ExactResponse(n_chi, response.max_memory)
     return response
-
-
-def _pad_to(x, size, axes):
-    pads = [(0, size - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
-    return jnp.pad(x, pads)

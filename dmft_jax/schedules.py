@@ -10,6 +10,7 @@ static (not differentiable).
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable
 
 import equinox as eqx
@@ -20,8 +21,11 @@ from . import _validate
 
 
 class Schedule(eqx.Module):
+    """Interface: ``__call__(k)``, the value at the integer steps ``k`` (an array)."""
+
+    @abc.abstractmethod
     def __call__(self, k):
-        raise NotImplementedError
+        """The schedule's value at steps ``k``."""
 
     def to_dict(self) -> dict:
         out = {"schedule": type(self).__name__}

@@ -18,8 +18,22 @@ import jax.numpy as jnp
 from jax import lax
 
 
+def law(algorithm, n_steps: int, dtype):
+    """``(b_0, p_on, p_off)`` of the selection chain over ``n_steps`` transitions, the
+    probabilities as ``(n_steps,)`` arrays in ``dtype`` (the one place they are computed)."""
+    steps = algorithm.step_sizes(n_steps, dtype)
+    b0, p_on, p_off = algorithm.selection(steps)
+    return b0, jnp.broadcast_to(p_on, (n_steps,)), jnp.broadcast_to(p_off, (n_steps,))
+
+
 def sample_paths(key, algorithm, n_steps: int, shape, dtype):
-    """Draw selection paths of shape ``(n_steps + 1, *shape)`` (time first).
+    """Selection paths of ``algorithm`` over ``n_steps`` steps, shape ``(n_steps + 1, *shape)``."""
+    return draw_paths(key, *law(algorithm, n_steps, dtype), shape, dtype)
+
+
+def draw_paths(key, b0, p_on, p_off, shape, dtype):
+    """Draw selection paths of shape ``(T + 1, *shape)`` (time first) for the law
+    ``(b0, p_on, p_off)`` of :func:`law` (``p_on``, ``p_off``: ``(T,)``).
 
     ``s[0] ~ Bernoulli(b)``; the transition ``k -> k+1`` is ``1 -> 0`` w.p. ``p_off[k]`` and
     ``0 -> 1`` w.p. ``p_on[k]`` (per-step probabilities follow a learning-rate schedule).
@@ -28,10 +42,12 @@ def sample_paths(key, algorithm, n_steps: int, shape, dtype):
     sojourns for constant ``p``), with uniforms indexed by (trajectory, sojourn) only.
     Full batch (``b = 1``) gives ``s = 1`` identically.
     """
-    steps = algorithm.step_sizes(n_steps, jnp.float32)
-    b, p_on, p_off = algorithm.selection(steps)
-    p_on = jnp.broadcast_to(p_on, (n_steps,)).astype(jnp.float32)
-    p_off = jnp.broadcast_to(p_off, (n_steps,)).astype(jnp.float32)
+    n_steps = p_on.shape[0]
+    # the draws are made in float32 whatever the working dtype, so that float32 and float64
+    # solves share their paths
+    b = lax.stop_gradient(b0).astype(jnp.float32)
+    p_on = lax.stop_gradient(p_on).astype(jnp.float32)
+    p_off = lax.stop_gradient(p_off).astype(jnp.float32)
     k0, k1 = jax.random.split(key)
     size = 1
     for n in shape:

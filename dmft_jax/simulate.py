@@ -1,4 +1,5 @@
-"""Finite-``d`` simulation of section 1 (the ground truth), batched over seeds.
+"""Finite-``d`` simulation of docs/equations.md, section 1 (the ground truth; conventions in 1.6),
+batched over seeds.
 
 One seed draws a teacher ``v*``, ``n = round(alpha d)`` training samples, an initial
 ``w_0`` with the prescribed overlap ``w_0.v*/d = m0`` exactly (the rest isotropic with
@@ -11,7 +12,7 @@ the same code runs on CPU and GPU; memory per seed in flight is about
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -20,11 +21,32 @@ import numpy as np
 from jax import lax
 
 from . import selection
-from .algorithms import Algorithm
+from ._util import as_key, cast_tree, seed_of
+from .algorithms import AbstractAlgorithm
 from .problem import Problem
-from .solver import _cast, _Frozen, as_key, n_steps_for
+from .results import DIVERGENCE_FACTOR, RESULTS, Result
+from .timegrid import count_steps
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
+
+
+class SimulationConfig(eqx.Module):
+    """The static sizes of a simulation (``n = round(alpha d)`` samples, ``T`` steps, seeds
+    ``batch_size`` at a time)."""
+
+    d: int = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    n_seeds: int = eqx.field(static=True)
+    n_test: int = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    def __getitem__(self, name):  # read like the former dict configuration
+        return getattr(self, name)
 
 
 class Simulation(eqx.Module):
@@ -32,7 +54,8 @@ class Simulation(eqx.Module):
 
     ``eps_gen`` is the analytic error of a fresh sample given ``(m, q)`` (exact at finite
     ``d`` for the given ``w``); ``test_error`` is measured on ``n_test`` held-out samples.
-    ``runs[name]`` holds the per-seed curves ``(n_seeds, T+1)``.
+    ``runs[name]`` holds the per-seed curves ``(n_seeds, T+1)``. ``result`` says whether
+    every seed stayed finite and bounded (as for :class:`~dmft_jax.Solution`).
     """
 
     t: Any
@@ -49,14 +72,31 @@ class Simulation(eqx.Module):
     train_acc: Any
     train_acc_se: Any
     runs: dict
+    result: Result
+    seed: Any
     problem: Problem
-    algorithm: Algorithm
-    config: dict = eqx.field(static=True)
+    algorithm: AbstractAlgorithm
+    config: SimulationConfig = eqx.field(static=True)
+
+    kind: ClassVar[str] = "simulation"
+    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
+
+    @property
+    def message(self) -> str:
+        return self.result.message
+
+    @property
+    def ok(self):
+        return self.result.ok
+
+    @property
+    def status(self):
+        return self.result.code
 
 
 def simulate(
     problem: Problem,
-    algorithm: Algorithm,
+    algorithm: AbstractAlgorithm,
     t_max: float = 20.0,
     d: int = 1000,
     n_seeds: int = 10,
@@ -74,9 +114,10 @@ def simulate(
     """
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
-    if not isinstance(algorithm, Algorithm):
-        raise ValueError(f"algorithm must be GD, SGD or PersistentSGD; got {type(algorithm).__name__}")
-    T = n_steps_for(algorithm, t_max, n_steps)
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
+                         f"got {type(algorithm).__name__}")
+    T = count_steps(algorithm, t_max, n_steps)
     for name, value, lo in (("d", d, 2), ("n_seeds", n_seeds, 1), ("n_test", n_test, 1)):
         if int(value) != value or value < lo:
             raise ValueError(f"{name} must be an integer >= {lo}; got {value}")
@@ -86,13 +127,19 @@ def simulate(
     if batch_size is None:
         batch_size = n_seeds
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-    config = _Frozen(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
-                     batch_size=int(batch_size), dtype=str(dtype))
+    config = SimulationConfig(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
+                              batch_size=int(batch_size), dtype=str(dtype))
     keys = jax.random.split(as_key(key), n_seeds)
-    # the seed is recorded but kept out of the jitted (static) config: a new seed must not recompile
-    runs = _simulate_jit(problem.astype(dtype), _cast(algorithm, dtype), keys, config)
-    if isinstance(key, (int, np.integer)):
-        config = _Frozen(config, seed=int(key))
+    # the seed is data, not part of the compiled program: a new seed must not recompile
+    runs = _simulate_jit(problem.astype(dtype), cast_tree(algorithm, dtype), keys, config)
+    finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "q", "train_loss"))
+    q = runs["q"]
+    exploding = bool(jnp.any(jnp.abs(q) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[:, :1]))))
+    result = Result.of(RESULTS.nonfinite if not finite else RESULTS.diverged if exploding else RESULTS.successful)
+    if not result.ok:
+        import warnings
+
+        warnings.warn(f"dmft_jax.simulate: {result.message}", RuntimeWarning, stacklevel=2)
     stats = {}
     for name in OBSERVABLES:
         x = runs[name]
@@ -101,33 +148,30 @@ def simulate(
                                if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
     steps = algorithm.step_sizes(T, dtype)
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
-    return Simulation(t=t, runs=runs, problem=problem, algorithm=algorithm, config=config, **stats)
+    return Simulation(t=t, runs=runs, result=result, seed=jnp.asarray(seed_of(key)), problem=problem,
+                      algorithm=algorithm, config=config, **stats)
 
 
 @eqx.filter_jit
 def _simulate_jit(problem, algorithm, keys, config):
     run = lambda k: _one_seed(problem, algorithm, k, config)
-    return lax.map(run, keys, batch_size=config["batch_size"])
+    return lax.map(run, keys, batch_size=config.batch_size)
 
 
 def _one_seed(problem, algorithm, key, config):
-    d, n, n_test, T = config["d"], config["n"], config["n_test"], config["n_steps"]
+    d, n, n_test, T = config.d, config.n, config.n_test, config.n_steps
     dtype = problem.alpha.dtype
     kv, kc, kz, kw, ks, kct, kzt = jax.random.split(key, 7)
     sqd = jnp.sqrt(jnp.asarray(d, dtype))
     v = jax.random.normal(kv, (d,), dtype)
 
-    def data(kc, kz, size):
-        c, y = problem.model.sample(kc, (size,), dtype)
-        X = c[:, None] * v[None, :] / sqd + jnp.sqrt(problem.delta) * jax.random.normal(kz, (size, d), dtype)
-        return X, y
-
-    X, y = data(kc, kz, n)
-    X_test, y_test = data(kct, kzt, n_test)
+    X, y = problem.model.data((kc, kz), v, n, problem.delta, dtype)
+    X_test, y_test = problem.model.data((kct, kzt), v, n_test, problem.delta, dtype)
     z = jnp.sqrt(problem.R0) * jax.random.normal(kw, (d,), dtype)
     vv = v @ v
     w0 = z - (z @ v) / vv * v + problem.m0 * d / vv * v
-    s = selection.sample_paths(ks, algorithm, T, (n,), dtype)
+    b0, p_on, p_off = selection.law(algorithm, T, dtype)
+    s = selection.draw_paths(ks, b0, p_on, p_off, (n,), dtype)
     lam = problem.lam
     steps = algorithm.step_sizes(T, dtype)
 

@@ -26,6 +26,7 @@ in expectation; use a decaying learning rate).
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Sequence
 
 import equinox as eqx
@@ -34,26 +35,41 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .algorithms import GD, SGD, Algorithm, PersistentSGD
+from ._util import as_key
+from .adjoint import AutodiffAdjoint, SweepAdjoint
+from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
 from .problem import Problem
-from .response import ProbeResponse
+from .response import ExactResponse, as_response
+from .results import Result
 from .schedules import Schedule, step_sizes
-from .solver import as_key, n_steps_for, solve
+from .solver import solve
+from .sweep import CausalSweep
+from .timegrid import count_steps
 
 PROBLEM_PARAMS = ("lam", "R0")
 ALGO_PARAMS = ("eta", "b", "tau")
 
 
 class TuneResult(eqx.Module):
-    """``params``: tuned values; ``history``: objective and parameters per step;
-    ``problem``/``algorithm``: the tuned objects; ``solution``: solve at the tuned point."""
+    """``params``: tuned values; ``objective``: its value at the tuned point; ``history``:
+    objective and parameters per step; ``problem``/``algorithm``: the tuned objects;
+    ``solution``: the solve at the tuned point; ``result``: the outcome (that solve's)."""
 
     params: dict
-    objective: float
+    objective: Any
     history: dict
     problem: Problem
-    algorithm: Algorithm
+    algorithm: AbstractAlgorithm
     solution: Any
+    result: Result
+
+    @property
+    def message(self) -> str:
+        return self.result.message
+
+    @property
+    def ok(self):
+        return self.result.ok
 
 
 def _inv_softplus(x):
@@ -137,13 +153,13 @@ def final_eps_gen(sol):
 
 def tune(
     problem: Problem,
-    algorithm: Algorithm,
+    algorithm: AbstractAlgorithm,
     params: Sequence[str],
     *,
     objective: Callable = final_eps_gen,
     t_max: float = 20.0,
     n_traj: int = 2**14,
-    n_chi: int | None = None,
+    response=None,
     key=0,
     optimizer=None,
     steps: int = 100,
@@ -157,10 +173,17 @@ def tune(
     ``optax.adam(0.05)`` on the unconstrained parameters) for ``steps`` steps.
 
     ``mode``: ``"reverse"`` (one backward pass by the hand-written adjoint of the sweep,
-    :mod:`dmft_jax.adjoint`: all parameters for ~2.2-2.6x a solve), ``"forward"`` (one JVP
-    per parameter, ~4x a solve each), or ``"auto"`` (reverse, unless the solve options
-    exclude the adjoint: a ``ProbeResponse``, ``method="iteration"`` or several devices;
-    then forward for up to 4 parameters, else plain reverse-mode autodiff)."""
+    :class:`~dmft_jax.SweepAdjoint`: all parameters for ~2.2-2.6x a solve), ``"forward"`` (one
+    JVP per parameter, ~4x a solve each), or ``"auto"`` (reverse, unless the solve options
+    exclude the adjoint: a ``ProbeResponse``, a ``DampedIteration`` or sharding; then
+    forward for up to 4 parameters, else plain reverse-mode autodiff). ``response`` and
+    ``**solve_kwargs`` are passed to :func:`~dmft_jax.solve`."""
+    if "n_chi" in solve_kwargs:
+        import warnings
+
+        warnings.warn("tune(n_chi=...) is deprecated; use response=dj.ExactResponse(n_chi)", DeprecationWarning,
+                      stacklevel=2)
+        response = as_response(response, solve_kwargs.pop("n_chi"))
     params = list(params)
     if not params:
         raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
@@ -182,22 +205,26 @@ def tune(
                              f"valid names are {sorted(allowed)}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
-    T = n_steps_for(algorithm, t_max)
+    T = count_steps(algorithm, t_max)
     optimizer = optimizer or optax.adam(0.05)
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
-    adjoint_ok = (solve_kwargs.get("method", "sweep") == "sweep" and solve_kwargs.get("devices") is None
-                  and not isinstance(solve_kwargs.get("response"), ProbeResponse))
-    if mode == "auto":
-        mode = "reverse" if adjoint_ok or len(params) > 4 else "forward"
-    adjoint = mode == "reverse" and adjoint_ok
     if "adjoint" in solve_kwargs:
         raise ValueError("adjoint: set by tune's mode, not passed through")
+    if any(k in solve_kwargs for k in ("method", "devices", "time_blocks")):
+        raise ValueError("tune: pass solver=..., sharding=... (the former method/devices/time_blocks keywords "
+                         "are not accepted here)")
+    adjoint_ok = (isinstance(solve_kwargs.get("solver", CausalSweep()), CausalSweep)
+                  and solve_kwargs.get("sharding") is None
+                  and isinstance(as_response(response), ExactResponse))
+    if mode == "auto":
+        mode = "reverse" if adjoint_ok or len(params) > 4 else "forward"
+    adjoint = SweepAdjoint() if mode == "reverse" and adjoint_ok else AutodiffAdjoint()
 
     def loss(theta, k):
         prob, algo = _from_theta(theta, problem, algorithm, T)
-        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=k, adjoint=adjoint, **solve_kwargs)
+        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=k, adjoint=adjoint, **solve_kwargs)
         return objective(sol)
 
     if mode == "forward":
@@ -222,11 +249,11 @@ def tune(
             history[n].append(_value(prob, algo, n))
         if progress and (i % log_every == 0 or i == steps - 1):
             vals = ", ".join(f"{n}={np.asarray(history[n][-1]).round(5).tolist()}" for n in params)
-            print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", flush=True)
+            print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", file=sys.stderr, flush=True)
         updates, state = optimizer.update(grads, state, theta)
         theta = optax.apply_updates(theta, updates)
     prob, algo = _from_theta(theta, problem, algorithm, T)
-    sol = solve(prob, algo, n_steps=T, n_traj=n_traj, n_chi=n_chi, key=base_key, **solve_kwargs)
+    sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, **solve_kwargs)
     tuned = {n: _value(prob, algo, n) for n in params}
-    return TuneResult(params=tuned, objective=float(objective(sol)), history=history, problem=prob,
-                      algorithm=algo, solution=sol)
+    return TuneResult(params=tuned, objective=objective(sol), history=history, problem=prob,
+                      algorithm=algo, solution=sol, result=sol.result)

@@ -16,7 +16,7 @@ base = dict(model=dj.TwoCluster(0.5), loss="logistic", alpha=2.0, delta=0.5, R0=
 runs = [("GD", dj.GD(0.2), 0.0), ("b=0.5", dj.PersistentSGD(0.2, 0.5, 1 / 0.6), 0.0),
         ("b=0.2", dj.PersistentSGD(0.2, 0.2, 1 / 0.6), 0.0), ("GD, lambda=0.1", dj.GD(0.2), 0.1)]
 for label, algo, lam in runs:
-    sol = dj.solve(dj.Problem(lam=lam, **base), algo, t_max=t_max, n_traj=N_TRAJ, n_chi=N_CHI, key=0)
+    sol = dj.solve(dj.Problem(lam=lam, **base), algo, t_max=t_max, n_traj=N_TRAJ, response=dj.ExactResponse(N_CHI), key=0)
     ax1.plot(sol.t, sol.eps_gen, label=label)
     ax2.plot(sol.t, sol.lam_hat, label=label)
 ax1.set(xlabel="t", ylabel="eps_gen", ylim=(0.1, 0.2))

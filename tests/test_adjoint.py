@@ -1,4 +1,4 @@
-"""The hand-written adjoint of the sweep (``solve(adjoint=True)``) against JAX's own reverse
+"""The hand-written adjoint of the sweep (``solve(adjoint=dj.SweepAdjoint())``) against JAX's own reverse
 mode of the same sweep: equal gradients to rounding, for every parameter at once, both
 models, several time blocks, schedules, the likelihood-ratio parameters; and the errors
 for the cases it does not cover."""
@@ -16,7 +16,9 @@ FIELDS = ("lam", "R0", "alpha", "delta", "m0")
 
 
 def _objective(problem, algorithm, adjoint, **kw):
-    sol = dj.solve(problem, algorithm, adjoint=adjoint, **kw)
+    if "time_blocks" in kw:
+        kw["solver"] = dj.CausalSweep(kw.pop("time_blocks"))
+    sol = dj.solve(problem, algorithm, adjoint=dj.SweepAdjoint() if adjoint else dj.AutodiffAdjoint(), **kw)
     # a mix of every kind of output: final error, a training curve, the whole C and kernels
     return (sol.eps_gen[-1] + 0.3 * jnp.mean(sol.train_loss) + 0.01 * jnp.sum(sol.C)
             + 0.1 * jnp.sum(sol.M_R) + 0.05 * jnp.sum(sol.M_C) + jnp.sum(sol.m) * 0.02)
@@ -42,7 +44,7 @@ def test_adjoint_equals_autodiff_all_parameters(problem):
         p = eqx.tree_at(lambda q: [getattr(q, n) for n in FIELDS], problem, [x[n] for n in FIELDS])
         p = eqx.tree_at(lambda q: getattr(q.model, extra[0]), p, x[extra[0]])
         algo = dj.PersistentSGD(x["eta"], x["b"], x["tau"])
-        return _objective(p, algo, adjoint, n_steps=36, n_traj=512, n_chi=128, key=3)
+        return _objective(p, algo, adjoint, n_steps=36, n_traj=512, response=dj.ExactResponse(128), key=3)
 
     x0 = {n: float(getattr(problem, n)) for n in FIELDS} | {extra[0]: float(getattr(problem.model, extra[0]))}
     _compare(f, x0 | dict(eta=0.2, b=0.3, tau=1 / 0.6))
@@ -54,14 +56,14 @@ def test_adjoint_with_schedules_blocks_and_full_batch():
     # rows start after the step being read
     def f(x, adjoint):
         algo = dj.SGD(dj.ExponentialDecay(x["init"], x["rate"], 0.05), dj.PiecewiseConstant(x["bvals"], [8]))
-        return _objective(TWO, algo, adjoint, n_steps=16, n_traj=128, n_chi=32, key=1, time_blocks=2)
+        return _objective(TWO, algo, adjoint, n_steps=16, n_traj=128, response=dj.ExactResponse(32), key=1, time_blocks=2)
 
     _compare(f, dict(init=0.3, rate=0.02, bvals=jnp.array([0.3, 0.5])))
 
     # full-batch GD with a ridge: the pathwise part alone
     def g(x, adjoint):
         p = eqx.tree_at(lambda q: q.lam, TWO, x["lam"])
-        return _objective(p, dj.GD(x["eta"]), adjoint, n_steps=8, n_traj=128, n_chi=32, key=2)
+        return _objective(p, dj.GD(x["eta"]), adjoint, n_steps=8, n_traj=128, response=dj.ExactResponse(32), key=2)
 
     _compare(g, dict(lam=0.1, eta=0.3))
 
@@ -71,8 +73,8 @@ def test_adjoint_gradient_matches_finite_differences():
     # independent of autodiff altogether: central differences with common random numbers
     def f(lam):
         p = eqx.tree_at(lambda q: q.lam, TWO, lam)
-        return dj.solve(p, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), n_steps=20, n_traj=512, n_chi=128, key=0,
-                        adjoint=True).eps_gen[-1]
+        return dj.solve(p, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), n_steps=20, n_traj=512, response=dj.ExactResponse(128), key=0,
+                        adjoint=dj.SweepAdjoint()).eps_gen[-1]
 
     g = float(jax.grad(f)(0.05))
     h = 1e-5
@@ -81,13 +83,16 @@ def test_adjoint_gradient_matches_finite_differences():
 
 
 def test_adjoint_unsupported_cases_are_refused():
-    kw = dict(t_max=1.0, n_traj=64, adjoint=True)
+    kw = dict(t_max=1.0, n_traj=64, adjoint=dj.SweepAdjoint())
     algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
-    with pytest.raises(ValueError, match="adjoint=True supports"):
+    with pytest.raises(ValueError, match="SweepAdjoint supports"):
         dj.solve(TWO, algo, response=dj.ProbeResponse(2), **kw)
-    with pytest.raises(ValueError, match="adjoint=True supports"):
-        dj.solve(TWO, algo, method="iteration", **kw)
+    with pytest.raises(ValueError, match="SweepAdjoint supports"):
+        dj.solve(TWO, algo, solver=dj.DampedIteration(), **kw)
+    # the former boolean still works, with a DeprecationWarning naming its replacement
+    with pytest.warns(DeprecationWarning, match="SweepAdjoint"):
+        dj.solve(TWO, algo, t_max=1.0, n_traj=64, adjoint=True)
     # forward mode through a custom VJP is not available: JAX says so (no silent zeros)
     with pytest.raises(TypeError):
         jax.jvp(lambda lam: dj.solve(eqx.tree_at(lambda q: q.lam, TWO, lam), algo, n_steps=5, n_traj=64,
-                                     adjoint=True).eps_gen[-1], (0.1,), (1.0,))
+                                     adjoint=dj.SweepAdjoint()).eps_gen[-1], (0.1,), (1.0,))

@@ -71,12 +71,12 @@ def test_progress_display_under_jit_and_vmap(capfd, seed_two_cluster):
     import equinox as eqx
     import jax
 
-    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128, progress=True)
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128, progress_meter=dj.TextProgressMeter())
     sol.m.block_until_ready()
     jax.effects_barrier()
     assert "5/5 steps" in capfd.readouterr().err
     run = lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, seed_two_cluster, lam), dj.GD(0.2),
-                               n_steps=4, n_traj=128, progress=True).eps_gen[-1]
+                               n_steps=4, n_traj=128, progress_meter=dj.TextProgressMeter()).eps_gen[-1]
     jax.jit(jax.vmap(run))(jax.numpy.array([0.0, 0.1])).block_until_ready()
     jax.effects_barrier()
     assert "4/4 steps" in capfd.readouterr().err

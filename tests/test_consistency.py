@@ -37,9 +37,9 @@ def test_gaussian_part_of_u_has_covariance_delta_C_perp(seed_two_cluster):
 
 def test_sweep_equals_damped_iteration(seed_two_cluster):
     """The causal sweep and the damped fixed-point iteration (same random numbers) agree."""
-    kw = dict(t_max=2.0, n_traj=1024, n_chi=256, key=5)
+    kw = dict(t_max=2.0, n_traj=1024, response=dj.ExactResponse(256), key=5)
     sweep = dj.solve(seed_two_cluster, SGD_ALGO, **kw)
-    it = dj.solve(seed_two_cluster, SGD_ALGO, method="iteration", damping=0.5, rtol=1e-11, **kw)
+    it = dj.solve(seed_two_cluster, SGD_ALGO, solver=dj.DampedIteration(damping=0.5, rtol=1e-11), **kw)
     assert int(it.status) == 0 and int(it.n_iter) > 5
     for name in ("m", "q", "eps_gen", "train_loss", "lam_hat", "M_C", "M_R"):
         np.testing.assert_allclose(getattr(it, name), getattr(sweep, name), rtol=1e-7, atol=1e-10,
@@ -48,8 +48,8 @@ def test_sweep_equals_damped_iteration(seed_two_cluster):
 
 def test_iteration_reports_non_convergence(seed_two_cluster):
     with pytest.warns(RuntimeWarning, match="did not converge"):
-        sol = dj.solve(seed_two_cluster, SGD_ALGO, t_max=2.0, n_traj=256, n_chi=64,
-                       method="iteration", max_iter=3)
+        sol = dj.solve(seed_two_cluster, SGD_ALGO, t_max=2.0, n_traj=256, response=dj.ExactResponse(64),
+                       solver=dj.DampedIteration(max_iter=3))
     assert int(sol.status) == 2
 
 
@@ -144,26 +144,25 @@ def test_vmap_over_hyperparameters_with_status_as_data(seed_two_cluster):
     """Array leaves: vmap over lam compiles once; each point equals its single solve."""
     import equinox as eqx
 
-    from dmft_jax.solver import solve_traced, _Frozen
+    from dmft_jax.solver import configure, solve_traced
 
     lams = jnp.array([0.0, 0.1, 0.5])
-    cfg = _Frozen(n_steps=10, n_traj=256, n_chi=64, antithetic=True, method="sweep", damping=0.5,
-                  max_iter=1, rtol=1e-9, atol=1e-12, pivot_rtol=1e-7, save_trajectories=0)
+    cfg = configure(seed_two_cluster, dj.GD(0.2), None, 256, n_steps=10, response=dj.ExactResponse(64))
     one = lambda lam: solve_traced(eqx.tree_at(lambda p: p.lam, seed_two_cluster, lam), dj.GD(0.2),
                                    jax.random.PRNGKey(0), cfg)
     batched = eqx.filter_jit(jax.vmap(one))(lams)
     for i, lam in enumerate([0.0, 0.1, 0.5]):
         p = dj.Problem(model=dj.TwoCluster(0.5), alpha=2.0, delta=0.5, lam=lam, R0=0.01)
-        single = dj.solve(p, dj.GD(0.2), t_max=2.0, n_traj=256, n_chi=64, key=0)
+        single = dj.solve(p, dj.GD(0.2), t_max=2.0, n_traj=256, response=dj.ExactResponse(64), key=0)
         np.testing.assert_allclose(batched.q[i], single.q, rtol=1e-10)
     assert np.all(np.asarray(batched.status) == 0)
 
 
 def test_time_blocking_does_not_change_the_result(seed_two_cluster):
     """The blocked sweep (histories held at the block's size) is the same computation."""
-    kw = dict(t_max=3.0, n_traj=512, n_chi=128, key=4)
-    one = dj.solve(seed_two_cluster, SGD_ALGO, time_blocks=1, **kw)
-    three = dj.solve(seed_two_cluster, SGD_ALGO, time_blocks=3, **kw)
+    kw = dict(t_max=3.0, n_traj=512, response=dj.ExactResponse(128), key=4)
+    one = dj.solve(seed_two_cluster, SGD_ALGO, solver=dj.CausalSweep(1), **kw)
+    three = dj.solve(seed_two_cluster, SGD_ALGO, solver=dj.CausalSweep(3), **kw)
     for name in ("m", "C", "R", "M_C", "M_R", "train_loss"):
         np.testing.assert_allclose(getattr(three, name), getattr(one, name), rtol=1e-12, atol=1e-15)
 
@@ -172,7 +171,7 @@ def test_float32_full_batch_matches_float64(seed_two_cluster):
     """Full-batch GD makes M_C numerically rank deficient (many clipped pivots in both
     precisions); the float32 solve must still agree with float64."""
     problem = dj.Problem(dj.TwoCluster(0.5), "square", alpha=2.0, delta=0.5, lam=0.1, R0=0.01)
-    kw = dict(t_max=20.0, n_traj=1024, n_chi=64, key=0)
+    kw = dict(t_max=20.0, n_traj=1024, response=dj.ExactResponse(64), key=0)
     s64 = dj.solve(problem, dj.GD(0.2), **kw)
     s32 = dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, **kw)
     assert s32.m.dtype == jnp.float32 and int(s64.n_clipped) > 0
@@ -189,7 +188,7 @@ def test_float32_warns_when_it_loses_what_float64_keeps():
     import warnings
 
     problem = dj.Problem(dj.TwoCluster(0.5), "square", alpha=2.0, delta=0.5, lam=0.1, R0=0.01)
-    kw = dict(t_max=20.0, n_traj=1024, n_chi=64, pivot_rtol=1e-9)
+    kw = dict(t_max=20.0, n_traj=1024, response=dj.ExactResponse(64), solver=dj.CausalSweep(pivot_rtol=1e-9))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s64 = dj.solve(problem, dj.GD(0.2), **kw)
@@ -199,4 +198,4 @@ def test_float32_warns_when_it_loses_what_float64_keeps():
     assert int(s32.n_negative) > 0
     with warnings.catch_warnings():  # the default float32 floor absorbs rounding: quiet
         warnings.simplefilter("error")
-        dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, t_max=20.0, n_traj=1024, n_chi=64)
+        dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, t_max=20.0, n_traj=1024, response=dj.ExactResponse(64))

@@ -19,7 +19,7 @@ import dmft_jax as dj
 
 TWO = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
 THREE = dj.Problem(dj.ThreeCluster(0.5, 0.7), "logistic", alpha=2.0, delta=0.05, lam=0.01, R0=1.0, m0=0.05)
-SMALL = dict(n_steps=15, n_traj=1024, n_chi=256, key=0)
+SMALL = dict(n_steps=15, n_traj=1024, response=dj.ExactResponse(256), key=0)
 
 
 def _objective(problem, algorithm, **kw):
@@ -51,7 +51,7 @@ def test_pathwise_gradients_against_central_differences(problem):
 
 @pytest.mark.parametrize("problem", [TWO, THREE], ids=["two", "three"])
 def test_likelihood_ratio_gradients_b_and_tau(problem):
-    kw = dict(n_steps=20, n_traj=2**15, n_chi=1024, key=0)
+    kw = dict(n_steps=20, n_traj=2**15, response=dj.ExactResponse(1024), key=0)
     f = lambda b, tau: _objective(problem, dj.PersistentSGD(0.2, b, tau), **kw)
     gb, gt = (float(x) for x in jax.grad(f, argnums=(0, 1))(0.3, 1 / 0.6))
     fdb = (float(f(0.33, 1 / 0.6)) - float(f(0.27, 1 / 0.6))) / 0.06
@@ -74,7 +74,7 @@ def test_gradient_under_vmap_compiles_once_per_shape():
 
 def test_tune_decreases_objective_and_respects_constraints():
     res = dj.tune(TWO, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), ["lam", "b", "tau"], t_max=3.0,
-                  n_traj=1024, n_chi=256, steps=8)
+                  n_traj=1024, response=dj.ExactResponse(256), steps=8)
     h = res.history
     assert len(h["objective"]) == 8 and h["objective"][-1] < h["objective"][0]
     assert res.objective < h["objective"][0]

@@ -11,7 +11,7 @@ Agreement criterion (stated once, used everywhere): at every time step,
 - ``0.005``: Monte Carlo error of the DMFT itself at N = 2^15 trajectories (measured
   between seeds: ~0.3% on q, ~0.5% on m).
 A wrong factor in the equations (e.g. the noise covariance or the sign of M_R) shifts
-curves by tens of standard errors (equations page), far outside this band;
+curves by tens of standard errors (docs/equations.md, section 2.8.6), far outside this band;
 ``test_criterion_rejects_wrong_batch_fraction`` checks that the band has teeth.
 """
 import jax
@@ -140,7 +140,7 @@ def test_stochastic_gradient_flow_limit_first_order_in_dt():
     etas = [0.2, 0.1, 0.05, 0.025]
     vals = []
     for eta in etas:
-        s = dj.solve(problem, dj.PersistentSGD(eta, 0.3, 1.0), t_max=2.0, n_traj=2**14, n_chi=1024, key=0)
+        s = dj.solve(problem, dj.PersistentSGD(eta, 0.3, 1.0), t_max=2.0, n_traj=2**14, response=dj.ExactResponse(1024), key=0)
         vals.append([float(s.m[-1]), float(s.q[-1])])
     vals = np.array(vals)
     diffs = np.abs(np.diff(vals, axis=0))  # |x(eta) - x(eta/2)|

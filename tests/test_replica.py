@@ -86,7 +86,7 @@ def test_erm_gradient_in_lambda_matches_finite_differences():
 
 def test_separable_data_without_ridge_reported():
     sol = erm(dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=1.0, delta=0.5, lam=0.0))
-    assert int(sol.status) == 1 and "separable" in sol.message
+    assert sol.result.code == dj.RESULTS.no_minimiser and "separable" in sol.message
 
 
 def test_alpha_star_limits():
@@ -122,7 +122,7 @@ def test_long_time_gd_dmft_converges_to_erm():
     t = 60; its remaining Monte Carlo spread on eps_gen is ~5e-4 at N = 2^14 (two keys:
     +5.9e-4, -4.6e-4), so N = 2^16 is used."""
     problem = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.1, R0=0.01)
-    sol, stationary = gd_long_time(problem, eta=0.5, t_max=60.0, n_traj=2**16, n_chi=1024)
+    sol, stationary = gd_long_time(problem, eta=0.5, t_max=60.0, n_traj=2**16, response=dj.ExactResponse(1024))
     ref = erm(problem)
     assert stationary
     assert abs(float(sol.eps_gen[-1]) - float(ref.eps_gen)) < 1e-3

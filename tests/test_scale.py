@@ -14,6 +14,8 @@ import pytest
 
 import dmft_jax as dj
 from dmft_jax import process, solver
+from dmft_jax.iteration import run_fixed_kernels
+from dmft_jax.noise import noise_factor
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +29,8 @@ ALGO = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
 def _fixed_kernel_rows(problem, est, key_probe, kernels, T, n):
     """M_R estimated by ``est`` on the same trajectories advanced with fixed ``kernels``."""
     rnd = process.draw(jax.random.PRNGKey(5), problem, ALGO, T, n, True, jnp.float64)
-    L, _ = process.noise_factor(kernels.M_C, problem.delta, 1e-7)
-    rows, _ = solver._run_fixed_kernels(problem, rnd, T, est, key_probe, kernels.m, kernels.lam_hat,
-                                        kernels.M_R, L)
+    L, _ = noise_factor(kernels.M_C, problem.delta, 1e-7)
+    rows, _ = run_fixed_kernels(problem, rnd, T, est, key_probe, kernels.m, kernels.lam_hat, kernels.M_R, L)
     return rows.M_R
 
 
@@ -68,17 +69,17 @@ def test_probe_solve_close_to_exact_on_same_trajectories(seed_problem):
     # exact (n_chi = N) as the reference, 8 probes change eps_gen and q by well under the
     # Monte Carlo error of N = 4096 trajectories (~3e-3 on eps_gen).
     kw = dict(t_max=8.0, n_traj=4096, key=2)
-    ref = dj.solve(seed_problem, ALGO, n_chi=4096, **kw)
+    ref = dj.solve(seed_problem, ALGO, response=dj.ExactResponse(4096), **kw)
     probe = dj.solve(seed_problem, ALGO, response=dj.ProbeResponse(8), **kw)
     assert np.max(np.abs(probe.eps_gen - ref.eps_gen)) < 1e-3
     assert np.max(np.abs(probe.q - ref.q) / ref.q) < 3e-3
-    assert probe.config["n_chi"] == 0 and probe.config["response"] == dj.ProbeResponse(8, 4096)
+    assert probe.config.n_chi == 0 and probe.config.response == dj.ProbeResponse(8, 4096)
 
 
 def test_response_options_validated(seed_problem):
     with pytest.raises(ValueError, match="n_probes"):
         dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, response=dj.ProbeResponse(0))
-    with pytest.raises(ValueError, match="n_chi applies to ExactResponse"):
+    with pytest.raises(ValueError, match="n_chi applies to ExactResponse"), pytest.warns(DeprecationWarning):
         dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, n_chi=8, response=dj.ProbeResponse(2))
     with pytest.raises(ValueError, match="response must be"):
         dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, response="probe")
@@ -91,7 +92,7 @@ def test_exact_response_memory_bound(seed_problem):
     per_traj = (T + 1) ** 2 * 8
     sol = dj.solve(seed_problem, ALGO, n_steps=T, n_traj=4096,
                    response=dj.ExactResponse(max_memory=300 * per_traj + 10))
-    assert sol.config["n_chi"] == 300
+    assert sol.config.n_chi == 300
     with pytest.raises(ValueError, match="above max_memory"):
         dj.solve(seed_problem, ALGO, n_steps=T, n_traj=4096, response=dj.ExactResponse(1000, 300 * per_traj))
     with pytest.raises(ValueError, match="max_memory"):
@@ -106,9 +107,8 @@ MEMORY = textwrap.dedent("""
     prob = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0)
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
     for T, N, resp in [(100, 8192, dj.ExactResponse(2048)), (100, 32768, dj.ProbeResponse(4))]:
-        cfg = solver.configure(prob, alg, None, N, 3, n_steps=T, response=resp)
-        compiled = eqx.filter_jit(solver.solve_traced).lower(
-            prob, alg, jax.random.PRNGKey(3), solver._Frozen(cfg)).compile()
+        cfg = solver.configure(prob, alg, None, N, n_steps=T, response=resp)
+        compiled = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile()
         ma = compiled.compiled.memory_analysis()
         xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
         est = solver.memory_estimate(T, N, dtype="float64", response=resp)
@@ -127,11 +127,11 @@ def test_memory_formula_matches_xla():
 
 def test_request_that_cannot_fit_is_refused_before_allocation(seed_problem):
     with pytest.raises(ValueError, match="GiB"):
-        dj.solve(seed_problem, ALGO, n_steps=2000, n_traj=2**16, n_chi=2**16)
+        dj.solve(seed_problem, ALGO, n_steps=2000, n_traj=2**16, response=dj.ExactResponse(2**16))
 
 
 def test_grid_compiles_once_and_matches_single_solves(seed_problem):
-    kw = dict(t_max=4.0, n_traj=2048, n_chi=256, key=1)
+    kw = dict(t_max=4.0, n_traj=2048, response=dj.ExactResponse(256), key=1)
     grid = {"lam": [0.0, 0.1], "b": [0.2, 0.3, 0.5]}
     with dj.count_compilations() as first:
         g = dj.solve_grid(seed_problem, ALGO, grid, **kw)
@@ -141,7 +141,7 @@ def test_grid_compiles_once_and_matches_single_solves(seed_problem):
     # nothing at all (not even helpers)
     assert first.count_of("_grid_jit") == 1, first.names
     assert again.count == 0, again.names
-    assert g.shape == (2, 3) and g["eps_gen"].shape == (2, 3, 21) and g.ok.all() and g2.ok.all()
+    assert g.ok.shape == (2, 3) and g.eps_gen.shape == (2, 3, 21) and g.ok.all() and g2.ok.all()
     for i, j in [(0, 0), (1, 2)]:
         p = eqx.tree_at(lambda q: q.lam, seed_problem, jnp.asarray(grid["lam"][i]))
         single = dj.solve(p, dj.PersistentSGD(0.2, grid["b"][j], 1 / 0.6), **kw)
@@ -156,13 +156,13 @@ def test_grid_failed_points_are_data():
     problem = dj.Problem(dj.TwoCluster(0.5), "square", alpha=2.0, delta=0.5, lam=0.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        g = dj.solve_grid(problem, dj.GD(0.2), {"eta": [0.2, 0.5, 20.0]}, n_steps=60, n_traj=512, n_chi=64)
-    status = np.asarray(g.solution.status)
-    assert list(status) == [0, 0, solver.DIVERGED]  # q ~ 1e221: finite but diverged
+        g = dj.solve_grid(problem, dj.GD(0.2), {"eta": [0.2, 0.5, 20.0]}, n_steps=60, n_traj=512, response=dj.ExactResponse(64))
+    status = np.asarray(g.status)
+    assert list(status) == [0, 0, dj.RESULTS.diverged]  # q ~ 1e221: finite but diverged
     assert np.all(np.isfinite(np.asarray(g["eps_gen"])[:2]))
     assert any("1 points" in str(w.message) for w in caught)
     with pytest.raises(RuntimeError):
-        dj.solve_grid(problem, dj.GD(0.2), {"eta": [0.2, 20.0]}, n_steps=60, n_traj=512, n_chi=64, throw=True)
+        dj.solve_grid(problem, dj.GD(0.2), {"eta": [0.2, 20.0]}, n_steps=60, n_traj=512, response=dj.ExactResponse(64), throw=True)
 
 
 def test_grid_validates_every_point(seed_problem):
@@ -188,14 +188,13 @@ SHARDED = textwrap.dedent("""
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
     for resp in (dj.ExactResponse(1024), dj.ProbeResponse(2)):
         one = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp)
-        two = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp, devices="all")
+        two = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp, sharding="all")
         for f in ("eps_gen", "C", "M_R", "M_C", "train_loss"):
             a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
             assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
     # the trajectories really are split: per-device buffers hold N / 2 and kernels all-reduce
-    cfg = solver.configure(prob, alg, 2, 4096, 3, devices="all")
-    txt = eqx.filter_jit(solver.solve_traced).lower(
-        prob, alg, jax.random.PRNGKey(3), solver._Frozen(cfg)).compile().compiled.as_text()
+    cfg = solver.configure(prob, alg, 2, 4096, sharding="all")
+    txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
     print("OK")
 """)
@@ -208,10 +207,10 @@ def test_sharded_over_two_host_devices_equals_single_device():
 
 
 def test_devices_validated(seed_problem):
-    with pytest.raises(ValueError, match="devices"):
-        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, devices="gpu")
-    with pytest.raises(ValueError, match="devices"):
-        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, devices=[])
+    with pytest.raises(ValueError, match="sharding"):
+        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, sharding="gpu")
+    with pytest.raises(ValueError, match="sharding"):
+        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, sharding=[])
 
 
 def test_new_seed_does_not_recompile(seed_problem):
@@ -222,4 +221,4 @@ def test_new_seed_does_not_recompile(seed_problem):
         sol = dj.solve(seed_problem, ALGO, key=7, **kw)
         sim = dj.simulate(seed_problem, ALGO, t_max=2.0, d=100, n_seeds=2, key=8)
     assert c.count == 0
-    assert sol.config["seed"] == 7 and sim.config["seed"] == 8
+    assert int(sol.seed) == 7 and int(sim.seed) == 8

@@ -45,7 +45,7 @@ def test_gradient_in_schedule_parameters():
     match central differences with common random numbers."""
     def f(init, rate):
         algo = dj.SGD(dj.ExponentialDecay(init, rate, floor=0.02), 0.3)
-        return dj.solve(PROBLEM, algo, n_steps=15, n_traj=1024, n_chi=256, key=0).eps_gen[-1]
+        return dj.solve(PROBLEM, algo, n_steps=15, n_traj=1024, response=dj.ExactResponse(256), key=0).eps_gen[-1]
 
     g = jax.grad(f, argnums=(0, 1))(0.3, 0.05)
     h = 1e-6
@@ -59,7 +59,7 @@ def test_gradient_in_schedule_parameters():
 def test_tune_schedule_parameters():
     """dj.tune over the decay schedule's parameters: objective decreases, values stay > 0."""
     algo = dj.SGD(dj.ExponentialDecay(0.3, 0.05, floor=0.02), 0.3)
-    res = dj.tune(PROBLEM, algo, ["eta.init", "eta.rate"], t_max=2.0, n_traj=512, n_chi=128, steps=5)
+    res = dj.tune(PROBLEM, algo, ["eta.init", "eta.rate"], t_max=2.0, n_traj=512, response=dj.ExactResponse(128), steps=5)
     assert res.history["objective"][-1] < res.history["objective"][0]
     assert res.params["eta.init"] > 0 and res.params["eta.rate"] > 0
     with pytest.raises(ValueError, match="eta.init"):
@@ -103,7 +103,7 @@ def test_batch_schedule_validation():
 def test_batch_schedule_likelihood_ratio_gradient_and_tune():
     # d eps_gen / d b_k of the two pieces: likelihood ratio vs coupled central differences
     # (N = 2^15, tolerance as in tests/test_gradients.py)
-    kw = dict(n_steps=20, n_traj=2**15, n_chi=512, key=0)
+    kw = dict(n_steps=20, n_traj=2**15, response=dj.ExactResponse(512), key=0)
     f = lambda v: dj.solve(PROBLEM, dj.PersistentSGD(0.2, dj.PiecewiseConstant(v, [10]), 1 / 0.6),
                            **kw).eps_gen[-1]
     v0 = np.array([0.3, 0.4])
@@ -114,5 +114,5 @@ def test_batch_schedule_likelihood_ratio_gradient_and_tune():
         assert abs(fd) > 1e-3
         assert abs(g[i] - fd) <= 0.2 * abs(fd) + 2e-3, (i, g[i], fd)
     res = dj.tune(PROBLEM, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 0.4], [5])), ["b.values"], t_max=2.0,
-                  n_traj=512, n_chi=128, steps=3)
+                  n_traj=512, response=dj.ExactResponse(128), steps=3)
     assert all(0 < x < 1 for x in res.params["b.values"])

@@ -1,4 +1,5 @@
 """Bad input raises ValueError naming the parameter and the valid range."""
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -42,8 +43,9 @@ def test_error_message_names_range():
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(t_max=0.1), "t_max"), (dict(t_max=-1.0), "t_max"), (dict(n_traj=1), "n_traj"),
-    (dict(n_traj=7), "n_traj"), (dict(n_chi=0), "n_chi"), (dict(n_chi=10**6), "n_chi"),
-    (dict(method="newton"), "method"), (dict(damping=0.0), "damping"),
+    (dict(n_traj=7), "n_traj"), (dict(response=dj.ExactResponse(0)), "n_chi"), (dict(response=dj.ExactResponse(10**6)), "n_chi"),
+    (dict(solver=dj.DampedIteration(damping=0.0)), "damping"), (dict(solver="sweep"), "solver"),
+    (dict(solver=dj.CausalSweep(pivot_rtol=-1.0)), "pivot_rtol"), (dict(n_steps=2.5), "n_steps"),
     (dict(dtype="int32"), "dtype"),
 ])
 def test_solve_rejects(kwargs, name):
@@ -68,13 +70,13 @@ def test_simulate_rejects():
 def test_b_equal_one_is_full_batch():
     # b = 1 is valid (full batch) although b eta <= (1 - b) tau fails there
     algo = dj.PersistentSGD(eta=0.2, b=1.0, tau=1.0)
-    b, p_on, p_off = algo.selection()
+    b, p_on, p_off = algo.selection(jnp.asarray(0.2))
     assert float(b) == 1.0 and float(p_off) == 0.0
 
 
 def test_request_that_cannot_fit_is_refused_before_allocation():
     with pytest.raises(ValueError, match="GiB"):
-        dj.solve(dj.Problem(), dj.GD(0.01), t_max=100.0, n_traj=2**20, n_chi=2**20)
+        dj.solve(dj.Problem(), dj.GD(0.01), t_max=100.0, n_traj=2**20, response=dj.ExactResponse(2**20))
 
 
 def test_eps_gen_of_zero_weights_is_one_half():

@@ -1,0 +1,106 @@
+"""The damped fixed-point iteration (docs/equations.md, section 2.6.3): a cross-check of the
+causal sweep, and the route for any implicit time scheme.
+
+``K <- (1 - a) K + a F(K)`` over the kernels ``(mu, lam_hat, M_C, M_R)``, where ``F``
+advances all trajectories (common random numbers) with the kernels ``K`` and returns the
+kernels they imply. It reaches the sweep's answer at tens of times its cost.
+"""
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+from jax import lax
+
+from . import process
+from .noise import noise_factor
+from .solvers import AbstractSolver, SolverOutput
+from .sweep import stack_rows
+
+
+class DampedIteration(AbstractSolver):
+    """``damping`` ``a`` in ``(0, 1]``; stop when every kernel moved by less than
+    ``atol + rtol max|K|``, or after ``max_iter`` iterations (result ``max_iter``);
+    ``pivot_rtol``: see :class:`~dmft_jax.solvers.AbstractSolver`."""
+
+    damping: float = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_iter: int = eqx.field(static=True)
+    pivot_rtol: float | None = eqx.field(static=True)
+
+    def __init__(self, damping: float = 0.5, rtol: float = 1e-9, atol: float = 1e-12, max_iter: int = 500,
+                 pivot_rtol: float | None = None):
+        self.damping = damping
+        self.rtol = rtol
+        self.atol = atol
+        self.max_iter = max_iter
+        self.pivot_rtol = pivot_rtol
+
+    def check(self, n_steps):
+        if not 0 < self.damping <= 1:
+            raise ValueError(f"damping must satisfy 0 < damping <= 1; got {self.damping}")
+        if not (self.rtol >= 0 and self.atol >= 0):
+            raise ValueError(f"rtol and atol must be >= 0; got rtol={self.rtol}, atol={self.atol}")
+        if isinstance(self.max_iter, bool) or int(self.max_iter) != self.max_iter or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
+
+    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, keep_factor=False):
+        T = n_steps
+        size = T + 1
+        dtype = rnd.u0.dtype
+        a = self.damping
+        zeros_v, zeros_m = jnp.zeros(size, dtype), jnp.zeros((size, size), dtype)
+        K0 = dict(mu=zeros_v, lam_hat=zeros_v, M_C=zeros_m, M_R=zeros_m)
+
+        def F(K):
+            m = magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts)
+            L, pivots = noise_factor(K["M_C"], problem.delta, pivot_rtol)
+            rows, state = run_fixed_kernels(problem, rnd, T, response, key_probe, m, K["lam_hat"], K["M_R"], L,
+                                             shard)
+            return rows, state, pivots
+
+        def err(K, rows):
+            diffs = [jnp.max(jnp.abs(getattr(rows, n) - K[n])) for n in K]
+            scale = jnp.max(jnp.stack([jnp.max(jnp.abs(K[n])) for n in K]))
+            return jnp.max(jnp.stack(diffs)) / (self.atol + self.rtol * scale)
+
+        def cond(carry):
+            K, it, e = carry
+            return (it < self.max_iter) & (e > 1.0)
+
+        def body(carry):
+            K, it, _ = carry
+            rows, _, _ = F(K)
+            e = err(K, rows)
+            K = {n: (1 - a) * K[n] + a * getattr(rows, n) for n in K}
+            return K, it + 1, e
+
+        K, n_iter, e = lax.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
+        rows, state, pivots = F(K)
+        converged = (e <= 1.0) | (err(K, rows) <= 1.0)
+        m = magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts)
+        return SolverOutput(rows=rows, m=m, pivots=pivots, state=state, n_iter=n_iter, converged=converged)
+
+
+def magnetisation(m0, lam, mu, dts):
+    """``m[0..T]`` from ``mu`` (section 2.1)."""
+    def body(m, x):
+        mu_k, dt = x
+        return process.m_step(lam, dt, m, mu_k), m
+
+    m_T, m = lax.scan(body, m0, (mu[:-1], dts[:-1]))
+    return jnp.concatenate([m, m_T[None]])
+
+
+def run_fixed_kernels(problem, rnd, T, est, key_probe, m, lam_hat, M_R, L, shard=lambda x: x):
+    """Advance all trajectories with given kernels; return the kernels they imply."""
+    state = shard(process.init_state(problem, rnd, T, est, key_probe))
+
+    def body(state, k):
+        state, row = process.kernel_row(problem, rnd, state, k, m[k], est)
+        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row, est)
+        return state, row.public()
+
+    state, rows = lax.scan(body, state, jnp.arange(T))
+    state, row_T = process.kernel_row(problem, rnd, state, T, m[T], est)
+    return stack_rows(rows, row_T.public()), state

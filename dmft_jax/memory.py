@@ -1,0 +1,62 @@
+"""Memory of a solve: the documented peak formula (docs/memory.md) and the refusal of a
+request that cannot fit, before anything is allocated."""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+from .response import as_response
+from .timegrid import auto_time_blocks, block_edges
+
+
+def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None,
+                    time_blocks=None) -> int:
+    """Peak bytes of one forward sweep (see docs/memory.md), with ``S = T + 1``, ``b`` the
+    bytes per number (8 in float64, 4 in float32):
+
+    ``b (R + 6 S N + 12 S^2 + 16 N)``
+
+    where ``R`` is the response estimator's peak in numbers (``peak_numbers``): for
+    :class:`~dmft_jax.ExactResponse` the stored lower triangle of ``chi``,
+    ``n_chi sum_c (S - e_c) w_c`` over the column blocks of the sweep's time blocks
+    (``S (S - 1) n_chi`` for one block, about ``0.6 S^2 n_chi`` for six); for
+    :class:`~dmft_jax.ProbeResponse` on ``n`` trajectories ``2 (2 n_probes S n + n)``.
+    ``6 S N`` are the histories of ``u``, ``g``, ``zeta``, ``s`` and the transients of drawing
+    them; ``12 S^2`` the kernels, ``R``, ``C`` and the noise factor. Compared with XLA's own
+    buffer analysis it is within a factor 0.7-2 (tests/test_scale.py). ``n_chi`` alone means
+    ``ExactResponse(n_chi)``; ``time_blocks`` defaults to the sweep's
+    (:func:`~dmft_jax.timegrid.auto_time_blocks`). A ``vmap`` over ``B`` points needs ``B``
+    times this."""
+    item = jnp.dtype(dtype).itemsize
+    est = as_response(response, n_chi).resolve(n_steps, n_traj, item)
+    blocks = auto_time_blocks(n_steps) if time_blocks is None else int(time_blocks)
+    size = n_steps + 1
+    hist = 6 * size * n_traj
+    return int(item * (est.peak_numbers(block_edges(n_steps, blocks)) + hist + 12 * size * size
+                       + 16 * n_traj))
+
+
+def device_bytes():
+    """Memory of the first device (physical memory on CPU), or ``None`` if unknown."""
+    try:
+        dev = jax.devices()[0]
+        stats = dev.memory_stats() if dev.platform != "cpu" else None
+        return stats["bytes_limit"] if stats else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, KeyError, AttributeError, TypeError):
+        return None
+
+
+def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None):
+    """Refuse (``ValueError``) a solve of ``batch`` points that needs more than 90% of the
+    device's memory."""
+    need = batch * memory_estimate(n_steps, n_traj, dtype=dtype, response=est, time_blocks=time_blocks)
+    avail = device_bytes()
+    if avail is not None and need > 0.9 * avail:
+        raise ValueError(
+            f"n_chi/n_traj: this solve{f' ({batch} points)' if batch > 1 else ''} needs about "
+            f"{need / 2**30:.1f} GiB (memory_estimate) but the device has {avail / 2**30:.1f} GiB; "
+            "reduce n_chi (response memory (T+1)^2 n_chi), use ProbeResponse (memory n_probes (T+1) N), "
+            "or reduce n_traj or t_max/eta"
+        )

@@ -1,0 +1,68 @@
+"""One enumeration of outcomes, shared by ``solve``, ``solve_grid``, ``tune``, ``erm`` and
+``simulate``: :data:`RESULTS` names every way a computation can end, each with an
+actionable message, and :class:`Result` carries the outcome as data (an integer array, so
+that it survives ``jit`` and ``vmap``: a grid has one outcome per point)."""
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+
+# q = C(t, t) above this multiple of 1 + q(0) counts as diverged (finite but exploding)
+DIVERGENCE_FACTOR = 1e12
+
+
+class RESULTS(enum.IntEnum):
+    """Outcomes. ``RESULTS.successful`` is 0; read the message with ``.message``."""
+
+    successful = 0
+    nonfinite = 1
+    max_iter = 2
+    diverged = 3
+    no_minimiser = 4
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    RESULTS.successful: "success",
+    RESULTS.nonfinite: "the computation produced non-finite values (diverging dynamics: try a smaller "
+    "eta, a larger n_traj, or float64)",
+    RESULTS.max_iter: "the iteration did not converge within max_iter iterations",
+    RESULTS.diverged: "the dynamics diverged (q = C(t,t) grew beyond 1e12 (1 + q(0)); try a smaller eta)",
+    RESULTS.no_minimiser: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "
+    "when the data are separable, alpha < alpha*(Delta))",
+}
+
+
+class Result(eqx.Module):
+    """An outcome as data: ``code`` holds :data:`RESULTS` values (a scalar, or one per point
+    of a batch)."""
+
+    code: Any
+
+    @staticmethod
+    def of(code) -> "Result":
+        return Result(jnp.asarray(code, jnp.int32))
+
+    @property
+    def ok(self):
+        """``True`` where the outcome is success (a numpy bool, or array of them)."""
+        return np.asarray(self.code) == RESULTS.successful
+
+    @property
+    def message(self) -> str:
+        """The message of a scalar outcome; for a batch, the counts per outcome."""
+        code = np.asarray(self.code)
+        if code.ndim == 0:
+            return RESULTS(int(code)).message
+        return "; ".join(f"{RESULTS(int(v)).message}: {int((code == v).sum())} points" for v in np.unique(code))
+
+    def __int__(self):
+        return int(np.asarray(self.code))

@@ -1,0 +1,167 @@
+"""A new data model, algorithm and response estimator defined outside the package, through
+the public interfaces alone (``dj.AbstractMixture``, ``dj.AbstractAlgorithm``,
+``dj.AbstractResponse``), solved and simulated like the built-in ones; and the result family
+(seed averages by ``tree_map``, a grid read as attributes)."""
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import erfc
+
+import dmft_jax as dj
+
+
+class NoisyTwoCluster(dj.AbstractMixture):
+    """Two clusters whose labels are flipped with probability ``flip``: ``y = c`` w.p.
+    ``1 - flip``, else ``-c``; the error counts a fresh sample's flipped label too."""
+
+    rho: Any = eqx.field(converter=jnp.asarray)
+    flip: Any = eqx.field(converter=jnp.asarray)
+
+    def sample(self, key, h0):
+        k1, k2 = jax.random.split(key)
+        c = jnp.where(jax.random.uniform(k1, h0.shape, h0.dtype) < self.rho, 1.0, -1.0).astype(h0.dtype)
+        y = jnp.where(jax.random.uniform(k2, h0.shape, h0.dtype) < self.flip, -c, c)
+        return c, y
+
+    def log_prob(self, c, y):
+        return jnp.log(jnp.where(c > 0, self.rho, 1 - self.rho)) + jnp.log(jnp.where(y == c, 1 - self.flip, self.flip))
+
+    def phi(self, r):
+        return r
+
+    def eps_gen(self, m, q, delta):
+        wrong = 0.5 * erfc(m / jnp.sqrt(2 * delta * q))
+        return (1 - self.flip) * wrong + self.flip * (1 - wrong)
+
+    def to_dict(self):
+        return {"model": "noisy_two_cluster", "rho": float(self.rho), "flip": float(self.flip)}
+
+
+class FixedSubset(dj.AbstractAlgorithm):
+    """Gradient descent on a fixed random fraction ``b`` of the samples: ``s[0] ~ Bernoulli(b)``
+    and never switches. Its DMFT equals full-batch GD on ``b alpha`` samples per dimension."""
+
+    eta: Any = eqx.field(converter=jnp.asarray)
+    b: Any = eqx.field(converter=jnp.asarray)
+
+    def selection(self, steps):
+        return self.b, jnp.zeros_like(steps), jnp.zeros_like(steps)
+
+    def check_steps(self, steps):
+        if not 0 < float(self.b) <= 1:
+            raise ValueError(f"b must satisfy 0 < b <= 1; got {float(self.b)}")
+
+    def to_dict(self):
+        return {"algorithm": "fixed_subset", "eta": float(self.eta), "b": float(self.b)}
+
+
+class SquareState(eqx.Module):
+    chi: Any  # (S, S, n): chi[k, l, n], the whole square
+
+
+class SquareResponse(dj.AbstractResponse):
+    """The exact response on ``n_chi`` trajectories stored as a full square (no triangular
+    blocks): the same estimate as ``ExactResponse``, written from the recursion alone."""
+
+    n_chi: int = eqx.field(static=True)
+
+    def resolve(self, n_steps, n_traj, itemsize):
+        if not 1 <= self.n_chi <= n_traj:
+            raise ValueError(f"n_chi must satisfy 1 <= n_chi <= {n_traj}; got {self.n_chi}")
+        return self
+
+    def init(self, key, n_steps, n_traj, dtype):
+        return SquareState(jnp.zeros((n_steps + 1, n_steps + 1, self.n_chi), dtype))
+
+    def row(self, state, k, w, sl2, dts, delta):
+        sw = w[: self.n_chi] * sl2[: self.n_chi] / jnp.sum(w[: self.n_chi])
+        return state.chi[k] @ sw / dts
+
+    def advance(self, state, k, K_k, dt, decay_common, delta, sl2):
+        sl2 = sl2[: self.n_chi]
+        chi = state.chi
+        nxt = (decay_common - dt * delta * sl2) * chi[k] + dt * jnp.tensordot(K_k, chi, axes=(0, 0))
+        nxt = jnp.where((jnp.arange(chi.shape[1]) == k)[:, None], dt * delta * sl2[None, :], nxt)
+        return SquareState(chi.at[k + 1].set(nxt))
+
+    def grow(self, state, size):
+        pad = size - state.chi.shape[0]
+        return SquareState(jnp.pad(state.chi, ((0, pad), (0, pad), (0, 0))))
+
+    def shrink(self, state, size):
+        return SquareState(state.chi[:size, :size])
+
+    def peak_numbers(self, edges):
+        return (edges[-1] + 1) ** 2 * self.n_chi
+
+
+TWO = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
+PSGD = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+
+
+def test_toy_response_equals_exact_response():
+    kw = dict(t_max=3.0, n_traj=512, key=4, solver=dj.CausalSweep(2))
+    ref = dj.solve(TWO, PSGD, response=dj.ExactResponse(128), **kw)
+    toy = dj.solve(TWO, PSGD, response=SquareResponse(128), **kw)
+    assert bool(toy.ok)
+    for f in ("M_R", "C", "eps_gen"):
+        np.testing.assert_allclose(getattr(toy, f), getattr(ref, f), rtol=1e-11, atol=1e-14)
+    assert np.max(np.abs(ref.M_R)) > 1e-3  # the memory kernel is not trivially zero
+    with pytest.raises(ValueError, match="n_chi"):
+        dj.solve(TWO, PSGD, t_max=1.0, n_traj=64, response=SquareResponse(65))
+
+
+def test_toy_algorithm_is_gd_on_the_subset():
+    # FixedSubset(b) on alpha = 2 is full-batch GD on alpha = 2 b; b = 0.5 against alpha = 1
+    kw = dict(t_max=4.0, n_traj=2**14, response=dj.ExactResponse(1024))
+    toy = dj.solve(TWO, FixedSubset(0.2, 0.5), key=1, **kw)
+    gd = dj.solve(eqx.tree_at(lambda p: p.alpha, TWO, 1.0), dj.GD(0.2), key=2, **kw)
+    assert bool(toy.ok)
+    # Monte Carlo error of q, eps_gen at N = 16384: ~1e-3 relative; the subset's own b is
+    # sampled, adding ~1/sqrt(N) to alpha b
+    np.testing.assert_allclose(toy.q, gd.q, rtol=2e-2)
+    np.testing.assert_allclose(toy.eps_gen, gd.eps_gen, atol=4e-3)
+    # and it is not GD on all the samples (the test has teeth)
+    full = dj.solve(TWO, dj.GD(0.2), key=1, **kw)
+    assert abs(float(full.eps_gen[-1] - toy.eps_gen[-1])) > 0.01
+    sim = dj.simulate(TWO, FixedSubset(0.2, 0.5), t_max=4.0, d=400, n_seeds=4, key=3)
+    assert bool(sim.ok) and sim.m.shape == toy.m.shape
+
+
+def test_toy_model_solved_and_simulated():
+    problem = dj.Problem(NoisyTwoCluster(0.5, 0.1), "logistic", alpha=2.0, delta=0.5, R0=0.01)
+    sol = dj.solve(problem, PSGD, t_max=3.0, n_traj=2**13, response=dj.ExactResponse(512), key=0)
+    sim = dj.simulate(problem, PSGD, t_max=3.0, d=800, n_seeds=6, key=1)
+    assert bool(sol.ok) and bool(sim.ok)
+    # label noise 0.1 puts a floor of 0.1 under the error
+    assert np.all(np.asarray(sol.eps_gen) > 0.1) and np.all(np.asarray(sim.eps_gen) > 0.1)
+    # DMFT against d = 800 (6 seeds): within 4 standard errors plus finite-size/Monte Carlo slack
+    k = len(sol.t) - 1
+    assert abs(float(sol.eps_gen[k] - sim.eps_gen[k])) < 4 * float(sim.eps_gen_se[k]) + 5e-3
+    assert abs(float(sol.q[k] / sim.q[k]) - 1) < 4 * float(sim.q_se[k] / sim.q[k]) + 0.02
+    assert problem.to_dict()["model"] == "noisy_two_cluster"
+
+
+def test_solutions_of_two_seeds_average_by_tree_map():
+    kw = dict(t_max=1.0, n_traj=256)
+    s0 = dj.solve(TWO, PSGD, key=0, **kw)
+    s1 = dj.solve(TWO, PSGD, key=1, **kw)
+    mean = jax.tree_util.tree_map(lambda a, b: (a + b) / 2, s0, s1)
+    np.testing.assert_allclose(mean.eps_gen, (s0.eps_gen + s1.eps_gen) / 2)
+    assert not np.allclose(s0.eps_gen, s1.eps_gen)
+
+
+def test_grid_is_a_batched_solution():
+    g = dj.solve_grid(TWO, PSGD, {"lam": [0.0, 0.1], "b": [0.2, 0.3, 0.5]}, t_max=1.0, n_traj=256,
+                      response=dj.ExactResponse(64))
+    assert isinstance(g, dj.Solution)
+    assert g.eps_gen.shape == (2, 3, len(g.t[0, 0])) and g.result.code.shape == (2, 3) and np.all(g.ok)
+    np.testing.assert_allclose(g.grid["b"][1], [0.2, 0.3, 0.5])
+    np.testing.assert_array_equal(g["eps_gen"], g.eps_gen)
+    single = dj.solve(eqx.tree_at(lambda p: p.lam, TWO, 0.1), dj.PersistentSGD(0.2, 0.5, 1 / 0.6), t_max=1.0,
+                      n_traj=256, response=dj.ExactResponse(64))
+    np.testing.assert_allclose(g.eps_gen[1, 2], single.eps_gen, rtol=1e-10)
