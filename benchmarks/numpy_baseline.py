@@ -15,28 +15,34 @@ from scipy.special import erfc, expit
 
 
 def solve_numpy(alpha, delta, lam, R0, rho, eta, b, tau, T, n_traj, n_chi, seed=0, m0=0.0,
-                pivot_rtol=1e-7):
+                pivot_rtol=1e-7, draws=None):
+    """``draws``: optional dict of the random numbers ``c, h0, s, zeta, u0`` (e.g. those of
+    ``dmft_jax.process.draw``) instead of drawing them here from ``seed``."""
     rng = np.random.default_rng(seed)
     dt = eta
     N = n_traj
-    c = np.where(rng.random(N) < rho, 1.0, -1.0)
-    y = c
-    h0 = rng.standard_normal(N)
-    proj = c + np.sqrt(delta) * h0
-    # selection paths
-    if b >= 1:
-        s = np.ones((T + 1, N))
+    if draws is not None:
+        c, h0, s, zeta, u0 = (np.asarray(draws[k], dtype=float) for k in ("c", "h0", "s", "zeta", "u0"))
     else:
-        p_off, p_on = eta / tau, b * eta / ((1 - b) * tau)
-        s = np.zeros((T + 1, N))
-        s[0] = rng.random(N) < b
-        for k in range(T):
-            u = rng.random(N)
-            s[k + 1] = np.where(s[k] == 1, u >= p_off, u < p_on)
-    zeta = rng.standard_normal((T + 1, N))
+        c = np.where(rng.random(N) < rho, 1.0, -1.0)
+        h0 = rng.standard_normal(N)
+        # selection paths
+        if b >= 1:
+            s = np.ones((T + 1, N))
+        else:
+            p_off, p_on = eta / tau, b * eta / ((1 - b) * tau)
+            s = np.zeros((T + 1, N))
+            s[0] = rng.random(N) < b
+            for k in range(T):
+                u = rng.random(N)
+                s[k + 1] = np.where(s[k] == 1, u >= p_off, u < p_on)
+        zeta = rng.standard_normal((T + 1, N))
+        u0 = rng.standard_normal(N)
+    y = c
+    proj = c + np.sqrt(delta) * h0
 
     u = np.zeros((T + 1, N))
-    u[0] = np.sqrt(delta * R0) * rng.standard_normal(N)
+    u[0] = np.sqrt(delta * R0) * u0
     g = np.zeros((T + 1, N))
     chi = np.zeros((T + 1, T + 1, n_chi))
     m = np.zeros(T + 1)

@@ -317,7 +317,7 @@ def _sweep_bwd(static: _Static, res, cts):
         mem_all = mem_all.at[a:b].set(hist.mem)
         chimem_blocks.insert(0, (a, hist.chimem))
     # u_0 = sqrt(Delta R0) u0, m_0 = m0
-    _, vjp0 = jax.vjp(lambda p: (jnp.sqrt(p.delta * p.R0) * u0, p.m0), problem)
+    _, vjp0 = jax.vjp(lambda p: (process.initial_u(p, u0), p.m0), problem)
     (prob0,) = vjp0((ct.u, ct.m))
     prob_bar = jax.tree_util.tree_map(jnp.add, ct.problem, prob0)
     return (prob_bar, ct.dts, ct.p_on, ct.p_off, ct.log_p0), zero(consts)

@@ -106,7 +106,8 @@ class TwoCluster(AbstractMixture):
         return jnp.log(jnp.where(c > 0, self.rho, 1 - self.rho))
 
     def eps_gen(self, m, q, delta):
-        sigma = jnp.sqrt(delta * jnp.maximum(q, 0.0))
+        positive = q > 0
+        sigma = jnp.where(positive, jnp.sqrt(delta * jnp.where(positive, q, 1.0)), 0.0)  # no sqrt'(0) in gradients
         # w = 0 (q = 0): sign(0) is no class, counted as a coin flip (error 1/2)
         ratio = jnp.where(sigma > 0, m / jnp.where(sigma > 0, sigma, 1.0),
                           jnp.where(m > 0, jnp.inf, jnp.where(m < 0, -jnp.inf, 0.0)))
@@ -147,7 +148,8 @@ class ThreeCluster(AbstractMixture):
         return jnp.log(jnp.where(c != 0, 0.5 * self.rho, 1 - self.rho))
 
     def eps_gen(self, m, q, delta):
-        s = jnp.maximum(jnp.sqrt(2.0 * delta * jnp.maximum(q, 0.0)), jnp.finfo(jnp.result_type(q)).tiny)
+        positive = q > 0
+        s = jnp.where(positive, jnp.sqrt(2.0 * delta * jnp.where(positive, q, 1.0)), jnp.finfo(jnp.result_type(q)).tiny)
         return (1.0 - self.rho) * erfc(self.L / s) + 0.5 * self.rho * (
             erf((self.L - m) / s) + erf((self.L + m) / s)
         )

@@ -136,7 +136,14 @@ def init_state(problem, rnd: Randomness, n_steps: int, est, key) -> State:
     u = jnp.zeros((n_steps + 1, n), dtype)
     g = jnp.zeros((n_steps + 1, n), dtype)
     return State(u=u, g=g, resp=est.init(key, n_steps, n, dtype),
-                 u_now=jnp.sqrt(problem.delta * problem.R0) * rnd.u0, log_w=jnp.zeros(n, dtype))
+                 u_now=initial_u(problem, rnd.u0), log_w=jnp.zeros(n, dtype))
+
+
+def initial_u(problem, u0):
+    """``u[0] = sqrt(Delta R0) u0``. Written as ``sqrt(Delta) sqrt(R0)`` so that at ``R0 = 0``
+    only the derivative in ``R0`` (undefined for pathwise gradients there) is non-finite,
+    not those of ``Delta`` and of every parameter downstream."""
+    return jnp.sqrt(problem.delta) * jnp.sqrt(problem.R0) * u0
 
 
 class Local(eqx.Module):
