@@ -1,6 +1,7 @@
 """dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
 high-dimensional Gaussian mixtures (docs/equations.md)."""
 from . import io, plot
+from ._validate import check as check_parameter
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .grid import GridSolution, count_compilations, solve_grid
@@ -35,6 +36,6 @@ __all__ = [
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square",
     "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
-    "count_compilations", "erm", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
+    "check_parameter", "count_compilations", "erm", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
     "tune",
 ]

@@ -30,12 +30,38 @@ def tolist(x):
 
 
 def as_key(key):
-    """A ``jax.random`` key from an ``int`` seed (a key passes through)."""
-    if isinstance(key, (int, np.integer)):
+    """A ``jax.random`` key from an ``int`` seed in ``[0, 2**63)`` (a key array passes through);
+    anything else is refused with ``ValueError`` naming ``key``."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if not 0 <= int(key) < 2**63:
+            raise ValueError(f"key must be an integer seed in [0, 2**63) or a jax.random key; got {key!r}")
         return jax.random.PRNGKey(int(key))
-    return key
+    if isinstance(key, jax.Array) or isinstance(key, jax.core.Tracer):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,)):
+            return key
+    raise ValueError(f"key must be an integer seed in [0, 2**63) or a jax.random key "
+                     f"(jax.random.PRNGKey(0) or jax.random.key(0)); got {key!r}")
+
+
+def as_dtype(dtype):
+    """The working dtype: ``None`` (JAX's default float), float32 or float64."""
+    if dtype is None:
+        return jnp.dtype(jnp.result_type(float))
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64; got {dtype!r}") from None
+    if dt not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
+    if dt == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype: float64 needs jax.config.update('jax_enable_x64', True) first")
+    return dt
 
 
 def seed_of(key):
-    """The integer seed recorded with a result (``-1`` when a key array was passed)."""
-    return int(key) if isinstance(key, (int, np.integer)) else -1
+    """The integer seed recorded with a result (``-1`` when a key array was passed); an
+    int64 array leaf (int32 without x64, where seeds >= 2**31 are recorded as -1)."""
+    seed = int(key) if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else -1
+    if not jax.config.jax_enable_x64 and seed >= 2**31:
+        seed = -1
+    return seed

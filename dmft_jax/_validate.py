@@ -1,27 +1,58 @@
 """Input validation that names the parameter and the valid range.
 
-Checks run only on concrete values: inside ``jit``/``vmap``/``grad`` the leaves are
-tracers and are left alone (validate before transforming, e.g. by building the
-``Problem`` outside the transformed function).
+Concrete values are checked when objects are built (``ValueError`` naming the parameter).
+Inside ``jit``/``vmap``/``grad`` the leaves are tracers: there the same checks are
+*collected* instead (:func:`collect`), as traced predicates that the compiled solve turns
+into a failed ``result`` per point, naming the first check that failed.
 """
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+import numbers
+
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+_COLLECTORS: list = []
 
 
 def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def checkable(*xs) -> bool:
+    """True when checks on ``xs`` can run now: all concrete, or traced while collecting."""
+    return bool(_COLLECTORS) or all(is_concrete(x) for x in xs)
+
+
+@contextlib.contextmanager
+def collect():
+    """Within the block, checks of traced values append ``(description, predicate)`` to the
+    yielded list instead of being skipped (concrete values still raise)."""
+    found: list = []
+    _COLLECTORS.append(found)
+    try:
+        yield found
+    finally:
+        _COLLECTORS.pop()
+
+
 def check(name: str, value, ok, valid: str):
     """Raise ``ValueError`` unless ``ok(value)`` holds elementwise and ``value`` is finite.
 
-    ``ok`` maps a numpy array to a boolean array; ``valid`` describes the valid range.
+    ``ok`` maps an array to a boolean array; ``valid`` describes the valid range. A traced
+    ``value`` is recorded in the active :func:`collect` block (or left alone outside one).
     """
     if not is_concrete(value):
+        if _COLLECTORS:
+            v = jnp.asarray(value)
+            _COLLECTORS[-1].append((f"{name}: {valid}", jnp.all(jnp.isfinite(v)) & jnp.all(ok(v))))
         return
-    arr = np.asarray(value, dtype=float)
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number ({valid}); got {value!r}") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite ({valid}); got {value!r}")
     if not np.all(ok(arr)):
@@ -39,6 +70,7 @@ def nonnegative(name, value):
 def in_unit_interval(name, value, *, open_left=True, open_right=False):
     lo = "<" if open_left else "<="
     hi = "<" if open_right else "<="
+
     def ok(a):
         left = a > 0 if open_left else a >= 0
         right = a < 1 if open_right else a <= 1
@@ -46,9 +78,41 @@ def in_unit_interval(name, value, *, open_left=True, open_right=False):
     check(name, value, ok, f"0 {lo} {name} {hi} 1")
 
 
-def as_float_array(x):
-    """Convert a Python/numpy scalar to a jax array with the default float dtype."""
-    import jax.numpy as jnp
+def as_float_array(x, name: str = "value"):
+    """Convert a number to a jax array with the default float dtype; anything that is not a
+    real number (a string, None, a complex number) is refused with ``ValueError`` naming
+    ``name``."""
     if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
         return x
-    return jnp.asarray(x, dtype=jnp.result_type(float))
+    if isinstance(x, (str, bytes)) or x is None or isinstance(x, complex):
+        raise ValueError(f"{name} must be a real number; got {x!r}")
+    if isinstance(x, jax.core.Tracer):
+        return x.astype(jnp.result_type(float)) if not jnp.issubdtype(x.dtype, jnp.floating) else x
+    try:
+        arr = np.asarray(x)
+    except Exception:
+        raise ValueError(f"{name} must be a real number; got {x!r}") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be a real number; got {x!r}")
+    return jnp.asarray(arr, dtype=jnp.result_type(float))
+
+
+def scalar(name: str, value):
+    """Refuse an array where a number is expected (outside ``vmap``)."""
+    if is_concrete(value) and np.ndim(value) != 0:
+        raise ValueError(f"{name} must be a single number (use jax.vmap or dmft_jax.solve_grid for several); "
+                         f"got an array of shape {np.shape(value)}")
+
+
+def integer(name: str, value, lo: int):
+    """``value`` as an ``int >= lo`` (a float like 2.5 or a bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    return int(value)
+
+
+def float_field(name: str, **kwargs):
+    """An ``eqx.field`` converting its value by :func:`as_float_array` (errors name ``name``)."""
+    import equinox as eqx
+
+    return eqx.field(converter=lambda x: as_float_array(x, name), **kwargs)

@@ -35,13 +35,10 @@ from ._util import tolist
 from .schedules import Schedule, as_eta, step_sizes
 
 
-def _f():
-    return eqx.field(converter=_validate.as_float_array)
-
-
 def _scalar(x):
-    """A concrete number for validation now, or None (a schedule or traced)."""
-    if isinstance(x, Schedule) or not _validate.is_concrete(x):
+    """A number to validate now (concrete, or traced while checks are collected), or None
+    (a schedule, or traced outside a check)."""
+    if isinstance(x, Schedule) or not _validate.checkable(x):
         return None
     return x
 
@@ -68,8 +65,10 @@ class AbstractAlgorithm(eqx.Module):
 
     @abc.abstractmethod
     def check_steps(self, steps) -> None:
-        """Raise ``ValueError`` (naming the parameter and its valid range) unless the concrete
-        step sizes ``steps`` satisfy the algorithm's constraints."""
+        """Check the algorithm's constraints on the step sizes ``steps`` with
+        :func:`dmft_jax.check_parameter`: it raises ``ValueError`` (naming the parameter and its
+        valid range) for concrete values, and inside ``jit``/``vmap`` turns the check into a
+        failed ``result`` of the point."""
 
     @abc.abstractmethod
     def to_dict(self) -> dict:
@@ -100,8 +99,7 @@ class AbstractMinibatch(AbstractAlgorithm):
         """``b_{k+1}`` for the transitions of ``n_steps`` steps (all of ``b_0..b_T`` validated
         when concrete)."""
         b = self.batch_fractions(n_steps + 1)
-        if _validate.is_concrete(b):
-            _validate.in_unit_interval("b", b)
+        _validate.in_unit_interval("b", b)
         return b[1:]
 
 
@@ -110,8 +108,8 @@ class PersistentSGD(AbstractMinibatch):
     (``p_off = eta / tau``, ``p_on = b eta / ((1 - b) tau)``)."""
 
     eta: Any = eqx.field(converter=as_eta)
-    b: Any = eqx.field(converter=as_eta)
-    tau: Any = _f()
+    b: Any = eqx.field(converter=lambda x: as_eta(x, "b"))
+    tau: Any = _validate.float_field("tau")
 
     def __init__(self, eta=0.2, b=0.3, tau=1 / 0.6):
         self.eta = eta
@@ -125,7 +123,7 @@ class PersistentSGD(AbstractMinibatch):
         if not isinstance(self.b, Schedule):
             _validate.in_unit_interval("b", self.b)
         _validate.positive("tau", self.tau)
-        if eta is not None and _scalar(self.b) is not None and _validate.is_concrete(self.tau):
+        if eta is not None and _scalar(self.b) is not None and _validate.checkable(self.tau):
             self.check_steps(eta)
 
     def check_steps(self, steps):
@@ -136,16 +134,17 @@ class PersistentSGD(AbstractMinibatch):
             b = self._checked_b(steps.shape[0])
         else:
             steps, b = jnp.max(steps), self.b
-        if all(_validate.is_concrete(x) for x in (steps, b, self.tau)):
-            eta_max = float(jnp.max(steps))
-            _validate.check("tau", self.tau - eta_max, lambda a: a >= -1e-12 * abs(eta_max),
-                            f"tau >= eta (eta = {eta_max:g})")
-            _validate.check(
-                "b", jnp.where(b < 1, b * steps - (1 - b) * self.tau, 0.0),
-                lambda a: a <= 1e-12 * abs(self.tau),
-                f"b * eta <= (1 - b) * tau at every step (eta = {eta_max:g}, tau = {float(self.tau):g}), "
-                "i.e. b <= tau / (tau + eta)",
-            )
+        if not _validate.checkable(steps, b, self.tau):
+            return
+        eta_max = jnp.max(steps)
+        concrete = _validate.is_concrete(eta_max) and _validate.is_concrete(self.tau)
+        at = f"eta = {float(eta_max):g}, tau = {float(self.tau):g}" if concrete else "the largest eta_k"
+        _validate.check("tau", self.tau - eta_max, lambda a: a >= -1e-12 * jnp.abs(eta_max), f"tau >= eta ({at})")
+        _validate.check(
+            "b", jnp.where(b < 1, b * steps - (1 - b) * self.tau, 0.0),
+            lambda a: a <= 1e-12 * jnp.abs(self.tau),
+            f"b * eta <= (1 - b) * tau at every step ({at}), i.e. b <= tau / (tau + eta)",
+        )
 
     def selection(self, steps):
         b0, b = self._b_steps(steps)
@@ -165,7 +164,7 @@ class SGD(AbstractMinibatch):
     with ``tau = eta / (1 - b)``: ``p_off = 1 - b``, ``p_on = b``)."""
 
     eta: Any = eqx.field(converter=as_eta)
-    b: Any = eqx.field(converter=as_eta)
+    b: Any = eqx.field(converter=lambda x: as_eta(x, "b"))
 
     def __init__(self, eta=0.2, b=0.3):
         self.eta = eta

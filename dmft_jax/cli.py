@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def _add_problem_args(p):
     a.add_argument("--seed", type=int, default=0, help="random seed")
     a.add_argument("--float32", action="store_true", help="work in float32 (default float64)")
     a.add_argument("--out", default="dmft_results", help="output directory")
+    a.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     a.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format")
 
 
@@ -60,11 +62,13 @@ def _build(args):
     return problem, algo
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="dmft-jax", description=__doc__,
+def _parser():
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="dmft-jax", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    ps = sub.add_parser("solve", help="solve the DMFT (and optionally simulate beside it)")
+    ps = sub.add_parser("solve", help="solve the DMFT (and optionally simulate beside it)", allow_abbrev=False,
+                        formatter_class=fmt)
     _add_problem_args(ps)
     ps.add_argument("--n-traj", type=int, default=2**15, help="Monte Carlo trajectories N")
     ps.add_argument("--n-chi", type=int, default=None, help="trajectories carrying the response (default min(N, 4096))")
@@ -72,11 +76,12 @@ def main(argv=None):
                     help="estimate M_R by P randomized probes per trajectory (ProbeResponse) instead of the exact response")
     ps.add_argument("--simulate", type=int, default=None, metavar="D", help="overlay a finite-D simulation")
     ps.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
-    pm = sub.add_parser("simulate", help="finite-d simulation only")
+    pm = sub.add_parser("simulate", help="finite-d simulation only", allow_abbrev=False, formatter_class=fmt)
     _add_problem_args(pm)
     pm.add_argument("--d", type=int, default=1000, help="dimension")
     pm.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
-    pt = sub.add_parser("tune", help="minimise eps_gen at t_max over hyperparameters (optax through the DMFT)")
+    pt = sub.add_parser("tune", help="minimise eps_gen at t_max over hyperparameters (optax through the DMFT)",
+                        allow_abbrev=False, formatter_class=fmt)
     _add_problem_args(pt)
     pt.add_argument("--params", nargs="+", default=["lam"],
                     help="subset of lam R0 eta b tau (eta.init eta.rate eta.floor with --eta-decay)")
@@ -85,6 +90,54 @@ def main(argv=None):
     pt.add_argument("--n-traj", type=int, default=2**14, help="Monte Carlo trajectories N")
     pt.add_argument("--n-chi", type=int, default=None, help="response trajectories")
     pt.add_argument("--refresh", action="store_true", help="new random numbers every step")
+    return parser
+
+
+def _check_args(parser, args):
+    """Refuse bad options before any work is done, and results that would be overwritten."""
+    d = args.simulate if args.command == "solve" else getattr(args, "d", None)
+    if d is not None and d < 2:
+        parser.error(f"{'--simulate' if args.command == 'solve' else '--d'} must be an integer >= 2; got {d}")
+    if getattr(args, "n_seeds", 1) < 1:
+        parser.error(f"--n-seeds must be an integer >= 1; got {args.n_seeds}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out: {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out: cannot create the folder {out} ({err})")
+    if not os.access(out, os.W_OK):
+        parser.error(f"--out: the folder {out} is not writable")
+    names = {"solve": ["solution", "simulation"] if getattr(args, "simulate", None) is not None else ["solution"],
+             "simulate": ["simulation"], "tune": ["tune"]}[args.command]
+    taken = [str(out / f"{n}.{ext}") for n in names for ext in ("npz", "json") if (out / f"{n}.{ext}").exists()]
+    if taken and not args.overwrite:
+        parser.error(f"--out: {', '.join(taken)} exist; pass --overwrite to replace them, or another --out")
+    return out
+
+
+def _tune(dj, args, problem, algo, out, parser):
+    import optax
+
+    from dmft_jax import plot
+
+    try:
+        res = dj.tune(problem, algo, args.params, t_max=args.t_max, n_traj=args.n_traj,
+                      response=dj.ExactResponse(args.n_chi), key=args.seed, optimizer=optax.adam(args.lr),
+                      steps=args.steps, refresh=args.refresh, progress=True, log_every=5)
+    except ValueError as err:
+        parser.error(str(err))
+    out_data = dict(params=res.params, objective=float(res.objective), history=res.history,
+                    problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict(), status=res.message)
+    (out / "tune.json").write_text(json.dumps(out_data, indent=2))
+    plot.compare(res.solution, path=out / f"curves.{args.format}")
+    print(json.dumps(dict(params=res.params, objective=float(res.objective), out=str(out)), indent=2))
+    return 0 if bool(res.ok) else 1
+
+
+def main(argv=None):
+    parser = _parser()
     args = parser.parse_args(argv)
 
     import jax
@@ -98,25 +151,11 @@ def main(argv=None):
         problem, algo = _build(args)
     except ValueError as err:
         parser.error(str(err))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _check_args(parser, args)
+    if args.command == "tune":
+        return _tune(dj, args, problem, algo, out, parser)
     summary = {}
     sol = sim = None
-    if args.command == "tune":
-        import optax
-
-        try:
-            res = dj.tune(problem, algo, args.params, t_max=args.t_max, n_traj=args.n_traj,
-                          response=dj.ExactResponse(args.n_chi), key=args.seed, optimizer=optax.adam(args.lr),
-                          steps=args.steps, refresh=args.refresh, progress=True, log_every=5)
-        except ValueError as err:
-            parser.error(str(err))
-        out_data = dict(params=res.params, objective=float(res.objective), history=res.history,
-                        problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict())
-        (out / "tune.json").write_text(json.dumps(out_data, indent=2))
-        plot.compare(res.solution, path=out / f"curves.{args.format}")
-        print(json.dumps(dict(params=res.params, objective=float(res.objective), out=str(out)), indent=2))
-        return 0
     try:
         if args.command == "solve":
             t0 = time.perf_counter()
@@ -126,16 +165,18 @@ def main(argv=None):
             sol.m.block_until_ready()
             summary["solve_seconds"] = time.perf_counter() - t0
             summary["status"] = sol.message
-            io.save(sol, out / "solution")
+            io.save(sol, out / "solution", overwrite=args.overwrite)
             d = args.simulate
         else:
             d = args.d
         if d is not None:
             t0 = time.perf_counter()
-            sim = dj.simulate(problem, algo, t_max=args.t_max, d=d, n_seeds=args.n_seeds, key=args.seed + 1)
+            sim = dj.simulate(problem, algo, t_max=args.t_max, d=d, n_seeds=args.n_seeds, key=args.seed + 1,
+                              progress_meter=dj.TextProgressMeter("simulation", "seeds"))
             sim.m.block_until_ready()
             summary["simulate_seconds"] = time.perf_counter() - t0
-            io.save(sim, out / "simulation")
+            summary["simulation_status"] = sim.message
+            io.save(sim, out / "simulation", overwrite=args.overwrite)
     except ValueError as err:
         parser.error(str(err))
     plot.compare(sol, sim, path=out / f"curves.{args.format}")
@@ -144,7 +185,7 @@ def main(argv=None):
                    train_loss=float(res.train_loss[-1]), train_acc=float(res.train_acc[-1]),
                    out=str(out))
     print(json.dumps(summary, indent=2))
-    return 0 if sol is None or bool(sol.ok) else 1
+    return 0 if all(bool(r.ok) for r in (sol, sim) if r is not None) else 1
 
 
 if __name__ == "__main__":

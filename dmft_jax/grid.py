@@ -30,7 +30,7 @@ from .algorithms import AbstractMinibatch, PersistentSGD
 from .problem import ThreeCluster, TwoCluster
 from .schedules import Schedule
 from .solution import Solution, finish
-from .solver import configure, solve_traced
+from .solver import configure, run_checks, solve_traced
 
 PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
 MODEL = ("rho", "L")
@@ -77,9 +77,7 @@ def _validate_point(problem, algorithm, n_steps):
     """The construction-time checks of every object (named errors with the valid range) and
     the algorithm's constraints over the steps."""
     for obj in (problem.model, problem, algorithm):
-        for cls in type(obj).__mro__:  # as equinox does at construction
-            if "__check_init__" in vars(cls):
-                vars(cls)["__check_init__"](obj)
+        run_checks(obj)
     algorithm.check_steps(algorithm.step_sizes(n_steps))
 
 

@@ -16,6 +16,7 @@ import abc
 from typing import Callable, ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from . import _validate
@@ -131,3 +132,62 @@ def as_loss(loss) -> AbstractLoss:
     if callable(loss):
         return CustomLoss(loss)
     raise ValueError(f"loss must be a Loss, one of {sorted(LOSSES)} or a callable; got {loss!r}")
+
+
+def check_for_solver(loss: AbstractLoss, name: str = "loss") -> None:
+    """Refuse (``ValueError``) a loss the DMFT solver would get wrong, whatever its class says:
+
+    - not elementwise (``ell`` of an array of shape ``(n,)`` must have shape ``(n,)``);
+    - not differentiable by JAX (written with NumPy, say);
+    - a second derivative with a part autodiff cannot see: on a margin grid of spacing
+      ``h = 1e-3`` over ``[-8, 8]``, the change of ``ell'`` across each window of width 0.1
+      must equal the integral of the autodiff ``ell''`` over it (to 2% of the largest change
+      plus 1e-3). A kink (the hinge, a ``jnp.maximum``) or a bump narrower than the grid
+      (``SmoothHinge(beta)`` with ``beta`` above ~1e3) fails; ``SmoothHinge(10)`` passes.
+    """
+    if not loss.twice_differentiable:
+        raise ValueError(
+            f"{name}: {type(loss).__name__} is not twice differentiable; the DMFT needs Lambda'' and a kink "
+            "would be missed by pathwise derivatives. Use dmft_jax.SmoothHinge(beta) (hinge as beta -> "
+            "infinity) for the solver; dmft_jax.simulate accepts the plain hinge.")
+    if not all(_validate.is_concrete(x) for x in jax.tree_util.tree_leaves(loss)):
+        return  # loss parameters traced (vmap over beta, say): checked where they are concrete
+    with jax.ensure_compile_time_eval():  # evaluate now, also when called inside jit/vmap
+        _check_curvature(loss, name)
+
+
+def _check_curvature(loss, name):
+    h = 1e-3
+    v = jnp.linspace(-8.0, 8.0, 16001)
+    try:
+        out = loss(v)
+    except Exception as err:  # a user callable may fail in any way
+        raise ValueError(f"{name}: calling ell(v) on an array failed ({type(err).__name__}: {err}); a loss "
+                         "must be an elementwise function of a jax array") from None
+    if jnp.shape(out) != v.shape:
+        raise ValueError(f"{name}: ell(v) must be elementwise: for v of shape {v.shape} it returned shape "
+                         f"{jnp.shape(out)} (a sum or mean over samples is not a per-sample loss)")
+    try:
+        d1 = jax.grad(lambda x: jnp.sum(loss(x)))(v)
+        _, d2 = jax.jvp(jax.grad(lambda x: jnp.sum(loss(x))), (v,), (jnp.ones_like(v),))
+    except Exception as err:
+        raise ValueError(f"{name}: JAX cannot differentiate ell ({type(err).__name__}: {err}); write the loss "
+                         "with jax.numpy (not numpy or math)") from None
+    if not (bool(jnp.all(jnp.isfinite(d1))) and bool(jnp.all(jnp.isfinite(d2)))):
+        raise ValueError(f"{name}: ell' or ell'' is not finite somewhere on [-8, 8]; the solver needs a loss "
+                         "twice differentiable at every margin")
+    # change of ell' over windows of 100 steps against the trapezoid integral of ell''
+    w = 100
+    change = d1[w::w] - d1[:-w:w]
+    trap = 0.5 * h * (d2[:-1] + d2[1:])
+    integral = jnp.sum(trap[: change.shape[0] * w].reshape(-1, w), axis=1)
+    miss = jnp.max(jnp.abs(change - integral))
+    scale = jnp.max(jnp.abs(change))
+    if not bool(miss <= 0.02 * scale + 1e-3):
+        at = float(v[int(jnp.argmax(jnp.abs(change - integral))) * w])
+        raise ValueError(
+            f"{name}: the second derivative of ell has a part autodiff does not see (near margin v = {at:.2f} "
+            f"the change of ell' is {float(change[int(jnp.argmax(jnp.abs(change - integral)))]):.3g} but the "
+            "integral of ell'' is not): a kink or a curvature narrower than 1e-3 would give wrong kernels. "
+            "Use a smoother loss (e.g. dmft_jax.SmoothHinge(beta) with beta <= 100), or dmft_jax.simulate, "
+            "which accepts any loss.")

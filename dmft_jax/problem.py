@@ -19,10 +19,6 @@ from ._util import cast_tree, tolist
 from .losses import AbstractLoss, as_loss
 
 
-def _f():
-    return eqx.field(converter=_validate.as_float_array)
-
-
 def _q_function(x):
     return 0.5 * erfc(x / jnp.sqrt(2.0))
 
@@ -87,7 +83,7 @@ class AbstractMixture(AbstractModel):
 class TwoCluster(AbstractMixture):
     """Two clusters ``c = +-1`` (``P(c = 1) = rho``), ``y = c``, ``Phi(r) = r``."""
 
-    rho: Any = _f()
+    rho: Any = _validate.float_field("rho")
 
     def __init__(self, rho=0.5):
         self.rho = rho
@@ -122,8 +118,8 @@ class ThreeCluster(AbstractMixture):
     ``1 - rho`` (``y = -1``); ``Phi(r) = r^2 - L^2``. Symmetric under ``w -> -w``: use a
     small ``m0 > 0`` in :class:`Problem`."""
 
-    rho: Any = _f()
-    L: Any = _f()
+    rho: Any = _validate.float_field("rho")
+    L: Any = _validate.float_field("L")
 
     def __init__(self, rho=0.5, L=0.7):
         self.rho = rho
@@ -168,11 +164,11 @@ class Problem(eqx.Module):
 
     model: AbstractModel
     loss: AbstractLoss
-    alpha: Any = _f()
-    delta: Any = _f()
-    lam: Any = _f()
-    R0: Any = _f()
-    m0: Any = _f()
+    alpha: Any = _validate.float_field("alpha")
+    delta: Any = _validate.float_field("delta")
+    lam: Any = _validate.float_field("lam")
+    R0: Any = _validate.float_field("R0")
+    m0: Any = _validate.float_field("m0")
 
     def __init__(self, model=None, loss="logistic", alpha=2.0, delta=0.5, lam=0.0, R0=1.0, m0=0.0):
         if model is None:
@@ -194,7 +190,7 @@ class Problem(eqx.Module):
         _validate.nonnegative("lam", self.lam)
         _validate.nonnegative("R0", self.R0)
         _validate.check("m0", self.m0, lambda a: a == a, "a finite number")
-        if isinstance(self.model, ThreeCluster) and _validate.is_concrete(self.m0):
+        if isinstance(self.model, ThreeCluster) and _validate.checkable(self.m0):
             _validate.check(
                 "m0", self.m0, lambda a: a != 0,
                 "m0 != 0 for ThreeCluster (the model is symmetric under w -> -w and m = 0 "

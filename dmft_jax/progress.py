@@ -8,6 +8,7 @@ the command line.
 from __future__ import annotations
 
 import abc
+import functools
 import sys
 
 import equinox as eqx
@@ -31,17 +32,20 @@ class NoProgressMeter(AbstractProgressMeter):
 
 
 class TextProgressMeter(AbstractProgressMeter):
-    """A bar on stderr, updated about 20 times per solve."""
+    """A bar on stderr, updated about 20 times per solve; ``label`` names what is counted."""
+
+    label: str = eqx.field(static=True, default="sweep")
+    unit: str = eqx.field(static=True, default="steps")
 
     def step(self, k, T):
-        jax.debug.callback(_print_progress, k, T)
+        jax.debug.callback(functools.partial(_print_progress, label=self.label, unit=self.unit), k, T)
 
 
-def _print_progress(k, total):
+def _print_progress(k, total, label="sweep", unit="steps"):
     k = int(np.max(np.asarray(k)))
     every = max(1, total // 20)
     if k % every == 0 or k == total - 1:
         done = (k + 1) / total
         bar = "#" * int(30 * done)
         end = "\n" if k == total - 1 else ""
-        print(f"\r[dmft-jax] sweep {bar:<30} {k + 1}/{total} steps", end=end, file=sys.stderr, flush=True)
+        print(f"\r[dmft-jax] {label} {bar:<30} {k + 1}/{total} {unit}", end=end, file=sys.stderr, flush=True)

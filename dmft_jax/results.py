@@ -24,6 +24,7 @@ class RESULTS(enum.IntEnum):
     max_iter = 2
     diverged = 3
     no_minimiser = 4
+    invalid_input = 5
 
     @property
     def message(self) -> str:
@@ -36,6 +37,8 @@ _MESSAGES = {
     "eta, a larger n_traj, or float64)",
     RESULTS.max_iter: "the iteration did not converge within max_iter iterations",
     RESULTS.diverged: "the dynamics diverged (q = C(t,t) grew beyond 1e12 (1 + q(0)); try a smaller eta)",
+    RESULTS.invalid_input: "a parameter was outside its valid range (checked inside the compiled program, "
+    "e.g. under vmap); no numbers are returned for this point",
     RESULTS.no_minimiser: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "
     "when the data are separable, alpha < alpha*(Delta))",
 }

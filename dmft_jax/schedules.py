@@ -38,9 +38,9 @@ class Schedule(eqx.Module):
 class ExponentialDecay(Schedule):
     """``eta_k = floor + (init - floor) exp(-rate k)``."""
 
-    init: Any = eqx.field(converter=_validate.as_float_array)
-    rate: Any = eqx.field(converter=_validate.as_float_array)
-    floor: Any = eqx.field(converter=_validate.as_float_array, default=0.0)
+    init: Any = _validate.float_field("init")
+    rate: Any = _validate.float_field("rate")
+    floor: Any = _validate.float_field("floor", default=0.0)
 
     def __check_init__(self):
         _validate.positive("init", self.init)
@@ -54,7 +54,7 @@ class ExponentialDecay(Schedule):
 class PiecewiseConstant(Schedule):
     """``eta_k = values[i]`` for ``boundaries[i-1] <= k < boundaries[i]`` (step indices)."""
 
-    values: Any = eqx.field(converter=_validate.as_float_array)
+    values: Any = _validate.float_field("values")
     boundaries: tuple = eqx.field(static=True, converter=lambda b: tuple(int(x) for x in b))
 
     def __check_init__(self):
@@ -77,14 +77,14 @@ class CustomSchedule(Schedule):
         return jnp.asarray(self.fn(k))
 
 
-def as_eta(eta):
+def as_eta(eta, name: str = "eta"):
     """Converter of an algorithm's ``eta``: a number stays an array leaf; a Schedule or a
     callable becomes a :class:`Schedule`."""
     if isinstance(eta, Schedule):
         return eta
     if callable(eta) and not hasattr(eta, "dtype"):
         return CustomSchedule(eta)
-    return _validate.as_float_array(eta)
+    return _validate.as_float_array(eta, name)
 
 
 def step_sizes(eta, n_steps: int, dtype=None):

@@ -21,7 +21,10 @@ import numpy as np
 from jax import lax
 
 from . import selection
-from ._util import as_key, cast_tree, seed_of
+from . import _validate
+from ._util import as_dtype, as_key, cast_tree, seed_of
+from .memory import device_bytes
+from .progress import AbstractProgressMeter, NoProgressMeter
 from .algorithms import AbstractAlgorithm
 from .problem import Problem
 from .results import DIVERGENCE_FACTOR, RESULTS, Result
@@ -93,6 +96,12 @@ class Simulation(eqx.Module):
     def status(self):
         return self.result.code
 
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""
+        from .io import save
+
+        return save(self, path, overwrite=overwrite)
+
 
 def simulate(
     problem: Problem,
@@ -106,32 +115,41 @@ def simulate(
     n_steps: int | None = None,
     batch_size: int | None = None,
     dtype=None,
+    progress_meter=None,
 ) -> Simulation:
     """Simulate SGD at finite ``d`` over ``n_seeds`` independent seeds.
 
-    ``batch_size`` seeds run at once (vmapped; default all). Any loss works here,
-    including the non-smooth :class:`~dmft_jax.Hinge`.
+    ``batch_size`` seeds run at once (vmapped). By default as many as fit in 40% of the
+    device's memory (:func:`memory_per_seed` each); a request whose single seed, or whose
+    explicit ``batch_size``, does not fit is refused before anything is allocated. Any loss
+    works here, including the non-smooth :class:`~dmft_jax.Hinge`. ``progress_meter``: e.g.
+    ``dj.TextProgressMeter("simulation", "seeds")`` reports the finished seeds on stderr.
     """
+    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
+    if not isinstance(progress_meter, AbstractProgressMeter):
+        raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
     if not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
     T = count_steps(algorithm, t_max, n_steps)
-    for name, value, lo in (("d", d, 2), ("n_seeds", n_seeds, 1), ("n_test", n_test, 1)):
-        if int(value) != value or value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {value}")
+    d = _validate.integer("d", d, 2)
+    n_seeds = _validate.integer("n_seeds", n_seeds, 1)
+    n_test = _validate.integer("n_test", n_test, 1)
+    for name in ("alpha", "delta", "lam", "R0", "m0"):
+        _validate.scalar(name, getattr(problem, name))
+    key = as_key(key), seed_of(key)
     n = int(round(float(problem.alpha) * d))
     if n < 1:
         raise ValueError(f"alpha * d must give at least one sample; got alpha={float(problem.alpha)}, d={d}")
-    if batch_size is None:
-        batch_size = n_seeds
-    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    dtype = as_dtype(dtype)
+    batch_size = _fit_batch(batch_size, n_seeds, memory_per_seed(d, n, n_test, T, dtype.itemsize))
     config = SimulationConfig(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
                               batch_size=int(batch_size), dtype=str(dtype))
-    keys = jax.random.split(as_key(key), n_seeds)
+    keys = jax.random.split(key[0], n_seeds)
     # the seed is data, not part of the compiled program: a new seed must not recompile
-    runs = _simulate_jit(problem.astype(dtype), cast_tree(algorithm, dtype), keys, config)
+    runs = _simulate_jit(problem.astype(dtype), cast_tree(algorithm, dtype), keys, config, progress_meter)
     finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "q", "train_loss"))
     q = runs["q"]
     exploding = bool(jnp.any(jnp.abs(q) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[:, :1]))))
@@ -148,14 +166,45 @@ def simulate(
                                if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
     steps = algorithm.step_sizes(T, dtype)
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
-    return Simulation(t=t, runs=runs, result=result, seed=jnp.asarray(seed_of(key)), problem=problem,
+    return Simulation(t=t, runs=runs, result=result, seed=jnp.asarray(key[1]), problem=problem,
                       algorithm=algorithm, config=config, **stats)
 
 
+def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) -> int:
+    """Bytes of one seed in flight: the training and test inputs and a copy of them (XLA
+    keeps ``X`` and its transpose for the two products), the selection paths, the weights
+    and observables."""
+    return itemsize * (2 * (n + n_test) * d + 2 * (n_steps + 1) * n + 8 * d + 16 * (n_steps + 1))
+
+
+def _fit_batch(batch_size, n_seeds, per_seed):
+    """Seeds per vmapped chunk: ``batch_size`` if given (checked), else as many as fit in 40%
+    of the device's memory; refuse what cannot fit."""
+    avail = device_bytes()
+    if batch_size is not None:
+        batch_size = min(_validate.integer("batch_size", batch_size, 1), n_seeds)
+        if avail is not None and batch_size * per_seed > 0.9 * avail:
+            raise ValueError(f"batch_size: {batch_size} seeds at once need about {batch_size * per_seed / 2**30:.1f} "
+                             f"GiB but the device has {avail / 2**30:.1f} GiB; use a smaller batch_size (one seed "
+                             f"needs {per_seed / 2**30:.2f} GiB)")
+        return batch_size
+    if avail is None:
+        return n_seeds
+    if per_seed > 0.9 * avail:
+        raise ValueError(f"d: one seed needs about {per_seed / 2**30:.1f} GiB (inputs (alpha d + n_test) x d) but "
+                         f"the device has {avail / 2**30:.1f} GiB; reduce d or n_test")
+    return max(1, min(n_seeds, int(0.4 * avail // per_seed)))
+
+
 @eqx.filter_jit
-def _simulate_jit(problem, algorithm, keys, config):
-    run = lambda k: _one_seed(problem, algorithm, k, config)
-    return lax.map(run, keys, batch_size=config.batch_size)
+def _simulate_jit(problem, algorithm, keys, config, meter):
+    def run(x):
+        i, k = x
+        out = _one_seed(problem, algorithm, k, config)
+        meter.step(i, config.n_seeds)
+        return out
+
+    return lax.map(run, (jnp.arange(config.n_seeds), keys), batch_size=config.batch_size)
 
 
 def _one_seed(problem, algorithm, key, config):

@@ -92,6 +92,7 @@ class Solution(eqx.Module):
     config: SolveConfig = eqx.field(static=True)
     trajectories: Any = None
     grid: Any = None
+    checks: tuple = eqx.field(static=True, default=())
 
     kind: ClassVar[str] = "solution"
     saved_arrays: ClassVar[tuple] = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
@@ -99,7 +100,14 @@ class Solution(eqx.Module):
 
     @property
     def message(self) -> str:
-        return self.result.message
+        """The outcome in words; an invalid point names the first check it failed."""
+        msg = self.result.message
+        code = np.asarray(self.result.code)
+        if self.checks and _validate.is_concrete(self.stats["invalid_check"]) and np.any(code == RESULTS.invalid_input):
+            idx = np.asarray(self.stats["invalid_check"])[code == RESULTS.invalid_input]
+            names = sorted({self.checks[int(i)] for i in np.ravel(idx) if 0 <= int(i) < len(self.checks)})
+            msg += "; failed: " + "; ".join(names)
+        return msg
 
     @property
     def ok(self):
@@ -126,10 +134,11 @@ class Solution(eqx.Module):
         """``sol["eps_gen"]`` is ``sol.eps_gen`` (the former grid interface)."""
         return getattr(self, name)
 
-    def save(self, path):
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""
         from .io import save
 
-        return save(self, path)
+        return save(self, path, overwrite=overwrite)
 
     def plot(self, simulation=None, **kwargs):
         from .plot import compare
@@ -137,14 +146,15 @@ class Solution(eqx.Module):
         return compare(self, simulation, **kwargs)
 
 
-def outcome(fields: dict, q, converged) -> Result:
-    """The outcome of a solve from its observables (traced)."""
+def outcome(fields: dict, q, converged, valid=True) -> Result:
+    """The outcome of a solve from its observables (traced); ``valid``: the parameters passed
+    their checks."""
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
     exploding = jnp.max(jnp.abs(q)) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[0]))
     code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged,
                                        jnp.where(converged, RESULTS.successful, RESULTS.max_iter)),
                      RESULTS.nonfinite)
-    return Result.of(code)
+    return Result.of(jnp.where(valid, code, RESULTS.invalid_input))
 
 
 def finish(sol: Solution, throw: bool, who: str = "dmft_jax.solve") -> Solution:

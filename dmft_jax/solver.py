@@ -26,12 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import process, weights
-from ._util import as_key, cast_tree, seed_of
+from . import _validate, process, weights
+from ._util import as_dtype, as_key, cast_tree, seed_of
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .algorithms import AbstractAlgorithm
 from .iteration import DampedIteration
-from .losses import Hinge
+from .losses import check_for_solver
 from .memory import check_memory, memory_estimate  # noqa: F401  (dj.solver.memory_estimate)
 from .problem import Problem
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
@@ -96,12 +96,12 @@ def solve(
     ``method``, ``damping``, ``max_iter``, ``rtol``, ``atol``, ``time_blocks``, ``progress``,
     ``devices``, ``pivot_rtol``, and ``adjoint=True/False``.
     """
+    key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
                        progress_meter=progress_meter, sharding=sharding, n_steps=n_steps, antithetic=antithetic,
                        dtype=dtype, save_trajectories=save_trajectories, **deprecated)
     dtype = jnp.dtype(config.dtype)
-    sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), as_key(key), jnp.asarray(seed_of(key)),
-                     config)
+    sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jnp.asarray(key[1]), config)
     return finish(sol, throw)
 
 
@@ -155,16 +155,13 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
                              f"got {value!r}")
     check_problem(problem, algorithm)
     T = count_steps(algorithm, t_max, n_steps)
-    if isinstance(n_traj, bool) or int(n_traj) != n_traj or n_traj < 2:
-        raise ValueError(f"n_traj must be an integer >= 2; got {n_traj!r}")
-    n_traj = int(n_traj)
+    n_traj = _validate.integer("n_traj", n_traj, 2)
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
-    if not 0 <= save_trajectories <= n_traj:
+    if isinstance(save_trajectories, bool) or int(save_trajectories) != save_trajectories \
+            or not 0 <= save_trajectories <= n_traj:
         raise ValueError(f"save_trajectories must be in [0, n_traj]; got {save_trajectories}")
-    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype; got {dtype}")
+    dtype = as_dtype(dtype)
     solver.check(T)
     est = as_response(response).resolve(T, n_traj, dtype.itemsize)
     ids = device_ids(sharding)
@@ -188,14 +185,9 @@ def check_problem(problem, algorithm):
     if not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
-    if not problem.loss.twice_differentiable:
-        raise ValueError(
-            f"loss: {type(problem.loss).__name__} is not twice differentiable; the DMFT needs "
-            "Lambda'' and its kink would be missed by pathwise derivatives. Use "
-            "dmft_jax.SmoothHinge(beta) (hinge as beta -> infinity) for the solver; "
-            "dmft_jax.simulate accepts the plain hinge." if isinstance(problem.loss, Hinge) else
-            f"loss: {type(problem.loss).__name__} is not twice differentiable"
-        )
+    for name in ("alpha", "delta", "lam", "R0", "m0"):
+        _validate.scalar(name, getattr(problem, name))
+    check_for_solver(problem.loss)
 
 
 @eqx.filter_jit
@@ -222,9 +214,15 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
     eps_gen = problem.eps_gen(m, q)
     fields = dict(m=m, C=C, R=R, eps_gen=eps_gen, train_loss=rows.train_loss,
                   train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
-    result = outcome(fields, q, out.converged)
+    checks, valid, first_bad = traced_checks(problem, algorithm, T)
+    if checks:  # an invalid point returns no numbers
+        nan = lambda x: jnp.where(valid, x, jnp.nan)
+        fields = {k: nan(v) for k, v in fields.items()}
+        q, C_perp, P = nan(q), nan(C_perp), nan(P)
+    result = outcome(fields, q, out.converged, valid)
     pivots = out.pivots[:T]  # the step-T pivot enters no noise (there is no step T -> T+1)
-    stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter))
+    stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter),
+                 invalid_check=first_bad)
     traj = None
     n_save = config.save_trajectories
     if n_save:
@@ -234,4 +232,29 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
                     s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
-                    algorithm=algorithm, config=config, trajectories=traj, **fields)
+                    algorithm=algorithm, config=config, trajectories=traj, checks=checks, **fields)
+
+
+def run_checks(obj):
+    """Every ``__check_init__`` of ``obj``'s classes, as equinox runs them at construction."""
+    for cls in type(obj).__mro__:
+        if "__check_init__" in vars(cls):
+            vars(cls)["__check_init__"](obj)
+
+
+def traced_checks(problem, algorithm, n_steps):
+    """The parameter checks of ``problem`` and ``algorithm`` as traced predicates (inside the
+    compiled program, where values set by ``vmap`` or ``eqx.tree_at`` were never checked).
+    Returns the checks' descriptions (static), whether all hold, and the index of the first
+    that fails (-1 if none)."""
+    with _validate.collect() as found:
+        for obj in (problem.model, problem.loss, problem, algorithm):
+            run_checks(obj)
+        steps = algorithm.step_sizes(n_steps)
+        _validate.check("eta", steps, lambda a: a > 0, "eta_k > 0 at every step")
+        algorithm.check_steps(steps)
+    if not found:
+        return (), jnp.asarray(True), jnp.asarray(-1)
+    ok = jnp.stack([p for _, p in found])
+    first_bad = jnp.where(jnp.all(ok), -1, jnp.argmin(ok))
+    return tuple(d for d, _ in found), jnp.all(ok), first_bad

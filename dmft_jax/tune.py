@@ -10,8 +10,10 @@ Schedule parameters are tunable as ``"eta.<field>"`` (e.g. ``"eta.init"``, ``"et
 batch-fraction schedule as ``"b.<field>"``: ``init``, ``floor``, ``values`` (fractions) by a
 ``sigmoid`` into ``(0, 1)``, ``rate`` by ``softplus``.
 
-Constraints are kept by reparametrisation (unconstrained ``theta``):
-``lam = softplus``, ``R0 = softplus``, ``eta = softplus``, ``b = sigmoid`` (so ``b < 1``),
+Constraints: ``lam >= 0`` and ``R0 > 0`` by projection (the optimiser moves the value itself,
+which is then clipped to ``lam >= 0``, ``R0 >= 1e-8``; so ``lam = 0`` is a valid start and an
+optimum on the boundary is reached); the others by reparametrisation (unconstrained ``theta``):
+``eta = softplus``, ``b = sigmoid`` (so ``b < 1``),
 ``tau = tau_min + softplus`` with ``tau_min = eta max(1, b / (1 - b))`` (persistent SGD's
 ``tau >= eta`` and ``b eta <= (1 - b) tau``).
 
@@ -72,6 +74,12 @@ class TuneResult(eqx.Module):
         return self.result.ok
 
 
+def _project(theta):
+    """The projected parameters: ``lam >= 0``, ``R0 >= 1e-8``."""
+    bounds = {"lam": 0.0, "R0": 1e-8}
+    return {n: (jnp.maximum(v, bounds[n]) if n in bounds else v) for n, v in theta.items()}
+
+
 def _inv_softplus(x):
     return float(np.log(np.expm1(x))) if x < 30 else float(x)
 
@@ -100,7 +108,11 @@ def _to_theta(problem, algorithm, names, T):
             value = np.asarray(getattr(algorithm.eta, n[4:]), dtype=float)
             theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
         elif n in PROBLEM_PARAMS:
-            theta[n] = _inv_softplus(float(getattr(problem, n)))
+            value = float(getattr(problem, n))
+            if n == "R0" and not value > 0:
+                raise ValueError("R0: tuning R0 needs a start R0 > 0 (the pathwise derivative in R0 is undefined "
+                                 "at R0 = 0)")
+            theta[n] = value
         elif n == "eta":
             theta[n] = _inv_softplus(float(algorithm.eta))
         elif n == "b":
@@ -116,7 +128,7 @@ def _to_theta(problem, algorithm, names, T):
 
 def _from_theta(theta, problem, algorithm, T):
     sp = jax.nn.softplus
-    prob_vals = {n: sp(theta[n]) for n in PROBLEM_PARAMS if n in theta}
+    prob_vals = {n: theta[n] for n in PROBLEM_PARAMS if n in theta}
     problem = eqx.tree_at(lambda p: [getattr(p, n) for n in prob_vals], problem, list(prob_vals.values()))
     eta = sp(theta["eta"]) if "eta" in theta else algorithm.eta
     sched = {n[4:]: sp(v) for n, v in theta.items() if n.startswith("eta.")}
@@ -240,9 +252,13 @@ def tune(
     for i in range(steps):
         k = jax.random.fold_in(base_key, i) if refresh else base_key
         value, grads = value_and_grad(theta, k)
-        if not np.isfinite(float(value)) or not all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
-            raise RuntimeError(f"dmft_jax.tune: non-finite objective or gradient at step {i}; "
-                               "try a smaller optimiser learning rate")
+        bad = [n for n, g in grads.items() if not np.all(np.isfinite(np.asarray(g)))]
+        if not np.isfinite(float(value)) or bad:
+            at = ", ".join(f"{n}={_value(*_from_theta(theta, problem, algorithm, T), n)}" for n in params)
+            what = "objective" if not bad else "gradient in " + ", ".join(bad)
+            raise RuntimeError(f"dmft_jax.tune: non-finite {what} at step {i} (at {at}); the solve there diverged "
+                               "or a parameter reached a value where its derivative is undefined: try a smaller "
+                               "optimiser learning rate or another start")
         prob, algo = _from_theta(theta, problem, algorithm, T)
         history["objective"].append(float(value))
         for n in params:
@@ -251,8 +267,15 @@ def tune(
             vals = ", ".join(f"{n}={np.asarray(history[n][-1]).round(5).tolist()}" for n in params)
             print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", file=sys.stderr, flush=True)
         updates, state = optimizer.update(grads, state, theta)
-        theta = optax.apply_updates(theta, updates)
+        theta = _project(optax.apply_updates(theta, updates))
     prob, algo = _from_theta(theta, problem, algorithm, T)
+    stuck = [n for n in params if len(history[n]) > 1 and all(np.array_equal(history[n][0], v) for v in history[n])]
+    if stuck:
+        import warnings
+
+        warnings.warn(f"dmft_jax.tune: {', '.join(stuck)} never moved from the start: a zero gradient at every "
+                      "step (not tuned), or a gradient pushing against the bound lam >= 0 (the bound is then the "
+                      "optimum)", RuntimeWarning, stacklevel=2)
     sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, **solve_kwargs)
     tuned = {n: _value(prob, algo, n) for n in params}
     return TuneResult(params=tuned, objective=objective(sol), history=history, problem=prob,

@@ -3,6 +3,7 @@ jupytext, or run them as scripts). ``DMFT_NOTEBOOK_SMALL=1`` shrinks every size 
 test suite can execute them in seconds; the default is the full size used for the figures
 in ``docs/figures/``."""
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -15,7 +16,11 @@ N_CHI = 256 if SMALL else 8192
 D = 100 if SMALL else 1000
 SEEDS = 2 if SMALL else 10
 T_SCALE = 0.25 if SMALL else 1.0
-OUT = Path(os.environ.get("DMFT_NOTEBOOK_OUT", Path(__file__).resolve().parents[1] / "docs" / "figures"))
+# full size writes the tracked figures; the small mode never touches them (a temporary folder
+# unless DMFT_NOTEBOOK_OUT says where)
+_DEFAULT_OUT = (Path(__file__).resolve().parents[1] / "docs" / "figures" if not SMALL
+                else Path(tempfile.gettempdir()) / "dmft_jax_notebooks_small")
+OUT = Path(os.environ.get("DMFT_NOTEBOOK_OUT", _DEFAULT_OUT))
 OUT.mkdir(parents=True, exist_ok=True)
 
 

@@ -54,7 +54,7 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["format_version"] = 99
     path.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="format version"):
+    with pytest.raises(ValueError, match="format_version"):
         io.load(path)
 
 
@@ -96,6 +96,6 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, seed_two_cluste
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(KeyboardInterrupt):
-        sol.save(tmp_path / "sol")
+        sol.save(tmp_path / "sol", overwrite=True)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sol.json", "sol.npz"]

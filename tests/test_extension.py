@@ -52,8 +52,8 @@ class FixedSubset(dj.AbstractAlgorithm):
         return self.b, jnp.zeros_like(steps), jnp.zeros_like(steps)
 
     def check_steps(self, steps):
-        if not 0 < float(self.b) <= 1:
-            raise ValueError(f"b must satisfy 0 < b <= 1; got {float(self.b)}")
+        # raises now for a concrete b; inside jit/vmap it becomes a failed result per point
+        dj.check_parameter("b", self.b, lambda a: (a > 0) & (a <= 1), "0 < b <= 1")
 
     def to_dict(self):
         return {"algorithm": "fixed_subset", "eta": float(self.eta), "b": float(self.b)}

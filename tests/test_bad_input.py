@@ -1,0 +1,317 @@
+"""Every wrong input refused with an error naming the parameter (and what is allowed), or,
+inside a transformation, a failed ``result`` per point; nothing silent, nothing lost.
+
+Table-driven: each row is ``(id, call, exception type, pattern the message must match)``.
+The rows cover the Python API, the command line and save/load; the cases of the
+reliability issue are all here (hinge by a callable, a summed loss, traced invalid values,
+NaN losses in the simulator, fractional n_steps, negative pivot_rtol, abbreviated CLI
+flags, names with dots, and so on).
+"""
+import json
+import os
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dmft_jax as dj
+from dmft_jax import cli, io
+
+P = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
+A = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+SMALL = dict(t_max=1.0, n_traj=64)
+
+
+def solve(**kw):
+    return dj.solve(P, A, **{**SMALL, **kw})
+
+
+API = [
+    # problem and data model
+    ("alpha_zero", lambda: dj.Problem(alpha=0.0), ValueError, "alpha"),
+    ("alpha_string", lambda: dj.Problem(alpha="abc"), ValueError, "alpha must be a real number"),
+    ("delta_none", lambda: dj.Problem(delta=None), ValueError, "delta must be a real number"),
+    ("delta_negative", lambda: dj.Problem(delta=-0.5), ValueError, "delta"),
+    ("lam_negative", lambda: dj.Problem(lam=-1.0), ValueError, "lam"),
+    ("R0_nan", lambda: dj.Problem(R0=np.nan), ValueError, "R0"),
+    ("m0_complex", lambda: dj.Problem(m0=1j), ValueError, "m0"),
+    ("rho_one", lambda: dj.TwoCluster(1.0), ValueError, "rho"),
+    ("L_zero", lambda: dj.ThreeCluster(0.5, 0.0), ValueError, "L"),
+    ("three_cluster_m0_zero", lambda: dj.Problem(dj.ThreeCluster(), m0=0.0), ValueError, "m0"),
+    ("model_string", lambda: dj.Problem(model="two"), ValueError, "model"),
+    ("loss_unknown_name", lambda: dj.Problem(loss="nope"), ValueError, "loss"),
+    ("loss_number", lambda: dj.Problem(loss=3), ValueError, "loss"),
+    ("smooth_hinge_beta", lambda: dj.SmoothHinge(-1.0), ValueError, "beta"),
+    ("alpha_array_outside_vmap", lambda: dj.solve(dj.Problem(alpha=jnp.array([1.0, 2.0])), A, **SMALL),
+     ValueError, "alpha must be a single number"),
+    # losses the solver would get wrong
+    ("hinge_class", lambda: dj.solve(dj.Problem(loss="hinge"), A, **SMALL), ValueError, "SmoothHinge"),
+    ("hinge_by_callable", lambda: dj.solve(dj.Problem(loss=lambda v: jnp.maximum(0.0, 1 - v)), A, **SMALL),
+     ValueError, "loss: the second derivative"),
+    ("smooth_hinge_too_sharp", lambda: dj.solve(dj.Problem(loss=dj.SmoothHinge(1e6)), A, **SMALL),
+     ValueError, "loss: the second derivative"),
+    ("loss_summed", lambda: dj.solve(dj.Problem(loss=lambda v: jnp.sum(jnp.logaddexp(0.0, -v))), A, **SMALL),
+     ValueError, "loss: ell\\(v\\) must be elementwise"),
+    ("loss_in_numpy", lambda: dj.solve(dj.Problem(loss=lambda v: np.log1p(np.exp(-v))), A, **SMALL),
+     ValueError, "loss: JAX cannot differentiate"),
+    ("loss_raises", lambda: dj.solve(dj.Problem(loss=lambda v: v.nonexistent), A, **SMALL),
+     ValueError, "loss: calling ell"),
+    # algorithms and schedules
+    ("eta_zero", lambda: dj.GD(0.0), ValueError, "eta"),
+    ("eta_string", lambda: dj.GD("fast"), ValueError, "eta must be a real number"),
+    ("b_above_one", lambda: dj.SGD(0.2, 1.5), ValueError, "b"),
+    ("b_string", lambda: dj.SGD(0.2, "half"), ValueError, "b must be a real number"),
+    ("tau_below_eta", lambda: dj.PersistentSGD(0.2, 0.3, 0.1), ValueError, "tau"),
+    ("b_too_large_for_tau", lambda: dj.PersistentSGD(0.2, 0.9, 1.0), ValueError, "b"),
+    ("schedule_negative", lambda: dj.ExponentialDecay(-0.1, 0.1), ValueError, "init"),
+    ("schedule_boundaries", lambda: dj.PiecewiseConstant([0.2, 0.1], boundaries=[]), ValueError, "boundaries"),
+    ("b_schedule_above_one", lambda: dj.solve(P, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 1.2], [2])), **SMALL),
+     ValueError, "b"),
+    ("algorithm_string", lambda: dj.solve(P, "sgd", **SMALL), ValueError, "algorithm"),
+    ("problem_dict", lambda: dj.solve({"alpha": 2}, A, **SMALL), ValueError, "problem"),
+    # solve options
+    ("t_max_negative", lambda: solve(t_max=-1.0), ValueError, "t_max"),
+    ("t_max_below_eta", lambda: solve(t_max=0.1), ValueError, "t_max"),
+    ("t_max_string", lambda: solve(t_max="long"), ValueError, "t_max"),
+    ("n_steps_fraction", lambda: solve(n_steps=2.5), ValueError, "n_steps must be an integer"),
+    ("n_steps_zero", lambda: solve(n_steps=0), ValueError, "n_steps"),
+    ("n_traj_odd", lambda: solve(n_traj=63), ValueError, "n_traj"),
+    ("n_traj_float", lambda: solve(n_traj=64.5), ValueError, "n_traj must be an integer"),
+    ("n_traj_one", lambda: solve(n_traj=1), ValueError, "n_traj"),
+    ("key_float", lambda: solve(key=0.5), ValueError, "key"),
+    ("key_string", lambda: solve(key="abc"), ValueError, "key"),
+    ("key_none", lambda: solve(key=None), ValueError, "key"),
+    ("key_too_large", lambda: solve(key=2**64), ValueError, "key"),
+    ("dtype_float128", lambda: solve(dtype="float128"), ValueError, "dtype"),
+    ("dtype_int", lambda: solve(dtype="int32"), ValueError, "dtype"),
+    ("solver_string", lambda: solve(solver="sweep"), ValueError, "solver"),
+    ("pivot_rtol_negative", lambda: solve(solver=dj.CausalSweep(pivot_rtol=-1.0)), ValueError, "pivot_rtol"),
+    ("time_blocks_zero", lambda: solve(solver=dj.CausalSweep(0)), ValueError, "time_blocks"),
+    ("damping_zero", lambda: solve(solver=dj.DampedIteration(damping=0.0)), ValueError, "damping"),
+    ("max_iter_fraction", lambda: solve(solver=dj.DampedIteration(max_iter=2.5)), ValueError, "max_iter"),
+    ("response_string", lambda: solve(response="probe"), ValueError, "response"),
+    ("n_chi_zero", lambda: solve(response=dj.ExactResponse(0)), ValueError, "n_chi"),
+    ("n_probes_zero", lambda: solve(response=dj.ProbeResponse(0)), ValueError, "n_probes"),
+    ("adjoint_with_probes", lambda: solve(response=dj.ProbeResponse(2), adjoint=dj.SweepAdjoint()),
+     ValueError, "SweepAdjoint supports"),
+    ("sharding_string", lambda: solve(sharding="gpu"), ValueError, "sharding"),
+    ("save_trajectories_fraction", lambda: solve(save_trajectories=1.5), ValueError, "save_trajectories"),
+    ("unknown_keyword", lambda: solve(n_trajectories=5), TypeError, "n_trajectories"),
+    ("too_large_for_memory", lambda: dj.solve(P, dj.GD(0.01), n_steps=2000, n_traj=2**16,
+                                              response=dj.ExactResponse(2**16)), ValueError, "GiB"),
+    # simulate
+    ("simulate_d_one", lambda: dj.simulate(P, A, t_max=1.0, d=1, n_seeds=2), ValueError, "d must"),
+    ("simulate_seeds_zero", lambda: dj.simulate(P, A, t_max=1.0, d=10, n_seeds=0), ValueError, "n_seeds"),
+    ("simulate_d_fraction", lambda: dj.simulate(P, A, t_max=1.0, d=10.5, n_seeds=2), ValueError, "d must"),
+    ("simulate_too_large", lambda: dj.simulate(P, A, t_max=0.2, d=200_000, n_seeds=2), ValueError, "GiB"),
+    ("simulate_batch_too_large", lambda: dj.simulate(P, A, t_max=0.2, d=20_000, n_seeds=100, batch_size=100),
+     ValueError, "batch_size"),
+    ("simulate_key", lambda: dj.simulate(P, A, t_max=1.0, d=10, n_seeds=2, key="x"), ValueError, "key"),
+    # grid and tune
+    ("grid_unknown_name", lambda: dj.solve_grid(P, A, {"beta": [1.0]}, **SMALL), ValueError, "unknown hyperparameter"),
+    ("grid_bad_value", lambda: dj.solve_grid(P, A, {"b": [0.3, 1.5]}, **SMALL), ValueError, "b"),
+    ("grid_empty", lambda: dj.solve_grid(P, A, {}, **SMALL), ValueError, "params"),
+    ("grid_tau_on_sgd", lambda: dj.solve_grid(P, dj.SGD(0.2, 0.3), {"tau": [1.0]}, **SMALL), ValueError, "tau"),
+    ("tune_unknown", lambda: dj.tune(P, A, ["alpha"], t_max=1.0), ValueError, "params"),
+    ("tune_R0_zero", lambda: dj.tune(eqx.tree_at(lambda p: p.R0, P, 0.0), A, ["R0"], t_max=1.0, n_traj=64),
+     ValueError, "R0"),
+    ("tune_steps_zero", lambda: dj.tune(P, A, ["lam"], t_max=1.0, steps=0), ValueError, "steps"),
+    # static anchor
+    ("erm_three_cluster", lambda: dj.erm(dj.Problem(dj.ThreeCluster(), m0=0.1)), ValueError, "TwoCluster"),
+    ("erm_nodes", lambda: dj.erm(P, n_nodes=2), ValueError, "n_nodes"),
+    # save
+    ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
+    ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),
+]
+
+
+@pytest.mark.parametrize("case", API, ids=[c[0] for c in API])
+def test_api_refuses(case):
+    _, call, exc, pattern = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(exc, match=pattern):
+            call()
+
+
+def test_traced_invalid_values_are_failed_points_not_numbers():
+    """The cookbook's vmap pattern: lam = -1 or delta = -0.5 set inside the transformation come
+    back as ``invalid_input`` with NaN curves; the valid point is unaffected."""
+    def one(lam, delta):
+        p = eqx.tree_at(lambda q: (q.lam, q.delta), P, (lam, delta))
+        return dj.solve(p, dj.GD(0.2), n_steps=5, n_traj=64, key=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sol = jax.vmap(one)(jnp.array([0.0, -1.0, 0.0]), jnp.array([0.5, 0.5, -0.5]))
+    code = np.asarray(sol.result.code)
+    assert list(code) == [dj.RESULTS.successful, dj.RESULTS.invalid_input, dj.RESULTS.invalid_input]
+    assert np.all(np.isfinite(np.asarray(sol.eps_gen[0]))) and np.all(np.isnan(np.asarray(sol.eps_gen[1:])))
+    assert "lam: lam >= 0" in sol.message and "delta: delta > 0" in sol.message
+    # a traced tau below eta of a persistent SGD too
+    f = lambda tau: dj.solve(P, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), n_steps=5, n_traj=64).eps_gen
+    g = jax.jit(lambda tau: dj.solve(P, eqx.tree_at(lambda a: a.tau, A, tau), n_steps=5, n_traj=64))(0.1)
+    assert int(g.result) == dj.RESULTS.invalid_input and "tau" in g.message
+    del f
+
+
+def test_simulator_reports_nan_and_divergence():
+    nan_loss = dj.Problem(loss=lambda v: jnp.sqrt(v))  # its gradient at a negative margin is NaN
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        sim = dj.simulate(nan_loss, dj.GD(0.2), t_max=1.0, d=50, n_seeds=2)
+    assert int(sim.result) == dj.RESULTS.nonfinite and np.isnan(np.asarray(sim.eps_gen[-1]))
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        sim = dj.simulate(dj.Problem(loss="square"), dj.GD(5.0), t_max=100.0, d=50, n_seeds=2)
+    assert int(sim.result) in (dj.RESULTS.diverged, dj.RESULTS.nonfinite)
+
+
+def test_eps_gen_of_a_nan_state_is_nan():
+    assert np.isnan(float(P.eps_gen(jnp.nan, 1.0))) and np.isnan(float(P.eps_gen(0.1, jnp.nan)))
+    assert float(P.eps_gen(0.0, 0.0)) == 0.5
+
+
+CLI = [
+    ("abbreviated_flag", ["solve", "--d", "100"], "unrecognized|ambiguous"),
+    ("simulate_zero", ["solve", "--simulate", "0"], "--simulate"),
+    ("n_seeds_zero", ["solve", "--simulate", "50", "--n-seeds", "0"], "--n-seeds"),
+    ("alpha_negative", ["solve", "--alpha", "-1"], "alpha"),
+    ("alpha_string", ["solve", "--alpha", "abc"], "alpha"),
+    ("simulate_d_one", ["simulate", "--d", "1"], "--d"),
+    ("unknown_model", ["solve", "--model", "four"], "model"),
+    ("tune_unknown_param", ["tune", "--params", "alpha"], "params"),
+]
+
+
+@pytest.mark.parametrize("case", CLI, ids=[c[0] for c in CLI])
+def test_cli_refuses(case, capsys, tmp_path):
+    _, argv, pattern = case
+    with pytest.raises(SystemExit) as err:
+        cli.main(argv + ["--out", str(tmp_path / "out")])
+    assert err.value.code == 2
+    assert pytest.importorskip("re").search(pattern, capsys.readouterr().err)
+    assert not any((tmp_path / "out").glob("*.npz"))  # nothing was solved or saved
+
+
+def test_cli_out_is_a_file_or_taken(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "--t-max", "1.0", "--n-traj", "64", "--out", str(f)])
+    assert "--out" in capsys.readouterr().err
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "solution.npz").write_text("earlier")
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "--t-max", "1.0", "--n-traj", "64", "--out", str(out)])
+    assert "--overwrite" in capsys.readouterr().err and (out / "solution.npz").read_text() == "earlier"
+
+
+def test_cli_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "--help"])
+    assert "(default: 2.0)" in capsys.readouterr().out
+
+
+# ---- save and load ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_solution():
+    return dj.solve(P, A, **SMALL)
+
+
+def test_names_that_differ_after_a_dot_both_survive(tmp_path, small_solution):
+    other = dj.solve(eqx.tree_at(lambda p: p.lam, P, 0.1), A, **SMALL)
+    a = small_solution.save(tmp_path / "lam_0.05")
+    b = other.save(tmp_path / "lam_0.1")
+    assert a.name == "lam_0.05.npz" and b.name == "lam_0.1.npz"
+    assert dj.load(a).meta["problem"]["lam"] == 0.0 and dj.load(b).meta["problem"]["lam"] == pytest.approx(0.1)
+    assert dj.save(small_solution, tmp_path / "results.v2").name == "results.v2.npz"
+
+
+def test_save_refuses_to_overwrite(tmp_path, small_solution):
+    small_solution.save(tmp_path / "r")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        small_solution.save(tmp_path / "r")
+    small_solution.save(tmp_path / "r", overwrite=True)
+
+
+def _counting(monkeypatch, fail_at=None):
+    """Count the file operations of a save (temporary writes and renames); make the
+    ``fail_at``-th raise (as a full disk or a failed rename would)."""
+    calls = []
+    real_temporary, real_replace = io._temporary, io.os.replace
+
+    def wrap(fn, name):
+        def wrapped(*a, **k):
+            calls.append(name)
+            if len(calls) == fail_at:
+                raise OSError(f"{name} failed (simulated)")
+            return fn(*a, **k)
+        return wrapped
+    monkeypatch.setattr(io, "_temporary", wrap(real_temporary, "write"))
+    monkeypatch.setattr(io.os, "replace", wrap(real_replace, "rename"))
+    return calls
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["new", "overwrite"])
+def test_interrupted_save_leaves_earlier_files_and_no_half_pair(tmp_path, small_solution, monkeypatch, earlier):
+    """Raise at each file operation of a save in turn: the earlier pair survives unchanged (or
+    nothing is there), never a new .npz without its .json, no temporary left behind."""
+    def setup(folder):
+        folder.mkdir()
+        if earlier:
+            (folder / "run.npz").write_bytes(b"old arrays")
+            (folder / "run.json").write_bytes(b"old meta")
+
+    setup(tmp_path / "count")
+    calls = _counting(monkeypatch)
+    io.save(small_solution, tmp_path / "count" / "run", overwrite=earlier)
+    n_ops = len(calls)
+    monkeypatch.undo()
+    assert n_ops >= (6 if earlier else 4)
+    for k in range(1, n_ops + 1):
+        folder = tmp_path / f"fail{k}"
+        setup(folder)
+        _counting(monkeypatch, fail_at=k)
+        with pytest.raises(OSError, match="simulated"):
+            io.save(small_solution, folder / "run", overwrite=earlier)
+        monkeypatch.undo()
+        files = sorted(p.name for p in folder.iterdir())
+        if earlier:
+            assert files == ["run.json", "run.npz"], (k, files)
+            assert (folder / "run.npz").read_bytes() == b"old arrays"
+            assert (folder / "run.json").read_bytes() == b"old meta"
+        else:
+            assert files == [], (k, files)
+
+
+def test_saved_files_follow_the_umask(tmp_path, small_solution):
+    old = os.umask(0o022)
+    try:
+        path = small_solution.save(tmp_path / "perm")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644 and path.with_suffix(".json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (lambda m: m.update(format_version="1"), "format_version '1'"),
+    (lambda m: m.update(kind="table"), "kind"),
+])
+def test_load_refuses_foreign_metadata(tmp_path, small_solution, edit, pattern):
+    path = small_solution.save(tmp_path / "s")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    edit(meta)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=pattern):
+        dj.load(path)
+
+
+def test_load_refuses_a_foreign_npz_beside_valid_json(tmp_path, small_solution):
+    path = small_solution.save(tmp_path / "s")
+    np.savez(path, something=np.zeros(3))
+    with pytest.raises(ValueError, match="missing arrays"):
+        dj.load(path)
