@@ -2,6 +2,7 @@
 risk at finite d, the closed-form ridge solution, LP feasibility of the training set,
 finite differences, and the long-time limit of the full-batch GD DMFT."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import linprog, minimize
@@ -136,3 +137,25 @@ def test_infinite_ridge_is_the_hebbian_estimator():
         sol = erm(dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=alpha, delta=delta, lam=1e4))
         hebb = 0.5 * erfc(np.sqrt(alpha / (delta * (alpha + delta))) / np.sqrt(2))
         assert float(sol.eps_gen) == pytest.approx(hebb, rel=1e-3)
+
+
+def test_erm_near_separability_is_converged_in_the_quadrature():
+    """alpha = 2, Delta = 0.25, lam = 0.01 (tau = Delta V ~ 13): the proximal step is stiff;
+    the result must not depend on the number of nodes, and the proximal map must match an
+    independent bracketing root finder at every node (it once cycled: q off by 2e-3)."""
+    from scipy import optimize, special
+
+    from dmft_jax.replica import prox
+
+    p = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.25, lam=0.01)
+    sols = [erm(p, n_nodes=n) for n in (100, 150, 300)]
+    assert all(s.ok for s in sols)
+    for s in sols[1:]:
+        assert float(s.q) == pytest.approx(float(sols[0].q), rel=1e-9)
+        assert float(s.m) == pytest.approx(float(sols[0].m), rel=1e-9)
+    tau = 0.25 * float(sols[-1].V)
+    omega = np.linspace(-40.0, 40.0, 161)
+    ours = np.asarray(prox(dj.Logistic(), jnp.asarray(omega), tau))
+    ref = [optimize.brentq(lambda x, o=o: x - o - tau * special.expit(-x), o - 1, o + tau + 1, xtol=1e-14)
+           for o in omega]
+    np.testing.assert_allclose(ours, ref, atol=1e-10)
