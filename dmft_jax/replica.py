@@ -33,10 +33,10 @@ from jax.scipy.special import ndtr
 from .losses import Hinge, Square
 from .problem import Problem, TwoCluster
 from .response import ExactResponse
-from .results import RESULTS, Result
+from .results import RESULTS, AbstractOutcome, Result
 
 
-class ERMSolution(eqx.Module):
+class ERMSolution(AbstractOutcome):
     """Asymptotic ERM order parameters and errors (per dimension where extensive);
     ``result`` is the outcome (:data:`~dmft_jax.RESULTS`: ``no_minimiser`` when the order
     parameters diverge, ``max_iter`` when the fixed point was not reached)."""
@@ -53,17 +53,6 @@ class ERMSolution(eqx.Module):
     result: Result
     n_iter: Any
 
-    @property
-    def message(self):
-        return self.result.message
-
-    @property
-    def ok(self):
-        return self.result.ok
-
-    @property
-    def status(self):
-        return self.result.code
 
 
 def _phi(x):

@@ -46,13 +46,16 @@ _MESSAGES = {
 
 class Result(eqx.Module):
     """An outcome as data: ``code`` holds :data:`RESULTS` values (a scalar, or one per point
-    of a batch)."""
+    of a batch). For ``invalid_input``, ``check`` is the index of the first failed check in
+    ``checks`` (their descriptions, static), which the message names."""
 
     code: Any
+    check: Any = -1
+    checks: tuple = eqx.field(static=True, default=())
 
     @staticmethod
-    def of(code) -> "Result":
-        return Result(jnp.asarray(code, jnp.int32))
+    def of(code, check=-1, checks=()) -> "Result":
+        return Result(jnp.asarray(code, jnp.int32), jnp.asarray(check, jnp.int32), tuple(checks))
 
     @property
     def ok(self):
@@ -64,8 +67,34 @@ class Result(eqx.Module):
         """The message of a scalar outcome; for a batch, the counts per outcome."""
         code = np.asarray(self.code)
         if code.ndim == 0:
-            return RESULTS(int(code)).message
-        return "; ".join(f"{RESULTS(int(v)).message}: {int((code == v).sum())} points" for v in np.unique(code))
+            msg = RESULTS(int(code)).message
+        else:
+            msg = "; ".join(f"{RESULTS(int(v)).message}: {int((code == v).sum())} points" for v in np.unique(code))
+        bad = np.broadcast_to(np.asarray(self.check), code.shape)[code == RESULTS.invalid_input]
+        names = sorted({self.checks[int(i)] for i in np.ravel(bad) if 0 <= int(i) < len(self.checks)})
+        return msg + ("; failed: " + "; ".join(names) if names else "")
 
     def __int__(self):
         return int(np.asarray(self.code))
+
+
+class AbstractOutcome(eqx.Module):
+    """A result type with an outcome: ``result``, and from it ``ok``, ``status`` (the integer
+    code) and ``message``."""
+
+    result: eqx.AbstractVar[Result]
+
+    @property
+    def ok(self):
+        """``True`` where the outcome is success."""
+        return self.result.ok
+
+    @property
+    def status(self):
+        """The outcome's integer code (:data:`RESULTS`)."""
+        return self.result.code
+
+    @property
+    def message(self) -> str:
+        """The outcome in words (an invalid point names the check it failed)."""
+        return self.result.message

@@ -27,7 +27,7 @@ from .memory import device_bytes
 from .progress import AbstractProgressMeter, NoProgressMeter
 from .algorithms import AbstractAlgorithm
 from .problem import Problem
-from .results import DIVERGENCE_FACTOR, RESULTS, Result
+from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
 from .timegrid import count_steps
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
@@ -52,7 +52,7 @@ class SimulationConfig(eqx.Module):
         return getattr(self, name)
 
 
-class Simulation(eqx.Module):
+class Simulation(AbstractOutcome):
     """Seed means and standard errors of the finite-``d`` observables, indexed by step.
 
     ``eps_gen`` is the analytic error of a fresh sample given ``(m, q)`` (exact at finite
@@ -84,17 +84,6 @@ class Simulation(eqx.Module):
     kind: ClassVar[str] = "simulation"
     saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
 
-    @property
-    def message(self) -> str:
-        return self.result.message
-
-    @property
-    def ok(self):
-        return self.result.ok
-
-    @property
-    def status(self):
-        return self.result.code
 
     def save(self, path, *, overwrite: bool = False):
         """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""

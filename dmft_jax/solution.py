@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import _validate
-from .results import DIVERGENCE_FACTOR, RESULTS, Result
+from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
 
 Curve = Float[Array, "*batch steps"]
 Square = Float[Array, "*batch steps steps"]
@@ -54,7 +54,7 @@ class SolveConfig(eqx.Module):
         return self.n_chi if name == "n_chi" else getattr(self, name)
 
 
-class Solution(eqx.Module):
+class Solution(AbstractOutcome):
     """Result of :func:`dmft_jax.solve` (or, batched, of :func:`dmft_jax.solve_grid`).
 
     Arrays are indexed by the time step ``k = 0..T`` (after any leading batch axes):
@@ -92,31 +92,10 @@ class Solution(eqx.Module):
     config: SolveConfig = eqx.field(static=True)
     trajectories: Any = None
     grid: Any = None
-    checks: tuple = eqx.field(static=True, default=())
 
     kind: ClassVar[str] = "solution"
     saved_arrays: ClassVar[tuple] = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
                                      "lam_hat", "mu", "M_C", "M_R", "status", "n_clipped", "n_negative", "n_iter")
-
-    @property
-    def message(self) -> str:
-        """The outcome in words; an invalid point names the first check it failed."""
-        msg = self.result.message
-        code = np.asarray(self.result.code)
-        if self.checks and _validate.is_concrete(self.stats["invalid_check"]) and np.any(code == RESULTS.invalid_input):
-            idx = np.asarray(self.stats["invalid_check"])[code == RESULTS.invalid_input]
-            names = sorted({self.checks[int(i)] for i in np.ravel(idx) if 0 <= int(i) < len(self.checks)})
-            msg += "; failed: " + "; ".join(names)
-        return msg
-
-    @property
-    def ok(self):
-        return self.result.ok
-
-    @property
-    def status(self):
-        """The outcome's integer code (:data:`~dmft_jax.RESULTS`)."""
-        return self.result.code
 
     @property
     def n_clipped(self):
@@ -146,15 +125,15 @@ class Solution(eqx.Module):
         return compare(self, simulation, **kwargs)
 
 
-def outcome(fields: dict, q, converged, valid=True) -> Result:
+def outcome(fields: dict, q, converged, valid=True, check=-1, checks=()) -> Result:
     """The outcome of a solve from its observables (traced); ``valid``: the parameters passed
-    their checks."""
+    their checks (else ``check`` indexes the first of ``checks`` that failed)."""
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
     exploding = jnp.max(jnp.abs(q)) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[0]))
     code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged,
                                        jnp.where(converged, RESULTS.successful, RESULTS.max_iter)),
                      RESULTS.nonfinite)
-    return Result.of(jnp.where(valid, code, RESULTS.invalid_input))
+    return Result.of(jnp.where(valid, code, RESULTS.invalid_input), check, checks)
 
 
 def finish(sol: Solution, throw: bool, who: str = "dmft_jax.solve") -> Solution:
@@ -178,5 +157,5 @@ def finish(sol: Solution, throw: bool, who: str = "dmft_jax.solve") -> Solution:
         return sol
     if throw:
         checked = eqx.error_if(code, code != RESULTS.successful, f"{who} failed")
-        sol = eqx.tree_at(lambda s: s.result, sol, Result(checked))
+        sol = eqx.tree_at(lambda s: s.result.code, sol, checked)
     return sol

@@ -219,10 +219,9 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
         nan = lambda x: jnp.where(valid, x, jnp.nan)
         fields = {k: nan(v) for k, v in fields.items()}
         q, C_perp, P = nan(q), nan(C_perp), nan(P)
-    result = outcome(fields, q, out.converged, valid)
+    result = outcome(fields, q, out.converged, valid, first_bad, checks)
     pivots = out.pivots[:T]  # the step-T pivot enters no noise (there is no step T -> T+1)
-    stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter),
-                 invalid_check=first_bad)
+    stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter))
     traj = None
     n_save = config.save_trajectories
     if n_save:
@@ -232,7 +231,7 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
                     s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
-                    algorithm=algorithm, config=config, trajectories=traj, checks=checks, **fields)
+                    algorithm=algorithm, config=config, trajectories=traj, **fields)
 
 
 def run_checks(obj):

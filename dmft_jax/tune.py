@@ -42,7 +42,7 @@ from .adjoint import AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
 from .problem import Problem
 from .response import ExactResponse, as_response
-from .results import Result
+from .results import AbstractOutcome, Result
 from .schedules import Schedule, step_sizes
 from .solver import solve
 from .sweep import CausalSweep
@@ -52,7 +52,7 @@ PROBLEM_PARAMS = ("lam", "R0")
 ALGO_PARAMS = ("eta", "b", "tau")
 
 
-class TuneResult(eqx.Module):
+class TuneResult(AbstractOutcome):
     """``params``: tuned values; ``objective``: its value at the tuned point; ``history``:
     objective and parameters per step; ``problem``/``algorithm``: the tuned objects;
     ``solution``: the solve at the tuned point; ``result``: the outcome (that solve's)."""
@@ -65,13 +65,6 @@ class TuneResult(eqx.Module):
     solution: Any
     result: Result
 
-    @property
-    def message(self) -> str:
-        return self.result.message
-
-    @property
-    def ok(self):
-        return self.result.ok
 
 
 def _project(theta):
