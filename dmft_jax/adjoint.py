@@ -160,167 +160,190 @@ class BlockAdjoint(eqx.Module):
 
 
 def _sweep_bwd(static: _Static, res, cts):
-    T, est, pivot_rtol = static.T, static.est, static.pivot_rtol
-    theta, consts, out, factor_rows = res
-    problem, dts, p_on, p_off, log_p0 = theta
-    c, y, h0, s, u0, zeta = consts
-    rows, ms, pivots, U, G, chi = out
-    # the response as the forward left it: column blocks (rows e.., columns e..e+w) of chi
-    chi_blocks, _ = ExactState(chi=chi).column_blocks()
-    rows_bar, m_bar_out = cts[0], cts[1]
-    size = T + 1
-    n = est.n_chi
-    N = U.shape[1]
-    dtype = U.dtype
-    K_all = rows.M_R * dts[None, :]  # memory weights K_j[l] = eta_l M_R[j, l]
-    zero = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)
-    rb = lambda name: jnp.zeros((size,) if name not in ("M_C", "M_R") else (size, size), dtype) \
-        if getattr(rows_bar, name) is None else getattr(rows_bar, name)
+    return _BackwardPass(static, res, cts).run()
 
-    def phase_a(problem, p_on_prev, p_off_prev, log_p0, u_k, m_k, log_w_prev, k):
+
+class _Block(eqx.Module):
+    """What the backward steps of a block ``[a, p)`` read: the past up to ``p`` and the pulls
+    of its rows from the steps ``>= p`` (formed once per block)."""
+
+    a: int = eqx.field(static=True)
+    p: int = eqx.field(static=True)
+    chi_cols: list  # (e, c1, block, block cut at p) of the forward's column blocks with e < p
+    u_pull: Any
+    g_pull: Any
+    chi_pull: Any
+
+
+class _BackwardPass:
+    """One backward scan over ``k = T .. 0`` in blocks (module docstring): the constants of
+    the pass, the three local steps differentiated by ``jax.vjp``, and the step."""
+
+    def __init__(self, static: _Static, res, cts):
+        self.T, self.est, self.pivot_rtol = static.T, static.est, static.pivot_rtol
+        theta, consts, out, self.factor_rows = res
+        self.problem, self.dts, self.p_on, self.p_off, self.log_p0 = theta
+        self.c, self.y, self.h0, self.s, self.u0, self.zeta = consts
+        self.consts = consts
+        self.rows, self.ms, self.pivots, self.U, self.G, chi = out
+        # the response as the forward left it: column blocks (rows e.., columns e..e+w) of chi
+        self.chi_blocks, _ = ExactState(chi=chi).column_blocks()
+        self.rows_bar, self.m_bar_out = cts[0], cts[1]
+        self.size = self.T + 1
+        self.n = self.est.n_chi
+        self.N = self.U.shape[1]
+        self.dtype = self.U.dtype
+        self.K_all = self.rows.M_R * self.dts[None, :]  # memory weights K_j[l] = eta_l M_R[j, l]
+        self.zeros_n = jnp.zeros(self.N, self.dtype)
+        self.alpha_delta = self.problem.alpha * self.problem.delta
+
+    def rb(self, name):
+        """The cotangent of an output row (zeros where the output was not used)."""
+        shape = (self.size, self.size) if name in ("M_C", "M_R") else (self.size,)
+        v = getattr(self.rows_bar, name)
+        return jnp.zeros(shape, self.dtype) if v is None else v
+
+    def phase_a(self, problem, p_on_prev, p_off_prev, log_p0, u_k, m_k, log_w_prev, k):
+        """The history-free part of step ``k`` (process.local_step) and the response weights."""
         km1 = jnp.maximum(k - 1, 0)
-        draws = process.StepDraws(c=c, y=y, h0=h0, s_prev=s[km1], s_k=s[k], p_on_prev=p_on_prev,
-                                  p_off_prev=p_off_prev, log_p0=log_p0)
+        draws = process.StepDraws(c=self.c, y=self.y, h0=self.h0, s_prev=self.s[km1], s_k=self.s[k],
+                                  p_on_prev=p_on_prev, p_off_prev=p_off_prev, log_p0=log_p0)
         loc = process.local_step(problem, draws, u_k, m_k, log_w_prev, k)
-        x2 = problem.alpha * problem.delta * est.source_weights(loc.w, loc.sl2)
+        x2 = problem.alpha * problem.delta * self.est.source_weights(loc.w, loc.sl2)
         return (loc.g, loc.sl2, loc.x1, loc.mc_kk, x2, loc.lam_hat, loc.mu, loc.train_loss, loc.train_acc,
                 loc.log_w)
 
-    def phase_b(problem, mc_row, mr_row, dts, factor_k, k):
-        factor = NoiseFactor(rows=factor_k, pivots=pivots[: mc_row.shape[0]])
-        L_k, factor_new = noise_row(factor, problem.delta * mc_row, k, pivot_rtol)
+    def phase_b(self, problem, mc_row, mr_row, dts, factor_k, k):
+        """The noise-factor row ``k`` and the memory weights."""
+        factor = NoiseFactor(rows=factor_k, pivots=self.pivots[: mc_row.shape[0]])
+        L_k, factor_new = noise_row(factor, problem.delta * mc_row, k, self.pivot_rtol)
         return L_k, factor_new.rows, mr_row * dts
 
-    def phase_c(problem, dt, u_k, g, sl2_n, lam_hat, mem, xi, chi_k, chimem, m_k, mu, k):
+    def phase_c(self, problem, dt, u_k, g, sl2_n, lam_hat, mem, xi, chi_k, chimem, m_k, mu, k):
+        """The ``u``, ``chi`` and ``m`` updates of step ``k``."""
         u_next = process.u_step(problem.lam, problem.delta, dt, u_k, g, lam_hat, mem, xi)
         chi_next = chi_step(chi_k, chimem, k, dt, 1.0 - dt * (problem.lam + lam_hat), problem.delta, sl2_n)
         m_next = process.m_step(problem.lam, dt, m_k, mu)
         return u_next, chi_next, m_next
 
-    zeros_n = jnp.zeros(N, dtype)
-    add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
-    alpha_delta = problem.alpha * problem.delta
+    def chi_row(self, blk: _Block, k):
+        """``chi[k, :p]``. A block's rows start at ``e``; for ``k < e`` its row ``e`` (zero:
+        columns ``>= e``) is read (explicitly: a negative index would wrap around)."""
+        parts = [lax.dynamic_index_in_dim(arr, jnp.maximum(k - e, 0), 0, keepdims=False)[: c1 - e]
+                 for e, c1, arr, _ in blk.chi_cols]
+        return pad_to(jnp.concatenate(parts), blk.p, (0,))
 
-    def make_body(a, p, u_pull_blk, g_pull_blk, chi_pull_blk):
-        """Backward step for ``k`` in a block ``[a, p)``: the past is read from rows ``< p``
-        (all that steps ``< p`` read in the forward sweep), the future from rows ``>= a``.
-        ``u_pull_blk``, ``g_pull_blk``, ``chi_pull_blk``: the pulls of rows ``a..p-1`` from
-        steps ``>= p``, formed once per block; steps inside the block add their own."""
-        Up, Zp, Gp = U[:p], zeta[:p], G[:p]
-        # the response's lower triangle in the forward's column blocks, cut at p (rows j <= l
-        # are zero): the read of the past chi is ~0.6 of the square p x p
-        CHI_cols = [(e, min(e + arr.shape[1], p), arr, arr[: p - e, : p - e]) for e, arr in chi_blocks if e < p]
+    def step(self, blk: _Block, carry, k):
+        """Backward step ``k`` in the block ``[a, p)``: the past is read from rows ``< p`` (all
+        that steps ``< p`` read in the forward sweep), the future from rows ``>= a``."""
+        a, p = blk.a, blk.p
+        ct, hist = carry
+        problem, dtype, n = self.problem, self.dtype, self.n
+        km1 = jnp.maximum(k - 1, 0)
+        u_k, m_k, chi_k = self.U[k], self.ms[k], self.chi_row(blk, k)
+        idx_p = jnp.arange(p)
+        past = idx_p < k
+        # cotangents of rows k pulled from the later steps of this block that read them
+        # (rows > k of the block-local adjoint histories; row k is not needed)
+        k_col = jnp.where(jnp.arange(a, self.size) > k, self.K_all[a:, k], 0.0)
+        u_b_pull = blk.u_pull[k - a] + k_col[: p - a] @ hist.mem
+        chi_b_pull = blk.chi_pull[k - a] + jnp.tensordot(k_col[: p - a], hist.chimem, axes=(0, 0))
+        # local step k: values and pullback
+        outs_a, vjp_a = jax.vjp(lambda *x: self.phase_a(*x, k), problem, self.p_on[km1], self.p_off[km1],
+                                self.log_p0, u_k, m_k, self.zeros_n)
+        g, sl2, x1, mc_kk, x2, lam_hat, mu, _, _, _ = outs_a
+        # u, chi, m updates. They are linear in the contractions, whose values enter only the
+        # derivative in eta_k: recovered from the stored rows k + 1 (memory + noise)
+        kp1 = jnp.minimum(k + 1, self.T)
+        dt = self.dts[k]
+        lam_tot = problem.lam + lam_hat
+        incr = (self.U[kp1] - u_k) / dt + lam_tot * u_k + problem.delta * g
+        decay = 1.0 - dt * (lam_tot + problem.delta * sl2[:n])
+        chimem = (self.chi_row(blk, kp1) - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
+        _, vjp_c = jax.vjp(lambda *x: self.phase_c(*x, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
+                           self.zeros_n, chi_k, chimem, m_k, mu)
+        (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
+         mu_b_c) = vjp_c((ct.u, ct.chi, ct.m))
+        # block-local adjoint histories (rows a..p-1), written in place after the pulls read them
+        mem_hist = _write_after(hist.mem, k - a, mem_b, u_b_pull)
+        chimem_hist = _write_after(hist.chimem, k - a, chimem_b, chi_b_pull)
+        # transposed contractions towards the kernels (reads of the past)
+        k_b_chi = jnp.zeros(p, dtype)
+        for c0, c1, _, chi_c in blk.chi_cols:
+            k_b_chi = k_b_chi.at[c0:].add(jnp.tensordot(chi_c, chimem_b[c0:c1], axes=((1, 2), (0, 1))))
+        K_b = jnp.where(past, self.U[:p] @ mem_b + k_b_chi, 0.0)
+        L_b = jnp.where(idx_p <= k, self.zeta[:p] @ xi_b, 0.0)
+        # noise-factor row and memory weights
+        factor_k = jnp.where(past[:, None], self.factor_rows[:p, :p], jnp.eye(p, dtype=dtype))
+        _, vjp_b = jax.vjp(lambda *x: self.phase_b(*x, k), problem, self.rows.M_C[k, :p], self.rows.M_R[k, :p],
+                           self.dts[:p], factor_k)
+        prob_b, mc_b_b, mr_b_b, dts_b_b, factor_k_b = vjp_b((L_b, ct.factor, K_b))
+        mc_tot = jnp.where(idx_p <= k, self.rb("M_C")[k, :p] + mc_b_b, 0.0)
+        mr_tot = jnp.where(past, self.rb("M_R")[k, :p] + mr_b_b, 0.0)
+        mc_hist = hist.mc.at[k, :p].set(mc_tot)
+        mr_scaled = mr_tot / self.dts[:p]
+        # cotangents pulled from the later steps that read row k
+        inside = jnp.arange(a, p) > k
+        g_b_pull = blk.g_pull[k - a] + (self.alpha_delta / self.N) * (
+            jnp.where(inside, mc_hist[a:p, k], 0.0) @ self.G[a:p])
+        sl2_b = jnp.zeros(self.N, dtype).at[:n].set(sl2n_b_c)
+        prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
+            (g_b_c + g_b_pull, sl2_b, jnp.where(past, mc_tot, 0.0) @ self.G[:p], mc_tot[k], mr_scaled @ chi_k,
+             self.rb("lam_hat")[k] + lamhat_b_c, self.rb("mu")[k] + mu_b_c, self.rb("train_loss")[k],
+             self.rb("train_acc")[k], ct.log_w))
+        add = lambda a_, b_: jax.tree_util.tree_map(jnp.add, a_, b_)
+        ct = Cotangents(
+            u=u_b_a + u_b_c + u_b_pull, chi=chik_b_c + jnp.outer(mr_scaled, x2) + chi_b_pull,
+            m=self.m_bar_out[k] + m_b_a + m_b_c, log_w=logw_prev_b,
+            factor=jnp.where(past[:, None], factor_k_b, 0.0),
+            problem=add(ct.problem, add(prob_a, add(prob_b, prob_c))),
+            dts=ct.dts.at[:p].add(dts_b_b - mr_tot * self.rows.M_R[k, :p] / self.dts[:p]).at[k].add(dt_b),
+            p_on=ct.p_on.at[km1].add(p_on_b), p_off=ct.p_off.at[km1].add(p_off_b), log_p0=ct.log_p0 + log_p0_b)
+        return (ct, BlockAdjoint(mem=mem_hist, chimem=chimem_hist, mc=mc_hist)), None
 
-        def chi_row(k):
-            """``chi[k, :p]``. A block's rows start at ``e``; for ``k < e`` its row ``e`` (zero:
-            columns ``>= e``) is read (explicitly: a negative index would wrap around)."""
-            parts = [lax.dynamic_index_in_dim(arr, jnp.maximum(k - e, 0), 0, keepdims=False)[: c1 - e]
-                     for e, c1, arr, _ in CHI_cols]
-            return pad_to(jnp.concatenate(parts), p, (0,))
-        Gb, Kf = G[a:p], K_all[a:, :p]
-        idx_p, idx_f, idx_b = jnp.arange(p), jnp.arange(a, size), jnp.arange(a, p)
-        eye_p = jnp.eye(p, dtype=dtype)
-        dts_p = dts[:p]
-
-        def body(carry, k):
-            ct, hist = carry
-            km1 = jnp.maximum(k - 1, 0)
-            u_k, m_k, chi_k = U[k], ms[k], chi_row(k)
-            past = idx_p < k
-            # cotangents of rows k pulled from the later steps of this block that read them
-            # (rows > k of the block-local adjoint histories; row k is not needed)
-            k_col = jnp.where(idx_f > k, Kf[:, k], 0.0)
-            u_b_pull = u_pull_blk[k - a] + k_col[: p - a] @ hist.mem
-            chi_b_pull = chi_pull_blk[k - a] + jnp.tensordot(k_col[: p - a], hist.chimem, axes=(0, 0))
-            # local step k: values and pullback
-            outs_a, vjp_a = jax.vjp(lambda *x: phase_a(*x, k), problem, p_on[km1], p_off[km1], log_p0, u_k, m_k,
-                                    zeros_n)
-            g, sl2, x1, mc_kk, x2, lam_hat, mu, _, _, _ = outs_a
-            # u, chi, m updates. They are linear in the contractions, whose values enter only
-            # the derivative in eta_k: recovered from the stored rows k + 1 (memory + noise)
-            kp1 = jnp.minimum(k + 1, T)
-            dt = dts[k]
-            lam_tot = problem.lam + lam_hat
-            incr = (U[kp1] - u_k) / dt + lam_tot * u_k + problem.delta * g
-            decay = 1.0 - dt * (lam_tot + problem.delta * sl2[:n])
-            chimem = (chi_row(kp1) - decay[None, :] * chi_k) / dt  # row k is overwritten by the source
-            _, vjp_c = jax.vjp(lambda *x: phase_c(*x, k), problem, dt, u_k, g, sl2[:n], lam_hat, incr,
-                               zeros_n, chi_k, chimem, m_k, mu)
-            (prob_c, dt_b, u_b_c, g_b_c, sl2n_b_c, lamhat_b_c, mem_b, xi_b, chik_b_c, chimem_b, m_b_c,
-             mu_b_c) = vjp_c((ct.u, ct.chi, ct.m))
-            # block-local adjoint histories (rows a..p-1), written in place after the pulls read them
-            mem_hist = _write_after(hist.mem, k - a, mem_b, u_b_pull)
-            chimem_hist = _write_after(hist.chimem, k - a, chimem_b, chi_b_pull)
-            # transposed contractions towards the kernels (reads of the past)
-            k_b_chi = jnp.zeros(p, dtype)
-            for c0, c1, _, chi_c in CHI_cols:
-                k_b_chi = k_b_chi.at[c0:].add(jnp.tensordot(chi_c, chimem_b[c0:c1], axes=((1, 2), (0, 1))))
-            K_b = jnp.where(past, Up @ mem_b + k_b_chi, 0.0)
-            L_b = jnp.where(idx_p <= k, Zp @ xi_b, 0.0)
-            # noise-factor row and memory weights
-            factor_k = jnp.where(past[:, None], factor_rows[:p, :p], eye_p)
-            _, vjp_b = jax.vjp(lambda *x: phase_b(*x, k), problem, rows.M_C[k, :p], rows.M_R[k, :p], dts_p,
-                               factor_k)
-            prob_b, mc_b_b, mr_b_b, dts_b_b, factor_k_b = vjp_b((L_b, ct.factor, K_b))
-            mc_tot = jnp.where(idx_p <= k, rb("M_C")[k, :p] + mc_b_b, 0.0)
-            mr_tot = jnp.where(past, rb("M_R")[k, :p] + mr_b_b, 0.0)
-            mc_hist = hist.mc.at[k, :p].set(mc_tot)
-            x1_b = jnp.where(past, mc_tot, 0.0) @ Gp
-            mr_scaled = mr_tot / dts_p
-            x2_b = mr_scaled @ chi_k
-            chik_b_mr = jnp.outer(mr_scaled, x2)
-            dts_b_mr = -mr_tot * rows.M_R[k, :p] / dts_p
-            # cotangents pulled from the later steps that read row k
-            inside = (idx_b > k)
-            g_b_pull = g_pull_blk[k - a] + (alpha_delta / N) * (jnp.where(inside, mc_hist[a:p, k], 0.0) @ Gb)
-            sl2_b = jnp.zeros(N, dtype).at[:n].set(sl2n_b_c)
-            prob_a, p_on_b, p_off_b, log_p0_b, u_b_a, m_b_a, logw_prev_b = vjp_a(
-                (g_b_c + g_b_pull, sl2_b, x1_b, mc_tot[k], x2_b, rb("lam_hat")[k] + lamhat_b_c,
-                 rb("mu")[k] + mu_b_c, rb("train_loss")[k], rb("train_acc")[k], ct.log_w))
-            ct = Cotangents(
-                u=u_b_a + u_b_c + u_b_pull, chi=chik_b_c + chik_b_mr + chi_b_pull, m=m_bar_out[k] + m_b_a + m_b_c,
-                log_w=logw_prev_b, factor=jnp.where(past[:, None], factor_k_b, 0.0),
-                problem=add(ct.problem, add(prob_a, add(prob_b, prob_c))),
-                dts=ct.dts.at[:p].add(dts_b_b + dts_b_mr).at[k].add(dt_b),
-                p_on=ct.p_on.at[km1].add(p_on_b), p_off=ct.p_off.at[km1].add(p_off_b),
-                log_p0=ct.log_p0 + log_p0_b)
-            return (ct, BlockAdjoint(mem=mem_hist, chimem=chimem_hist, mc=mc_hist)), None
-
-        return body
-
-    ct = Cotangents(u=zeros_n, chi=jnp.zeros((size, n), dtype), m=jnp.zeros((), dtype), log_w=zeros_n,
-                    factor=jnp.zeros((size, size), dtype), problem=zero(problem), dts=jnp.zeros_like(dts),
-                    p_on=jnp.zeros_like(p_on), p_off=jnp.zeros_like(p_off), log_p0=jnp.zeros_like(log_p0))
-    mc_hist = jnp.zeros((size, size), dtype)
-    mem_all = jnp.zeros((size, N), dtype)
-    chimem_blocks = []  # (a, chimem history of block [a, b)): rows a..b-1, columns < b
-    # the backward's time blocks, last first; step T (kernels only) joins the last block
-    edges = block_edges(T, _backward_blocks(T))
-    edges[-1] = T + 1
-    for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
-        # block-local sizes of the carried row cotangents (entries beyond are structural zeros)
-        ct = eqx.tree_at(lambda x: (x.chi, x.factor), ct, (ct.chi[:b], ct.factor[:b, :b]))
-        hist = BlockAdjoint(mem=jnp.zeros((b - a, N), dtype), chimem=jnp.zeros((b - a, b, n), dtype), mc=mc_hist)
-        # pulls of rows a..b-1 from all steps >= b, as one product per block
-        u_pull_blk = K_all[b:, a:b].T @ mem_all[b:]
-        g_pull_blk = (alpha_delta / N) * (mc_hist[b:, a:b].T @ G[b:])
-        if chimem_blocks:
-            later = jnp.concatenate([cb[:, :b] for _, cb in chimem_blocks])  # rows b..T
-            chi_pull_blk = jnp.tensordot(K_all[b:, a:b], later, axes=(0, 0))
-        else:
-            chi_pull_blk = jnp.zeros((b - a, b, n), dtype)
-        body = make_body(a, b, u_pull_blk, g_pull_blk, chi_pull_blk)
-        (ct, hist), _ = lax.scan(body, (ct, hist), jnp.arange(b - 1, a - 1, -1))
-        ct = eqx.tree_at(lambda x: (x.chi, x.factor), ct,
-                         (pad_to(ct.chi, size, (0,)), pad_to(ct.factor, size, (0, 1))))
-        mc_hist = hist.mc
-        mem_all = mem_all.at[a:b].set(hist.mem)
-        chimem_blocks.insert(0, (a, hist.chimem))
-    # u_0 = sqrt(Delta R0) u0, m_0 = m0
-    _, vjp0 = jax.vjp(lambda p: (process.initial_u(p, u0), p.m0), problem)
-    (prob0,) = vjp0((ct.u, ct.m))
-    prob_bar = jax.tree_util.tree_map(jnp.add, ct.problem, prob0)
-    return (prob_bar, ct.dts, ct.p_on, ct.p_off, ct.log_p0), zero(consts)
+    def run(self):
+        """The backward scan, block by block from the last; returns the cotangents of
+        ``(theta, consts)``."""
+        size, dtype, N, n = self.size, self.dtype, self.N, self.n
+        zero = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)
+        ct = Cotangents(u=self.zeros_n, chi=jnp.zeros((size, n), dtype), m=jnp.zeros((), dtype),
+                        log_w=self.zeros_n, factor=jnp.zeros((size, size), dtype), problem=zero(self.problem),
+                        dts=jnp.zeros_like(self.dts), p_on=jnp.zeros_like(self.p_on),
+                        p_off=jnp.zeros_like(self.p_off), log_p0=jnp.zeros_like(self.log_p0))
+        mc_hist = jnp.zeros((size, size), dtype)
+        mem_all = jnp.zeros((size, N), dtype)
+        chimem_blocks = []  # (a, chimem history of block [a, b)): rows a..b-1, columns < b
+        # the backward's time blocks, last first; step T (kernels only) joins the last block
+        edges = block_edges(self.T, _backward_blocks(self.T))
+        edges[-1] = self.T + 1
+        for a, b in reversed(list(zip(edges[:-1], edges[1:]))):
+            # block-local sizes of the carried row cotangents (entries beyond are structural zeros)
+            ct = eqx.tree_at(lambda x: (x.chi, x.factor), ct, (ct.chi[:b], ct.factor[:b, :b]))
+            hist = BlockAdjoint(mem=jnp.zeros((b - a, N), dtype), chimem=jnp.zeros((b - a, b, n), dtype), mc=mc_hist)
+            # pulls of rows a..b-1 from all steps >= b, as one product per block
+            if chimem_blocks:
+                later = jnp.concatenate([cb[:, :b] for _, cb in chimem_blocks])  # rows b..T
+                chi_pull = jnp.tensordot(self.K_all[b:, a:b], later, axes=(0, 0))
+            else:
+                chi_pull = jnp.zeros((b - a, b, n), dtype)
+            # the response's lower triangle in the forward's column blocks, cut at b (rows
+            # j <= l are zero): the read of the past chi is ~0.6 of the square b x b
+            blk = _Block(a=a, p=b, chi_pull=chi_pull,
+                         chi_cols=[(e, min(e + arr.shape[1], b), arr, arr[: b - e, : b - e])
+                                   for e, arr in self.chi_blocks if e < b],
+                         u_pull=self.K_all[b:, a:b].T @ mem_all[b:],
+                         g_pull=(self.alpha_delta / N) * (mc_hist[b:, a:b].T @ self.G[b:]))
+            (ct, hist), _ = lax.scan(functools.partial(self.step, blk), (ct, hist), jnp.arange(b - 1, a - 1, -1))
+            ct = eqx.tree_at(lambda x: (x.chi, x.factor), ct,
+                             (pad_to(ct.chi, size, (0,)), pad_to(ct.factor, size, (0, 1))))
+            mc_hist = hist.mc
+            mem_all = mem_all.at[a:b].set(hist.mem)
+            chimem_blocks.insert(0, (a, hist.chimem))
+        # u_0 = sqrt(Delta R0) u0, m_0 = m0
+        _, vjp0 = jax.vjp(lambda p: (process.initial_u(p, self.u0), p.m0), self.problem)
+        (prob0,) = vjp0((ct.u, ct.m))
+        prob_bar = jax.tree_util.tree_map(jnp.add, ct.problem, prob0)
+        return (prob_bar, ct.dts, ct.p_on, ct.p_off, ct.log_p0), zero(self.consts)
 
 
 def _write_after(hist, i, row, read):

@@ -12,6 +12,7 @@ the same code runs on CPU and GPU; memory per seed in flight is about
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -33,20 +34,21 @@ from .timegrid import count_steps
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
 
 
-class SimulationConfig(eqx.Module):
+@dataclasses.dataclass(frozen=True)
+class SimulationConfig:
     """The static sizes of a simulation (``n = round(alpha d)`` samples, ``T`` steps, seeds
-    ``batch_size`` at a time)."""
+    ``batch_size`` at a time); hashable, so that it can be a compiled program's static part."""
 
-    d: int = eqx.field(static=True)
-    n: int = eqx.field(static=True)
-    n_seeds: int = eqx.field(static=True)
-    n_test: int = eqx.field(static=True)
-    n_steps: int = eqx.field(static=True)
-    batch_size: int = eqx.field(static=True)
-    dtype: str = eqx.field(static=True)
+    d: int
+    n: int
+    n_seeds: int
+    n_test: int
+    n_steps: int
+    batch_size: int
+    dtype: str
 
     def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+        return dataclasses.asdict(self)
 
     def __getitem__(self, name):  # read like the former dict configuration
         return getattr(self, name)

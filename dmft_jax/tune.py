@@ -156,6 +156,65 @@ def final_eps_gen(sol):
     return sol.eps_gen[-1]
 
 
+def _checked_params(algorithm, params) -> list:
+    """The names to tune, each checked against what ``algorithm`` has."""
+    params = list(params)
+    if not params:
+        raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
+    if isinstance(algorithm.eta, Schedule):
+        allowed = set(PROBLEM_PARAMS) | {f"eta.{f}" for f in algorithm.eta.__dataclass_fields__
+                                         if eqx.is_array(getattr(algorithm.eta, f))}
+    else:
+        allowed = set(PROBLEM_PARAMS) | {"eta"}
+    if isinstance(algorithm, (SGD, PersistentSGD)):
+        if isinstance(algorithm.b, Schedule):
+            allowed |= {f"b.{f}" for f in algorithm.b.__dataclass_fields__ if eqx.is_array(getattr(algorithm.b, f))}
+        else:
+            allowed |= {"b"}
+    if isinstance(algorithm, PersistentSGD):
+        allowed |= {"tau"}
+    for n in params:
+        if n not in allowed:
+            raise ValueError(f"params: {n!r} cannot be tuned for {type(algorithm).__name__}; "
+                             f"valid names are {sorted(allowed)}")
+    return params
+
+
+def _legacy_n_chi(response, solve_kwargs):
+    if "n_chi" in solve_kwargs:
+        import warnings
+
+        warnings.warn("tune(n_chi=...) is deprecated; use response=dj.ExactResponse(n_chi)", DeprecationWarning,
+                      stacklevel=3)
+        response = as_response(response, solve_kwargs.pop("n_chi"))
+    return response
+
+
+def _mode(mode, response, solve_kwargs, n_params):
+    """``(mode, adjoint)``: reverse mode by the sweep's adjoint where the solve options allow it."""
+    if "adjoint" in solve_kwargs:
+        raise ValueError("adjoint: set by tune's mode, not passed through")
+    if any(k in solve_kwargs for k in ("method", "devices", "time_blocks")):
+        raise ValueError("tune: pass solver=..., sharding=... (the former method/devices/time_blocks keywords "
+                         "are not accepted here)")
+    adjoint_ok = (isinstance(solve_kwargs.get("solver", CausalSweep()), CausalSweep)
+                  and solve_kwargs.get("sharding") is None
+                  and isinstance(as_response(response), ExactResponse))
+    if mode == "auto":
+        mode = "reverse" if adjoint_ok or n_params > 4 else "forward"
+    return mode, SweepAdjoint() if mode == "reverse" and adjoint_ok else AutodiffAdjoint()
+
+
+def _warn_if_stuck(history, params):
+    stuck = [n for n in params if len(history[n]) > 1 and all(np.array_equal(history[n][0], v) for v in history[n])]
+    if stuck:
+        import warnings
+
+        warnings.warn(f"dmft_jax.tune: {', '.join(stuck)} never moved from the start: a zero gradient at every "
+                      "step (not tuned), or a gradient pushing against the bound lam >= 0 (the bound is then the "
+                      "optimum)", RuntimeWarning, stacklevel=3)
+
+
 def tune(
     problem: Problem,
     algorithm: AbstractAlgorithm,
@@ -183,31 +242,8 @@ def tune(
     exclude the adjoint: a ``ProbeResponse``, a ``DampedIteration`` or sharding; then
     forward for up to 4 parameters, else plain reverse-mode autodiff). ``response`` and
     ``**solve_kwargs`` are passed to :func:`~dmft_jax.solve`."""
-    if "n_chi" in solve_kwargs:
-        import warnings
-
-        warnings.warn("tune(n_chi=...) is deprecated; use response=dj.ExactResponse(n_chi)", DeprecationWarning,
-                      stacklevel=2)
-        response = as_response(response, solve_kwargs.pop("n_chi"))
-    params = list(params)
-    if not params:
-        raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
-    if isinstance(algorithm.eta, Schedule):
-        allowed = set(PROBLEM_PARAMS) | {f"eta.{f}" for f in algorithm.eta.__dataclass_fields__
-                                         if eqx.is_array(getattr(algorithm.eta, f))}
-    else:
-        allowed = set(PROBLEM_PARAMS) | {"eta"}
-    if isinstance(algorithm, (SGD, PersistentSGD)):
-        if isinstance(algorithm.b, Schedule):
-            allowed |= {f"b.{f}" for f in algorithm.b.__dataclass_fields__ if eqx.is_array(getattr(algorithm.b, f))}
-        else:
-            allowed |= {"b"}
-    if isinstance(algorithm, PersistentSGD):
-        allowed |= {"tau"}
-    for n in params:
-        if n not in allowed:
-            raise ValueError(f"params: {n!r} cannot be tuned for {type(algorithm).__name__}; "
-                             f"valid names are {sorted(allowed)}")
+    response = _legacy_n_chi(response, solve_kwargs)
+    params = _checked_params(algorithm, params)
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     T = count_steps(algorithm, t_max)
@@ -215,17 +251,7 @@ def tune(
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
-    if "adjoint" in solve_kwargs:
-        raise ValueError("adjoint: set by tune's mode, not passed through")
-    if any(k in solve_kwargs for k in ("method", "devices", "time_blocks")):
-        raise ValueError("tune: pass solver=..., sharding=... (the former method/devices/time_blocks keywords "
-                         "are not accepted here)")
-    adjoint_ok = (isinstance(solve_kwargs.get("solver", CausalSweep()), CausalSweep)
-                  and solve_kwargs.get("sharding") is None
-                  and isinstance(as_response(response), ExactResponse))
-    if mode == "auto":
-        mode = "reverse" if adjoint_ok or len(params) > 4 else "forward"
-    adjoint = SweepAdjoint() if mode == "reverse" and adjoint_ok else AutodiffAdjoint()
+    mode, adjoint = _mode(mode, response, solve_kwargs, len(params))
 
     def loss(theta, k):
         prob, algo = _from_theta(theta, problem, algorithm, T)
@@ -262,13 +288,7 @@ def tune(
         updates, state = optimizer.update(grads, state, theta)
         theta = _project(optax.apply_updates(theta, updates))
     prob, algo = _from_theta(theta, problem, algorithm, T)
-    stuck = [n for n in params if len(history[n]) > 1 and all(np.array_equal(history[n][0], v) for v in history[n])]
-    if stuck:
-        import warnings
-
-        warnings.warn(f"dmft_jax.tune: {', '.join(stuck)} never moved from the start: a zero gradient at every "
-                      "step (not tuned), or a gradient pushing against the bound lam >= 0 (the bound is then the "
-                      "optimum)", RuntimeWarning, stacklevel=2)
+    _warn_if_stuck(history, params)
     sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, **solve_kwargs)
     tuned = {n: _value(prob, algo, n) for n in params}
     return TuneResult(params=tuned, objective=objective(sol), history=history, problem=prob,
