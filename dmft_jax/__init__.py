@@ -2,6 +2,7 @@
 high-dimensional Gaussian mixtures (docs/equations.md)."""
 from . import io, plot
 from ._validate import check as check_parameter
+from .cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .grid import GridSolution, count_compilations, solve_grid
@@ -36,6 +37,7 @@ __all__ = [
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square",
     "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
-    "check_parameter", "count_compilations", "erm", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
+    "check_parameter", "count_compilations", "default_cache_dir", "disable_compilation_cache",
+    "enable_compilation_cache", "erm", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
     "tune",
 ]

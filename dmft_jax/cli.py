@@ -39,6 +39,9 @@ def _add_problem_args(p):
     a.add_argument("--float32", action="store_true", help="work in float32 (default float64)")
     a.add_argument("--out", default="dmft_results", help="output directory")
     a.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    a.add_argument("--no-cache", action="store_true",
+                   help="do not use the on-disk compilation cache (dmft_jax.default_cache_dir()); shows a "
+                        "progress bar instead (programs with a bar are not cached)")
     a.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format")
 
 
@@ -147,6 +150,11 @@ def main(argv=None):
     import dmft_jax as dj
     from dmft_jax import io, plot
 
+    if not args.no_cache:
+        try:
+            dj.enable_compilation_cache()
+        except ValueError as err:  # an unwritable cache folder costs only the compile
+            print(f"[dmft-jax] compilation cache off: {err}", file=sys.stderr)
     try:
         problem, algo = _build(args)
     except ValueError as err:
@@ -161,7 +169,7 @@ def main(argv=None):
             t0 = time.perf_counter()
             resp = dj.ProbeResponse(args.probes) if args.probes is not None else dj.ExactResponse(args.n_chi)
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
-                           progress_meter=dj.TextProgressMeter())
+                           progress_meter=dj.TextProgressMeter(steps=args.no_cache))
             sol.m.block_until_ready()
             summary["solve_seconds"] = time.perf_counter() - t0
             summary["status"] = sol.message
@@ -172,7 +180,7 @@ def main(argv=None):
         if d is not None:
             t0 = time.perf_counter()
             sim = dj.simulate(problem, algo, t_max=args.t_max, d=d, n_seeds=args.n_seeds, key=args.seed + 1,
-                              progress_meter=dj.TextProgressMeter("simulation", "seeds"))
+                              progress_meter=dj.TextProgressMeter("simulation", "seeds", steps=args.no_cache))
             sim.m.block_until_ready()
             summary["simulate_seconds"] = time.perf_counter() - t0
             summary["simulation_status"] = sim.message

@@ -8,6 +8,7 @@ the command line.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import sys
 
@@ -32,13 +33,18 @@ class NoProgressMeter(AbstractProgressMeter):
 
 
 class TextProgressMeter(AbstractProgressMeter):
-    """A bar on stderr, updated about 20 times per solve; ``label`` names what is counted."""
+    """A bar on stderr, updated about 20 times per solve; ``label`` names what is counted.
+    Also says when a first call compiles, and for how long. ``steps=False`` keeps only that
+    notice: the bar is a host callback, and JAX does not put programs with host callbacks in
+    its persistent compilation cache (:func:`dmft_jax.enable_compilation_cache`)."""
 
     label: str = eqx.field(static=True, default="sweep")
     unit: str = eqx.field(static=True, default="steps")
+    steps: bool = eqx.field(static=True, default=True)
 
     def step(self, k, T):
-        jax.debug.callback(functools.partial(_print_progress, label=self.label, unit=self.unit), k, T)
+        if self.steps:
+            jax.debug.callback(functools.partial(_print_progress, label=self.label, unit=self.unit), k, T)
 
 
 def _print_progress(k, total, label="sweep", unit="steps"):
@@ -49,3 +55,43 @@ def _print_progress(k, total, label="sweep", unit="steps"):
         bar = "#" * int(30 * done)
         end = "\n" if k == total - 1 else ""
         print(f"\r[dmft-jax] {label} {bar:<30} {k + 1}/{total} {unit}", end=end, file=sys.stderr, flush=True)
+
+
+_TRACE = "/jax/core/compile/jaxpr_trace_duration"
+_COMPILE = "/jax/core/compile/backend_compile_duration"
+_HIT = "/jax/compilation_cache/cache_hits"
+
+
+@contextlib.contextmanager
+def compile_notice(meter, what: str):
+    """With a :class:`TextProgressMeter`, say on stderr when ``what`` starts compiling (the
+    first call with new sizes traces, then compiles: most of the wait on a CPU) and how long
+    the compile took; silent when the compiled program is reused."""
+    if not isinstance(meter, TextProgressMeter):
+        yield
+        return
+    state = {"traced": False, "compiled": 0.0, "hits": 0}
+
+    def on_hit(event, **kwargs):
+        if event == _HIT:
+            state["hits"] += 1
+
+    def on_event(event, duration, **kwargs):
+        if event == _TRACE and not state["traced"]:
+            state["traced"] = True
+            print(f"[dmft-jax] compiling {what} (first call with these sizes; later calls reuse it) ...",
+                  file=sys.stderr, flush=True)
+        elif event == _COMPILE:
+            state["compiled"] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    jax.monitoring.register_event_listener(on_hit)
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+        jax.monitoring.unregister_event_listener(on_hit)
+        if state["traced"]:
+            how = (f"taken from the compilation cache ({state['compiled']:.1f} s compiling the rest)" if state["hits"]
+                   else f"compiled in {state['compiled']:.1f} s")
+            print(f"[dmft-jax] {what}: {how}", file=sys.stderr, flush=True)

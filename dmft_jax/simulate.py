@@ -25,7 +25,7 @@ from . import selection
 from . import _validate
 from ._util import as_dtype, as_key, cast_tree, seed_of
 from .memory import device_bytes
-from .progress import AbstractProgressMeter, NoProgressMeter
+from .progress import AbstractProgressMeter, NoProgressMeter, compile_notice
 from .algorithms import AbstractAlgorithm
 from .problem import Problem
 from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
@@ -140,7 +140,8 @@ def simulate(
                               batch_size=int(batch_size), dtype=str(dtype))
     keys = jax.random.split(key[0], n_seeds)
     # the seed is data, not part of the compiled program: a new seed must not recompile
-    runs = _simulate_jit(problem.astype(dtype), cast_tree(algorithm, dtype), keys, config, progress_meter)
+    with compile_notice(progress_meter, f"the simulation for d = {d}, T = {T}"):
+        runs = _simulate_jit(problem.astype(dtype), cast_tree(algorithm, dtype), keys, config, progress_meter)
     finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "q", "train_loss"))
     q = runs["q"]
     exploding = bool(jnp.any(jnp.abs(q) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[:, :1]))))

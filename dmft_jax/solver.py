@@ -34,7 +34,7 @@ from .iteration import DampedIteration
 from .losses import check_for_solver
 from .memory import check_memory, memory_estimate  # noqa: F401  (dj.solver.memory_estimate)
 from .problem import Problem
-from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
+from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, compile_notice
 from .response import AbstractResponse, as_response
 from .sharding import device_ids, sharder
 from .solution import Solution, SolveConfig, finish, outcome
@@ -101,7 +101,8 @@ def solve(
                        progress_meter=progress_meter, sharding=sharding, n_steps=n_steps, antithetic=antithetic,
                        dtype=dtype, save_trajectories=save_trajectories, **deprecated)
     dtype = jnp.dtype(config.dtype)
-    sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jnp.asarray(key[1]), config)
+    with compile_notice(config.progress_meter, f"the sweep for T = {config.n_steps}, N = {config.n_traj}"):
+        sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jnp.asarray(key[1]), config)
     return finish(sol, throw)
 
 

@@ -99,3 +99,34 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, seed_two_cluste
         sol.save(tmp_path / "sol", overwrite=True)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sol.json", "sol.npz"]
+
+
+@pytest.mark.slow
+def test_second_process_takes_the_sweep_from_the_compilation_cache(tmp_path):
+    """The CLI turns JAX's persistent cache on: a second process with the same sizes loads
+    the compiled sweep from disk instead of compiling it (and says so on stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DMFT_JAX_CACHE_DIR=str(tmp_path / "cache"))
+    runs = []
+    for i in range(2):
+        out = subprocess.run([sys.executable, "-m", "dmft_jax.cli", "solve", "--t-max", "1.0", "--n-traj", "64",
+                              "--out", str(tmp_path / f"o{i}")], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(out.stderr)
+    assert "compiled in" in runs[0] and "taken from the compilation cache" in runs[1], runs
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_compile_notice_only_when_compiling(capfd, seed_two_cluster):
+    meter = dj.TextProgressMeter(steps=False)
+    kw = dict(t_max=0.6, n_traj=66, progress_meter=meter)  # sizes no other test compiles
+    dj.solve(seed_two_cluster, dj.GD(0.2), key=0, **kw)
+    first = capfd.readouterr().err
+    dj.solve(seed_two_cluster, dj.GD(0.2), key=1, **kw)
+    again = capfd.readouterr().err
+    assert "compiling the sweep for T = 3, N = 66" in first and "compiled in" in first
+    assert again == ""
