@@ -38,12 +38,29 @@ def collect():
         _COLLECTORS.pop()
 
 
-def check(name: str, value, ok, valid: str):
+def _shown(x) -> str:
+    """A value as a person reads it: ``0.1``, ``[0.3, 1.5]`` (not ``Array(0.1, dtype=...)``)."""
+    try:
+        arr = np.asarray(x)
+    except Exception:
+        return repr(x)
+    if arr.dtype.kind in "fiub":
+        if arr.ndim == 0:
+            return f"{arr.item():g}" if arr.dtype.kind == "f" else repr(arr.item())
+        vals = arr.ravel()[:8].tolist()
+        return repr(vals)[:-1] + (", ...]" if arr.size > 8 else "]")
+    return repr(x)
+
+
+def check(name: str, value, ok, valid: str, shown=None):
     """Raise ``ValueError`` unless ``ok(value)`` holds elementwise and ``value`` is finite.
 
-    ``ok`` maps an array to a boolean array; ``valid`` describes the valid range. A traced
-    ``value`` is recorded in the active :func:`collect` block (or left alone outside one).
+    ``ok`` maps an array to a boolean array; ``valid`` describes the valid range; ``shown``
+    is the value quoted in the message (default ``value``; give the parameter itself when
+    ``value`` is derived from it). A traced ``value`` is recorded in the active
+    :func:`collect` block (or left alone outside one).
     """
+    shown = value if shown is None else shown
     if not is_concrete(value):
         if _COLLECTORS:
             v = jnp.asarray(value)
@@ -52,11 +69,11 @@ def check(name: str, value, ok, valid: str):
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number ({valid}); got {value!r}") from None
+        raise ValueError(f"{name} must be a number ({valid}); got {shown!r}") from None
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite ({valid}); got {value!r}")
+        raise ValueError(f"{name} must be finite ({valid}); got {_shown(shown)}")
     if not np.all(ok(arr)):
-        raise ValueError(f"{name} must satisfy {valid}; got {value!r}")
+        raise ValueError(f"{name} must satisfy {valid}; got {_shown(shown)}")
 
 
 def positive(name, value):

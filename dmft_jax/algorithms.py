@@ -139,11 +139,12 @@ class PersistentSGD(AbstractMinibatch):
         eta_max = jnp.max(steps)
         concrete = _validate.is_concrete(eta_max) and _validate.is_concrete(self.tau)
         at = f"eta = {float(eta_max):g}, tau = {float(self.tau):g}" if concrete else "the largest eta_k"
-        _validate.check("tau", self.tau - eta_max, lambda a: a >= -1e-12 * jnp.abs(eta_max), f"tau >= eta ({at})")
+        _validate.check("tau", self.tau - eta_max, lambda a: a >= -1e-12 * jnp.abs(eta_max), f"tau >= eta ({at})",
+                        shown=self.tau)
         _validate.check(
             "b", jnp.where(b < 1, b * steps - (1 - b) * self.tau, 0.0),
             lambda a: a <= 1e-12 * jnp.abs(self.tau),
-            f"b * eta <= (1 - b) * tau at every step ({at}), i.e. b <= tau / (tau + eta)",
+            f"b * eta <= (1 - b) * tau at every step ({at}), i.e. b <= tau / (tau + eta)", shown=b,
         )
 
     def selection(self, steps):
