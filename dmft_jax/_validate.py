@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import threading
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-_COLLECTORS: list = []
+class _Local(threading.local):
+    def __init__(self):
+        self.collectors = []
+
+
+_STATE = _Local()  # per thread: traces in several threads do not mix their checks
 
 
 def is_concrete(x) -> bool:
@@ -23,7 +29,7 @@ def is_concrete(x) -> bool:
 
 def checkable(*xs) -> bool:
     """True when checks on ``xs`` can run now: all concrete, or traced while collecting."""
-    return bool(_COLLECTORS) or all(is_concrete(x) for x in xs)
+    return bool(_STATE.collectors) or all(is_concrete(x) for x in xs)
 
 
 @contextlib.contextmanager
@@ -31,11 +37,11 @@ def collect():
     """Within the block, checks of traced values append ``(description, predicate)`` to the
     yielded list instead of being skipped (concrete values still raise)."""
     found: list = []
-    _COLLECTORS.append(found)
+    _STATE.collectors.append(found)
     try:
         yield found
     finally:
-        _COLLECTORS.pop()
+        _STATE.collectors.pop()
 
 
 def _shown(x) -> str:
@@ -62,9 +68,9 @@ def check(name: str, value, ok, valid: str, shown=None):
     """
     shown = value if shown is None else shown
     if not is_concrete(value):
-        if _COLLECTORS:
+        if _STATE.collectors:
             v = jnp.asarray(value)
-            _COLLECTORS[-1].append((f"{name}: {valid}", jnp.all(jnp.isfinite(v)) & jnp.all(ok(v))))
+            _STATE.collectors[-1].append((f"{name}: {valid}", jnp.all(jnp.isfinite(v)) & jnp.all(ok(v))))
         return
     try:
         arr = np.asarray(value, dtype=float)

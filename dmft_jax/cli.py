@@ -114,7 +114,8 @@ def _check_args(parser, args):
         parser.error(f"--out: the folder {out} is not writable")
     names = {"solve": ["solution", "simulation"] if getattr(args, "simulate", None) is not None else ["solution"],
              "simulate": ["simulation"], "tune": ["tune"]}[args.command]
-    taken = [str(out / f"{n}.{ext}") for n in names for ext in ("npz", "json") if (out / f"{n}.{ext}").exists()]
+    files = [out / f"{n}.{ext}" for n in names for ext in ("npz", "json")] + [out / f"curves.{args.format}"]
+    taken = [str(f) for f in files if f.exists()]
     if taken and not args.overwrite:
         parser.error(f"--out: {', '.join(taken)} exist; pass --overwrite to replace them, or another --out")
     return out

@@ -95,7 +95,7 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
     batch_size : solve this many points at a time (``lax.map`` over vmapped chunks) to bound
         memory; default all at once. Memory is ``batch_size`` times
         :func:`dmft_jax.solver.memory_estimate`, checked before allocation.
-    throw : raise if any point fails; default returns failures as ``status`` per point.
+    throw : raise if any point fails; default returns failures as ``result`` per point.
     """
     if not isinstance(params, dict) or not params:
         raise ValueError("params must be a non-empty dict {name: values}")

@@ -26,7 +26,9 @@ def metadata(result) -> dict:
         "dmft_jax_version": __version__,
         "problem": result.problem.to_dict(),
         "algorithm": result.algorithm.to_dict(),
-        "config": dict(result.config.to_dict(), seed=int(np.asarray(result.seed))),
+        "config": dict(result.config.to_dict(), seed=int(np.ravel(np.asarray(result.seed))[0])),
+        "grid": ({n: np.asarray(v).tolist() for n, v in result.grid.items()}
+                 if getattr(result, "grid", None) is not None else None),
     }
 
 

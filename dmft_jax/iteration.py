@@ -44,7 +44,7 @@ class DampedIteration(AbstractSolver):
         if isinstance(self.max_iter, bool) or int(self.max_iter) != self.max_iter or self.max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
 
-    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, keep_factor=False):
+    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
         T = n_steps
         size = T + 1
         dtype = rnd.u0.dtype

@@ -59,7 +59,7 @@ def _phi(x):
     return jnp.exp(-0.5 * x * x) / jnp.sqrt(2 * jnp.pi)
 
 
-def prox(loss, omega, tau, n_iter: int = 60):
+def prox(loss, omega, tau, n_iter: int = 200):
     """``argmin_p (p - omega)^2 / (2 tau) + ell(p)`` elementwise, for convex ``ell``.
 
     Closed form for :class:`Square` and :class:`Hinge`; otherwise Newton on the monotone
@@ -92,7 +92,7 @@ def prox(loss, omega, tau, n_iter: int = 60):
 
     def newton(_, c):
         # safeguarded Newton (as rtsafe): bisect when the step would leave the bracket or
-        # when it would not halve |f| compared with the step before last. Plain Newton kept
+        # when it would not halve |f| compared with the last step. Plain Newton kept
         # inside the bracket cycled for large tau (measured: omega = -4.3, tau = 13.2 gave
         # p = 6.30 instead of 0.549, and erm's q moved by 2e-3 with the number of nodes).
         p, lo, hi, dx_old = c
@@ -273,17 +273,14 @@ def alpha_star(delta, rho=0.5, bias: bool = True) -> float:
 # --------------------------------------------------------------------------------------
 # Long-time limit of full-batch gradient descent
 # --------------------------------------------------------------------------------------
-class LongTimeGD(eqx.Module):
+class LongTimeGD(AbstractOutcome):
     """Result of :func:`gd_long_time`: the last ``solution`` and whether ``(m, q)`` had
     become ``stationary`` (the outcome is the solution's ``result``). Unpacks as
     ``(solution, stationary)``."""
 
     solution: Any
     stationary: bool = eqx.field(static=True)
-
-    @property
-    def result(self):
-        return self.solution.result
+    result: Result
 
     def __iter__(self):
         return iter((self.solution, self.stationary))
@@ -297,13 +294,13 @@ def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rto
     Solves up to ``t_max``; if the relative change of ``m`` or ``q`` over the last 10% of
     the horizon exceeds ``rtol / 10`` (i.e. a drift of more than ``rtol`` per horizon), the
     horizon is doubled, at most ``max_doublings`` times. ``response`` defaults to
-    ``ExactResponse(1024)``. Returns a :class:`LongTimeGD` (unpacks as ``(solution, stationary)``).
+    ``ExactResponse(min(1024, n_traj))``. Returns a :class:`LongTimeGD` (unpacks as ``(solution, stationary)``).
     """
     from .algorithms import GD
     from .solver import solve
 
     if response is None and "n_chi" not in solve_kwargs:
-        response = ExactResponse(1024)
+        response = ExactResponse(min(1024, n_traj))
     for _ in range(max_doublings + 1):
         sol = solve(problem, GD(eta), t_max=t_max, n_traj=n_traj, response=response, key=key, **solve_kwargs)
         T = len(sol.t) - 1
@@ -311,6 +308,6 @@ def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rto
         drift = max(abs(float(sol.m[-1] - sol.m[k0])) / abs(float(sol.m[-1])),
                     abs(float(sol.q[-1] - sol.q[k0])) / abs(float(sol.q[-1])))
         if drift <= rtol / 10:
-            return LongTimeGD(sol, True)
+            return LongTimeGD(solution=sol, stationary=True, result=sol.result)
         t_max *= 2
-    return LongTimeGD(sol, False)
+    return LongTimeGD(solution=sol, stationary=False, result=sol.result)

@@ -42,16 +42,22 @@ class SolveConfig(eqx.Module):
         return getattr(self.response, "n_chi", 0) or 0
 
     def to_dict(self) -> dict:
-        out = {}
-        for name in self.__dataclass_fields__:
-            v = getattr(self, name)
-            out[name] = v.to_dict() if hasattr(v, "to_dict") else (type(v).__name__ if isinstance(v, eqx.Module)
-                                                                    else v)
+        out = {name: _describe(getattr(self, name)) for name in self.__dataclass_fields__}
         out["n_chi"] = self.n_chi
         return out
 
     def __getitem__(self, name):  # read like the former dict configuration
         return self.n_chi if name == "n_chi" else getattr(self, name)
+
+
+def _describe(v):
+    """A JSON-friendly description of a configuration entry: a strategy as its class name and
+    options."""
+    if isinstance(v, eqx.Module):
+        return {"type": type(v).__name__, **{f: _describe(getattr(v, f)) for f in v.__dataclass_fields__}}
+    if isinstance(v, tuple):
+        return list(v)
+    return v
 
 
 class Solution(AbstractOutcome):

@@ -122,6 +122,9 @@ def _legacy_options(deprecated, solver, response, adjoint, progress_meter, shard
     pivot = {"pivot_rtol": d.pop("pivot_rtol")} if "pivot_rtol" in d else {}
     if method is not None and method not in ("sweep", "iteration"):
         raise ValueError(f"method must be 'sweep' or 'iteration'; got {method!r}")
+    if iteration_opts and method != "iteration":
+        raise ValueError(f"{', '.join(iteration_opts)}: options of the damped iteration, which this solve does not "
+                         "use; pass solver=dj.DampedIteration(...) (they were ignored before version 0.2)")
     if method == "iteration":
         solver = DampedIteration(**iteration_opts, **pivot)
     elif sweep_opts or pivot:
@@ -236,10 +239,17 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
 
 
 def run_checks(obj):
-    """Every ``__check_init__`` of ``obj``'s classes, as equinox runs them at construction."""
+    """Every ``__check_init__`` of ``obj``'s classes, as equinox runs them at construction.
+    Inside a trace, a check written with plain Python comparisons (not
+    :func:`dmft_jax.check_parameter`) cannot run on traced values: it is skipped there (it ran
+    when the object was built)."""
     for cls in type(obj).__mro__:
         if "__check_init__" in vars(cls):
-            vars(cls)["__check_init__"](obj)
+            try:
+                vars(cls)["__check_init__"](obj)
+            except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError,
+                    jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError):
+                pass
 
 
 def traced_checks(problem, algorithm, n_steps):

@@ -39,11 +39,18 @@ class AbstractSolver(eqx.Module):
     pivot_rtol: eqx.AbstractVar[float | None]
 
     @abc.abstractmethod
-    def run(self, problem, rnd, n_steps: int, response, key_probe, pivot_rtol: float, meter, shard,
-            keep_factor: bool = False) -> SolverOutput:
-        """Solve for ``n_steps`` steps with the response estimator ``response`` (resolved),
-        ``key_probe`` its randomness, ``meter`` a progress meter and ``shard`` the placement of
-        per-trajectory arrays."""
+    def run(self, problem, rnd, n_steps: int, response, key_probe, pivot_rtol: float, meter, shard) -> SolverOutput:
+        """Solve the DMFT for ``n_steps`` (``T``) steps.
+
+        ``rnd``: the trajectories' random numbers (:class:`~dmft_jax.process.Randomness`);
+        ``response``: the resolved ``M_R`` estimator, ``key_probe`` its randomness;
+        ``pivot_rtol``: the resolved pivot floor; ``meter``: call ``meter.step(k, T)`` once per
+        step; ``shard``: apply it to the initial trajectory state (``process.init_state``).
+        Build the kernel rows with :func:`dmft_jax.process.kernel_row` and
+        :func:`dmft_jax.process.advance`, the noise with :mod:`dmft_jax.noise`. Return a
+        :class:`SolverOutput`: rows and ``m`` for steps ``0..T``, ``pivots`` the int8 flags of
+        the noise factor (length ``T + 1``), the final state with ``(T + 1, N)`` histories.
+        Options are static (hashable) fields: they are part of the compiled program."""
 
     @abc.abstractmethod
     def check(self, n_steps: int) -> None:

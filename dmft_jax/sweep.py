@@ -55,7 +55,7 @@ class CausalSweep(AbstractSolver):
     def blocks(self, n_steps: int) -> int:
         return auto_time_blocks(n_steps) if self.time_blocks is None else int(self.time_blocks)
 
-    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, keep_factor=False):
+    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
         return forward_sweep(problem, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
                              shard)
 

@@ -41,11 +41,11 @@ def count_steps(algorithm, t_max=None, n_steps=None) -> int:
         _checked_steps(algorithm, T)
         return T
     n = 1024
-    while True:  # a schedule: the first T whose steps add up to t_max
-        steps = _checked_steps(algorithm, n)
-        if steps is None:
+    while True:  # a schedule: the first T whose steps add up to t_max (only those T are checked)
+        steps = algorithm.step_sizes(n)
+        if not _validate.is_concrete(steps):
             raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
-        t = np.cumsum(steps)
+        t = np.cumsum(np.maximum(np.asarray(steps, dtype=float), 0.0))
         hit = np.nonzero(t >= float(t_max) * (1 - 1e-9))[0]
         if hit.size:
             T = int(hit[0]) + 1

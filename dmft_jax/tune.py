@@ -17,7 +17,7 @@ optimum on the boundary is reached); the others by reparametrisation (unconstrai
 ``tau = tau_min + softplus`` with ``tau_min = eta max(1, b / (1 - b))`` (persistent SGD's
 ``tau >= eta`` and ``b eta <= (1 - b) tau``).
 
-Horizon: the number of steps ``T = round(t_max / eta)`` is fixed by the initial ``eta``;
+Horizon: the number of steps ``T = floor(t_max / eta)`` is fixed by the initial ``eta``;
 when ``eta`` is tuned the objective is taken after ``T`` steps (a fixed budget of updates),
 not at a fixed time.
 

@@ -315,3 +315,25 @@ def test_load_refuses_a_foreign_npz_beside_valid_json(tmp_path, small_solution):
     np.savez(path, something=np.zeros(3))
     with pytest.raises(ValueError, match="missing arrays"):
         dj.load(path)
+
+
+def test_review_findings_stay_fixed(tmp_path):
+    # a grid result saves (its seed is per point) and records the grid
+    g = dj.solve_grid(P, dj.GD(0.2), {"lam": [0.0, 0.1]}, **SMALL)
+    assert dj.load(g.save(tmp_path / "grid")).meta["grid"] == {"lam": [0.0, 0.1]}
+    # a schedule is validated over the steps used only
+    assert dj.solve(P, dj.GD(eta=lambda k: 0.4 - 0.001 * k), t_max=2.0, n_traj=64).ok
+    # an extension's plain-Python __check_init__ does not break solves
+    class Sub(dj.TwoCluster):
+        def __check_init__(self):
+            if not 0 < self.rho < 1:
+                raise ValueError("rho")
+    assert dj.solve(dj.Problem(Sub(0.5)), dj.GD(0.2), **SMALL).ok
+    # options of the damped iteration are not silently ignored by the sweep
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(ValueError, match="damping"):
+            solve(damping=0.3)
+    # erm with the exponential loss: a stiff proximal step (omega ~ -35) converges
+    e = dj.erm(dj.Problem(dj.TwoCluster(0.5), dj.Exponential(), alpha=5.0, delta=0.5, lam=0.01), n_nodes=100)
+    assert e.ok and float(e.q) == pytest.approx(45.4361, rel=1e-4)
