@@ -151,16 +151,16 @@ def main(argv=None):
     import dmft_jax as dj
     from dmft_jax import io, plot
 
-    if not args.no_cache:
-        try:
-            dj.enable_compilation_cache()
-        except ValueError as err:  # an unwritable cache folder costs only the compile
-            print(f"[dmft-jax] compilation cache off: {err}", file=sys.stderr)
     try:
         problem, algo = _build(args)
     except ValueError as err:
         parser.error(str(err))
     out = _check_args(parser, args)
+    if not args.no_cache:
+        try:
+            dj.enable_compilation_cache()
+        except ValueError as err:  # an unwritable cache folder costs only the compile
+            print(f"[dmft-jax] compilation cache off: {err}", file=sys.stderr)
     if args.command == "tune":
         return _tune(dj, args, problem, algo, out, parser)
     summary = {}

@@ -1,7 +1,13 @@
+import os
+import tempfile
+
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# the command line turns JAX's on-disk compilation cache on: in tests it must neither read nor
+# fill the user's cache (tests that run the CLI in this process switch it off again below)
+os.environ.setdefault("DMFT_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="dmft_jax_test_cache_"))
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +25,4 @@ def _release_compiled_programs():
     (a process-wide resource, not a test's fault)."""
     yield
     jax.clear_caches()
+    jax.config.update("jax_compilation_cache_dir", None)

@@ -50,6 +50,7 @@ def test_adjoint_equals_autodiff_all_parameters(problem):
     _compare(f, x0 | dict(eta=0.2, b=0.3, tau=1 / 0.6))
 
 
+@pytest.mark.slow  # 39 s; the two models' checks above and the R0 = 0 check keep the default suite covered
 def test_adjoint_with_schedules_blocks_and_full_batch():
     # per-step eta_k and b_k (schedule parameters); 2 forward time blocks against 1 backward
     # block: the backward reads the forward's column blocks of chi, including a block whose

@@ -1,6 +1,8 @@
 """Command line and save/load round trip."""
 import json
 
+import jax
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,9 @@ from dmft_jax import cli, io
 
 def test_cli_solve_writes_results_and_plot(tmp_path, capsys):
     out = tmp_path / "res"
-    rc = cli.main(["solve", "--t-max", "1.0", "--n-traj", "512", "--simulate", "50", "--n-seeds", "3",
+    # --no-cache: JAX's on-disk cache, once on, stays on for the rest of the process (tested
+    # in a subprocess below)
+    rc = cli.main(["solve", "--no-cache", "--t-max", "1.0", "--n-traj", "512", "--simulate", "50", "--n-seeds", "3",
                    "--out", str(out)])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
@@ -60,7 +64,7 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
 
 def test_cli_tune_writes_history(tmp_path, capsys):
     out = tmp_path / "tune"
-    rc = cli.main(["tune", "--params", "lam", "--lam", "0.1", "--t-max", "1.0", "--n-traj", "256",
+    rc = cli.main(["tune", "--no-cache", "--params", "lam", "--lam", "0.1", "--t-max", "1.0", "--n-traj", "256",
                    "--steps", "3", "--out", str(out)])
     assert rc == 0
     data = json.loads((out / "tune.json").read_text())
@@ -122,11 +126,12 @@ def test_second_process_takes_the_sweep_from_the_compilation_cache(tmp_path):
 
 
 def test_compile_notice_only_when_compiling(capfd, seed_two_cluster):
+    jax.config.update("jax_compilation_cache_dir", None)  # a CLI test in this process may have turned it on
     meter = dj.TextProgressMeter(steps=False)
     kw = dict(t_max=0.6, n_traj=66, progress_meter=meter)  # sizes no other test compiles
     dj.solve(seed_two_cluster, dj.GD(0.2), key=0, **kw)
     first = capfd.readouterr().err
     dj.solve(seed_two_cluster, dj.GD(0.2), key=1, **kw)
     again = capfd.readouterr().err
-    assert "compiling the sweep for T = 3, N = 66" in first and "compiled in" in first
+    assert "compiling the sweep for T = 3, N = 66" in first and "compiled in" in first, first
     assert again == ""

@@ -88,7 +88,7 @@ def test_gradient_at_zero_initial_weights_is_finite():
 
     def f(x, adjoint):
         p = eqx.tree_at(lambda p: (p.lam, p.delta), p0, (x["lam"], x["delta"]))
-        return dj.solve(p, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), n_steps=10, n_traj=256, key=0,
+        return dj.solve(p, dj.PersistentSGD(0.2, 0.3, 1 / 0.6), n_steps=4, n_traj=64, key=0,
                         adjoint=adjoint).eps_gen[-1]
 
     x = dict(lam=0.05, delta=0.5)

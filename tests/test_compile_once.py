@@ -1,0 +1,40 @@
+"""Exploring without recompiling: every physical and algorithmic parameter is data, so one
+Python process that changes each of them in turn compiles the sweep once per shape
+(T, N and the strategies are the shape; the key is data too)."""
+import equinox as eqx
+
+import dmft_jax as dj
+
+KW = dict(n_steps=6, n_traj=96)  # sizes no other test uses: the first solve compiles here
+
+
+def _changes():
+    two = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
+    three = dj.Problem(dj.ThreeCluster(0.5, 0.7), "logistic", alpha=2.0, delta=0.05, R0=1.0, m0=0.05)
+    psgd = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+    sched = dj.PersistentSGD(dj.ExponentialDecay(0.3, 0.05, floor=0.1), 0.3, 1 / 0.6)
+    yield "two-cluster start", two, psgd
+    for name, value in (("alpha", 3.0), ("delta", 0.3), ("lam", 0.1), ("R0", 0.05), ("m0", 0.02)):
+        yield name, eqx.tree_at(lambda p, n=name: getattr(p, n), two, value), psgd
+    yield "rho", dj.Problem(dj.TwoCluster(0.3), "logistic", alpha=2.0, delta=0.5, R0=0.01), psgd
+    for name, value in (("eta", 0.15), ("b", 0.4), ("tau", 2.5)):
+        yield name, two, eqx.tree_at(lambda a, n=name: getattr(a, n), psgd, value)
+    yield "three-cluster start", three, psgd
+    yield "L", eqx.tree_at(lambda p: p.model.L, three, 0.5), psgd
+    yield "schedule start", two, sched
+    for name, value in (("init", 0.25), ("rate", 0.1), ("floor", 0.05)):
+        yield f"eta.{name}", two, eqx.tree_at(lambda a, n=name: getattr(a.eta, n), sched, value)
+
+
+def test_changing_any_parameter_does_not_recompile():
+    compiles = {}
+    for key, (label, problem, algo) in enumerate(_changes()):
+        with dj.count_compilations() as c:
+            sol = dj.solve(problem, algo, key=key, **KW)
+        assert bool(sol.ok), label
+        compiles[label] = c.count_of("_solve_jit")
+    # one compile per model / eta kind (a different pytree structure), none per value or key
+    starts = {"two-cluster start", "three-cluster start", "schedule start"}
+    assert {k: v for k, v in compiles.items() if k not in starts} == {k: 0 for k in compiles if k not in starts}, \
+        compiles
+    assert all(compiles[k] == 1 for k in starts), compiles
