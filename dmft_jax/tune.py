@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._util import as_key
+from ._util import as_dtype, as_key, cast_tree
 from .adjoint import AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
 from .problem import Problem
@@ -215,6 +215,31 @@ def _warn_if_stuck(history, params):
                       "optimum)", RuntimeWarning, stacklevel=3)
 
 
+class _TuneStatic(eqx.Module):
+    """The options of the objective that are part of its compiled program."""
+
+    T: int = eqx.field(static=True)
+    n_traj: int = eqx.field(static=True)
+    response: Any = eqx.field(static=True)
+    adjoint: Any = eqx.field(static=True)
+    objective: Any = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+    solve_items: tuple = eqx.field(static=True)
+
+
+@eqx.filter_jit
+def _value_and_grad(theta, k, problem, algorithm, static: _TuneStatic):
+    def loss(theta):
+        prob, algo = _from_theta(theta, problem, algorithm, static.T)
+        sol = solve(prob, algo, n_steps=static.T, n_traj=static.n_traj, response=static.response, key=k,
+                    adjoint=static.adjoint, **dict(static.solve_items))
+        return static.objective(sol)
+
+    if static.mode == "forward":
+        return loss(theta), jax.jacfwd(loss)(theta)
+    return jax.value_and_grad(loss)(theta)
+
+
 def tune(
     problem: Problem,
     algorithm: AbstractAlgorithm,
@@ -253,19 +278,16 @@ def tune(
 
     mode, adjoint = _mode(mode, response, solve_kwargs, len(params))
 
-    def loss(theta, k):
-        prob, algo = _from_theta(theta, problem, algorithm, T)
-        sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=k, adjoint=adjoint, **solve_kwargs)
-        return objective(sol)
-
-    if mode == "forward":
-        def vg(theta, k):
-            return loss(theta, k), jax.jacfwd(loss)(theta, k)
-    elif mode == "reverse":
-        vg = jax.value_and_grad(loss)
-    else:
+    if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
-    value_and_grad = eqx.filter_jit(vg)
+    static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
+
+    # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
+    dtype = as_dtype(solve_kwargs.get("dtype"))
+    prob_arr, algo_arr = problem.astype(dtype), cast_tree(algorithm, dtype)
+
+    def value_and_grad(theta, k):  # compiled once per sizes and options, not once per tune() call
+        return _value_and_grad(theta, k, prob_arr, algo_arr, static)
     state = optimizer.init(theta)
     history = {"objective": [], **{n: [] for n in params}}
     for i in range(steps):

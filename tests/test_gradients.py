@@ -119,6 +119,14 @@ def test_tune_decreases_objective_and_respects_constraints():
     assert 0 < b < 1 and tau >= eta and b * eta <= (1 - b) * tau + 1e-12 and res.params["lam"] > 0
 
 
+def test_tune_twice_compiles_once():
+    kw = dict(t_max=1.0, n_traj=128, response=dj.ExactResponse(32), steps=2)
+    dj.tune(TWO, dj.GD(0.2), ["lam"], **kw)
+    with dj.count_compilations() as c:
+        res = dj.tune(eqx.tree_at(lambda p: p.alpha, TWO, 2.5), dj.GD(0.2), ["lam"], **kw)
+    assert c.count_of("_value_and_grad") == 0 and len(res.history["objective"]) == 2
+
+
 def test_tune_rejects_bad_names():
     with pytest.raises(ValueError, match="tau"):
         dj.tune(TWO, dj.GD(0.2), ["tau"], t_max=1.0)
