@@ -200,6 +200,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 21 s; tests/test_distributed.py keeps sharding (across two processes) in the default suite
 def test_sharded_over_two_host_devices_equals_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     out = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=600)
