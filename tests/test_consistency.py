@@ -174,6 +174,7 @@ def test_time_blocking_does_not_change_the_result(seed_two_cluster):
         np.testing.assert_allclose(getattr(three, name), getattr(one, name), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow  # 15 s; float32 stays covered by test_float32_close_to_float64 and the pivot-warning test
 def test_float32_full_batch_matches_float64(seed_two_cluster):
     """Full-batch GD makes M_C numerically rank deficient (many clipped pivots in both
     precisions); the float32 solve must still agree with float64."""

@@ -131,6 +131,7 @@ def test_square_loss_gd_against_exact_spectral_solution():
         assert np.all(np.abs(x - y) <= 4 * se + (10 / D + 0.005) * np.abs(x))
 
 
+@pytest.mark.slow  # 19 s; benchmarks/dt_convergence.py measures the same slope at more step sizes
 def test_stochastic_gradient_flow_limit_first_order_in_dt():
     """PersistentSGD with eta = dt -> 0 at fixed tau converges to the stochastic gradient
     flow with error O(dt): successive differences of m(2), q(2) halve with dt (slope 1).
