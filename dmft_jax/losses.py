@@ -152,8 +152,20 @@ def check_for_solver(loss: AbstractLoss, name: str = "loss") -> None:
             "infinity) for the solver; dmft_jax.simulate accepts the plain hinge.")
     if not all(_validate.is_concrete(x) for x in jax.tree_util.tree_leaves(loss)):
         return  # loss parameters traced (vmap over beta, say): checked where they are concrete
+    try:
+        if loss in _PASSED:  # every solve checks its loss: once per loss is enough
+            return
+    except TypeError:  # unhashable (an array-valued parameter): check every time
+        pass
     with jax.ensure_compile_time_eval():  # evaluate now, also when called inside jit/vmap
         _check_curvature(loss, name)
+    try:
+        _PASSED.add(loss)
+    except TypeError:
+        pass
+
+
+_PASSED: set = set()  # losses that passed check_for_solver
 
 
 def _check_curvature(loss, name):

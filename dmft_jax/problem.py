@@ -184,6 +184,11 @@ class Problem(eqx.Module):
         self.R0 = R0
         self.m0 = m0
 
+    def check_scalars(self):
+        """Refuse an array where a single value is expected (outside ``vmap``)."""
+        for name in ("alpha", "delta", "lam", "R0", "m0"):
+            _validate.scalar(name, getattr(self, name))
+
     def __check_init__(self):
         _validate.positive("alpha", self.alpha)
         _validate.positive("delta", self.delta)

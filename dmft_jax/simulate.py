@@ -128,8 +128,7 @@ def simulate(
     d = _validate.integer("d", d, 2)
     n_seeds = _validate.integer("n_seeds", n_seeds, 1)
     n_test = _validate.integer("n_test", n_test, 1)
-    for name in ("alpha", "delta", "lam", "R0", "m0"):
-        _validate.scalar(name, getattr(problem, name))
+    problem.check_scalars()
     key = as_key(key), seed_of(key)
     n = int(round(float(problem.alpha) * d))
     if n < 1:

@@ -189,8 +189,7 @@ def check_problem(problem, algorithm):
     if not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
-    for name in ("alpha", "delta", "lam", "R0", "m0"):
-        _validate.scalar(name, getattr(problem, name))
+    problem.check_scalars()
     check_for_solver(problem.loss)
 
 
