@@ -5,6 +5,7 @@ from ._validate import check as check_parameter
 from .cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
+from .errors import AbstractErrors, GroupErrors, NoErrors
 from .grid import GridSolution, count_compilations, solve_grid
 from .io import load, save
 from .iteration import DampedIteration
@@ -30,7 +31,7 @@ Response = AbstractResponse
 __version__ = "0.2.0"
 
 __all__ = [
-    "AbstractAdjoint", "AbstractAlgorithm", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
+    "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractResponse", "AbstractSolver", "Algorithm",
     "AutodiffAdjoint", "CausalSweep", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
     "ExactResponse", "Exponential", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",

@@ -77,6 +77,9 @@ def _parser():
     ps.add_argument("--n-chi", type=int, default=None, help="trajectories carrying the response (default min(N, 4096))")
     ps.add_argument("--probes", type=int, default=None, metavar="P",
                     help="estimate M_R by P randomized probes per trajectory (ProbeResponse) instead of the exact response")
+    ps.add_argument("--groups", type=int, default=16, metavar="G",
+                    help="standard errors (the DMFT band in the plot) from G replica solves on N/G trajectories "
+                         "each (GroupErrors; about twice the solve time); 0: none")
     ps.add_argument("--simulate", type=int, default=None, metavar="D", help="overlay a finite-D simulation")
     ps.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
     pm = sub.add_parser("simulate", help="finite-d simulation only", allow_abbrev=False, formatter_class=fmt)
@@ -93,6 +96,9 @@ def _parser():
     pt.add_argument("--n-traj", type=int, default=2**14, help="Monte Carlo trajectories N")
     pt.add_argument("--n-chi", type=int, default=None, help="response trajectories")
     pt.add_argument("--refresh", action="store_true", help="new random numbers every step")
+    pt.add_argument("--groups", type=int, default=16, metavar="G",
+                    help="standard errors of the tuned objective and of its improvement from G replica solves "
+                         "(GroupErrors); 0: none")
     return parser
 
 
@@ -129,10 +135,13 @@ def _tune(dj, args, problem, algo, out, parser):
     try:
         res = dj.tune(problem, algo, args.params, t_max=args.t_max, n_traj=args.n_traj,
                       response=dj.ExactResponse(args.n_chi), key=args.seed, optimizer=optax.adam(args.lr),
-                      steps=args.steps, refresh=args.refresh, progress=True, log_every=5)
+                      steps=args.steps, refresh=args.refresh, progress=True, log_every=5,
+                      errors=dj.GroupErrors(args.groups) if args.groups != 0 else None)
     except ValueError as err:
         parser.error(str(err))
-    out_data = dict(params=res.params, objective=float(res.objective), history=res.history,
+    noise = dict(objective_se=res.objective_se, start_objective=res.start_objective, improvement=res.improvement,
+                 improvement_se=res.improvement_se, within_noise=res.within_noise)
+    out_data = dict(params=res.params, objective=float(res.objective), **noise, history=res.history,
                     problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict(), status=res.message)
     (out / "tune.json").write_text(json.dumps(out_data, indent=2))
     plot.compare(res.solution, path=out / f"curves.{args.format}")
@@ -169,8 +178,9 @@ def main(argv=None):
         if args.command == "solve":
             t0 = time.perf_counter()
             resp = dj.ProbeResponse(args.probes) if args.probes is not None else dj.ExactResponse(args.n_chi)
+            errors = dj.GroupErrors(args.groups) if args.groups != 0 else None
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
-                           progress_meter=dj.TextProgressMeter(steps=args.no_cache))
+                           progress_meter=dj.TextProgressMeter(steps=args.no_cache), errors=errors)
             sol.m.block_until_ready()
             summary["solve_seconds"] = time.perf_counter() - t0
             summary["status"] = sol.message
@@ -190,9 +200,10 @@ def main(argv=None):
         parser.error(str(err))
     plot.compare(sol, sim, path=out / f"curves.{args.format}")
     res = sol if sol is not None else sim
-    summary.update(t_max=float(res.t[-1]), eps_gen=float(res.eps_gen[-1]),
-                   train_loss=float(res.train_loss[-1]), train_acc=float(res.train_acc[-1]),
-                   out=str(out))
+    summary.update(t_max=float(res.t[-1]), eps_gen=float(res.eps_gen[-1]))
+    if res.eps_gen_se is not None:
+        summary["eps_gen_se"] = float(res.eps_gen_se[-1])
+    summary.update(train_loss=float(res.train_loss[-1]), train_acc=float(res.train_acc[-1]), out=str(out))
     print(json.dumps(summary, indent=2))
     return 0 if all(bool(r.ok) for r in (sol, sim) if r is not None) else 1
 

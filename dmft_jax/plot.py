@@ -6,7 +6,8 @@ import numpy as np
 
 
 def compare(solution=None, simulation=None, *, axes=None, label=None, color=None, path=None):
-    """Draw ``solution`` (lines) and/or ``simulation`` (points with 1-sigma error bars).
+    """Draw ``solution`` (lines; with standard errors, a band of +-2 se around them) and/or
+    ``simulation`` (points with 1-sigma error bars).
 
     Returns the matplotlib figure; saves it to ``path`` when given (PNG, PDF, ...).
     """
@@ -23,8 +24,13 @@ def compare(solution=None, simulation=None, *, axes=None, label=None, color=None
               ("train_acc", "training accuracy")]
     for ax, (name, title) in zip(axes, panels):
         if solution is not None:
-            ax.plot(np.asarray(solution.t), np.asarray(getattr(solution, name)), color=color,
-                    label=label or "DMFT")
+            t, v = np.asarray(solution.t), np.asarray(getattr(solution, name))
+            line, = ax.plot(t, v, color=color, label=label or "DMFT")
+            se = getattr(solution, name + "_se", None)
+            if se is not None:
+                se = 2 * np.asarray(se)
+                ax.fill_between(t, v - se, v + se, color=line.get_color(), alpha=0.25, lw=0,
+                                label="DMFT ± 2 se" if label is None else None)
         if simulation is not None:
             t = np.asarray(simulation.t)
             step = max(1, len(t) // 40)

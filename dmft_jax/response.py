@@ -81,6 +81,11 @@ class AbstractResponse(eqx.Module):
     def peak_numbers(self, edges) -> int:
         """Numbers held at the peak of a sweep with time-block ``edges``."""
 
+    def per_group(self, groups: int) -> "AbstractResponse":
+        """The (unresolved) estimator of one of ``groups`` replicas on ``N / groups``
+        trajectories (:class:`~dmft_jax.GroupErrors`); by default the same options."""
+        return self
+
     def to_dict(self) -> dict:
         out = {"estimator": type(self).__name__}
         out.update({f: getattr(self, f) for f in self.__dataclass_fields__})
@@ -143,6 +148,10 @@ class ExactResponse(AbstractResponse):
         if int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
         return ExactResponse(int(n_chi), self.max_memory)
+
+    def per_group(self, groups):
+        """``n_chi / groups`` trajectories per replica (the same total)."""
+        return ExactResponse(None if self.n_chi is None else max(1, self.n_chi // groups))
 
     def peak_numbers(self, edges):
         """Numbers held at the end of a sweep with time-block ``edges``: the column blocks."""
@@ -212,6 +221,10 @@ class ProbeResponse(AbstractResponse):
         if int(n) != n or not 1 <= n <= n_traj:
             raise ValueError(f"ProbeResponse.n_traj must be an integer with 1 <= n_traj <= N = {n_traj}; got {n}")
         return ProbeResponse(int(self.n_probes), int(n))
+
+    def per_group(self, groups):
+        """The same probes on ``n_traj / groups`` trajectories per replica."""
+        return ProbeResponse(self.n_probes, None if self.n_traj is None else max(1, self.n_traj // groups))
 
     def peak_numbers(self, edges):
         """The ``v`` and ``eps`` histories and the previous ``s Lambda''``, and their copy

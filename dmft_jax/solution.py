@@ -12,6 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import _validate
+from .errors import OBSERVABLES, AbstractErrors, NoErrors
 from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
 
 Curve = Float[Array, "*batch steps"]
@@ -35,6 +36,7 @@ class SolveConfig(eqx.Module):
     pivot_rtol: float = eqx.field(static=True)
     dtype: str = eqx.field(static=True)
     save_trajectories: int = eqx.field(static=True)
+    errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
 
     @property
     def n_chi(self) -> int:
@@ -60,6 +62,14 @@ def _describe(v):
     return v
 
 
+def _se_property(name: str) -> property:
+    def get(self):
+        return None if self.se is None else self.se[name]
+
+    get.__doc__ = f"The standard error of ``{name}`` (``None`` when solved without ``errors=``)."
+    return property(get)
+
+
 class Solution(AbstractOutcome):
     """Result of :func:`dmft_jax.solve` (or, batched, of :func:`dmft_jax.solve_grid`).
 
@@ -71,7 +81,10 @@ class Solution(AbstractOutcome):
     pivot, which enters no noise, is not counted), those among them that were negative beyond
     the rounding floor (``n_negative``: float32 lost positive definiteness) and the
     fixed-point iterations (``n_iter``, 0 for the sweep). ``seed`` is the integer key (``-1``
-    for a key array). ``trajectories`` holds ``u, g, r, s, c, y`` of the first
+    for a key array). ``se`` holds the standard errors (``solve(errors=dj.GroupErrors())``;
+    ``None`` otherwise) of ``m, q, eps_gen, train_loss, train_acc, lam_hat, mu, C, R, M_C,
+    M_R``, also read as ``sol.eps_gen_se`` etc.; ``stats["n_groups_failed"]`` counts the
+    replicas that failed (their standard errors are then NaN). ``trajectories`` holds ``u, g, r, s, c, y`` of the first
     ``save_trajectories`` trajectories when requested. A grid solution also has ``grid``:
     the gridded parameters' values, shaped like the grid.
     """
@@ -98,10 +111,19 @@ class Solution(AbstractOutcome):
     config: SolveConfig = eqx.field(static=True)
     trajectories: Any = None
     grid: Any = None
+    se: Any = None
 
     kind: ClassVar[str] = "solution"
-    saved_arrays: ClassVar[tuple] = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
-                                     "lam_hat", "mu", "M_C", "M_R", "status", "n_clipped", "n_negative", "n_iter")
+    base_arrays: ClassVar[tuple] = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
+                               "lam_hat", "mu", "M_C", "M_R", "status", "n_clipped", "n_negative", "n_iter")
+
+    @property
+    def saved_arrays(self) -> tuple:
+        """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
+        return self.base_arrays + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
+
+    m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, R_se, M_C_se, M_R_se = (
+        _se_property(n) for n in OBSERVABLES)
 
     @property
     def n_clipped(self):
@@ -154,6 +176,12 @@ def finish(sol: Solution, throw: bool, who: str = "dmft_jax.solve") -> Solution:
             "negative beyond the rounding floor and were clipped; float64 keeps this accuracy "
             "(jax.config.update('jax_enable_x64', True) and dtype=float64)",
             RuntimeWarning, stacklevel=3)
+    failed = sol.stats.get("n_groups_failed")
+    if failed is not None and _validate.is_concrete(failed) and np.any(np.asarray(failed) > 0):
+        warnings.warn(
+            f"{who}: the standard errors are NaN: {int(np.max(np.asarray(failed)))} of "
+            f"{sol.config.errors.groups} replica solves on N / groups trajectories failed (each group is "
+            "too small for this setting; raise n_traj or lower GroupErrors.groups)", RuntimeWarning, stacklevel=3)
     code = sol.result.code
     if _validate.is_concrete(code):
         if np.any(np.asarray(code) != RESULTS.successful):

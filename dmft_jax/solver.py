@@ -11,7 +11,9 @@ every strategy is an object passed by keyword, carrying its own options:
   (hand-written reverse mode of the sweep);
 - ``progress_meter``: :class:`~dmft_jax.NoProgressMeter` (default) or
   :class:`~dmft_jax.TextProgressMeter`;
-- ``sharding``: ``None`` (one device), ``"all"`` or a list of devices.
+- ``sharding``: ``None`` (one device), ``"all"`` or a list of devices;
+- ``errors``: :class:`~dmft_jax.NoErrors` (default) or :class:`~dmft_jax.GroupErrors`
+  ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost.
 
 Cost and accuracy: ``n_traj`` (``N``) trajectories give the kernels ``lam_hat``, ``mu``,
 ``M_C`` and the observables with a Monte Carlo error ``O(1/sqrt(N))``; the response, whose
@@ -29,6 +31,7 @@ import numpy as np
 from . import _validate, process, weights
 from ._util import as_dtype, as_key, cast_tree, seed_of
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
+from .errors import AbstractErrors, NoErrors, no_gradient
 from .algorithms import AbstractAlgorithm
 from .iteration import DampedIteration
 from .losses import check_for_solver
@@ -68,6 +71,7 @@ def solve(
     adjoint: AbstractAdjoint | None = None,
     progress_meter: AbstractProgressMeter | None = None,
     sharding=None,
+    errors: AbstractErrors | None = None,
     n_steps: int | None = None,
     antithetic: bool = True,
     dtype=None,
@@ -84,7 +88,8 @@ def solve(
         the first ``T`` whose steps add up to ``t_max``).
     n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
     key : ``int`` seed or ``jax.random`` key. The same key gives the same result.
-    solver, response, adjoint, progress_meter, sharding : the strategies (module docstring).
+    solver, response, adjoint, progress_meter, sharding, errors : the strategies (module
+        docstring).
     n_steps : number of steps, instead of ``t_max``; required when ``eta`` is traced.
     antithetic : pair trajectories with opposite Gaussian noise (default on).
     dtype : working dtype (default: JAX's default float, float64 if x64 is enabled).
@@ -98,8 +103,8 @@ def solve(
     """
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
-                       progress_meter=progress_meter, sharding=sharding, n_steps=n_steps, antithetic=antithetic,
-                       dtype=dtype, save_trajectories=save_trajectories, **deprecated)
+                       progress_meter=progress_meter, sharding=sharding, errors=errors, n_steps=n_steps,
+                       antithetic=antithetic, dtype=dtype, save_trajectories=save_trajectories, **deprecated)
     dtype = jnp.dtype(config.dtype)
     with compile_notice(config.progress_meter, f"the sweep for T = {config.n_steps}, N = {config.n_traj}"):
         sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jnp.asarray(key[1]), config)
@@ -137,7 +142,7 @@ def _legacy_options(deprecated, solver, response, adjoint, progress_meter, shard
 
 
 def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, adjoint=None,
-              progress_meter=None, sharding=None, n_steps=None, antithetic=True, dtype=None,
+              progress_meter=None, sharding=None, errors=None, n_steps=None, antithetic=True, dtype=None,
               save_trajectories=0, batch=1, **deprecated) -> SolveConfig:
     """Validate the options of :func:`solve` and return the static :class:`SolveConfig` of
     the compiled core (``batch`` points are checked against the device memory together)."""
@@ -151,17 +156,20 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     solver = CausalSweep() if solver is None else solver
     adjoint = AutodiffAdjoint() if adjoint is None else adjoint
     progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
+    errors = NoErrors() if errors is None else errors
+    examples = {"solver": "CausalSweep()", "adjoint": "SweepAdjoint()", "progress_meter": "TextProgressMeter()",
+                "errors": "GroupErrors()"}
     for name, value, kind in (("solver", solver, AbstractSolver), ("adjoint", adjoint, AbstractAdjoint),
-                              ("progress_meter", progress_meter, AbstractProgressMeter)):
+                              ("progress_meter", progress_meter, AbstractProgressMeter),
+                              ("errors", errors, AbstractErrors)):
         if not isinstance(value, kind):
-            raise ValueError(f"{name} must be a dmft_jax.{kind.__name__} (e.g. "
-                             f"{ {'solver': 'CausalSweep()', 'adjoint': 'SweepAdjoint()', 'progress_meter': 'TextProgressMeter()'}[name]}); "
-                             f"got {value!r}")
+            raise ValueError(f"{name} must be a dmft_jax.{kind.__name__} (e.g. {examples[name]}); got {value!r}")
     check_problem(problem, algorithm)
     T = count_steps(algorithm, t_max, n_steps)
     n_traj = _validate.integer("n_traj", n_traj, 2)
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
+    errors.check(n_traj, antithetic)
     if isinstance(save_trajectories, bool) or int(save_trajectories) != save_trajectories \
             or not 0 <= save_trajectories <= n_traj:
         raise ValueError(f"save_trajectories must be in [0, n_traj]; got {save_trajectories}")
@@ -171,7 +179,7 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     ids = device_ids(sharding)
     adjoint.check(solver, est, ids is not None)
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
-    check_memory(T, n_traj, est, dtype, batch, blocks)
+    check_memory(T, n_traj, est, dtype, batch * (1 + errors.cost), blocks)
     pivot_rtol = solver.pivot_rtol
     if pivot_rtol is None:
         pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
@@ -179,7 +187,8 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
         raise ValueError(f"pivot_rtol must satisfy 0 <= pivot_rtol < 1; got {pivot_rtol}")
     return SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
                        progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
-                       pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories))
+                       pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
+                       errors=errors)
 
 
 def check_problem(problem, algorithm):
@@ -233,8 +242,12 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
         traj = dict(u=state.u[:, :n_save], g=state.g[:, :n_save], r=m[:, None] * proj + state.u[:, :n_save],
                     s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
+    frozen = no_gradient((problem, algorithm))
+    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c), key, config)
+    if se is not None:
+        stats["n_groups_failed"] = n_failed
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
-                    algorithm=algorithm, config=config, trajectories=traj, **fields)
+                    algorithm=algorithm, config=config, trajectories=traj, se=se, **fields)
 
 
 def run_checks(obj):

@@ -39,12 +39,13 @@ import optax
 
 from ._util import as_dtype, as_key, cast_tree
 from .adjoint import AutodiffAdjoint, SweepAdjoint
+from .errors import AbstractErrors, GroupErrors, NoErrors, group_config, replica_keys
 from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
 from .problem import Problem
 from .response import ExactResponse, as_response
 from .results import AbstractOutcome, Result
 from .schedules import Schedule, step_sizes
-from .solver import solve
+from .solver import configure, solve, solve_traced
 from .sweep import CausalSweep
 from .timegrid import count_steps
 
@@ -55,7 +56,14 @@ ALGO_PARAMS = ("eta", "b", "tau")
 class TuneResult(AbstractOutcome):
     """``params``: tuned values; ``objective``: its value at the tuned point; ``history``:
     objective and parameters per step; ``problem``/``algorithm``: the tuned objects;
-    ``solution``: the solve at the tuned point; ``result``: the outcome (that solve's)."""
+    ``solution``: the solve at the tuned point; ``result``: the outcome (that solve's).
+
+    With ``errors`` (default :class:`~dmft_jax.GroupErrors`): ``objective_se``, the standard
+    error of ``objective``; ``start_objective``, the objective at the start (same key);
+    ``improvement = objective - start_objective`` and ``improvement_se``, the standard error
+    of that difference from replicas that share their random numbers at both points (common
+    random numbers: far below ``objective_se`` when the two points are close);
+    ``within_noise``: ``|improvement| < 2 improvement_se``. ``None`` without errors."""
 
     params: dict
     objective: Any
@@ -64,6 +72,36 @@ class TuneResult(AbstractOutcome):
     algorithm: AbstractAlgorithm
     solution: Any
     result: Result
+    objective_se: Any = None
+    start_objective: Any = None
+    improvement: Any = None
+    improvement_se: Any = None
+
+    @property
+    def within_noise(self):
+        """``True`` when the improvement is within two standard errors of zero (``None``
+        without errors)."""
+        if self.improvement_se is None:
+            return None
+        return bool(abs(float(self.improvement)) < 2 * float(self.improvement_se))
+
+
+@eqx.filter_jit
+def _replica_objectives(problem, algorithm, key, config, objective, groups):
+    """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax.errors`)."""
+    small = group_config(config, groups)
+    return jax.vmap(lambda k: objective(solve_traced(problem, algorithm, k, small)))(replica_keys(key, groups))
+
+
+def _noise_report(objective, start_problem, start_algorithm, problem, algorithm, key, config, errors, start_value):
+    """``objective_se``, ``improvement`` and ``improvement_se`` (module docstring of
+    :mod:`dmft_jax.errors`); common random numbers at the start and the tuned point."""
+    g = errors.groups
+    start = np.asarray(_replica_objectives(start_problem, start_algorithm, key, config, objective, g))
+    end = np.asarray(_replica_objectives(problem, algorithm, key, config, objective, g))
+    scale = 1.0 / np.sqrt(g)
+    return dict(objective_se=float(np.std(end, ddof=1) * scale),
+                improvement_se=float(np.std(end - start, ddof=1) * scale), start_objective=float(start_value))
 
 
 
@@ -256,6 +294,7 @@ def tune(
     progress: bool = False,
     log_every: int = 10,
     mode: str = "auto",
+    errors: AbstractErrors | None = GroupErrors(),
     **solve_kwargs,
 ) -> TuneResult:
     """Minimise ``objective(solve(...))`` over ``params`` with ``optimizer`` (default
@@ -266,7 +305,12 @@ def tune(
     JVP per parameter, ~4x a solve each), or ``"auto"`` (reverse, unless the solve options
     exclude the adjoint: a ``ProbeResponse``, a ``DampedIteration`` or sharding; then
     forward for up to 4 parameters, else plain reverse-mode autodiff). ``response`` and
-    ``**solve_kwargs`` are passed to :func:`~dmft_jax.solve`."""
+    ``**solve_kwargs`` are passed to :func:`~dmft_jax.solve`.
+
+    ``errors`` (default :class:`~dmft_jax.GroupErrors`; ``None``: off) gives the tuned
+    solution its standard errors and reports whether the improvement over the start is
+    beyond the Monte Carlo noise (:class:`TuneResult`; a warning when it is not). It costs
+    about three solves after the optimisation, none during it."""
     response = _legacy_n_chi(response, solve_kwargs)
     params = _checked_params(algorithm, params)
     if steps < 1:
@@ -281,6 +325,11 @@ def tune(
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
+    errors = NoErrors() if errors is None else errors
+    if not isinstance(errors, AbstractErrors):
+        raise ValueError(f"errors must be a dmft_jax.AbstractErrors (e.g. GroupErrors()) or None; got {errors!r}")
+    config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
+                       **{k: v for k, v in solve_kwargs.items() if k != "throw"})
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))
@@ -311,7 +360,31 @@ def tune(
         theta = _project(optax.apply_updates(theta, updates))
     prob, algo = _from_theta(theta, problem, algorithm, T)
     _warn_if_stuck(history, params)
-    sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, **solve_kwargs)
+    sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, errors=errors,
+                **solve_kwargs)
     tuned = {n: _value(prob, algo, n) for n in params}
-    return TuneResult(params=tuned, objective=objective(sol), history=history, problem=prob,
-                      algorithm=algo, solution=sol, result=sol.result)
+    value = objective(sol)
+    noise = {}
+    if isinstance(errors, GroupErrors):
+        prob0, algo0 = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
+        if refresh:
+            start_value = objective(solve(prob0, algo0, n_steps=T, n_traj=n_traj, response=response, key=base_key,
+                                          **solve_kwargs))
+        else:
+            start_value = history["objective"][0]
+        noise = _noise_report(objective, prob0, algo0, prob.astype(dtype), cast_tree(algo, dtype), base_key, config,
+                              errors, start_value)
+        noise["improvement"] = float(value) - noise["start_objective"]
+    res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
+                     result=sol.result, **noise)
+    if res.within_noise:
+        import warnings
+
+        warnings.warn(f"dmft_jax.tune: the improvement {res.improvement:.3g} of the objective is within the Monte "
+                      f"Carlo noise (its standard error is {res.improvement_se:.2g}, common random numbers): the "
+                      "tuned point is not shown to be better than the start; raise n_traj", RuntimeWarning,
+                      stacklevel=2)
+    if progress and noise:
+        print(f"tune: objective {float(value):.6f} +- {res.objective_se:.2g}; improvement {res.improvement:.3g} +- "
+              f"{res.improvement_se:.2g} over the start", file=sys.stderr, flush=True)
+    return res

@@ -119,6 +119,17 @@ API = [
     ("tune_R0_zero", lambda: dj.tune(eqx.tree_at(lambda p: p.R0, P, 0.0), A, ["R0"], t_max=1.0, n_traj=64),
      ValueError, "R0"),
     ("tune_steps_zero", lambda: dj.tune(P, A, ["lam"], t_max=1.0, steps=0), ValueError, "steps"),
+    ("tune_errors_indivisible", lambda: dj.tune(P, A, ["lam"], t_max=1.0, n_traj=64, errors=dj.GroupErrors(5)),
+     ValueError, "groups = 5 must split n_traj = 64"),
+    ("tune_errors_string", lambda: dj.tune(P, A, ["lam"], t_max=1.0, n_traj=64, errors="on"), ValueError, "errors"),
+    # standard errors
+    ("errors_one_group", lambda: solve(errors=dj.GroupErrors(1)), ValueError, "groups must be an integer >= 2"),
+    ("errors_fraction", lambda: solve(errors=dj.GroupErrors(2.5)), ValueError, "groups must be an integer"),
+    ("errors_odd_groups", lambda: solve(errors=dj.GroupErrors(3)), ValueError, "multiple of 6"),
+    ("errors_groups_too_many", lambda: solve(errors=dj.GroupErrors(64)), ValueError, "at least 128"),
+    ("errors_not_a_strategy", lambda: solve(errors=True), ValueError, "errors must be a dmft_jax.AbstractErrors"),
+    ("grid_errors_indivisible", lambda: dj.solve_grid(P, A, {"lam": [0.0, 0.1]}, errors=dj.GroupErrors(3), **SMALL),
+     ValueError, "groups"),
     # static anchor
     ("erm_three_cluster", lambda: dj.erm(dj.Problem(dj.ThreeCluster(), m0=0.1)), ValueError, "TwoCluster"),
     ("erm_nodes", lambda: dj.erm(P, n_nodes=2), ValueError, "n_nodes"),
@@ -182,6 +193,8 @@ CLI = [
     ("simulate_d_one", ["simulate", "--d", "1"], "--d"),
     ("unknown_model", ["solve", "--model", "four"], "model"),
     ("tune_unknown_param", ["tune", "--params", "alpha"], "params"),
+    ("groups_one", ["solve", "--groups", "1"], "groups"),
+    ("groups_indivisible", ["solve", "--groups", "3"], "groups"),
 ]
 
 

@@ -25,7 +25,7 @@ def test_cli_solve_writes_results_and_plot(tmp_path, capsys):
     arrays, meta = loaded.arrays, loaded.meta
     assert meta["problem"]["alpha"] == 2.0 and meta["algorithm"]["b"] == pytest.approx(0.3)
     assert meta["config"]["seed"] == 0 and meta["dmft_jax_version"] == dj.__version__
-    assert arrays["m"].shape == (6,)
+    assert arrays["m"].shape == (6,) and arrays["eps_gen_se"].shape == (6,) and summary["eps_gen_se"] > 0
 
 
 def test_cli_rejects_bad_parameter(capsys):
@@ -69,6 +69,8 @@ def test_cli_tune_writes_history(tmp_path, capsys):
     assert rc == 0
     data = json.loads((out / "tune.json").read_text())
     assert len(data["history"]["objective"]) == 3 and data["params"]["lam"] > 0
+    assert data["objective_se"] > 0 and data["improvement_se"] > 0
+    assert data["within_noise"] == (abs(data["improvement"]) < 2 * data["improvement_se"])
 
 
 def test_progress_display_under_jit_and_vmap(capfd, seed_two_cluster):
