@@ -71,25 +71,29 @@ class StepDraws(eqx.Module):
     log_p0: Traj
 
 
-def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype) -> Randomness:
+def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype,
+         moment_matching: bool = True) -> Randomness:
     """Draw the randomness of ``n_traj`` trajectories.
 
     With ``antithetic`` the trajectories come in adjacent pairs ``(2i, 2i+1)`` that share
     ``c, y, h0, s`` and have opposite ``u0`` and ``zeta`` (removes the spurious O(1/sqrt N)
-    drift of ``m`` in symmetric models; docs/equations.md, section 2.8.3).
+    drift of ``m`` in symmetric models; docs/equations.md, section 2.8.3). With
+    ``moment_matching`` the Gaussian draws ``h0``, ``u0`` and each step's ``zeta`` are rescaled
+    to mean square exactly 1 over the trajectories (section 2.8.7).
     """
     kc, kh, ks, ku, kz = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
     # Draw in float32 and cast, so that float32 and float64 solves share their random
     # numbers (a float32 solve can then be compared with float64 at equal noise).
     draw_dtype = jnp.float32
-    h0 = jax.random.normal(kh, (n_base,), draw_dtype)
-    c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0))
-    h0 = h0.astype(dtype)
+    unit = _unit_mean_square if moment_matching else (lambda a: a)
+    # moment matching in the working dtype: the same in a compiled solve as in an eager call
+    h0 = unit(jax.random.normal(kh, (n_base,), draw_dtype).astype(dtype))
+    c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0.astype(draw_dtype)))
     b0, p_on, p_off = selection.law(algorithm, n_steps, dtype)
     s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), draw_dtype).astype(dtype)
-    u0 = jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype)
-    zeta = jax.random.normal(kz, (n_steps + 1, n_base), draw_dtype).astype(dtype)
+    u0 = unit(jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype))
+    zeta = unit(jax.random.normal(kz, (n_steps + 1, n_base), draw_dtype).astype(dtype))
     if antithetic:
         pair = lambda a: jnp.repeat(a, 2, axis=-1)
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
@@ -100,6 +104,12 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     dts = jnp.concatenate([steps, steps[-1:]])
     return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
                       dts=dts)
+
+
+def _unit_mean_square(a):
+    """``a`` rescaled along its last (trajectory) axis to mean square 1 (moment matching)."""
+    ms = jnp.mean(a * a, axis=-1, keepdims=True)
+    return a / jnp.sqrt(jnp.maximum(ms, jnp.finfo(a.dtype).tiny))
 
 
 class State(eqx.Module):

@@ -37,6 +37,7 @@ class SolveConfig(eqx.Module):
     dtype: str = eqx.field(static=True)
     save_trajectories: int = eqx.field(static=True)
     errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
+    moment_matching: bool = eqx.field(static=True, default=True)
 
     @property
     def n_chi(self) -> int:

@@ -122,6 +122,7 @@ API = [
     ("tune_errors_indivisible", lambda: dj.tune(P, A, ["lam"], t_max=1.0, n_traj=64, errors=dj.GroupErrors(5)),
      ValueError, "groups = 5 must split n_traj = 64"),
     ("tune_errors_string", lambda: dj.tune(P, A, ["lam"], t_max=1.0, n_traj=64, errors="on"), ValueError, "errors"),
+    ("moment_matching_string", lambda: solve(moment_matching="no"), ValueError, "moment_matching must be True or False"),
     # standard errors
     ("errors_one_group", lambda: solve(errors=dj.GroupErrors(1)), ValueError, "groups must be an integer >= 2"),
     ("errors_fraction", lambda: solve(errors=dj.GroupErrors(2.5)), ValueError, "groups must be an integer"),
