@@ -93,15 +93,31 @@ def _replica_objectives(problem, algorithm, key, config, objective, groups):
     return jax.vmap(lambda k: objective(solve_traced(problem, algorithm, k, small)))(replica_keys(key, groups))
 
 
-def _noise_report(objective, start_problem, start_algorithm, problem, algorithm, key, config, errors, start_value):
-    """``objective_se``, ``improvement`` and ``improvement_se`` (module docstring of
-    :mod:`dmft_jax.errors`); common random numbers at the start and the tuned point."""
+def _noise_report(objective, start, end, key, config, errors, start_value, value):
+    """``objective_se``, ``start_objective``, ``improvement`` and ``improvement_se``
+    (docs/equations.md, section 2.9.3): replicas with common random numbers at the start and
+    the tuned point (each a ``(problem, algorithm)`` pair)."""
     g = errors.groups
-    start = np.asarray(_replica_objectives(start_problem, start_algorithm, key, config, objective, g))
-    end = np.asarray(_replica_objectives(problem, algorithm, key, config, objective, g))
+    before = np.asarray(_replica_objectives(*start, key, config, objective, g))
+    after = np.asarray(_replica_objectives(*end, key, config, objective, g))
     scale = 1.0 / np.sqrt(g)
-    return dict(objective_se=float(np.std(end, ddof=1) * scale),
-                improvement_se=float(np.std(end - start, ddof=1) * scale), start_objective=float(start_value))
+    return dict(objective_se=float(np.std(after, ddof=1) * scale), start_objective=float(start_value),
+                improvement=float(value) - float(start_value),
+                improvement_se=float(np.std(after - before, ddof=1) * scale))
+
+
+def _announce(res: TuneResult, progress: bool):
+    """Warn when the improvement is within the noise; print the objective with its error."""
+    if res.within_noise:
+        import warnings
+
+        warnings.warn(f"dmft_jax.tune: the improvement {res.improvement:.3g} of the objective is within the Monte "
+                      f"Carlo noise (its standard error is {res.improvement_se:.2g}, common random numbers): the "
+                      "tuned point is not shown to be better than the start; raise n_traj", RuntimeWarning,
+                      stacklevel=3)
+    if progress and res.improvement_se is not None:
+        print(f"tune: objective {float(res.objective):.6f} +- {res.objective_se:.2g}; improvement "
+              f"{res.improvement:.3g} +- {res.improvement_se:.2g} over the start", file=sys.stderr, flush=True)
 
 
 
@@ -366,25 +382,12 @@ def tune(
     value = objective(sol)
     noise = {}
     if isinstance(errors, GroupErrors):
-        prob0, algo0 = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
-        if refresh:
-            start_value = objective(solve(prob0, algo0, n_steps=T, n_traj=n_traj, response=response, key=base_key,
-                                          **solve_kwargs))
-        else:
-            start_value = history["objective"][0]
-        noise = _noise_report(objective, prob0, algo0, prob.astype(dtype), cast_tree(algo, dtype), base_key, config,
-                              errors, start_value)
-        noise["improvement"] = float(value) - noise["start_objective"]
+        start = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
+        start_value = (objective(solve(*start, n_steps=T, n_traj=n_traj, response=response, key=base_key,
+                                       **solve_kwargs)) if refresh else history["objective"][0])
+        noise = _noise_report(objective, start, (prob.astype(dtype), cast_tree(algo, dtype)), base_key, config,
+                              errors, start_value, value)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
                      result=sol.result, **noise)
-    if res.within_noise:
-        import warnings
-
-        warnings.warn(f"dmft_jax.tune: the improvement {res.improvement:.3g} of the objective is within the Monte "
-                      f"Carlo noise (its standard error is {res.improvement_se:.2g}, common random numbers): the "
-                      "tuned point is not shown to be better than the start; raise n_traj", RuntimeWarning,
-                      stacklevel=2)
-    if progress and noise:
-        print(f"tune: objective {float(value):.6f} +- {res.objective_se:.2g}; improvement {res.improvement:.3g} +- "
-              f"{res.improvement_se:.2g} over the start", file=sys.stderr, flush=True)
+    _announce(res, progress)
     return res

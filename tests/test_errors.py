@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 TWO = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
 THREE = dj.Problem(dj.ThreeCluster(0.5, 0.7), "logistic", alpha=2.0, delta=0.05, lam=0.0, R0=1.0, m0=0.05)
 PSGD = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+# one size for the default tests, so that they share one compiled program
+SIZE = dict(t_max=3.0, n_traj=1024)
 
 
 def _keys(problem, algo, keys, steps, t_max, n_traj, groups, names=("m", "q", "eps_gen", "train_loss")):
@@ -31,14 +33,14 @@ def _keys(problem, algo, keys, steps, t_max, n_traj, groups, names=("m", "q", "e
 def test_standard_errors_match_the_spread_over_keys():
     # 24 keys: the spread's own relative error is about 15%; a standard error that forgot the
     # sqrt(groups) (a factor 2.8) or the kernels' feedback fails
-    vals, ses = _keys(TWO, PSGD, range(24), (5, 15), 3.0, 1024, 8)
+    vals, ses = _keys(TWO, PSGD, range(24), (5, 15), SIZE["t_max"], SIZE["n_traj"], 8)
     ratio = np.std(vals, axis=0, ddof=1) / np.mean(ses, axis=0)
     assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
 
 
 def test_values_unchanged():
-    plain = dj.solve(TWO, PSGD, 2.0, 512, key=3)
-    with_se = dj.solve(TWO, PSGD, 2.0, 512, key=3, errors=dj.GroupErrors(4))
+    plain = dj.solve(TWO, PSGD, **SIZE, key=3)
+    with_se = dj.solve(TWO, PSGD, **SIZE, key=3, errors=dj.GroupErrors(8))
     for n in ("m", "q", "eps_gen", "train_loss", "C", "M_R"):
         np.testing.assert_array_equal(np.asarray(getattr(plain, n)), np.asarray(getattr(with_se, n)))
     assert plain.se is None and plain.eps_gen_se is None
@@ -59,6 +61,7 @@ def test_errors_carry_no_gradient():
     assert float(g0) == pytest.approx(float(g1), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_grid_returns_errors_per_point():
     g = dj.solve_grid(TWO, PSGD, {"lam": [0.0, 0.1]}, t_max=1.0, n_traj=256, errors=dj.GroupErrors(4))
     assert g.eps_gen_se.shape == g.eps_gen.shape == (2, 6)
@@ -68,16 +71,16 @@ def test_grid_returns_errors_per_point():
 
 
 def test_save_load_and_plot_band(tmp_path):
-    s = dj.solve(TWO, PSGD, 1.0, 256, errors=dj.GroupErrors(4))
+    s = dj.solve(TWO, PSGD, **SIZE, errors=dj.GroupErrors(8))
     s.save(tmp_path / "sol")
     back = dj.load(tmp_path / "sol")
     for n in ("eps_gen_se", "q_se", "M_C_se"):
         np.testing.assert_array_equal(getattr(back, n), np.asarray(getattr(s, n)))
-    assert back.meta["config"]["errors"] == {"type": "GroupErrors", "groups": 4}
+    assert back.meta["config"]["errors"] == {"type": "GroupErrors", "groups": 8}
     for sol in (s, back):
         fig = dj.plot.compare(sol)
         assert len(fig.axes[0].collections) == 1  # the +-2 se band
-    assert len(dj.plot.compare(dj.solve(TWO, PSGD, 1.0, 256)).axes[0].collections) == 0
+    assert len(dj.plot.compare(dj.solve(TWO, PSGD, **SIZE)).axes[0].collections) == 0
 
 
 def test_failed_replicas_give_nan_errors_and_a_warning():
@@ -112,3 +115,18 @@ def test_coverage_over_64_keys(setting):
     r = np.array([np.asarray(getattr(ref, n))[list(steps)] for n in names])
     cover = np.mean(np.abs(vals - r) / ses < 2)
     assert 0.90 <= cover <= 0.98, cover
+
+
+def test_moment_matching_is_exact_in_the_draws_and_unbiased():
+    from dmft_jax import process
+
+    r = process.draw(jax.random.PRNGKey(2), TWO, PSGD, 10, 256, True, np.float64)
+    for a in (r.zeta, r.u0[None], r.h0[None]):
+        np.testing.assert_allclose(np.mean(np.asarray(a) ** 2, axis=-1), 1.0, rtol=1e-6)
+    # the same curve within the Monte Carlo error, from other random numbers
+    mm = dj.solve(TWO, PSGD, **SIZE, key=5, errors=dj.GroupErrors(8))
+    plain = dj.solve(TWO, PSGD, **SIZE, key=6, moment_matching=False)
+    for n in ("eps_gen", "q", "train_loss"):
+        z = (np.asarray(getattr(mm, n)) - np.asarray(getattr(plain, n)))[1:] / np.asarray(getattr(mm, n + "_se"))[1:]
+        assert np.max(np.abs(z)) < 4 * np.sqrt(2), (n, z)
+    assert not np.allclose(np.asarray(mm.q), np.asarray(plain.q), rtol=1e-9)

@@ -59,7 +59,8 @@ def test_gradient_in_schedule_parameters():
 def test_tune_schedule_parameters():
     """dj.tune over the decay schedule's parameters: objective decreases, values stay > 0."""
     algo = dj.SGD(dj.ExponentialDecay(0.3, 0.05, floor=0.02), 0.3)
-    res = dj.tune(PROBLEM, algo, ["eta.init", "eta.rate"], t_max=2.0, n_traj=512, response=dj.ExactResponse(128), steps=5)
+    res = dj.tune(PROBLEM, algo, ["eta.init", "eta.rate"], t_max=2.0, n_traj=512, response=dj.ExactResponse(128), steps=5,
+                  errors=None)
     assert res.history["objective"][-1] < res.history["objective"][0]
     assert res.params["eta.init"] > 0 and res.params["eta.rate"] > 0
     with pytest.raises(ValueError, match="eta.init"):
@@ -114,5 +115,5 @@ def test_batch_schedule_likelihood_ratio_gradient_and_tune():
         assert abs(fd) > 1e-3
         assert abs(g[i] - fd) <= 0.2 * abs(fd) + 2e-3, (i, g[i], fd)
     res = dj.tune(PROBLEM, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 0.4], [5])), ["b.values"], t_max=2.0,
-                  n_traj=512, response=dj.ExactResponse(128), steps=3)
+                  n_traj=512, response=dj.ExactResponse(128), steps=3, errors=None)
     assert all(0 < x < 1 for x in res.params["b.values"])
