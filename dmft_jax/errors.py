@@ -25,6 +25,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 # the observables that get a standard error (curves and kernels)
@@ -45,10 +46,9 @@ class AbstractErrors(eqx.Module):
         """``(se, n_failed)`` for a solve of ``config``; ``run_group(key, group_config)``
         solves one replica (traced)."""
 
-    @property
     @abc.abstractmethod
-    def cost(self) -> float:
-        """Extra work as a multiple of one solve (for the memory check)."""
+    def replicas(self, config):
+        """``(G, per-replica response estimator)`` for the memory check, or ``None``."""
 
 
 class NoErrors(AbstractErrors):
@@ -60,23 +60,28 @@ class NoErrors(AbstractErrors):
     def estimate(self, run_group, key, config):
         return None, None
 
-    @property
-    def cost(self):
-        return 0.0
+    def replicas(self, config):
+        return None
 
 
 class GroupErrors(AbstractErrors):
     """Standard errors from ``groups`` independent solves on ``N / groups`` trajectories each
     (module docstring). The exact response runs on ``n_chi / groups`` trajectories of each
-    group, the probes on ``N / groups``. Costs about one more solve: a solve with errors takes
-    about twice as long (``benchmarks/error_bars.py`` measures it)."""
+    group, the probes on ``N / groups``; ``n_chi`` (or the probed trajectories) must be at
+    least ``groups``. Costs about one more solve: a solve with errors takes 1.7-2.4x as long,
+    and its first call compiles 2-3x as long (``benchmarks/error_bars.py``). The replicas run
+    unsharded: with ``sharding`` they are not split over the devices."""
 
     groups: int = eqx.field(static=True, default=16)
 
+    def __init__(self, groups=16):
+        ok = isinstance(groups, (int, np.integer)) and not isinstance(groups, (bool, np.bool_)) and groups >= 2
+        if not ok:
+            raise ValueError(f"GroupErrors.groups must be an integer >= 2; got {groups!r}")
+        self.groups = int(groups)
+
     def check(self, n_traj, antithetic):
         g = self.groups
-        if isinstance(g, bool) or int(g) != g or g < 2:
-            raise ValueError(f"GroupErrors.groups must be an integer >= 2; got {g!r}")
         unit = g * (2 if antithetic else 1)
         if n_traj % unit or n_traj < 2 * g:
             pairs = " (antithetic pairs)" if antithetic else ""
@@ -92,9 +97,8 @@ class GroupErrors(AbstractErrors):
               for n in OBSERVABLES}
         return se, failed
 
-    @property
-    def cost(self):
-        return 1.0
+    def replicas(self, config):
+        return self.groups, group_config(config, self.groups).response
 
 
 def replica_keys(key, groups: int):

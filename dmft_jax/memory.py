@@ -48,10 +48,15 @@ def device_bytes():
         return None
 
 
-def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None):
+def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None):
     """Refuse (``ValueError``) a solve of ``batch`` points that needs more than 90% of the
-    device's memory."""
-    need = batch * memory_estimate(n_steps, n_traj, dtype=dtype, response=est, time_blocks=time_blocks)
+    device's memory; ``replicas = (G, estimator)``: the solve also runs ``G`` replicas on
+    ``N / G`` trajectories each (:class:`~dmft_jax.GroupErrors`)."""
+    need = memory_estimate(n_steps, n_traj, dtype=dtype, response=est, time_blocks=time_blocks)
+    if replicas is not None:
+        g, small = replicas
+        need += g * memory_estimate(n_steps, n_traj // g, dtype=dtype, response=small, time_blocks=time_blocks)
+    need *= batch
     avail = device_bytes()
     if avail is not None and need > 0.9 * avail:
         raise ValueError(

@@ -151,7 +151,10 @@ class ExactResponse(AbstractResponse):
 
     def per_group(self, groups):
         """``n_chi / groups`` trajectories per replica (the same total)."""
-        return ExactResponse(None if self.n_chi is None else max(1, self.n_chi // groups))
+        if self.n_chi is not None and self.n_chi < groups:
+            raise ValueError(f"n_chi = {self.n_chi} is below GroupErrors.groups = {groups}: each replica needs at "
+                             "least one response trajectory; raise n_chi or lower groups")
+        return ExactResponse(None if self.n_chi is None else self.n_chi // groups)
 
     def peak_numbers(self, edges):
         """Numbers held at the end of a sweep with time-block ``edges``: the column blocks."""
@@ -224,7 +227,10 @@ class ProbeResponse(AbstractResponse):
 
     def per_group(self, groups):
         """The same probes on ``n_traj / groups`` trajectories per replica."""
-        return ProbeResponse(self.n_probes, None if self.n_traj is None else max(1, self.n_traj // groups))
+        if self.n_traj is not None and self.n_traj < groups:
+            raise ValueError(f"ProbeResponse.n_traj = {self.n_traj} is below GroupErrors.groups = {groups}: each "
+                             "replica needs at least one probed trajectory")
+        return ProbeResponse(self.n_probes, None if self.n_traj is None else self.n_traj // groups)
 
     def peak_numbers(self, edges):
         """The ``v`` and ``eps`` histories and the previous ``s Lambda''``, and their copy

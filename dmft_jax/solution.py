@@ -179,10 +179,11 @@ def finish(sol: Solution, throw: bool, who: str = "dmft_jax.solve") -> Solution:
             RuntimeWarning, stacklevel=3)
     failed = sol.stats.get("n_groups_failed")
     if failed is not None and _validate.is_concrete(failed) and np.any(np.asarray(failed) > 0):
-        warnings.warn(
-            f"{who}: the standard errors are NaN: {int(np.max(np.asarray(failed)))} of "
-            f"{sol.config.errors.groups} replica solves on N / groups trajectories failed (each group is "
-            "too small for this setting; raise n_traj or lower GroupErrors.groups)", RuntimeWarning, stacklevel=3)
+        groups = getattr(sol.config.errors, "groups", "the")
+        why = ("each replica is too small for this setting; raise n_traj or lower GroupErrors.groups"
+               if np.all(sol.result.ok) else "the solve itself failed: see its message")
+        warnings.warn(f"{who}: the standard errors are NaN: {int(np.max(np.asarray(failed)))} of {groups} replica "
+                      f"solves on N / groups trajectories failed ({why})", RuntimeWarning, stacklevel=3)
     code = sol.result.code
     if _validate.is_concrete(code):
         if np.any(np.asarray(code) != RESULTS.successful):

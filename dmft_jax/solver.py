@@ -187,17 +187,17 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     ids = device_ids(sharding)
     adjoint.check(solver, est, ids is not None)
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
-    check_memory(T, n_traj, est, dtype, batch * (1 + errors.cost), blocks)
     pivot_rtol = solver.pivot_rtol
     if pivot_rtol is None:
         pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
     if not 0 <= pivot_rtol < 1:
         raise ValueError(f"pivot_rtol must satisfy 0 <= pivot_rtol < 1; got {pivot_rtol}")
-    return SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
-                       progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
-                       moment_matching=bool(moment_matching),
-                       pivot_rtol=float(pivot_rtol), dtype=str(dtype), save_trajectories=int(save_trajectories),
-                       errors=errors)
+    config = SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
+                         progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
+                         moment_matching=bool(moment_matching), pivot_rtol=float(pivot_rtol), dtype=str(dtype),
+                         save_trajectories=int(save_trajectories), errors=errors)
+    check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config))
+    return config
 
 
 def check_problem(problem, algorithm):

@@ -79,18 +79,23 @@ class TuneResult(AbstractOutcome):
 
     @property
     def within_noise(self):
-        """``True`` when the improvement is within two standard errors of zero (``None``
-        without errors)."""
-        if self.improvement_se is None:
+        """``True`` when the improvement is within two standard errors of zero (a zero
+        improvement included); ``None`` without errors or when a replica failed (NaN)."""
+        if self.improvement_se is None or not np.isfinite(self.improvement_se):
             return None
-        return bool(abs(float(self.improvement)) < 2 * float(self.improvement_se))
+        return bool(abs(float(self.improvement)) <= 2 * float(self.improvement_se))
 
 
 @eqx.filter_jit
 def _replica_objectives(problem, algorithm, key, config, objective, groups):
     """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax.errors`)."""
     small = group_config(config, groups)
-    return jax.vmap(lambda k: objective(solve_traced(problem, algorithm, k, small)))(replica_keys(key, groups))
+
+    def one(k):
+        sol = solve_traced(problem, algorithm, k, small)
+        return objective(sol), sol.result.code
+
+    return jax.vmap(one)(replica_keys(key, groups))
 
 
 def _noise_report(objective, start, end, key, config, errors, start_value, value):
@@ -98,12 +103,30 @@ def _noise_report(objective, start, end, key, config, errors, start_value, value
     (docs/equations.md, section 2.9.3): replicas with common random numbers at the start and
     the tuned point (each a ``(problem, algorithm)`` pair)."""
     g = errors.groups
-    before = np.asarray(_replica_objectives(*start, key, config, objective, g))
-    after = np.asarray(_replica_objectives(*end, key, config, objective, g))
+    before, code0 = (np.asarray(a) for a in _replica_objectives(*start, key, config, objective, g))
+    after, code1 = (np.asarray(a) for a in _replica_objectives(*end, key, config, objective, g))
+    failed = int(np.sum((code0 != 0) | (code1 != 0)))
+    if failed:
+        import warnings
+
+        warnings.warn(f"dmft_jax.tune: {failed} of {g} replica solves failed: the standard errors are NaN (raise "
+                      "n_traj or lower GroupErrors.groups)", RuntimeWarning, stacklevel=3)
+        before, after = before * np.nan, after * np.nan
     scale = 1.0 / np.sqrt(g)
     return dict(objective_se=float(np.std(after, ddof=1) * scale), start_objective=float(start_value),
                 improvement=float(value) - float(start_value),
                 improvement_se=float(np.std(after - before, ddof=1) * scale))
+
+
+def _auto_errors(n_traj, antithetic):
+    """``GroupErrors(G)`` with the largest ``G`` of 16, 8, 4 that splits ``n_traj``, else ``None``."""
+    for g in (16, 8, 4):
+        try:
+            GroupErrors(g).check(n_traj, antithetic)
+            return GroupErrors(g)
+        except ValueError:
+            pass
+    return None
 
 
 def _announce(res: TuneResult, progress: bool):
@@ -310,7 +333,7 @@ def tune(
     progress: bool = False,
     log_every: int = 10,
     mode: str = "auto",
-    errors: AbstractErrors | None = GroupErrors(),
+    errors: AbstractErrors | str | None = "auto",
     **solve_kwargs,
 ) -> TuneResult:
     """Minimise ``objective(solve(...))`` over ``params`` with ``optimizer`` (default
@@ -323,10 +346,12 @@ def tune(
     forward for up to 4 parameters, else plain reverse-mode autodiff). ``response`` and
     ``**solve_kwargs`` are passed to :func:`~dmft_jax.solve`.
 
-    ``errors`` (default :class:`~dmft_jax.GroupErrors`; ``None``: off) gives the tuned
-    solution its standard errors and reports whether the improvement over the start is
-    beyond the Monte Carlo noise (:class:`TuneResult`; a warning when it is not). It costs
-    about three solves after the optimisation, none during it."""
+    ``errors`` gives the tuned solution its standard errors and reports whether the
+    improvement over the start is beyond the Monte Carlo noise (:class:`TuneResult`; a
+    warning when it is not): an :class:`~dmft_jax.AbstractErrors`, ``None`` (off) or
+    ``"auto"`` (default: ``GroupErrors(G)`` with the largest ``G`` of 16, 8, 4 that splits
+    ``n_traj``; off when none does). It costs about three solves after the optimisation,
+    none during it."""
     response = _legacy_n_chi(response, solve_kwargs)
     params = _checked_params(algorithm, params)
     if steps < 1:
@@ -341,6 +366,10 @@ def tune(
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
+    if isinstance(errors, str):
+        if errors != "auto":
+            raise ValueError(f"errors must be 'auto', None or a dmft_jax.AbstractErrors; got {errors!r}")
+        errors = _auto_errors(n_traj, solve_kwargs.get("antithetic", True))
     errors = NoErrors() if errors is None else errors
     if not isinstance(errors, AbstractErrors):
         raise ValueError(f"errors must be a dmft_jax.AbstractErrors (e.g. GroupErrors()) or None; got {errors!r}")

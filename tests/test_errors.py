@@ -93,6 +93,7 @@ def test_failed_replicas_give_nan_errors_and_a_warning():
     assert any("standard errors are NaN" in str(w.message) for w in caught)
 
 
+@pytest.mark.filterwarnings("ignore:.*never moved from the start")
 def test_tune_reports_the_noise_of_its_improvement():
     # a short tune: common random numbers make the difference far more precise than the value
     res = dj.tune(TWO, dj.GD(0.2), ["lam"], t_max=2.0, n_traj=512, steps=2, optimizer=optax.sgd(0.5),
@@ -101,6 +102,11 @@ def test_tune_reports_the_noise_of_its_improvement():
     assert 0 < res.improvement_se < 0.5 * res.objective_se
     assert res.within_noise == (abs(res.improvement) < 2 * res.improvement_se)
     assert res.solution.eps_gen_se is not None
+    # no step at all: a zero improvement is within the noise (and says so); same sizes, no compile
+    with pytest.warns(RuntimeWarning, match="within the Monte Carlo noise"):
+        still = dj.tune(TWO, dj.GD(0.2), ["lam"], t_max=2.0, n_traj=512, steps=2, optimizer=optax.sgd(0.0),
+                        errors=dj.GroupErrors(8))
+    assert still.improvement == 0.0 and still.within_noise is True
 
 
 @pytest.mark.slow
