@@ -9,6 +9,11 @@ from pathlib import Path
 import jax
 
 jax.config.update("jax_enable_x64", True)
+import dmft_jax  # noqa: E402
+
+# compiled programs on disk: reopening a notebook (a new kernel) skips the compile for sizes
+# already seen (dmft_jax.default_cache_dir(); DMFT_JAX_CACHE_DIR moves it)
+dmft_jax.enable_compilation_cache()
 
 SMALL = os.environ.get("DMFT_NOTEBOOK_SMALL", "") not in ("", "0")
 N_TRAJ = 2**11 if SMALL else 2**16

@@ -15,4 +15,4 @@ for b, color in ((0.1, "C0"), (0.3, "C1"), (0.5, "C2")):
     sol = dj.solve(problem, algo, t_max=t_max, n_traj=N_TRAJ, response=dj.ExactResponse(N_CHI), key=0)
     sim = dj.simulate(problem, algo, t_max=t_max, d=D, n_seeds=SEEDS, key=1)
     dj.plot.compare(sol, sim, axes=axes, label=f"DMFT b={b}", color=color)
-save(fig, "nb01_two_cluster.png")
+save(fig, "nb01_two_cluster.png");

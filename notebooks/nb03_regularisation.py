@@ -15,4 +15,4 @@ for lam, color in ((0.0, "C0"), (0.05, "C1"), (0.2, "C2")):
     sol = dj.solve(problem, algo, t_max=t_max, n_traj=N_TRAJ, response=dj.ExactResponse(N_CHI), key=0)
     sim = dj.simulate(problem, algo, t_max=t_max, d=D, n_seeds=SEEDS, key=1) if lam == 0.2 else None
     dj.plot.compare(sol, sim, axes=axes, label=f"DMFT lambda={lam}", color=color)
-save(fig, "nb03_regularisation.png")
+save(fig, "nb03_regularisation.png");

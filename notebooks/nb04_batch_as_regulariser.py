@@ -22,4 +22,4 @@ for label, algo, lam in runs:
 ax1.set(xlabel="t", ylabel="eps_gen", ylim=(0.1, 0.2))
 ax2.set(xlabel="t", ylabel="lam_hat(t)")
 ax1.legend()
-save(fig, "nb04_batch_as_regulariser.png")
+save(fig, "nb04_batch_as_regulariser.png");

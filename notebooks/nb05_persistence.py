@@ -16,4 +16,4 @@ for tau, color in ((5.0, "C0"), (1 / 0.6, "C1"), (0.5, "C2"), (0.2 / 0.7, "C3"))
     dj.plot.compare(sol, axes=axes, label=f"PSGD tau={tau:.3g}", color=color)
 sim = dj.simulate(problem, dj.SGD(0.2, 0.3), t_max=t_max, d=D, n_seeds=SEEDS, key=1)
 dj.plot.compare(None, sim, axes=axes, color="k")
-save(fig, "nb05_persistence.png")
+save(fig, "nb05_persistence.png");

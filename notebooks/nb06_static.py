@@ -21,4 +21,4 @@ ax.plot(alphas, rows[:, 1], label="training error")
 ax.axvline(dj.alpha_star(0.5, bias=False), color="k", ls=":", label="alpha* (no bias)")
 ax.set(xlabel="alpha", title="ridge-logistic ERM, Delta = 0.5, lambda = 0.1")
 ax.legend()
-save(fig, "nb06_static.png")
+save(fig, "nb06_static.png");

@@ -1,0 +1,102 @@
+"""The notebooks as Jupyter notebooks: each percent script ``nbXX_*.py`` (the source, easy to
+diff and review) becomes ``nbXX_*.ipynb``, executed at full size so that its figures are
+stored in it (they render on code-hosting sites without running anything).
+
+    python notebooks/build.py            # write and execute every notebook (minutes on 2 cores)
+    python notebooks/build.py nb02       # only those whose name starts with nb02
+    python notebooks/build.py --check    # exit 1 if a notebook's cells differ from its script
+
+Needs the ``notebooks`` extra (``pip install -e '.[notebooks]'``): nbformat, nbclient and a
+Python kernel. ``tests/test_notebooks.py`` checks that every notebook matches its script and
+executes each at reduced size into a temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def scripts() -> list[Path]:
+    return sorted(HERE.glob("nb[0-9]*.py"))
+
+
+def cells(script: Path) -> list[tuple[str, str]]:
+    """``(kind, source)`` of every cell of a percent script (``# %%`` starts a code cell,
+    ``# %% [markdown]`` a markdown cell whose lines drop their leading ``# ``)."""
+    out, kind, lines = [], None, []
+
+    def flush():
+        if kind is not None:
+            text = "\n".join(lines).strip("\n")
+            out.append((kind, text))
+
+    for line in script.read_text().splitlines():
+        if line.startswith("# %%"):
+            flush()
+            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
+        elif kind == "markdown":
+            lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+        elif kind is not None:
+            lines.append(line)
+    flush()
+    return out
+
+
+def notebook(script: Path):
+    """The (unexecuted) notebook of ``script``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    nb.metadata["language_info"] = {"name": "python"}
+    make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell}
+    nb.cells = [make[kind](source) for kind, source in cells(script)]
+    return nb
+
+
+def in_sync(script: Path) -> bool:
+    """Whether ``script``'s notebook exists and holds the same cells."""
+    import nbformat
+
+    path = script.with_suffix(".ipynb")
+    if not path.exists():
+        return False
+    nb = nbformat.read(path, as_version=4)
+    return [(c.cell_type, c.source) for c in nb.cells] == cells(script)
+
+
+def execute(nb, timeout: int = 1800):
+    """Run ``nb`` in a fresh kernel with the notebooks folder as working directory (in place)."""
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, timeout=timeout, kernel_name=KERNEL["name"],
+                   resources={"metadata": {"path": str(HERE)}}).execute()
+    return nb
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("only", nargs="*", help="name prefixes (default: every notebook)")
+    ap.add_argument("--check", action="store_true", help="only compare notebooks with their scripts")
+    args = ap.parse_args(argv)
+    chosen = [s for s in scripts() if not args.only or any(s.name.startswith(p) for p in args.only)]
+    if args.check:
+        stale = [s.name for s in chosen if not in_sync(s)]
+        for name in stale:
+            print(f"{name}: its notebook is missing or differs; run python notebooks/build.py {name[:4]}")
+        return 1 if stale else 0
+    import nbformat
+
+    for script in chosen:
+        print(f"executing {script.name} ...", file=sys.stderr, flush=True)
+        nb = execute(notebook(script))
+        nbformat.write(nb, script.with_suffix(".ipynb"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
