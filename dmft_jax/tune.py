@@ -39,15 +39,16 @@ import optax
 
 from ._util import as_dtype, as_key, cast_tree
 from .adjoint import AutodiffAdjoint, SweepAdjoint
-from .errors import AbstractErrors, GroupErrors, NoErrors, group_config, replica_keys
 from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
+from .errors import AbstractErrors, GroupErrors
 from .problem import Problem
 from .response import ExactResponse, as_response
 from .results import AbstractOutcome, Result
 from .schedules import Schedule, step_sizes
-from .solver import configure, solve, solve_traced
+from .solver import configure, solve
 from .sweep import CausalSweep
 from .timegrid import count_steps
+from .tune_noise import announce, noise_report, resolve_errors
 
 PROBLEM_PARAMS = ("lam", "R0")
 ALGO_PARAMS = ("eta", "b", "tau")
@@ -84,64 +85,6 @@ class TuneResult(AbstractOutcome):
         if self.improvement_se is None or not np.isfinite(self.improvement_se):
             return None
         return bool(abs(float(self.improvement)) <= 2 * float(self.improvement_se))
-
-
-@eqx.filter_jit
-def _replica_objectives(problem, algorithm, key, config, objective, groups):
-    """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax.errors`)."""
-    small = group_config(config, groups)
-
-    def one(k):
-        sol = solve_traced(problem, algorithm, k, small)
-        return objective(sol), sol.result.code
-
-    return jax.vmap(one)(replica_keys(key, groups))
-
-
-def _noise_report(objective, start, end, key, config, errors, start_value, value):
-    """``objective_se``, ``start_objective``, ``improvement`` and ``improvement_se``
-    (docs/equations.md, section 2.9.3): replicas with common random numbers at the start and
-    the tuned point (each a ``(problem, algorithm)`` pair)."""
-    g = errors.groups
-    before, code0 = (np.asarray(a) for a in _replica_objectives(*start, key, config, objective, g))
-    after, code1 = (np.asarray(a) for a in _replica_objectives(*end, key, config, objective, g))
-    failed = int(np.sum((code0 != 0) | (code1 != 0)))
-    if failed:
-        import warnings
-
-        warnings.warn(f"dmft_jax.tune: {failed} of {g} replica solves failed: the standard errors are NaN (raise "
-                      "n_traj or lower GroupErrors.groups)", RuntimeWarning, stacklevel=3)
-        before, after = before * np.nan, after * np.nan
-    scale = 1.0 / np.sqrt(g)
-    return dict(objective_se=float(np.std(after, ddof=1) * scale), start_objective=float(start_value),
-                improvement=float(value) - float(start_value),
-                improvement_se=float(np.std(after - before, ddof=1) * scale))
-
-
-def _auto_errors(n_traj, antithetic):
-    """``GroupErrors(G)`` with the largest ``G`` of 16, 8, 4 that splits ``n_traj``, else ``None``."""
-    for g in (16, 8, 4):
-        try:
-            GroupErrors(g).check(n_traj, antithetic)
-            return GroupErrors(g)
-        except ValueError:
-            pass
-    return None
-
-
-def _announce(res: TuneResult, progress: bool):
-    """Warn when the improvement is within the noise; print the objective with its error."""
-    if res.within_noise:
-        import warnings
-
-        warnings.warn(f"dmft_jax.tune: the improvement {res.improvement:.3g} of the objective is within the Monte "
-                      f"Carlo noise (its standard error is {res.improvement_se:.2g}, common random numbers): the "
-                      "tuned point is not shown to be better than the start; raise n_traj", RuntimeWarning,
-                      stacklevel=3)
-    if progress and res.improvement_se is not None:
-        print(f"tune: objective {float(res.objective):.6f} +- {res.objective_se:.2g}; improvement "
-              f"{res.improvement:.3g} +- {res.improvement_se:.2g} over the start", file=sys.stderr, flush=True)
-
 
 
 def _project(theta):
@@ -366,13 +309,7 @@ def tune(
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
-    if isinstance(errors, str):
-        if errors != "auto":
-            raise ValueError(f"errors must be 'auto', None or a dmft_jax.AbstractErrors; got {errors!r}")
-        errors = _auto_errors(n_traj, solve_kwargs.get("antithetic", True))
-    errors = NoErrors() if errors is None else errors
-    if not isinstance(errors, AbstractErrors):
-        raise ValueError(f"errors must be a dmft_jax.AbstractErrors (e.g. GroupErrors()) or None; got {errors!r}")
+    errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
     config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
                        **{k: v for k, v in solve_kwargs.items() if k != "throw"})
 
@@ -414,9 +351,9 @@ def tune(
         start = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
         start_value = (objective(solve(*start, n_steps=T, n_traj=n_traj, response=response, key=base_key,
                                        **solve_kwargs)) if refresh else history["objective"][0])
-        noise = _noise_report(objective, start, (prob.astype(dtype), cast_tree(algo, dtype)), base_key, config,
-                              errors, start_value, value)
+        noise = noise_report(objective, start, (prob.astype(dtype), cast_tree(algo, dtype)), base_key, config,
+                             errors, start_value, value)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
                      result=sol.result, **noise)
-    _announce(res, progress)
+    announce(res, progress)
     return res
