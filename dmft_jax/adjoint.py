@@ -119,7 +119,8 @@ def _rnd(theta, consts):
 def _forward(theta, consts, static: _Static):
     out = forward_sweep(theta[0], _rnd(theta, consts), static.T, static.est, None, static.pivot_rtol,
                         static.n_blocks, static.meter)
-    return (out.rows, out.m, out.pivots, out.state.u, out.state.g, out.state.resp.chi), out.factor
+    chi = static.est.to_column_blocks(out.state.resp, static.T + 1).chi
+    return (out.rows, out.m, out.pivots, out.state.u, out.state.g, chi), out.factor
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from .response import as_response
-from .timegrid import auto_time_blocks, block_edges
+from .past import padded_size
+from .timegrid import auto_time_blocks, chunk_width
 
 
 def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None,
@@ -18,24 +19,26 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
 
     ``b (R + 6 S N + 12 S^2 + 16 N)``
 
-    where ``R`` is the response estimator's peak in numbers (``peak_numbers``): for
-    :class:`~dmft_jax.ExactResponse` the stored lower triangle of ``chi``,
-    ``n_chi sum_c (S - e_c) w_c`` over the column blocks of the sweep's time blocks
-    (``S (S - 1) n_chi`` for one block, about ``0.6 S^2 n_chi`` for six); for
-    :class:`~dmft_jax.ProbeResponse` on ``n`` trajectories ``2 (2 n_probes S n + n)``.
+    where ``S`` is padded to a multiple of the sweep's chunk width and ``R`` is the response
+    estimator's peak in numbers (``peak_numbers``): for :class:`~dmft_jax.ExactResponse`
+    the stored lower triangle of ``chi`` in ``n (n + 1) / 2`` tiles of ``w^2 n_chi`` for
+    ``n`` chunks of width ``w`` (``S (S - 1) n_chi`` for one chunk, about ``0.58 S^2 n_chi``
+    for six); for :class:`~dmft_jax.ProbeResponse` on ``n`` trajectories
+    ``2 (2 n_probes S n + n)``.
     ``6 S N`` are the histories of ``u``, ``g``, ``zeta``, ``s`` and the transients of drawing
     them; ``12 S^2`` the kernels, ``R``, ``C`` and the noise factor. Compared with XLA's own
     buffer analysis it is within a factor 0.7-2 (tests/test_scale.py). ``n_chi`` alone means
-    ``ExactResponse(n_chi)``; ``time_blocks`` defaults to the sweep's
+    ``ExactResponse(n_chi)``; ``time_blocks`` (the number of chunks) defaults to the sweep's
     (:func:`~dmft_jax.timegrid.auto_time_blocks`). A ``vmap`` over ``B`` points needs ``B``
     times this."""
     item = jnp.dtype(dtype).itemsize
     est = as_response(response, n_chi).resolve(n_steps, n_traj, item)
     blocks = auto_time_blocks(n_steps) if time_blocks is None else int(time_blocks)
     size = n_steps + 1
-    hist = 6 * size * n_traj
-    return int(item * (est.peak_numbers(block_edges(n_steps, blocks)) + hist + 12 * size * size
-                       + 16 * n_traj))
+    width = chunk_width(n_steps, blocks)
+    padded = padded_size(size, width)
+    hist = 6 * padded * n_traj
+    return int(item * (est.peak_numbers(size, width) + hist + 12 * padded * padded + 16 * n_traj))
 
 
 def device_bytes():

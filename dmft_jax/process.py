@@ -25,6 +25,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from . import selection
+from .past import Past, padded_size
 
 Traj = Float[Array, " traj"]
 History = Float[Array, "steps traj"]
@@ -113,7 +114,7 @@ def _unit_mean_square(a):
 
 
 class State(eqx.Module):
-    """Carry of the time loop (histories sized to the current time block)."""
+    """Carry of the time loop (histories over all steps, padded to the sweep's chunks)."""
 
     u: History  # row k is written at the start of step k
     g: History  # g = s Lambda'
@@ -139,14 +140,18 @@ class Row(eqx.Module):
         return Row(self.lam_hat, self.mu, self.M_C, self.M_R, self.train_loss, self.train_acc)
 
 
-def init_state(problem, rnd: Randomness, n_steps: int, est, key) -> State:
-    """Initial carry; ``est`` is the response estimator, ``key`` its randomness (probes)."""
+def init_state(problem, rnd: Randomness, n_steps: int, est, key, past: Past | None = None) -> State:
+    """Initial carry; ``est`` is the response estimator, ``key`` its randomness (probes).
+    With ``past`` (the rolled sweep) the histories are padded to its chunks."""
     n = rnd.u0.shape[0]
     dtype = rnd.u0.dtype
-    u = jnp.zeros((n_steps + 1, n), dtype)
-    g = jnp.zeros((n_steps + 1, n), dtype)
-    return State(u=u, g=g, resp=est.init(key, n_steps, n, dtype),
-                 u_now=initial_u(problem, rnd.u0), log_w=jnp.zeros(n, dtype))
+    if past is None:
+        resp, size = est.init(key, n_steps, n, dtype), n_steps + 1
+    else:
+        resp, size = est.init_rolled(key, n_steps, n, dtype, past), padded_size(n_steps + 1, past.width)
+    u = jnp.zeros((size, n), dtype)
+    g = jnp.zeros((size, n), dtype)
+    return State(u=u, g=g, resp=resp, u_now=initial_u(problem, rnd.u0), log_w=jnp.zeros(n, dtype))
 
 
 def initial_u(problem, u0):
@@ -199,8 +204,9 @@ def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k) -> Local:
                  train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w)
 
 
-def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
-    """Evaluate the trajectories at step ``k`` and form kernel row ``k``.
+def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past = Past()):
+    """Evaluate the trajectories at step ``k`` and form kernel row ``k`` (products over the
+    history as ``past`` takes them).
 
     Returns the new state (``u[k]``, ``g[k]`` recorded) and the :class:`Row`. Histories are
     written before they are read within a step, so XLA updates them in place (writing
@@ -214,7 +220,7 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est):
     row = Row(
         lam_hat=loc.lam_hat,
         mu=loc.mu,
-        M_C=g_hist @ loc.x1,
+        M_C=past.matvec(g_hist, loc.x1, k),
         # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta s Lambda'')
         M_R=(alpha * delta) * est.row(state.resp, k, loc.w, loc.sl2, rnd.dts, delta),
         train_loss=loc.train_loss,
@@ -236,7 +242,8 @@ def m_step(lam, dt, m_k, mu_k):
     return m_k - dt * (lam * m_k + mu_k)
 
 
-def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est):
+def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est,
+            past: Past = Past()):
     """Advance ``u`` and the response from step ``k`` to ``k + 1``.
 
     ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``) and ``L_k`` (row ``k`` of the noise
@@ -245,9 +252,9 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     in the damped iteration they are the previous iterate's.
     """
     lam, delta = problem.lam, problem.delta
-    xi = L_k @ rnd.zeta
+    xi = past.vecmat(L_k, rnd.zeta, k)
     dt = rnd.dts[k]
     K_k = M_R_k * rnd.dts  # memory weights eta_l M_R[k, l]
-    u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, K_k @ state.u, xi)
+    u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, past.vecmat(K_k, state.u, k), xi)
     resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)

@@ -38,6 +38,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from ._util import pad_to
+from .past import Past, padded_size
 
 
 class AbstractResponse(eqx.Module):
@@ -45,11 +46,11 @@ class AbstractResponse(eqx.Module):
     a pytree (an ``eqx.Module``) whose array leaves have the trajectory axis last.
 
     A solve calls ``resolve`` once (fix sizes from ``T``, ``N``; validate), then
-    ``init`` (state over ``S = T + 1`` steps), and at every step ``k`` ``row`` (kernel row
-    ``M_R[k, :]`` up to the factor ``alpha Delta``) and ``advance`` (state ``k -> k + 1``
-    given the memory weights ``K_k[l] = eta_l M_R[k, l]``). The causal sweep holds the state
-    at the size of its current time block: ``shrink`` to the first block, ``grow`` between
-    blocks. ``peak_numbers`` feeds the memory formula."""
+    ``init`` (state over ``S = T + 1`` steps; the causal sweep calls ``init_rolled``, over
+    its padded size), and at every step ``k`` ``row`` (kernel row ``M_R[k, :]`` up to the
+    factor ``alpha Delta``, as long as the state's time axis) and ``advance`` (state
+    ``k -> k + 1`` given the memory weights ``K_k[l] = eta_l M_R[k, l]``). ``peak_numbers``
+    feeds the memory formula."""
 
     @abc.abstractmethod
     def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "AbstractResponse":
@@ -69,17 +70,22 @@ class AbstractResponse(eqx.Module):
         """The state at ``k + 1``: ``chi[k+1] = (decay_common - dt Delta sl2) chi[k]
         + dt sum_l K_k[l] chi[l]`` plus the source ``dt Delta sl2`` at column ``k``."""
 
-    @abc.abstractmethod
-    def grow(self, state, size: int):
-        """The state resized to ``size`` steps (zero padding)."""
+    def init_rolled(self, key, n_steps: int, n_traj: int, dtype, past: Past):
+        """The state for the rolled causal sweep, whose histories have ``padded_size(n_steps +
+        1, past.width)`` rows; by default :meth:`init` for that many rows (``row`` and
+        ``advance`` then read the whole padded state). Estimators that store a triangle
+        override it to read only the past (``past``'s chunks)."""
+        return self.init(key, padded_size(n_steps + 1, past.width) - 1, n_traj, dtype)
+
+    def to_column_blocks(self, state, size: int):
+        """The state as :class:`ExactState` column blocks over ``size`` steps (what
+        :class:`~dmft_jax.SweepAdjoint` reads); only estimators with an exact ``chi`` have it."""
+        raise NotImplementedError(f"{type(self).__name__} has no column blocks of chi")
 
     @abc.abstractmethod
-    def shrink(self, state, size: int):
-        """The initial state cut to its first ``size`` steps."""
-
-    @abc.abstractmethod
-    def peak_numbers(self, edges) -> int:
-        """Numbers held at the peak of a sweep with time-block ``edges``."""
+    def peak_numbers(self, size: int, width: int | None) -> int:
+        """Numbers held at the peak of a rolled sweep over ``size = T + 1`` steps in chunks of
+        ``width`` (``None``: one chunk)."""
 
     def per_group(self, groups: int) -> "AbstractResponse":
         """The (unresolved) estimator of one of ``groups`` replicas on ``N / groups``
@@ -111,6 +117,7 @@ class ProbeState(eqx.Module):
     v: Float[Array, "steps probes traj"]
     eps: Float[Array, "steps probes traj"]
     sl2_prev: Float[Array, " traj"]
+    past: Past = Past()  # how the products over the history are taken
 
 
 class ExactResponse(AbstractResponse):
@@ -156,21 +163,30 @@ class ExactResponse(AbstractResponse):
                              "least one response trajectory; raise n_chi or lower groups")
         return ExactResponse(None if self.n_chi is None else self.n_chi // groups)
 
-    def peak_numbers(self, edges):
-        """Numbers held at the end of a sweep with time-block ``edges``: the column blocks."""
-        size = edges[-1] + 1
-        cuts = list(edges[:-1]) + [size - 1]
-        return self.n_chi * sum((size - e) * (e1 - e) for e, e1 in zip(cuts[:-1], cuts[1:]))
+    def peak_numbers(self, size, width):
+        """Numbers of ``chi``: the square ``S (S - 1) n_chi`` in one chunk, else the lower
+        triangle's ``n (n + 1) / 2`` tiles of ``width^2 n_chi`` (``n`` chunks)."""
+        if width is None or width >= size:
+            return self.n_chi * size * (size - 1)
+        n = padded_size(size, width) // width
+        return self.n_chi * (n * (n + 1) // 2) * width * width
 
-    # State (ExactState): the column blocks of chi in a sweep block of size S. A step reads
-    # the lower triangle block by block, about 0.6 of the square at six time blocks (the
-    # response dominates the memory traffic of a solve). e_c = S - rows_c; the widths add
-    # up to S - 1 (column S - 1 is first written in the next block). The damped iteration
-    # holds one block, the square.
+    # Two layouts. ExactState (the damped iteration, a one-chunk sweep and the adjoint's
+    # input): column blocks of the lower triangle. TiledState (the rolled sweep): square
+    # tiles of the lower triangle; a step reads the tiles of rows up to its own and writes
+    # one row, so the memory traffic over a solve is about a sixth of the square's T^3.
 
     def init(self, key, n_steps, n_traj, dtype):
         size = n_steps + 1
         return ExactState(chi=(jnp.zeros((size, size - 1, self.n_chi), dtype),))
+
+    def init_rolled(self, key, n_steps, n_traj, dtype, past):
+        size = n_steps + 1
+        if not past.chunked(size):
+            return self.init(key, n_steps, n_traj, dtype)
+        n = padded_size(size, past.width) // past.width
+        w = past.width
+        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, w, self.n_chi), dtype), n_chunks=n)
 
     def source_weights(self, w, sl2):
         """``w s Lambda'' / sum(w)`` on the response trajectories: ``M_R[k, l]`` is
@@ -180,34 +196,105 @@ class ExactResponse(AbstractResponse):
 
     def row(self, st, k, w, sl2, dts, delta):
         sw = self.source_weights(w, sl2)
+        if isinstance(st, TiledState):
+            return st.row(k, sw) / dts
         blocks, _ = st.column_blocks()
         parts = [lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False) @ sw for e, c in blocks]
         return jnp.concatenate(parts + [jnp.zeros(1, sw.dtype)]) / dts
 
     def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
+        sl2 = sl2[: self.n_chi]
+        if isinstance(st, TiledState):
+            return st.advance(k, K_k, lambda chi_k, mem, offset: chi_step(chi_k, mem, k, dt, decay_common, delta,
+                                                                          sl2, offset=offset))
         blocks, _ = st.column_blocks()
         new = []
         for e, c in blocks:  # the rows of block c start at e <= k
             chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False),
-                                jnp.tensordot(K_k[e:], c, axes=(0, 0)), k, dt, decay_common, delta,
-                                sl2[: self.n_chi], offset=e)
+                                jnp.tensordot(K_k[e:], c, axes=(0, 0)), k, dt, decay_common, delta, sl2, offset=e)
             new.append(lax.dynamic_update_index_in_dim(c, chi_next, k + 1 - e, 0))
         return ExactState(chi=tuple(new))
 
-    def grow(self, st, size):
-        """Rows of every block up to ``size``, and a new block for the columns
-        ``[S - 1, size - 1)``."""
-        blocks, old = st.column_blocks()
-        if size == old:
+    def to_column_blocks(self, st, size):
+        """One column block per chunk: block ``c`` holds rows ``[c w, S)`` and columns
+        ``[c w, c w + w)`` (the last cut at ``S - 1``)."""
+        if isinstance(st, ExactState):
             return st
-        padded = tuple(pad_to(c, size - e, (0,)) for e, c in blocks)
-        c0 = blocks[0][1]
-        start = old - 1
-        return ExactState(chi=padded + (jnp.zeros((size - start, size - 1 - start, c0.shape[2]), c0.dtype),))
+        return st.column_blocks(size)
 
-    def shrink(self, st, size):
-        (c,) = st.chi  # the initial (one-block) state
-        return ExactState(chi=(c[:size, : size - 1],))
+
+class TiledState(eqx.Module):
+    """``chi``'s lower triangle in square tiles of ``w`` rows and columns (the chunks): tile
+    ``(r, c)``, ``c <= r``, at index ``r (r + 1) / 2 + c``, holds ``chi[r w + i, c w + j, n]``.
+    Rows past ``T`` are padding."""
+
+    tiles: Float[Array, "tiles w w n_chi"]
+    n_chunks: int = eqx.field(static=True)
+
+    def _tile_rows(self):
+        """Static tables: the row and column chunk of every tile."""
+        rc = [(r, c) for r in range(self.n_chunks) for c in range(r + 1)]
+        return jnp.asarray([r for r, _ in rc]), jnp.asarray([c for _, c in rc])
+
+    def _row_of(self, tiles, t, i):
+        """Row ``i`` of tile ``t``: ``(w, n_chi)``."""
+        w, n = tiles.shape[2], tiles.shape[3]
+        return lax.dynamic_slice(tiles, (t, i, 0, 0), (1, 1, w, n))[0, 0]
+
+    def row(self, k, sw):
+        """``chi[k, l] . sw`` for every column ``l`` (the padded length)."""
+        w = self.tiles.shape[1]
+        j, i = k // w, k % w
+
+        def body(c, out):
+            take = lambda o: lax.dynamic_update_slice_in_dim(o, self._row_of(self.tiles, j * (j + 1) // 2 + c, i) @ sw,
+                                                             c * w, 0)
+            return lax.cond(c <= j, take, lambda o: o, out)
+
+        return lax.fori_loop(0, self.n_chunks, body, jnp.zeros(self.n_chunks * w, sw.dtype))
+
+    def advance(self, k, K_k, step):
+        """Row ``k + 1`` written from row ``k`` and the memory ``sum_l K_k[l] chi[l]``:
+        ``step(chi[k, chunk c], memory of chunk c, c w)`` gives the new row's chunk ``c``."""
+        tiles = self.tiles
+        n_tiles, w, _, n = tiles.shape
+        j, i = k // w, k % w
+        j1, i1 = (k + 1) // w, (k + 1) % w
+        r_of, c_of = self._tile_rows()
+
+        def add(t, mem):
+            r, c = r_of[t], c_of[t]
+
+            def plus(mem):
+                part = jnp.tensordot(lax.dynamic_slice_in_dim(K_k, r * w, w),
+                                     lax.dynamic_index_in_dim(tiles, t, 0, keepdims=False), axes=(0, 0))
+                return lax.dynamic_update_index_in_dim(mem, lax.dynamic_index_in_dim(mem, c, 0, False) + part, c, 0)
+
+            return lax.cond(r <= j, plus, lambda m: m, mem)
+
+        # the memory of every column chunk first (all reads), then the writes of row k + 1
+        mem = lax.fori_loop(0, n_tiles, add, jnp.zeros((self.n_chunks, w, n), tiles.dtype))
+
+        def write(c, tiles):
+            def put(tiles):
+                new = step(self._row_of(tiles, j * (j + 1) // 2 + c, i), mem[c], c * w)
+                return lax.dynamic_update_slice(tiles, new[None, None], (j1 * (j1 + 1) // 2 + c, i1, 0, 0))
+
+            return lax.cond(c <= j, put, lambda t: t, tiles)
+
+        return TiledState(tiles=lax.fori_loop(0, self.n_chunks, write, tiles), n_chunks=self.n_chunks)
+
+    def column_blocks(self, size):
+        """:class:`ExactState` over ``size`` steps, one column block per chunk."""
+        n_tiles, w, _, n = self.tiles.shape
+        blocks = []
+        for c in range(self.n_chunks):
+            e = c * w
+            if e >= size - 1:
+                break
+            col = jnp.concatenate([self.tiles[r * (r + 1) // 2 + c] for r in range(c, self.n_chunks)])
+            blocks.append(col[: size - e, : min(w, size - 1 - e)])
+        return ExactState(chi=tuple(blocks))
 
 
 class ProbeResponse(AbstractResponse):
@@ -232,22 +319,26 @@ class ProbeResponse(AbstractResponse):
                              "replica needs at least one probed trajectory")
         return ProbeResponse(self.n_probes, None if self.n_traj is None else self.n_traj // groups)
 
-    def peak_numbers(self, edges):
-        """The ``v`` and ``eps`` histories and the previous ``s Lambda''``, and their copy
-        while a time block grows them."""
-        size = edges[-1] + 1
-        return 2 * (2 * self.n_probes * size * self.n_traj + self.n_traj)
+    def peak_numbers(self, size, width):
+        """The ``v`` and ``eps`` histories (padded to the chunks) and the previous
+        ``s Lambda''``, and a copy of them."""
+        return 2 * (2 * self.n_probes * padded_size(size, width) * self.n_traj + self.n_traj)
 
     def init(self, key, n_steps, n_traj, dtype):
+        return self.init_rolled(key, n_steps, n_traj, dtype, Past())
+
+    def init_rolled(self, key, n_steps, n_traj, dtype, past):
         size = n_steps + 1
         shape = (size, self.n_probes, self.n_traj)  # time first: products are plain mat-vecs
-        eps = jax.random.rademacher(key, shape, jnp.int8).astype(dtype)
-        return ProbeState(v=jnp.zeros(shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype))
+        # drawn over the S steps whatever the padding, so that every layout has the same probes
+        eps = pad_to(jax.random.rademacher(key, shape, jnp.int8).astype(dtype), padded_size(size, past.width), (0,))
+        return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype),
+                          past=past)
 
     def row(self, st, k, w, sl2, dts, delta):
         n = self.n_traj
         size = st.v.shape[0]
-        eps = st.eps[:size]  # (S, P, n)
+        eps = st.eps  # (S, P, n)
         w_n = w[:n]
         ws = w_n * sl2[:n]
         norm = jnp.sum(w_n)
@@ -255,7 +346,7 @@ class ProbeResponse(AbstractResponse):
         # v[k] without the exactly known first lag chi[k, k-1] eps[k-1]
         first = dts[km1] * delta * st.sl2_prev
         v_k = st.v[k] - first[None, :] * eps[km1]  # (P, n)
-        est = eps.reshape(size, -1) @ (ws[None, :] * v_k).reshape(-1) / self.n_probes / norm / dts
+        est = st.past.matvec(eps, ws[None, :] * v_k, k) / self.n_probes / norm / dts
         exact_first = jnp.sum(ws * st.sl2_prev) * delta / norm
         idx = jnp.arange(size)
         est = jnp.where(idx < km1, est, 0.0)
@@ -266,15 +357,9 @@ class ProbeResponse(AbstractResponse):
         sl2 = sl2[: self.n_traj]
         decay = decay_common - dt * delta * sl2
         eps_k = st.eps[k]
-        memory = (K_k @ v.reshape(v.shape[0], -1)).reshape(v.shape[1:])
+        memory = st.past.vecmat(K_k, v, k)
         v_next = decay[None, :] * v[k] + dt * memory + (dt * delta * sl2)[None, :] * eps_k
-        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, sl2_prev=sl2)
-
-    def grow(self, st, size):
-        return ProbeState(v=pad_to(st.v, size, (0,)), eps=st.eps, sl2_prev=st.sl2_prev)
-
-    def shrink(self, st, size):
-        return ProbeState(v=st.v[:size], eps=st.eps, sl2_prev=st.sl2_prev)
+        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, sl2_prev=sl2, past=st.past)
 
 
 def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0):

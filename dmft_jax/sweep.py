@@ -6,11 +6,14 @@ obtained exactly in one pass (``lax.scan`` over ``k``): evaluate the trajectorie
 form kernel row ``k``, extend the causal Cholesky factor of the noise covariance
 ``Delta M_C`` by one row, advance ``u``, the response and ``m``.
 
-Time is cut into blocks; in a block ending at step ``e`` all histories (``u``, ``g``, the
-response, the noise factor) are held at size ``e + 1`` only, so a step reads the ``O(k)``
-(``O(k^2)`` for ``chi``) entries it needs instead of the full ``T + 1`` (triangular
-structure); arrays grow by zero padding between blocks. Results are equal to rounding for
-any number of blocks.
+One rolled loop: time is cut into ``n`` chunks of equal width ``w`` (histories padded to
+``n w`` rows), and every product over the past runs over the chunks up to the current
+step's only (:class:`~dmft_jax.past.Past`; the exact response is stored as tiles of its
+lower triangle), so a step reads the ``O(k)`` (``O(k^2)`` for ``chi``) entries it needs
+while the loop body, compiled once, has the same shapes at every step. The compiled
+program therefore does not grow with ``T`` or with the number of chunks. Steps are
+scanned in groups of ``w`` (one checkpoint per group for reverse mode); the padded steps
+past ``T`` are skipped by a branch. Results are equal to rounding for any number of chunks.
 """
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import process
-from ._util import pad_to
 from .noise import NoiseFactor, noise_row
+from .past import Past, padded_size
 from .solvers import AbstractSolver, SolverOutput
-from .timegrid import auto_time_blocks, block_edges
+from .timegrid import auto_time_blocks, chunk_width
 
 
 class SweepCarry(eqx.Module):
@@ -35,9 +38,10 @@ class SweepCarry(eqx.Module):
 
 
 class CausalSweep(AbstractSolver):
-    """One causal pass in time. ``time_blocks``: number of time blocks (default
-    :func:`~dmft_jax.timegrid.auto_time_blocks`): more blocks read less history per step but
-    compile longer. ``pivot_rtol``: see :class:`~dmft_jax.solvers.AbstractSolver`."""
+    """One causal pass in time, in one rolled loop. ``time_blocks``: the number of equal
+    chunks time is cut into (default :func:`~dmft_jax.timegrid.auto_time_blocks`): more
+    chunks read less of the past per step; the compiled program is the same size for any
+    number. ``pivot_rtol``: see :class:`~dmft_jax.solvers.AbstractSolver`."""
 
     time_blocks: int | None = eqx.field(static=True)
     pivot_rtol: float | None = eqx.field(static=True)
@@ -60,66 +64,53 @@ class CausalSweep(AbstractSolver):
                              shard)
 
 
-def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_blocks, meter, shard=lambda x: x) -> SolverOutput:
-    """The sweep over ``T`` steps in ``n_blocks`` time blocks (see the module docstring)."""
-    edges = block_edges(T, n_blocks)
+def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x) -> SolverOutput:
+    """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring)."""
     dtype = rnd.u0.dtype
     size = T + 1
+    width = chunk_width(T, n_chunks)
+    past = Past(width)
+    padded = padded_size(size, width)
+    group = T if width is None else width  # steps per checkpointed group
+    n_groups = -(-T // group)
+    # histories over the padded rows; the step sizes past T are 1 (M_R[k, l] divides by them)
+    pad_rows_of = lambda a, v=0.0: jnp.concatenate([a, jnp.full((padded - a.shape[0],) + a.shape[1:], v, a.dtype)])
+    rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd, (pad_rows_of(rnd.zeta), pad_rows_of(rnd.dts, 1.0)))
 
-    def body(carry: SweepCarry, k, rnd_b):
+    def live(carry: SweepCarry, k):
         meter.step(k, T)
-        state, row = process.kernel_row(problem, rnd_b, carry.state, k, carry.m, est)
+        state, row = process.kernel_row(problem, rnd_p, carry.state, k, carry.m, est, past)
         L_k, factor = noise_row(carry.factor, problem.delta * row.M_C, k, pivot_rtol)
-        state = process.advance(problem, rnd_b, state, k, row.lam_hat, row.M_R, L_k, row, est)
-        m_next = process.m_step(problem.lam, rnd.dts[k], carry.m, row.mu)
+        state = process.advance(problem, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
+        m_next = process.m_step(problem.lam, rnd_p.dts[k], carry.m, row.mu)
         return SweepCarry(state, m_next, factor), (carry.m, row.public())
 
-    s0 = edges[1] + 1
-    full = shard(process.init_state(problem, rnd, T, est, key_probe))
-    state = eqx.tree_at(lambda st: (st.u, st.g, st.resp), full, (full.u[:s0], full.g[:s0], est.shrink(full.resp, s0)))
-    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(s0, dtype))
-    ms, rows_list = [], []
-    for e0, e1 in zip(edges[:-1], edges[1:]):
-        sb = e1 + 1
-        carry = _grow(carry, sb, est, dtype)
-        rnd_b = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd, (rnd.zeta[:sb], rnd.dts[:sb]))
-        # Reverse mode: each block is recomputed in the backward pass (block checkpoint),
-        # so memory holds the block-boundary carries plus one block's per-step carries,
-        # not T carries (a carry holds the O(T^2 N_chi) response).
-        run_block = jax.checkpoint(
-            lambda c, rnd_b=rnd_b, e0=e0, e1=e1: lax.scan(lambda c, k: body(c, k, rnd_b), c, jnp.arange(e0, e1)))
-        carry, (m, rows) = run_block(carry)
-        ms.append(m)
-        rows_list.append(pad_rows(rows, size))
-    state, row_T = process.kernel_row(problem, rnd, carry.state, T, carry.m, est)
+    def body(carry, k):
+        if n_groups * group == T:  # no padded steps
+            return live(carry, k)
+        skipped = lambda c, k: (c, (c.m, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])))
+        return lax.cond(k < T, live, skipped, carry, k)
+
+    state = shard(process.init_state(problem, rnd, T, est, key_probe, past))
+    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype))
+    out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
+    # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
+    # memory holds the groups' boundary carries plus one group's per-step carries, not T
+    # carries (a carry holds the O(T^2 N_chi) response).
+    run_group = jax.checkpoint(lambda c, g: lax.scan(body, c, g * group + jnp.arange(group)))
+    carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
+    flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
+    m, rows = flat(m), jax.tree_util.tree_map(flat, rows)
+    state, row_T = process.kernel_row(problem, rnd_p, carry.state, T, carry.m, est, past)
     _, factor = noise_row(carry.factor, problem.delta * row_T.M_C, T, pivot_rtol)
-    rows = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *rows_list)
-    rows = stack_rows(rows, pad_rows(row_T.public(), size))
-    m = jnp.concatenate(ms + [carry.m[None]])
-    return SolverOutput(rows=rows, m=m, pivots=factor.pivots, state=state, n_iter=jnp.asarray(0),
-                        converged=jnp.asarray(True), factor=carry.factor.rows)
-
-
-def _grow(carry: SweepCarry, size: int, est, dtype) -> SweepCarry:
-    """The carry's histories grown to a time block of ``size`` steps."""
-    state = carry.state
-    if state.u.shape[0] >= size:
-        return carry
-    state = eqx.tree_at(lambda st: (st.u, st.g, st.resp), state,
-                        (pad_to(state.u, size, (0,)), pad_to(state.g, size, (0,)), est.grow(state.resp, size)))
-    old = carry.factor.rows.shape[0]
-    rows = pad_to(carry.factor.rows, size, (0, 1)) + jnp.diag((jnp.arange(size) >= old).astype(dtype))
-    factor = NoiseFactor(rows=rows, pivots=pad_to(carry.factor.pivots, size, (0,)))
-    return SweepCarry(state, carry.m, factor)
+    rows = stack_rows(rows, row_T.public())
+    rows = eqx.tree_at(lambda r: (r.M_C, r.M_R), rows, (rows.M_C[:, :size], rows.M_R[:, :size]))
+    m = jnp.concatenate([m, carry.m[None]])
+    state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
+    return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size], state=state, n_iter=jnp.asarray(0),
+                        converged=jnp.asarray(True), factor=carry.factor.rows[:size, :size])
 
 
 def stack_rows(rows_scan, row_last):
     """Append the last row (step T) to the scanned rows (steps 0..T-1)."""
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]], axis=0), rows_scan, row_last)
-
-
-def pad_rows(rows, size):
-    """Pad kernel rows (``M_C``, ``M_R``) of a block to the full length ``T + 1``."""
-    return eqx.tree_at(lambda r: (r.M_C, r.M_R), rows,
-                       (pad_to(rows.M_C, size, (rows.M_C.ndim - 1,)),
-                        pad_to(rows.M_R, size, (rows.M_R.ndim - 1,))))

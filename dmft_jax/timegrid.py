@@ -1,4 +1,4 @@
-"""The time grid: how many steps a solve takes, the step sizes' checks, and the time blocks
+"""The time grid: how many steps a solve takes, the step sizes' checks, and the time chunks
 of the causal sweep (docs/equations.md, sections 1.4.1 and 2.6.1).
 
 Step ``k`` advances time by ``eta_k`` (``dt_k = eta_k``); a constant ``eta`` gives
@@ -74,10 +74,17 @@ def block_edges(T: int, n_blocks: int) -> list[int]:
 
 
 def auto_time_blocks(T: int) -> int:
-    """Blocks used by default: one for short horizons (compile time dominates), else about
-    one per 32 steps, at most 8 (history traffic ~ (B+1)(2B+1)/(6B^2) of the unblocked, the
-    response's ~(B+2)/(2B+2) of that). Each block compiles its own loop body, with one
-    response product per column block: at T = 100 on 2 CPU cores, 3 blocks compile in ~8 s
-    and 6 in ~12 s, for 0.76 s and 0.61 s per solve at N = N_chi = 4096 (and 68 ms against
-    89 ms at N_chi = 256)."""
-    return 1 if T < 64 else min(8, T // 32)
+    """Chunks of the rolled sweep used by default: one for short horizons (``T < 32``), else
+    about one per 16 steps, between 2 and 8. The loop body is compiled once whatever the
+    number; more chunks read less of the past per step (the exact response's traffic is
+    about ``(n + 2) / (6 n)`` of the square's for ``n`` chunks) but loop over more of them.
+    Measured at T = 100 on 2 CPU cores (benchmarks/latency.py): 6 chunks solve in 0.06 s at
+    N = 4096, N_chi = 256 and in 0.51 s at N = 32768, N_chi = 2048 (one chunk: 0.12 s and
+    0.79 s)."""
+    return 1 if T < 32 else min(8, max(2, T // 16))
+
+
+def chunk_width(T: int, n_chunks: int) -> int | None:
+    """Width of the chunks of a sweep over ``T`` steps in ``n_chunks`` chunks (``None``: one)."""
+    n = max(1, min(n_chunks, T + 1))
+    return None if n == 1 else -(-(T + 1) // n)

@@ -88,15 +88,8 @@ class SquareResponse(dj.AbstractResponse):
         nxt = jnp.where((jnp.arange(chi.shape[1]) == k)[:, None], dt * delta * sl2[None, :], nxt)
         return SquareState(chi.at[k + 1].set(nxt))
 
-    def grow(self, state, size):
-        pad = size - state.chi.shape[0]
-        return SquareState(jnp.pad(state.chi, ((0, pad), (0, pad), (0, 0))))
-
-    def shrink(self, state, size):
-        return SquareState(state.chi[:size, :size])
-
-    def peak_numbers(self, edges):
-        return (edges[-1] + 1) ** 2 * self.n_chi
+    def peak_numbers(self, size, width):
+        return size**2 * self.n_chi
 
 
 TWO = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
