@@ -35,6 +35,9 @@ def as_key(key):
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         if not 0 <= int(key) < 2**63:
             raise ValueError(f"key must be an integer seed in [0, 2**63) or a jax.random key; got {key!r}")
+        if int(key) < 2**31 and jax.config.jax_default_prng_impl == "threefry2x32":
+            # what PRNGKey(seed) holds for threefry, built without compiling its seeding
+            return jnp.asarray(np.array([0, int(key)], dtype=np.uint32))
         return jax.random.PRNGKey(int(key))
     if isinstance(key, jax.Array) or isinstance(key, jax.core.Tracer):
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,)):

@@ -29,6 +29,7 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from . import _validate
 from ._util import tolist
@@ -128,22 +129,26 @@ class PersistentSGD(AbstractMinibatch):
 
     def check_steps(self, steps):
         """``tau >= eta_k`` and ``b_k eta_k <= (1 - b_k) tau`` at every step."""
-        steps = jnp.asarray(steps)
+        # concrete values are checked with NumPy: eager jax operations would each compile
+        xp = np if _validate.is_concrete(steps) and not isinstance(self.b, Schedule) \
+            and _validate.is_concrete(self.b) and _validate.is_concrete(self.tau) else jnp
+        steps = xp.asarray(steps)
+        tau = np.asarray(self.tau) if xp is np else self.tau
         if isinstance(self.b, Schedule):
             steps = jnp.broadcast_to(steps, (max(1, steps.size),))
             b = self._checked_b(steps.shape[0])
         else:
-            steps, b = jnp.max(steps), self.b
-        if not _validate.checkable(steps, b, self.tau):
+            steps, b = xp.max(steps), (np.asarray(self.b) if xp is np else self.b)
+        if not _validate.checkable(steps, b, tau):
             return
-        eta_max = jnp.max(steps)
-        concrete = _validate.is_concrete(eta_max) and _validate.is_concrete(self.tau)
-        at = f"eta = {float(eta_max):g}, tau = {float(self.tau):g}" if concrete else "the largest eta_k"
-        _validate.check("tau", self.tau - eta_max, lambda a: a >= -1e-12 * jnp.abs(eta_max), f"tau >= eta ({at})",
+        eta_max = xp.max(steps)
+        concrete = _validate.is_concrete(eta_max) and _validate.is_concrete(tau)
+        at = f"eta = {float(eta_max):g}, tau = {float(tau):g}" if concrete else "the largest eta_k"
+        _validate.check("tau", tau - eta_max, lambda a: a >= -1e-12 * xp.abs(eta_max), f"tau >= eta ({at})",
                         shown=self.tau)
         _validate.check(
-            "b", jnp.where(b < 1, b * steps - (1 - b) * self.tau, 0.0),
-            lambda a: a <= 1e-12 * jnp.abs(self.tau),
+            "b", xp.where(b < 1, b * steps - (1 - b) * tau, 0.0),
+            lambda a: a <= 1e-12 * xp.abs(tau),
             f"b * eta <= (1 - b) * tau at every step ({at}), i.e. b <= tau / (tau + eta)", shown=b,
         )
 

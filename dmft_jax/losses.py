@@ -18,6 +18,7 @@ from typing import Callable, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _validate
 from ._util import tolist
@@ -168,38 +169,64 @@ def check_for_solver(loss: AbstractLoss, name: str = "loss") -> None:
 _PASSED: set = set()  # losses that passed check_for_solver
 
 
-def _check_curvature(loss, name):
-    h = 1e-3
-    v = jnp.linspace(-8.0, 8.0, 16001)
-    try:
-        out = loss(v)
-    except Exception as err:  # a user callable may fail in any way
-        raise ValueError(f"{name}: calling ell(v) on an array failed ({type(err).__name__}: {err}); a loss "
-                         "must be an elementwise function of a jax array") from None
+class _NotElementwise(Exception):
+    pass
+
+
+class _NotDifferentiable(Exception):
+    pass
+
+
+_GRID = (-8.0, 8.0, 16001)  # margins of the curvature check, step h = 1e-3
+_WINDOW = 100  # steps per window
+
+
+@eqx.filter_jit
+def _curvature_numbers(loss):
+    """The curvature check's numbers in one compiled program (eager operations would
+    compile one by one): whether ``ell'`` and ``ell''`` are finite on the grid, the change of
+    ``ell'`` over windows of ``_WINDOW`` steps and the trapezoid integral of ``ell''``."""
+    v = jnp.linspace(*_GRID)
+    h = (_GRID[1] - _GRID[0]) / (_GRID[2] - 1)
+    out = loss(v)
     if jnp.shape(out) != v.shape:
-        raise ValueError(f"{name}: ell(v) must be elementwise: for v of shape {v.shape} it returned shape "
-                         f"{jnp.shape(out)} (a sum or mean over samples is not a per-sample loss)")
+        raise _NotElementwise(jnp.shape(out))
     try:
         d1 = jax.grad(lambda x: jnp.sum(loss(x)))(v)
         _, d2 = jax.jvp(jax.grad(lambda x: jnp.sum(loss(x))), (v,), (jnp.ones_like(v),))
     except Exception as err:
-        raise ValueError(f"{name}: JAX cannot differentiate ell ({type(err).__name__}: {err}); write the loss "
-                         "with jax.numpy (not numpy or math)") from None
-    if not (bool(jnp.all(jnp.isfinite(d1))) and bool(jnp.all(jnp.isfinite(d2)))):
-        raise ValueError(f"{name}: ell' or ell'' is not finite somewhere on [-8, 8]; the solver needs a loss "
-                         "twice differentiable at every margin")
-    # change of ell' over windows of 100 steps against the trapezoid integral of ell''
-    w = 100
+        raise _NotDifferentiable(f"{type(err).__name__}: {err}") from None
+    finite = jnp.all(jnp.isfinite(d1)) & jnp.all(jnp.isfinite(d2))
+    w = _WINDOW
     change = d1[w::w] - d1[:-w:w]
     trap = 0.5 * h * (d2[:-1] + d2[1:])
     integral = jnp.sum(trap[: change.shape[0] * w].reshape(-1, w), axis=1)
-    miss = jnp.max(jnp.abs(change - integral))
-    scale = jnp.max(jnp.abs(change))
-    if not bool(miss <= 0.02 * scale + 1e-3):
-        at = float(v[int(jnp.argmax(jnp.abs(change - integral))) * w])
+    return finite, change, integral
+
+
+def _check_curvature(loss, name):
+    v = np.linspace(*_GRID)
+    try:
+        finite, change, integral = _curvature_numbers(loss)
+    except _NotElementwise as err:
+        raise ValueError(f"{name}: ell(v) must be elementwise: for v of shape {v.shape} it returned shape "
+                         f"{err.args[0]} (a sum or mean over samples is not a per-sample loss)") from None
+    except _NotDifferentiable as err:
+        raise ValueError(f"{name}: JAX cannot differentiate ell ({err}); write the loss "
+                         "with jax.numpy (not numpy or math)") from None
+    except Exception as err:  # a user callable may fail in any way
+        raise ValueError(f"{name}: calling ell(v) on an array failed ({type(err).__name__}: {err}); a loss "
+                         "must be an elementwise function of a jax array") from None
+    if not bool(finite):
+        raise ValueError(f"{name}: ell' or ell'' is not finite somewhere on [-8, 8]; the solver needs a loss "
+                         "twice differentiable at every margin")
+    change, integral = np.asarray(change), np.asarray(integral)
+    gap = np.abs(change - integral)
+    if not gap.max() <= 0.02 * np.abs(change).max() + 1e-3:
+        worst = int(np.argmax(gap))
         raise ValueError(
-            f"{name}: the second derivative of ell has a part autodiff does not see (near margin v = {at:.2f} "
-            f"the change of ell' is {float(change[int(jnp.argmax(jnp.abs(change - integral)))]):.3g} but the "
+            f"{name}: the second derivative of ell has a part autodiff does not see (near margin v = "
+            f"{v[worst * _WINDOW]:.2f} the change of ell' is {change[worst]:.3g} but the "
             "integral of ell'' is not): a kink or a curvature narrower than 1e-3 would give wrong kernels. "
             "Use a smoother loss (e.g. dmft_jax.SmoothHinge(beta) with beta <= 100), or dmft_jax.simulate, "
             "which accepts any loss.")
