@@ -14,7 +14,9 @@ def pad_to(x, size: int, axes):
 
 def cast_leaf(x, dtype):
     """Floating arrays and Python floats (e.g. set by ``eqx.tree_at``) to ``dtype``."""
-    if isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)):
+    if isinstance(x, float):  # through NumPy: no conversion program to compile
+        return jax.device_put(np.asarray(x, dtype=dtype))
+    if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating):
         return jnp.asarray(x).astype(dtype)
     return x
 
@@ -37,7 +39,7 @@ def as_key(key):
             raise ValueError(f"key must be an integer seed in [0, 2**63) or a jax.random key; got {key!r}")
         if int(key) < 2**31 and jax.config.jax_default_prng_impl == "threefry2x32":
             # what PRNGKey(seed) holds for threefry, built without compiling its seeding
-            return jnp.asarray(np.array([0, int(key)], dtype=np.uint32))
+            return jax.device_put(np.array([0, int(key)], dtype=np.uint32))
         return jax.random.PRNGKey(int(key))
     if isinstance(key, jax.Array) or isinstance(key, jax.core.Tracer):
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,)):

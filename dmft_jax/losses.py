@@ -158,8 +158,7 @@ def check_for_solver(loss: AbstractLoss, name: str = "loss") -> None:
             return
     except TypeError:  # unhashable (an array-valued parameter): check every time
         pass
-    with jax.ensure_compile_time_eval():  # evaluate now, also when called inside jit/vmap
-        _check_curvature(loss, name)
+    _check_curvature(loss, name)
     try:
         _PASSED.add(loss)
     except TypeError:
@@ -188,7 +187,12 @@ def _curvature_numbers(loss):
     ``ell'`` over windows of ``_WINDOW`` steps and the trapezoid integral of ``ell''``."""
     v = jnp.linspace(*_GRID)
     h = (_GRID[1] - _GRID[0]) / (_GRID[2] - 1)
-    out = loss(v)
+    try:
+        out = loss(v)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+            jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError) as err:
+        # NumPy or math inside the loss: it runs on concrete arrays but JAX cannot trace it
+        raise _NotDifferentiable(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
     if jnp.shape(out) != v.shape:
         raise _NotElementwise(jnp.shape(out))
     try:
@@ -208,6 +212,9 @@ def _check_curvature(loss, name):
     v = np.linspace(*_GRID)
     try:
         finite, change, integral = _curvature_numbers(loss)
+        if isinstance(finite, jax.core.Tracer):  # called inside jit/vmap/grad: evaluate now
+            with jax.ensure_compile_time_eval():
+                finite, change, integral = _curvature_numbers(loss)
     except _NotElementwise as err:
         raise ValueError(f"{name}: ell(v) must be elementwise: for v of shape {v.shape} it returned shape "
                          f"{err.args[0]} (a sum or mean over samples is not a per-sample loss)") from None

@@ -14,6 +14,7 @@ import abc
 from typing import Any, Callable
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -90,6 +91,23 @@ def as_eta(eta, name: str = "eta"):
 def step_sizes(eta, n_steps: int, dtype=None):
     """``eta_k`` for ``k = 0..n_steps-1``."""
     if isinstance(eta, Schedule):
-        steps = eta(jnp.arange(n_steps))
+        # Python floats (set by eqx.tree_at) as arrays: filter_jit would make them static
+        steps = _evaluate(jax.tree_util.tree_map(_as_array, eta), n_steps)
         return jnp.asarray(steps, dtype=dtype) if dtype is not None else steps
+    if dtype is None and not isinstance(eta, jax.core.Tracer):  # a check of concrete values: no compile
+        return np.full((n_steps,), np.asarray(eta))
     return jnp.full((n_steps,), eta, dtype=dtype if dtype is not None else jnp.result_type(eta))
+
+
+def _as_array(x):
+    """A Python float as an array of the default float dtype (as the fields' converter makes
+    them), without compiling a conversion; anything else unchanged."""
+    return jax.device_put(np.asarray(x, dtype=jnp.result_type(float))) if isinstance(x, float) else x
+
+
+@eqx.filter_jit
+def _evaluate(schedule, n_steps: int):
+    """``schedule(k)`` for ``k = 0..n_steps-1`` as one compiled program per schedule class and
+    ``n_steps`` (parameters are data: checking a new value compiles nothing); inlined when
+    traced."""
+    return schedule(jnp.arange(n_steps))

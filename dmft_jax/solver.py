@@ -112,7 +112,7 @@ def solve(
                        save_trajectories=save_trajectories, **deprecated)
     dtype = jnp.dtype(config.dtype)
     with compile_notice(config.progress_meter, f"the sweep for T = {config.n_steps}, N = {config.n_traj}"):
-        sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jnp.asarray(key[1]), config)
+        sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jax.device_put(np.asarray(key[1])), config)
     return finish(sol, throw)
 
 
