@@ -61,8 +61,10 @@ class AbstractAdjoint(eqx.Module):
     ``check`` refuses combinations it does not support."""
 
     @abc.abstractmethod
-    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard) -> SolverOutput:
-        """``solver.run(...)`` with this adjoint's reverse mode."""
+    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard,
+            **bucket) -> SolverOutput:
+        """``solver.run(...)`` with this adjoint's reverse mode (``bucket``: ``n_real`` of a
+        shape bucket, passed to the solver where the adjoint supports it)."""
 
     @abc.abstractmethod
     def check(self, solver, response, sharded: bool) -> None:
@@ -72,8 +74,8 @@ class AbstractAdjoint(eqx.Module):
 class AutodiffAdjoint(AbstractAdjoint):
     """JAX's own differentiation of the solver (forward and reverse mode)."""
 
-    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
-        return solver.run(problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard)
+    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, **bucket):
+        return solver.run(problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, **bucket)
 
     def check(self, solver, response, sharded):
         return None

@@ -21,6 +21,9 @@ exact form costs ``O(n_chi T^2)`` memory, is estimated on ``n_chi <= N`` of them
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import warnings
 
 import equinox as eqx
@@ -43,7 +46,8 @@ from .sharding import device_ids, sharder
 from .solution import Solution, SolveConfig, finish, outcome
 from .solvers import AbstractSolver
 from .sweep import CausalSweep
-from .timegrid import count_steps
+from .schedules import Schedule
+from .timegrid import bucket_steps, count_steps
 
 _DEPRECATED = {
     "n_chi": "response=dj.ExactResponse(n_chi)",
@@ -111,9 +115,64 @@ def solve(
                        antithetic=antithetic, moment_matching=moment_matching, dtype=dtype,
                        save_trajectories=save_trajectories, **deprecated)
     dtype = jnp.dtype(config.dtype)
-    with compile_notice(config.progress_meter, f"the sweep for T = {config.n_steps}, N = {config.n_traj}"):
-        sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jax.device_put(np.asarray(key[1])), config)
+    T = config.n_steps
+    bucket = _bucket(config, problem, algorithm)
+    run, n_real = config, None
+    if bucket is not None:  # arrays sized for the bucket; the sweep stops after T steps
+        run = dataclasses.replace(config, n_steps=bucket)
+        n_real = jax.device_put(np.asarray(T, dtype=jnp.result_type(int)))
+    with compile_notice(config.progress_meter, f"the sweep for T = {run.n_steps}, N = {config.n_traj}"):
+        sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0],
+                         jax.device_put(np.asarray(key[1])), run, n_real)
+    if bucket is not None:
+        sol = _cut(sol, T, config)
     return finish(sol, throw)
+
+
+def _bucket(config: SolveConfig, problem, algorithm):
+    """The shape bucket a top-level solve runs in, or ``None`` (no bucket: another solver or
+    adjoint, a schedule (its checks would see the padded steps), or traced inputs (the
+    result is cut to ``T + 1`` times on the host))."""
+    solver = config.solver
+    if not (isinstance(solver, CausalSweep) and solver.buckets and isinstance(config.adjoint, AutodiffAdjoint)):
+        return None
+    is_schedule = lambda x: isinstance(x, Schedule)
+    leaves = jax.tree_util.tree_leaves((problem, algorithm), is_leaf=is_schedule)
+    if any(is_schedule(x) or not _validate.is_concrete(x) for x in leaves):
+        return None
+    if getattr(config.response, "max_memory", None) is not None:  # a memory bound sized for T
+        return None
+    bucket = bucket_steps(config.n_steps)
+    try:  # the bucket's arrays must fit too; else solve in arrays of T steps
+        check_memory(bucket, config.n_traj, config.response, jnp.dtype(config.dtype), 1, solver.blocks(bucket),
+                     config.errors.replicas(dataclasses.replace(config, n_steps=bucket)))
+    except ValueError:
+        return None
+    return bucket
+
+
+_SQUARES = ("C", "C_perp", "R", "M_C", "M_R")
+
+
+def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
+    """A bucketed solution cut to its ``T + 1`` times (on the host, so that no program is
+    compiled per ``T``), with the configuration of ``T`` steps."""
+    size = T + 1
+
+    def cut(name, x):
+        a = np.asarray(x)
+        a = a[:size, :size] if name in _SQUARES else a[:size]
+        return jax.device_put(a)
+
+    names = [f for f in ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat",
+                         "mu", "M_C", "M_R")]
+    changes = {n: cut(n, getattr(sol, n)) for n in names}
+    if sol.se is not None:
+        changes["se"] = {k: cut(k, v) for k, v in sol.se.items()}
+    if sol.trajectories is not None:
+        changes["trajectories"] = {k: (cut(k, v) if k in ("u", "g", "r", "s") else v)
+                                   for k, v in sol.trajectories.items()}
+    return dataclasses.replace(sol, config=config, **changes)
 
 
 def _legacy_options(deprecated, solver, response, adjoint, progress_meter, sharding):
@@ -212,20 +271,25 @@ def check_problem(problem, algorithm):
 
 
 @eqx.filter_jit
-def _solve_jit(problem, algorithm, key, seed, config):
-    return solve_traced(problem, algorithm, key, config, seed)
+def _solve_jit(problem, algorithm, key, seed, config, n_real=None):
+    return solve_traced(problem, algorithm, key, config, seed, n_real)
 
 
-def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solution:
-    """The jittable core of :func:`solve` (no validation; ``config`` from :func:`configure`)."""
+def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None) -> Solution:
+    """The jittable core of :func:`solve` (no validation; ``config`` from :func:`configure`).
+
+    ``n_real`` (traced, optional): solve ``n_real <= config.n_steps`` steps in arrays sized
+    for ``config.n_steps`` (a shape bucket, :func:`dmft_jax.timegrid.bucket_steps`): every
+    entry past ``n_real`` is zero, to be cut off by the caller."""
     T = config.n_steps
     dtype = problem.alpha.dtype
     key_probe = jax.random.fold_in(key, 0x5EED)  # probes only: the other draws keep the key
     rnd = process.draw(key, problem, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching)
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
+    bucket = {} if n_real is None else {"n_real": n_real}
     out = config.adjoint.run(config.solver, problem, rnd, T, config.response, key_probe, config.pivot_rtol,
-                             config.progress_meter, shard)
+                             config.progress_meter, shard, **bucket)
     rows, m = out.rows, out.m
     dts = rnd.dts
     R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts)
@@ -235,6 +299,10 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
     eps_gen = problem.eps_gen(m, q)
     fields = dict(m=m, C=C, R=R, eps_gen=eps_gen, train_loss=rows.train_loss,
                   train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
+    if n_real is not None:  # times past n_real were not solved: zero
+        cut = functools.partial(_zero_past, stop=n_real)
+        fields = {k: cut(v) for k, v in fields.items()}
+        q, C_perp, P = cut(q), cut(C_perp), cut(P)
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
     if checks:  # an invalid point returns no numbers
         nan = lambda x: jnp.where(valid, x, jnp.nan)
@@ -242,6 +310,8 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
         q, C_perp, P = nan(q), nan(C_perp), nan(P)
     result = outcome(fields, q, out.converged, valid, first_bad, checks)
     pivots = out.pivots[:T]  # the step-T pivot enters no noise (there is no step T -> T+1)
+    if n_real is not None:
+        pivots = jnp.where(jnp.arange(T) < n_real, pivots, jnp.ones_like(pivots))
     stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter))
     traj = None
     n_save = config.save_trajectories
@@ -252,11 +322,19 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1) -> Solut
                     s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
     frozen = no_gradient((problem, algorithm))
-    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c), key, config)
+    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real), key, config)
     if se is not None:
         stats["n_groups_failed"] = n_failed
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
                     algorithm=algorithm, config=config, trajectories=traj, se=se, **fields)
+
+
+def _zero_past(x, stop):
+    """``x`` with every time index past ``stop`` (on every axis of length ``T + 1``) zero."""
+    size = x.shape[0]
+    keep = jnp.arange(size) <= stop
+    mask = keep if x.ndim == 1 else keep[:, None] & keep[None, :]
+    return jnp.where(mask, x, jnp.zeros_like(x))
 
 
 def run_checks(obj):

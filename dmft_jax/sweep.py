@@ -20,6 +20,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from . import process
@@ -41,32 +42,47 @@ class CausalSweep(AbstractSolver):
     """One causal pass in time, in one rolled loop. ``time_blocks``: the number of equal
     chunks time is cut into (default :func:`~dmft_jax.timegrid.auto_time_blocks`): more
     chunks read less of the past per step; the compiled program is the same size for any
-    number. ``pivot_rtol``: see :class:`~dmft_jax.solvers.AbstractSolver`."""
+    number. ``buckets`` (default on): a top-level :func:`~dmft_jax.solve` with constant step
+    sizes runs ``T`` steps in arrays sized for ``T``'s bucket
+    (:func:`~dmft_jax.timegrid.bucket_steps`), so that another ``t_max`` in the bucket
+    reuses the compiled program (results equal to rounding). ``pivot_rtol``: see
+    :class:`~dmft_jax.solvers.AbstractSolver`."""
 
     time_blocks: int | None = eqx.field(static=True)
     pivot_rtol: float | None = eqx.field(static=True)
+    buckets: bool = eqx.field(static=True)
 
-    def __init__(self, time_blocks: int | None = None, pivot_rtol: float | None = None):
+    def __init__(self, time_blocks: int | None = None, pivot_rtol: float | None = None, buckets: bool = True):
         self.time_blocks = time_blocks
         self.pivot_rtol = pivot_rtol
+        self.buckets = buckets
 
     def check(self, n_steps):
         if self.time_blocks is not None and (isinstance(self.time_blocks, bool)
                                              or int(self.time_blocks) != self.time_blocks
                                              or self.time_blocks < 1):
             raise ValueError(f"time_blocks must be an integer >= 1; got {self.time_blocks!r}")
+        if not isinstance(self.buckets, (bool, np.bool_)):
+            raise ValueError(f"buckets must be True or False; got {self.buckets!r}")
 
     def blocks(self, n_steps: int) -> int:
         return auto_time_blocks(n_steps) if self.time_blocks is None else int(self.time_blocks)
 
-    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
         return forward_sweep(problem, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
-                             shard)
+                             shard, n_real)
 
 
-def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x) -> SolverOutput:
-    """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring)."""
+def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x,
+                  n_real=None) -> SolverOutput:
+    """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring).
+
+    ``n_real`` (traced, optional): a shape bucket. The arrays are sized for ``T`` steps but the
+    sweep stops after ``n_real <= T`` (steps from ``n_real`` on are skipped, kernel rows past
+    ``n_real`` are zero and ``m`` keeps its value at ``n_real``), so that every ``n_real``
+    shares one compiled program and gives the numbers of a sweep over ``n_real`` steps."""
     dtype = rnd.u0.dtype
+    stop = T if n_real is None else n_real
     size = T + 1
     width = chunk_width(T, n_chunks)
     past = Past(width)
@@ -78,7 +94,7 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
     rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd, (pad_rows_of(rnd.zeta), pad_rows_of(rnd.dts, 1.0)))
 
     def live(carry: SweepCarry, k):
-        meter.step(k, T)
+        meter.step(k, stop)
         state, row = process.kernel_row(problem, rnd_p, carry.state, k, carry.m, est, past)
         L_k, factor = noise_row(carry.factor, problem.delta * row.M_C, k, pivot_rtol)
         state = process.advance(problem, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
@@ -86,10 +102,10 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         return SweepCarry(state, m_next, factor), (carry.m, row.public())
 
     def body(carry, k):
-        if n_groups * group == T:  # no padded steps
+        if n_real is None and n_groups * group == T:  # no padded steps
             return live(carry, k)
-        skipped = lambda c, k: (c, (c.m, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])))
-        return lax.cond(k < T, live, skipped, carry, k)
+        zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])
+        return lax.cond(k < stop, live, lambda c, k: (c, (c.m, zeros())), carry, k)
 
     state = shard(process.init_state(problem, rnd, T, est, key_probe, past))
     carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype))
@@ -101,13 +117,20 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
     carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
     flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
     m, rows = flat(m), jax.tree_util.tree_map(flat, rows)
-    state, row_T = process.kernel_row(problem, rnd_p, carry.state, T, carry.m, est, past)
-    _, factor = noise_row(carry.factor, problem.delta * row_T.M_C, T, pivot_rtol)
-    rows = stack_rows(rows, row_T.public())
+    state, row_T = process.kernel_row(problem, rnd_p, carry.state, stop, carry.m, est, past)
+    _, factor = noise_row(carry.factor, problem.delta * row_T.M_C, stop, pivot_rtol)
+    if n_real is None:
+        rows = stack_rows(rows, row_T.public())
+    else:  # row n_real in place of the skipped step's zeros
+        rows = stack_rows(rows, jax.tree_util.tree_map(jnp.zeros_like, row_T.public()))
+        rows = jax.tree_util.tree_map(lambda a, b: a.at[n_real].set(b), rows, row_T.public())
     rows = eqx.tree_at(lambda r: (r.M_C, r.M_R), rows, (rows.M_C[:, :size], rows.M_R[:, :size]))
     m = jnp.concatenate([m, carry.m[None]])
     state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
-    return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size], state=state, n_iter=jnp.asarray(0),
+    pivots = factor.pivots[:size]
+    if n_real is not None:  # the skipped steps' pivots were never formed: not clipped
+        pivots = jnp.where(jnp.arange(size) <= n_real, pivots, jnp.ones_like(pivots))
+    return SolverOutput(rows=rows, m=m, pivots=pivots, state=state, n_iter=jnp.asarray(0),
                         converged=jnp.asarray(True), factor=carry.factor.rows[:size, :size])
 
 

@@ -88,3 +88,14 @@ def chunk_width(T: int, n_chunks: int) -> int | None:
     """Width of the chunks of a sweep over ``T`` steps in ``n_chunks`` chunks (``None``: one)."""
     n = max(1, min(n_chunks, T + 1))
     return None if n == 1 else -(-(T + 1) // n)
+
+
+def bucket_steps(T: int) -> int:
+    """The shape bucket of ``T`` steps: the smallest ``m 2^e >= T`` with ``m`` in 4..7 (4..7,
+    8, 10, 12, 14, 16, 20, ..., 96, 112, 128, 160, ...), at most 25% more steps. A solve of
+    ``T`` steps runs in arrays sized for the bucket, so that every ``T`` of a bucket shares one
+    compiled program (changing ``t_max`` while exploring does not recompile)."""
+    if T <= 7:
+        return max(1, int(T))
+    e = int(T).bit_length() - 3  # T in [4 * 2^e, 8 * 2^e)
+    return -(-int(T) // 2**e) * 2**e

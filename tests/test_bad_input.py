@@ -90,6 +90,7 @@ API = [
     ("solver_string", lambda: solve(solver="sweep"), ValueError, "solver"),
     ("pivot_rtol_negative", lambda: solve(solver=dj.CausalSweep(pivot_rtol=-1.0)), ValueError, "pivot_rtol"),
     ("time_blocks_zero", lambda: solve(solver=dj.CausalSweep(0)), ValueError, "time_blocks"),
+    ("buckets_string", lambda: solve(solver=dj.CausalSweep(buckets="yes")), ValueError, "buckets"),
     ("damping_zero", lambda: solve(solver=dj.DampedIteration(damping=0.0)), ValueError, "damping"),
     ("max_iter_fraction", lambda: solve(solver=dj.DampedIteration(max_iter=2.5)), ValueError, "max_iter"),
     ("response_string", lambda: solve(response="probe"), ValueError, "response"),

@@ -2,6 +2,7 @@
 Python process that changes each of them in turn compiles the sweep once per shape
 (T, N and the strategies are the shape; the key is data too)."""
 import equinox as eqx
+import numpy as np
 
 import dmft_jax as dj
 
@@ -39,3 +40,25 @@ def test_changing_any_parameter_does_not_recompile():
     assert {k: v for k, v in compiles.items() if k not in starts} == {k: (0, 0) for k in compiles if k not in starts}, \
         compiles
     assert all(compiles[k][0] == 1 for k in starts), compiles
+
+
+def test_t_max_within_a_bucket_does_not_recompile():
+    # T = 17 and 20 share the bucket of 20 steps: one compile, and each equals the solve in
+    # arrays of its own size (buckets=False) to rounding, standard errors and trajectories too
+    problem = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
+    algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+    kw = dict(n_traj=128, key=5, response=dj.ExactResponse(32), errors=dj.GroupErrors(4), save_trajectories=3)
+    names = ("t", "m", "q", "C", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C", "M_R")
+    for t_max, compiles in ((3.4, 1), (4.0, 0)):
+        with dj.count_compilations() as c:
+            sol = dj.solve(problem, algo, t_max, **kw)
+        assert c.count_of("_solve_jit") == compiles, c.names
+        T = int(round(t_max / 0.2))
+        assert sol.config.n_steps == T and sol.C.shape == (T + 1, T + 1) and sol.trajectories["u"].shape == (T + 1, 3)
+        ref = dj.solve(problem, algo, t_max, solver=dj.CausalSweep(buckets=False), **kw)
+        assert bool(sol.ok) and int(sol.stats["n_clipped"]) == int(ref.stats["n_clipped"])
+        for name in names:
+            np.testing.assert_allclose(getattr(sol, name), getattr(ref, name), rtol=1e-11, atol=1e-13, err_msg=name)
+        for name in ("m", "eps_gen", "C"):
+            np.testing.assert_allclose(sol.se[name], ref.se[name], rtol=1e-9, atol=1e-13, err_msg=name)
+        np.testing.assert_allclose(sol.trajectories["r"], ref.trajectories["r"], rtol=1e-11, atol=1e-13)
