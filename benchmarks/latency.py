@@ -7,6 +7,8 @@ Seed two-cluster setting (persistent SGD, T = 100, float64), two sizes. For each
 - warm first call: a second fresh process with the cache the first one filled;
 - redraw: in the warm process, a second solve with new values of alpha, Delta, lam, b, tau,
   eta (no recompilation: parameters are data);
+- new t_max / new n_traj: in the warm process, t_max = 18 (T = 90) and N - N/16 trajectories,
+  in the shape buckets of T = 100 and N (the compilations of both are counted: 0 expected);
 - solve after compile: the same solve again (median of 3);
 - NumPy: benchmarks/numpy_baseline.py doing the same work (same N, N_chi, T), one call;
 - whole process: ``dmft-jax solve`` (no options; N = 32768, with standard errors) twice
@@ -47,12 +49,21 @@ t0 = time.perf_counter()
 # eta changes the step size, not the number of steps: n_steps keeps T = 100
 dj.solve(other, dj.PersistentSGD(0.19, 0.35, 1.5), n_steps=100, n_traj=n, key=0, response=resp).m.block_until_ready()
 redraw = time.perf_counter() - t0
+# shape buckets: T = 90 shares the bucket of T = 100 (112 steps), N - N/16 that of N
+with dj.count_compilations() as c:
+    t0 = time.perf_counter()
+    dj.solve(problem, algo, 18.0, n, key=0, response=resp).m.block_until_ready()
+    new_t = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dj.solve(problem, algo, 20.0, n - n // 16, key=0, response=resp).m.block_until_ready()
+    new_n = time.perf_counter() - t0
 again = []
 for k in range(1, 4):
     t0 = time.perf_counter()
     dj.solve(problem, algo, 20.0, n, key=k, response=resp).m.block_until_ready()
     again.append(time.perf_counter() - t0)
-print(json.dumps(dict(first=first, redraw=redraw, again=sorted(again)[1])))
+print(json.dumps(dict(first=first, redraw=redraw, new_t=new_t, new_n=new_n, compiles=c.count,
+                      again=sorted(again)[1])))
 """
 
 
@@ -88,15 +99,17 @@ def main():
     print(f"# latency: {platform.machine()} CPU x{os.cpu_count()}, jax {jax.__version__}, float64, seed two-cluster "
           "PSGD, T = 100")
     print("| N | N_chi | NumPy | cold first call | warm first call (cache) | redraw (new parameters) | "
-          "solve after compile | cold / NumPy | warm / after compile |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "new t_max (T = 90) | new n_traj (N - N/16) | compiles for both | solve after compile | cold / NumPy | "
+          "warm / after compile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n, n_chi in SIZES:
         with tempfile.TemporaryDirectory() as cache:
             cold = child(n, n_chi, cache)
             warm = child(n, n_chi, cache)
         base = numpy_time(n, n_chi)
         print(f"| {n} | {n_chi} | {base:.2f} s | {cold['first']:.2f} s | {warm['first']:.2f} s | "
-              f"{warm['redraw']:.3f} s | {warm['again']:.3f} s | {cold['first'] / base:.2f}x | "
+              f"{warm['redraw']:.3f} s | {warm['new_t']:.3f} s | {warm['new_n']:.3f} s | {warm['compiles']} | "
+              f"{warm['again']:.3f} s | {cold['first'] / base:.2f}x | "
               f"{warm['first'] / warm['again']:.2f}x |")
     with tempfile.TemporaryDirectory() as cache:
         first, second = whole_process(cache)

@@ -20,6 +20,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.extend
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
@@ -45,17 +46,18 @@ class Randomness(eqx.Module):
     p_on: Float[Array, " T"]  # P(s: 0 -> 1) of the transitions k -> k+1
     p_off: Float[Array, " T"]  # P(s: 1 -> 0)
     dts: Float[Array, " steps"]  # step sizes eta_k (the last repeats eta_{T-1}; never used)
+    live: Any = None  # (N,) 1 for a trajectory of the solve, 0 for padding of a shape bucket; None: all
 
     def map_trajectories(self, f) -> "Randomness":
         """``f`` applied to every per-trajectory field (e.g. to shard them)."""
-        names = ("c", "y", "h0", "s", "u0", "zeta", "log_p0")
+        names = ("c", "y", "h0", "s", "u0", "zeta", "log_p0") + (() if self.live is None else ("live",))
         return eqx.tree_at(lambda r: [getattr(r, n) for n in names], self, [f(getattr(self, n)) for n in names])
 
     def at_step(self, k) -> "StepDraws":
         """What :func:`local_step` reads at step ``k``."""
         km1 = jnp.maximum(k - 1, 0)
         return StepDraws(c=self.c, y=self.y, h0=self.h0, s_prev=self.s[km1], s_k=self.s[k],
-                         p_on_prev=self.p_on[km1], p_off_prev=self.p_off[km1], log_p0=self.log_p0)
+                         p_on_prev=self.p_on[km1], p_off_prev=self.p_off[km1], log_p0=self.log_p0, live=self.live)
 
 
 class StepDraws(eqx.Module):
@@ -70,10 +72,11 @@ class StepDraws(eqx.Module):
     p_on_prev: Any
     p_off_prev: Any
     log_p0: Traj
+    live: Any = None  # see Randomness
 
 
 def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype,
-         moment_matching: bool = True) -> Randomness:
+         moment_matching: bool = True, n_live=None) -> Randomness:
     """Draw the randomness of ``n_traj`` trajectories.
 
     With ``antithetic`` the trajectories come in adjacent pairs ``(2i, 2i+1)`` that share
@@ -81,20 +84,29 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     drift of ``m`` in symmetric models; docs/equations.md, section 2.8.3). With
     ``moment_matching`` the Gaussian draws ``h0``, ``u0`` and each step's ``zeta`` are rescaled
     to mean square exactly 1 over the trajectories (section 2.8.7).
+
+    Every draw depends on its trajectory (and step) index only (``zeta`` from a counter per
+    step and trajectory, :func:`grid_normal`; the rest indexed by trajectory), so that the first ``n`` trajectories of a larger
+    draw, or of a draw over more steps, are the draws of ``n`` trajectories over fewer steps.
+    ``n_live`` (traced, optional): only the first ``n_live`` trajectories belong to the solve,
+    the rest pad a shape bucket (``live`` is 0 for them; moment matching ignores them).
     """
     kc, kh, ks, ku, kz = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
     # Draw in float32 and cast, so that float32 and float64 solves share their random
     # numbers (a float32 solve can then be compared with float64 at equal noise).
     draw_dtype = jnp.float32
-    unit = _unit_mean_square if moment_matching else (lambda a: a)
+    live_base = None
+    if n_live is not None:
+        live_base = jnp.arange(n_base) < (n_live // 2 if antithetic else n_live)
+    unit = (lambda a: _unit_mean_square(a, live_base)) if moment_matching else (lambda a: a)
     # moment matching in the working dtype: the same in a compiled solve as in an eager call
     h0 = unit(jax.random.normal(kh, (n_base,), draw_dtype).astype(dtype))
     c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0.astype(draw_dtype)))
     b0, p_on, p_off = selection.law(algorithm, n_steps, dtype)
     s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), draw_dtype).astype(dtype)
     u0 = unit(jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype))
-    zeta = unit(jax.random.normal(kz, (n_steps + 1, n_base), draw_dtype).astype(dtype))
+    zeta = unit(grid_normal(kz, n_steps + 1, n_base).astype(dtype))
     if antithetic:
         pair = lambda a: jnp.repeat(a, 2, axis=-1)
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
@@ -103,13 +115,41 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     log_p0 = problem.model.log_prob(c, y) + jnp.log(jnp.where(s[0] > 0, b0, 1 - b0))
     steps = algorithm.step_sizes(n_steps, dtype)
     dts = jnp.concatenate([steps, steps[-1:]])
+    live = None if n_live is None else (jnp.arange(n_traj) < n_live).astype(dtype)
     return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
-                      dts=dts)
+                      dts=dts, live=live)
 
 
-def _unit_mean_square(a):
-    """``a`` rescaled along its last (trajectory) axis to mean square 1 (moment matching)."""
-    ms = jnp.mean(a * a, axis=-1, keepdims=True)
+def grid_bits(key, n_rows: int, n_cols: int):
+    """32 random bits for every ``(row, column)``, ``(n_rows, n_cols)`` uint32: the Threefry
+    hash of the counter ``(row, column)`` under ``key``, so an entry depends on its own row and
+    column only (the first rows and columns of a larger grid are the smaller grid)."""
+    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    data = data.reshape(-1)
+    if data.shape[0] != 2:  # not a Threefry key: hash its words down to one
+        data = jax.random.key_data(jax.random.PRNGKey(0)).at[1].set(jnp.sum(data, dtype=jnp.uint32))
+    rows = jnp.broadcast_to(jnp.arange(n_rows, dtype=jnp.uint32)[:, None], (n_rows, n_cols)).reshape(-1)
+    cols = jnp.broadcast_to(jnp.arange(n_cols, dtype=jnp.uint32)[None, :], (n_rows, n_cols)).reshape(-1)
+    # threefry_2x32 hashes the pairs (first half, second half) of its counts
+    bits = jax.extend.random.threefry_2x32((data[0], data[1]), jnp.concatenate([rows, cols]))
+    return bits[: n_rows * n_cols].reshape(n_rows, n_cols)
+
+
+def grid_normal(key, n_rows: int, n_cols: int):
+    """Standard normals (float32) on a ``(row, column)`` grid, from :func:`grid_bits`."""
+    u = lax.bitcast_convert_type((grid_bits(key, n_rows, n_cols) >> 9) | jnp.uint32(0x3F800000),
+                                 jnp.float32) - 1.0  # uniform in [0, 1)
+    v = jnp.maximum(2.0 * u - 1.0, jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0)))  # in (-1, 1)
+    return jnp.sqrt(jnp.float32(2.0)) * lax.erf_inv(v)
+
+
+def _unit_mean_square(a, live=None):
+    """``a`` rescaled along its last (trajectory) axis to mean square 1 over the ``live``
+    trajectories (moment matching)."""
+    if live is None:
+        ms = jnp.mean(a * a, axis=-1, keepdims=True)
+    else:
+        ms = jnp.sum(jnp.where(live, a * a, 0.0), axis=-1, keepdims=True) / jnp.sum(live)
     return a / jnp.sqrt(jnp.maximum(ms, jnp.finfo(a.dtype).tiny))
 
 
@@ -195,6 +235,8 @@ def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k) -> Local:
     prob = jnp.where(on_prev, jnp.where(on, 1 - p_off, p_off), jnp.where(on, p_on, 1 - p_on))
     log_w = log_w_prev + jnp.where(k == 0, draws.log_p0, jnp.log(prob))
     w = jnp.exp(log_w - lax.stop_gradient(log_w))
+    if draws.live is not None:  # padding of a shape bucket: outside every average
+        w = w * draws.live
     total = jnp.sum(w)
     mean = lambda x: jnp.sum(w * x) / total
     x1 = alpha * delta * w * g / total

@@ -39,6 +39,7 @@ from jaxtyping import Array, Float
 
 from ._util import pad_to
 from .past import Past, padded_size
+from .process import grid_bits
 
 
 class AbstractResponse(eqx.Module):
@@ -329,9 +330,12 @@ class ProbeResponse(AbstractResponse):
 
     def init_rolled(self, key, n_steps, n_traj, dtype, past):
         size = n_steps + 1
-        shape = (size, self.n_probes, self.n_traj)  # time first: products are plain mat-vecs
-        # drawn over the S steps whatever the padding, so that every layout has the same probes
-        eps = pad_to(jax.random.rademacher(key, shape, jnp.int8).astype(dtype), padded_size(size, past.width), (0,))
+        # time first (products are plain mat-vecs); a sign per (step, probe) and trajectory
+        # counter, drawn over the S steps whatever the padding: every layout and shape bucket
+        # has the same probes
+        signs = (grid_bits(key, size * self.n_probes, self.n_traj) >> 31).astype(dtype)  # 0 or 1
+        eps = (2.0 * signs - 1.0).reshape(size, self.n_probes, self.n_traj)
+        eps = pad_to(eps, padded_size(size, past.width), (0,))
         return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype),
                           past=past)
 

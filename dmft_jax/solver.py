@@ -34,14 +34,14 @@ import numpy as np
 from . import _validate, process, weights
 from ._util import as_dtype, as_key, cast_tree, seed_of
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
-from .errors import AbstractErrors, NoErrors, no_gradient
+from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient
 from .algorithms import AbstractAlgorithm
 from .iteration import DampedIteration
 from .losses import check_for_solver
 from .memory import check_memory, memory_estimate  # noqa: F401  (dj.solver.memory_estimate)
 from .problem import Problem
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, compile_notice
-from .response import AbstractResponse, as_response
+from .response import AbstractResponse, ExactResponse, ProbeResponse, as_response
 from .sharding import device_ids, sharder
 from .solution import Solution, SolveConfig, finish, outcome
 from .solvers import AbstractSolver
@@ -116,23 +116,30 @@ def solve(
                        save_trajectories=save_trajectories, **deprecated)
     dtype = jnp.dtype(config.dtype)
     T = config.n_steps
-    bucket = _bucket(config, problem, algorithm)
-    run, n_real = config, None
-    if bucket is not None:  # arrays sized for the bucket; the sweep stops after T steps
-        run = dataclasses.replace(config, n_steps=bucket)
-        n_real = jax.device_put(np.asarray(T, dtype=jnp.result_type(int)))
+    run = None if deprecated else _bucket(config, problem, algorithm, response)
+    n_real = n_live = None
+    if run is not None:  # arrays sized for the bucket: the sweep stops after T steps, and
+        # trajectories past N are left out of every average
+        as_int = lambda n: jax.device_put(np.asarray(n, dtype=jnp.result_type(int)))
+        n_real, n_live = as_int(T), as_int(config.n_traj)
+    else:
+        run = config
     with compile_notice(config.progress_meter, f"the sweep for T = {run.n_steps}, N = {config.n_traj}"):
         sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0],
-                         jax.device_put(np.asarray(key[1])), run, n_real)
-    if bucket is not None:
+                         jax.device_put(np.asarray(key[1])), run, n_real, n_live)
+    if run is not config:
         sol = _cut(sol, T, config)
     return finish(sol, throw)
 
 
-def _bucket(config: SolveConfig, problem, algorithm):
-    """The shape bucket a top-level solve runs in, or ``None`` (no bucket: another solver or
-    adjoint, a schedule (its checks would see the padded steps), or traced inputs (the
-    result is cut to ``T + 1`` times on the host))."""
+def _bucket(config: SolveConfig, problem, algorithm, response):
+    """The configuration of the shape bucket a top-level solve runs in (``T`` and ``N`` rounded
+    up by :func:`~dmft_jax.timegrid.bucket_steps`), or ``None``: no bucket for another solver
+    or adjoint, a schedule (its checks would see the padded steps), traced inputs (the result
+    is cut to ``T + 1`` times on the host), a ``max_memory`` bound, or a bucket that does not
+    fit in memory. ``N`` keeps its size (only ``T`` is bucketed) for an estimator other than
+    the two built in, or when the padded ``N`` would not split into the error groups or over
+    the devices. ``response``: the estimator as passed to ``solve`` (re-sized for the bucket)."""
     solver = config.solver
     if not (isinstance(solver, CausalSweep) and solver.buckets and isinstance(config.adjoint, AutodiffAdjoint)):
         return None
@@ -142,13 +149,19 @@ def _bucket(config: SolveConfig, problem, algorithm):
         return None
     if getattr(config.response, "max_memory", None) is not None:  # a memory bound sized for T
         return None
-    bucket = bucket_steps(config.n_steps)
-    try:  # the bucket's arrays must fit too; else solve in arrays of T steps
-        check_memory(bucket, config.n_traj, config.response, jnp.dtype(config.dtype), 1, solver.blocks(bucket),
-                     config.errors.replicas(dataclasses.replace(config, n_steps=bucket)))
+    T_b, N, N_b = bucket_steps(config.n_steps), config.n_traj, bucket_steps(config.n_traj)
+    unit = (config.errors.groups if isinstance(config.errors, GroupErrors) else 1) * (2 if config.antithetic else 1)
+    devices = 1 if config.devices is None else len(config.devices)
+    if N_b % unit or N_b % devices or not isinstance(config.response, (ExactResponse, ProbeResponse)):
+        N_b = N
+    dtype = jnp.dtype(config.dtype)
+    try:  # the estimator re-sized, and the bucket's arrays must fit too (else no bucket)
+        est = as_response(response).resolve(T_b, N_b, dtype.itemsize)
+        run = dataclasses.replace(config, n_steps=T_b, n_traj=N_b, response=est)
+        check_memory(T_b, N_b, est, dtype, 1, solver.blocks(T_b), config.errors.replicas(run))
     except ValueError:
         return None
-    return bucket
+    return run
 
 
 _SQUARES = ("C", "C_perp", "R", "M_C", "M_R")
@@ -271,20 +284,23 @@ def check_problem(problem, algorithm):
 
 
 @eqx.filter_jit
-def _solve_jit(problem, algorithm, key, seed, config, n_real=None):
-    return solve_traced(problem, algorithm, key, config, seed, n_real)
+def _solve_jit(problem, algorithm, key, seed, config, n_real=None, n_live=None):
+    return solve_traced(problem, algorithm, key, config, seed, n_real, n_live)
 
 
-def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None) -> Solution:
+def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None, n_live=None) -> Solution:
     """The jittable core of :func:`solve` (no validation; ``config`` from :func:`configure`).
 
     ``n_real`` (traced, optional): solve ``n_real <= config.n_steps`` steps in arrays sized
     for ``config.n_steps`` (a shape bucket, :func:`dmft_jax.timegrid.bucket_steps`): every
-    entry past ``n_real`` is zero, to be cut off by the caller."""
+    entry past ``n_real`` is zero, to be cut off by the caller. ``n_live`` (traced,
+    optional): only the first ``n_live`` of the ``config.n_traj`` trajectories are averaged
+    (the rest pad the bucket)."""
     T = config.n_steps
     dtype = problem.alpha.dtype
     key_probe = jax.random.fold_in(key, 0x5EED)  # probes only: the other draws keep the key
-    rnd = process.draw(key, problem, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching)
+    rnd = process.draw(key, problem, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching,
+                       n_live)
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
     bucket = {} if n_real is None else {"n_real": n_real}
@@ -322,7 +338,10 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
                     s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
     frozen = no_gradient((problem, algorithm))
-    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real), key, config)
+    # a replica of N / G trajectories pads to N_bucket / G
+    live_of = lambda c: None if n_live is None else n_live * c.n_traj // config.n_traj
+    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real, n_live=live_of(c)),
+                                          key, config)
     if se is not None:
         stats["n_groups_failed"] = n_failed
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,

@@ -42,20 +42,22 @@ def test_changing_any_parameter_does_not_recompile():
     assert all(compiles[k][0] == 1 for k in starts), compiles
 
 
-def test_t_max_within_a_bucket_does_not_recompile():
-    # T = 17 and 20 share the bucket of 20 steps: one compile, and each equals the solve in
-    # arrays of its own size (buckets=False) to rounding, standard errors and trajectories too
+def test_t_max_and_n_traj_within_a_bucket_do_not_recompile():
+    # T = 17 and 20 share the bucket of 20 steps, N = 104 and 112 that of 112 trajectories:
+    # one compile, and each solve equals the one in arrays of its own size (buckets=False) to
+    # rounding, standard errors and saved trajectories too
     problem = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
     algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
-    kw = dict(n_traj=128, key=5, response=dj.ExactResponse(32), errors=dj.GroupErrors(4), save_trajectories=3)
+    kw = dict(key=5, response=dj.ExactResponse(32), errors=dj.GroupErrors(4), save_trajectories=3)
     names = ("t", "m", "q", "C", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C", "M_R")
-    for t_max, compiles in ((3.4, 1), (4.0, 0)):
+    for t_max, n_traj, compiles in ((3.4, 112, 1), (4.0, 104, 0)):
         with dj.count_compilations() as c:
-            sol = dj.solve(problem, algo, t_max, **kw)
+            sol = dj.solve(problem, algo, t_max, n_traj, **kw)
         assert c.count_of("_solve_jit") == compiles, c.names
         T = int(round(t_max / 0.2))
-        assert sol.config.n_steps == T and sol.C.shape == (T + 1, T + 1) and sol.trajectories["u"].shape == (T + 1, 3)
-        ref = dj.solve(problem, algo, t_max, solver=dj.CausalSweep(buckets=False), **kw)
+        assert sol.config.n_steps == T and sol.config.n_traj == n_traj
+        assert sol.C.shape == (T + 1, T + 1) and sol.trajectories["u"].shape == (T + 1, 3)
+        ref = dj.solve(problem, algo, t_max, n_traj, solver=dj.CausalSweep(buckets=False), **kw)
         assert bool(sol.ok) and int(sol.stats["n_clipped"]) == int(ref.stats["n_clipped"])
         for name in names:
             np.testing.assert_allclose(getattr(sol, name), getattr(ref, name), rtol=1e-11, atol=1e-13, err_msg=name)
