@@ -169,22 +169,22 @@ _SQUARES = ("C", "C_perp", "R", "M_C", "M_R")
 
 def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
     """A bucketed solution cut to its ``T + 1`` times (on the host, so that no program is
-    compiled per ``T``), with the configuration of ``T`` steps."""
+    compiled per ``T``; one transfer each way), with the configuration of ``T`` steps."""
     size = T + 1
-
-    def cut(name, x):
-        a = np.asarray(x)
-        a = a[:size, :size] if name in _SQUARES else a[:size]
-        return jax.device_put(a)
-
-    names = [f for f in ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat",
-                         "mu", "M_C", "M_R")]
-    changes = {n: cut(n, getattr(sol, n)) for n in names}
-    if sol.se is not None:
-        changes["se"] = {k: cut(k, v) for k, v in sol.se.items()}
+    names = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C",
+             "M_R")
+    cut = lambda name, a: a[:size, :size] if name in _SQUARES else a[:size]
+    tree = {"fields": {n: getattr(sol, n) for n in names}, "se": sol.se,
+            "trajectories": {k: v for k, v in (sol.trajectories or {}).items() if k in ("u", "g", "r", "s")}}
+    host = jax.device_get(tree)
+    host["fields"] = {n: cut(n, a) for n, a in host["fields"].items()}
+    if host["se"] is not None:
+        host["se"] = {n: cut(n, a) for n, a in host["se"].items()}
+    host["trajectories"] = {k: a[:size] for k, a in host["trajectories"].items()}
+    dev = jax.device_put(host)
+    changes = dict(dev["fields"], se=dev["se"])
     if sol.trajectories is not None:
-        changes["trajectories"] = {k: (cut(k, v) if k in ("u", "g", "r", "s") else v)
-                                   for k, v in sol.trajectories.items()}
+        changes["trajectories"] = dict(sol.trajectories, **dev["trajectories"])
     return dataclasses.replace(sol, config=config, **changes)
 
 

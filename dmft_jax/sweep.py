@@ -102,21 +102,35 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         return SweepCarry(state, m_next, factor), (carry.m, row.public())
 
     def body(carry, k):
-        if n_real is None and n_groups * group == T:  # no padded steps
+        if n_groups * group == T:  # no padded steps
             return live(carry, k)
         zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])
-        return lax.cond(k < stop, live, lambda c, k: (c, (c.m, zeros())), carry, k)
+        return lax.cond(k < T, live, lambda c, k: (c, (c.m, zeros())), carry, k)
 
     state = shard(process.init_state(problem, rnd, T, est, key_probe, past))
     carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype))
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
-    # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
-    # memory holds the groups' boundary carries plus one group's per-step carries, not T
-    # carries (a carry holds the O(T^2 N_chi) response).
-    run_group = jax.checkpoint(lambda c, g: lax.scan(body, c, g * group + jnp.arange(group)))
-    carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
-    flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
-    m, rows = flat(m), jax.tree_util.tree_map(flat, rows)
+    if n_real is None:
+        # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
+        # memory holds the groups' boundary carries plus one group's per-step carries, not T
+        # carries (a carry holds the O(T^2 N_chi) response).
+        run_group = jax.checkpoint(lambda c, g: lax.scan(body, c, g * group + jnp.arange(group)))
+        carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
+        flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
+        m, rows = flat(m), jax.tree_util.tree_map(flat, rows)
+    else:
+        # a bucket (a concrete top-level solve: forward only): n_real steps in a while loop,
+        # the rows written into arrays of T (rows past n_real stay zero)
+        def step(st):
+            k, carry, ms, rows = st
+            carry, (m_k, row) = live(carry, k)
+            put = lambda a, x: lax.dynamic_update_index_in_dim(a, x, k, 0)
+            return k + 1, carry, put(ms, m_k), jax.tree_util.tree_map(put, rows, row)
+
+        zeros = lambda a: jnp.zeros((T,) + a.shape, a.dtype)
+        init = (jnp.zeros((), jnp.result_type(int)), carry, zeros(out_shape[1][0]),
+                jax.tree_util.tree_map(zeros, out_shape[1][1]))
+        _, carry, m, rows = lax.while_loop(lambda st: st[0] < n_real, step, init)
     state, row_T = process.kernel_row(problem, rnd_p, carry.state, stop, carry.m, est, past)
     _, factor = noise_row(carry.factor, problem.delta * row_T.M_C, stop, pivot_rtol)
     if n_real is None:
@@ -126,6 +140,8 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         rows = jax.tree_util.tree_map(lambda a, b: a.at[n_real].set(b), rows, row_T.public())
     rows = eqx.tree_at(lambda r: (r.M_C, r.M_R), rows, (rows.M_C[:, :size], rows.M_R[:, :size]))
     m = jnp.concatenate([m, carry.m[None]])
+    if n_real is not None:  # m stays at its value of step n_real
+        m = jnp.where(jnp.arange(size) >= n_real, carry.m, m)
     state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
     pivots = factor.pivots[:size]
     if n_real is not None:  # the skipped steps' pivots were never formed: not clipped
