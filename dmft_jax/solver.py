@@ -152,7 +152,8 @@ def _bucket(config: SolveConfig, problem, algorithm, response):
     T_b, N, N_b = bucket_steps(config.n_steps), config.n_traj, bucket_steps(config.n_traj)
     unit = (config.errors.groups if isinstance(config.errors, GroupErrors) else 1) * (2 if config.antithetic else 1)
     devices = 1 if config.devices is None else len(config.devices)
-    if N_b % unit or N_b % devices or not isinstance(config.response, (ExactResponse, ProbeResponse)):
+    if N_b % unit or N_b % devices or not isinstance(config.response, (ExactResponse, ProbeResponse)) \
+            or not jax.config.jax_threefry_partitionable:  # else a larger draw does not start with the smaller
         N_b = N
     dtype = jnp.dtype(config.dtype)
     try:  # the estimator re-sized, and the bucket's arrays must fit too (else no bucket)
@@ -339,7 +340,9 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
     frozen = no_gradient((problem, algorithm))
     # a replica of N / G trajectories pads to N_bucket / G
-    live_of = lambda c: None if n_live is None else n_live * c.n_traj // config.n_traj
+    # (N_bucket / replica size is the group count G, exact: errors.check makes N a multiple of G;
+    # n_live * size would overflow int32 without x64)
+    live_of = lambda c: None if n_live is None else n_live // (config.n_traj // c.n_traj)
     se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real, n_live=live_of(c)),
                                           key, config)
     if se is not None:

@@ -77,7 +77,7 @@ def auto_time_blocks(T: int) -> int:
     """Chunks of the rolled sweep used by default: one for short horizons (``T < 32``), else
     about one per 16 steps, between 2 and 8. The loop body is compiled once whatever the
     number; more chunks read less of the past per step (the exact response's traffic is
-    about ``(n + 2) / (6 n)`` of the square's for ``n`` chunks) but loop over more of them.
+    about ``(n + 1) (n + 2) / (6 n^2)`` of the square's for ``n`` chunks) but loop over more of them.
     Measured at T = 100 on 2 CPU cores (benchmarks/latency.py): 6 chunks solve in 0.06 s at
     N = 4096, N_chi = 256 and in 0.51 s at N = 32768, N_chi = 2048 (one chunk: 0.12 s and
     0.79 s)."""
