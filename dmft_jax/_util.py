@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def pad_to(x, size: int, axes):
-    """Zero-pad ``x`` at the end of each axis in ``axes`` to length ``size``."""
+def pad_to(x, size: int, axes, value=0.0):
+    """Pad ``x`` with ``value`` (default zero) at the end of each axis in ``axes`` to length ``size``."""
     pads = [(0, size - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
-    return jnp.pad(x, pads)
+    return jnp.pad(x, pads, constant_values=value)
 
 
 def cast_leaf(x, dtype):

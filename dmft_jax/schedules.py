@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate
+from ._util import cast_leaf
 
 
 class Schedule(eqx.Module):
@@ -102,7 +103,7 @@ def step_sizes(eta, n_steps: int, dtype=None):
 def _as_array(x):
     """A Python float as an array of the default float dtype (as the fields' converter makes
     them), without compiling a conversion; anything else unchanged."""
-    return jax.device_put(np.asarray(x, dtype=jnp.result_type(float))) if isinstance(x, float) else x
+    return cast_leaf(x, jnp.result_type(float)) if isinstance(x, float) else x
 
 
 @eqx.filter_jit

@@ -24,6 +24,7 @@ import numpy as np
 from jax import lax
 
 from . import process
+from ._util import pad_to
 from .noise import NoiseFactor, noise_row
 from .past import Past, padded_size
 from .solvers import AbstractSolver, SolverOutput
@@ -79,7 +80,8 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
 
     ``n_real`` (traced, optional): a shape bucket. The arrays are sized for ``T`` steps but the
     sweep stops after ``n_real <= T`` (steps from ``n_real`` on are skipped, kernel rows past
-    ``n_real`` are zero and ``m`` keeps its value at ``n_real``), so that every ``n_real``
+    ``n_real`` are zero, their pivot flags were never formed (0: the caller masks them) and
+    ``m`` keeps its value at ``n_real``), so that every ``n_real``
     shares one compiled program and gives the numbers of a sweep over ``n_real`` steps."""
     dtype = rnd.u0.dtype
     stop = T if n_real is None else n_real
@@ -90,8 +92,8 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
     group = T if width is None else width  # steps per checkpointed group
     n_groups = -(-T // group)
     # histories over the padded rows; the step sizes past T are 1 (M_R[k, l] divides by them)
-    pad_rows_of = lambda a, v=0.0: jnp.concatenate([a, jnp.full((padded - a.shape[0],) + a.shape[1:], v, a.dtype)])
-    rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd, (pad_rows_of(rnd.zeta), pad_rows_of(rnd.dts, 1.0)))
+    rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd,
+                        (pad_to(rnd.zeta, padded, (0,)), pad_to(rnd.dts, padded, (0,), value=1.0)))
 
     def live(carry: SweepCarry, k):
         meter.step(k, stop)
@@ -143,10 +145,7 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
     if n_real is not None:  # m stays at its value of step n_real
         m = jnp.where(jnp.arange(size) >= n_real, carry.m, m)
     state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
-    pivots = factor.pivots[:size]
-    if n_real is not None:  # the skipped steps' pivots were never formed: not clipped
-        pivots = jnp.where(jnp.arange(size) <= n_real, pivots, jnp.ones_like(pivots))
-    return SolverOutput(rows=rows, m=m, pivots=pivots, state=state, n_iter=jnp.asarray(0),
+    return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size], state=state, n_iter=jnp.asarray(0),
                         converged=jnp.asarray(True), factor=carry.factor.rows[:size, :size])
 
 
