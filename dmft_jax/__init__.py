@@ -9,8 +9,10 @@ from .errors import AbstractErrors, GroupErrors, NoErrors
 from .grid import GridSolution, count_compilations, solve_grid
 from .io import load, save
 from .iteration import DampedIteration
-from .losses import AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, SmoothHinge, Square
-from .problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
+from .losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, SmoothHinge, Square,
+                     SquaredError)
+from .problem import (AbstractMixture, AbstractModel, AbstractTeacher, Problem, TeacherRegression, TeacherStudent,
+                      ThreeCluster, TwoCluster)
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
 from .replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
 from .response import AbstractResponse, ExactResponse, ProbeResponse
@@ -32,7 +34,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
-    "AbstractModel", "AbstractProgressMeter", "AbstractResponse", "AbstractSolver", "Algorithm",
+    "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
+    "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",
     "AutodiffAdjoint", "CausalSweep", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
     "ExactResponse", "Exponential", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",

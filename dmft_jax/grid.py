@@ -27,7 +27,6 @@ import numpy as np
 
 from ._util import as_key, cast_tree, seed_of
 from .algorithms import AbstractMinibatch, PersistentSGD
-from .problem import ThreeCluster, TwoCluster
 from .schedules import Schedule
 from .solution import Solution, finish
 from .solver import configure, run_checks, solve_traced
@@ -41,14 +40,13 @@ GridSolution = Solution  # the former name of a grid's result
 
 
 def _targets(problem, algorithm, names):
-    has = {"rho": isinstance(problem.model, (TwoCluster, ThreeCluster)),
-           "L": isinstance(problem.model, ThreeCluster),
-           "eta": True, "b": isinstance(algorithm, AbstractMinibatch), "tau": isinstance(algorithm, PersistentSGD)}
+    has = {"eta": True, "b": isinstance(algorithm, AbstractMinibatch), "tau": isinstance(algorithm, PersistentSGD)}
+    model_params = _model_params(problem.model)
     for n in names:
         if n in PROBLEM:
             continue
-        if n in MODEL:
-            if not has[n]:
+        if n in MODEL or n in model_params:
+            if n not in model_params:
                 raise ValueError(f"params: {type(problem.model).__name__} has no parameter {n!r}")
             continue
         if n in ALGORITHM:
@@ -58,7 +56,12 @@ def _targets(problem, algorithm, names):
                 raise ValueError(f"params: {n} is a schedule; grid its fields by building the algorithms yourself")
             continue
         raise ValueError(f"params: unknown hyperparameter {n!r}; gridded parameters are "
-                         f"{', '.join(PROBLEM + MODEL + ALGORITHM)}")
+                         f"{', '.join(PROBLEM + tuple(model_params) + ALGORITHM)}")
+
+
+def _model_params(model) -> tuple:
+    """The model's numeric parameters (its array-like fields: ``rho``, ``L``, ``label_noise``, ...)."""
+    return tuple(f for f in model.__dataclass_fields__ if eqx.is_array_like(getattr(model, f, None)))
 
 
 def set_params(problem, algorithm, values: dict):
@@ -66,7 +69,7 @@ def set_params(problem, algorithm, values: dict):
     for n, v in values.items():
         if n in PROBLEM:
             problem = eqx.tree_at(lambda p, n=n: getattr(p, n), problem, v)
-        elif n in MODEL:
+        elif n in _model_params(problem.model):
             problem = eqx.tree_at(lambda p, n=n: getattr(p.model, n), problem, v)
         else:
             algorithm = eqx.tree_at(lambda a, n=n: getattr(a, n), algorithm, v)

@@ -25,7 +25,10 @@ from ._util import tolist
 
 
 class AbstractLoss(eqx.Module):
-    """Interface of a loss ``ell(v)`` of the margin ``v = y Phi(r)`` (elementwise).
+    """Interface of a loss ``ell(v)`` (elementwise) of the margin ``v = y Phi(r)`` of a
+    classification model, or of the residual ``v = Phi(r) - y`` of a regression model
+    (:attr:`argument`: ``"margin"``, ``"residual"`` or ``"any"``; the model says which it
+    passes, :attr:`dmft_jax.AbstractModel.argument`).
 
     ``name`` identifies it in saved results; ``twice_differentiable`` is ``False`` for a loss
     whose second derivative has a Dirac part that autodiff cannot see (the solver refuses
@@ -33,6 +36,7 @@ class AbstractLoss(eqx.Module):
 
     name: eqx.AbstractClassVar[str]
     twice_differentiable: eqx.AbstractClassVar[bool]
+    argument: ClassVar[str] = "margin"
 
     @abc.abstractmethod
     def __call__(self, v):
@@ -99,12 +103,42 @@ class Exponential(AbstractLoss):
         return jnp.exp(-v)
 
 
+class SquaredError(AbstractLoss):
+    """``ell(e) = e^2 / 2`` of the residual ``e = Phi(r) - y`` (regression: ``Lambda(y, r) =
+    (r - y)^2 / 2``, ``Lambda' = r - y``, ``Lambda'' = 1``)."""
+
+    name: ClassVar[str] = "squared_error"
+    twice_differentiable: ClassVar[bool] = True
+    argument: ClassVar[str] = "residual"
+
+    def __call__(self, e):
+        return 0.5 * e**2
+
+
+class PseudoHuber(AbstractLoss):
+    """``ell(e) = beta^2 (sqrt(1 + (e / beta)^2) - 1)`` of the residual ``e = Phi(r) - y``: the
+    squared error for ``|e| << beta``, linear (robust to outliers) for ``|e| >> beta``."""
+
+    beta: float = 1.0
+    name: ClassVar[str] = "pseudo_huber"
+    twice_differentiable: ClassVar[bool] = True
+    argument: ClassVar[str] = "residual"
+
+    def __check_init__(self):
+        _validate.positive("beta", self.beta)
+
+    def __call__(self, e):
+        return self.beta**2 * (jnp.sqrt(1.0 + (e / self.beta) ** 2) - 1.0)
+
+
 class CustomLoss(AbstractLoss):
-    """Any user callable ``ell(v)``, assumed twice differentiable (autodiff)."""
+    """Any user callable ``ell(v)``, assumed twice differentiable (autodiff); ``v`` is the
+    margin or the residual, as the model says."""
 
     fn: Callable = eqx.field(static=True)
     name: ClassVar[str] = "custom"
     twice_differentiable: ClassVar[bool] = True
+    argument: ClassVar[str] = "any"
 
     def __call__(self, v):
         return self.fn(v)
@@ -116,6 +150,8 @@ LOSSES = {
     "smooth_hinge": SmoothHinge,
     "square": Square,
     "exponential": Exponential,
+    "squared_error": SquaredError,
+    "pseudo_huber": PseudoHuber,
 }
 
 

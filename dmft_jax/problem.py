@@ -7,11 +7,12 @@ they are concrete (see :mod:`dmft_jax._validate`).
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import erf, erfc
 
 from . import _validate
@@ -31,7 +32,31 @@ class AbstractModel(eqx.Module):
     a standard normal): the effective process reads ``r = m projection + u``. The model
     gives the read-out ``phi(r)`` (prediction ``sign(phi(r))``), the law of ``(c, y)`` and its
     log-probability (likelihood-ratio gradients in its parameters), the generalisation
-    error of a state ``(m, q)`` and, for the finite-``d`` simulator, the data themselves."""
+    error of a state ``(m, q)`` and, for the finite-``d`` simulator, the data themselves.
+
+    ``argument`` says what the loss ``ell`` is a function of: the margin ``y Phi(r)``
+    (classification) or the residual ``Phi(r) - y`` (regression); ``default_delta`` is the
+    input noise ``Delta`` a :class:`Problem` takes when none is given."""
+
+    argument: ClassVar[str] = "margin"
+    default_delta: ClassVar[float] = 0.5
+
+    def loss_argument(self, y, p):
+        """What the loss is evaluated at for label ``y`` and read-out ``p = Phi(r)``."""
+        return y * p if self.argument == "margin" else p - y
+
+    def teacher(self, key, d: int, dtype):
+        """The teacher direction of a finite-``d`` simulation (``|v*|^2 ~ d``)."""
+        return jax.random.normal(key, (d,), dtype)
+
+    def test_data(self, keys, teacher, size: int, delta, dtype):
+        """Held-out samples for the simulator's ``test_error`` (by default as :meth:`data`)."""
+        return self.data(keys, teacher, size, delta, dtype)
+
+    def test_error(self, y, p):
+        """The simulator's error on held-out samples with labels ``y`` and read-outs ``p``:
+        the fraction misclassified (regression models: the mean squared error)."""
+        return jnp.mean((y * p <= 0).astype(p.dtype))
 
     @abc.abstractmethod
     def sample(self, key, h0):
@@ -154,12 +179,160 @@ class ThreeCluster(AbstractMixture):
         return {"model": "three_cluster", "rho": tolist(self.rho), "L": tolist(self.L)}
 
 
+class AbstractTeacher(AbstractModel):
+    """Teacher-student data (docs/equations.md, section 5.3): inputs ``x ~ N(0, I_d)``, a
+    teacher ``w*`` with ``|w*|^2 = d`` and teacher field ``nu = w*.x / sqrt(d)`` (the effective
+    process reads ``r = m nu + u``; ``h0`` is ``nu``), labels a function of ``nu`` and noise.
+    ``Delta`` is 1 (the inputs have unit variance): a :class:`Problem` refuses another."""
+
+    default_delta: ClassVar[float] = 1.0
+
+    def projection(self, c, h0, delta):
+        return h0
+
+    def phi(self, r):
+        return r
+
+    def teacher(self, key, d, dtype):
+        v = jax.random.normal(key, (d,), dtype)
+        return v * jnp.sqrt(jnp.asarray(d, dtype)) / jnp.linalg.norm(v)  # |w*|^2 = d exactly
+
+    def data(self, keys, teacher, size, delta, dtype):
+        return self._data(keys, teacher, size, dtype, noisy=True)
+
+    def test_data(self, keys, teacher, size, delta, dtype):
+        """Held-out samples labelled by the noiseless teacher."""
+        return self._data(keys, teacher, size, dtype, noisy=False)
+
+    def _data(self, keys, teacher, size, dtype, noisy):
+        kc, kz = keys
+        d = teacher.shape[0]
+        X = jax.random.normal(kz, (size, d), dtype)
+        nu = X @ teacher / jnp.sqrt(jnp.asarray(d, dtype))
+        return X, self.labels(kc, nu, noisy)
+
+    @abc.abstractmethod
+    def labels(self, key, nu, noisy: bool):
+        """Labels of teacher fields ``nu`` (with their noise when ``noisy``)."""
+
+
+class TeacherStudent(AbstractTeacher):
+    """Teacher-student classification: ``y = sign(nu)``, flipped independently with
+    probability ``label_noise`` in ``[0, 1/2)``; ``Phi(r) = r``. The generalisation error is
+    measured against the noiseless teacher, ``eps_gen = arccos(m / sqrt(q)) / pi``. The
+    latent ``c`` is the flip indicator (1 for a flipped label); ``label_noise`` is
+    differentiable (likelihood ratio)."""
+
+    label_noise: Any = _validate.float_field("label_noise")
+
+    def __init__(self, label_noise=0.0):
+        self.label_noise = label_noise
+
+    def __check_init__(self):
+        _validate.check("label_noise", self.label_noise, lambda a: (a >= 0) & (a < 0.5), "0 <= label_noise < 0.5")
+
+    def sample(self, key, h0):
+        flip = jax.random.uniform(key, h0.shape, h0.dtype) < self.label_noise
+        y = jnp.where(h0 >= 0, 1.0, -1.0) * jnp.where(flip, -1.0, 1.0)
+        return flip.astype(h0.dtype), y.astype(h0.dtype)
+
+    def labels(self, key, nu, noisy):
+        y = jnp.where(nu >= 0, 1.0, -1.0).astype(nu.dtype)
+        if not noisy:
+            return y
+        return jnp.where(jax.random.uniform(key, nu.shape, nu.dtype) < self.label_noise, -y, y)
+
+    def log_prob(self, c, y):
+        return jnp.log(jnp.where(c > 0, self.label_noise, 1 - self.label_noise))
+
+    def eps_gen(self, m, q, delta):
+        positive = q > 0
+        cos = jnp.clip(m / jnp.sqrt(jnp.where(positive, q, 1.0)), -1.0, 1.0)
+        # w = 0 (q = 0): a coin flip (error 1/2)
+        err = jnp.where(positive, jnp.arccos(cos) / jnp.pi, 0.5)
+        return jnp.where(jnp.isnan(m) | jnp.isnan(q), jnp.nan, err)
+
+    def to_dict(self):
+        return {"model": "teacher_student", "label_noise": tolist(self.label_noise)}
+
+
+_GH = np.polynomial.hermite.hermgauss(40)  # nodes of the test error's Gaussian integral
+
+
+def _identity(nu):
+    return nu
+
+
+class TeacherRegression(AbstractTeacher):
+    """Teacher-student regression: real labels ``y = f(nu) + noise * xi`` (``xi ~ N(0, 1)``;
+    ``f`` a JAX function, default the linear teacher ``f(nu) = nu``), a loss of the residual
+    ``r - y`` (:class:`~dmft_jax.SquaredError`, :class:`~dmft_jax.PseudoHuber` or a callable).
+    ``eps_gen`` is the test mean squared error against the noiseless teacher,
+    ``E[(r - f(nu))^2]`` with ``(nu, r)`` Gaussian of covariance ``[[1, m], [m, q]]`` (by
+    Gauss-Hermite quadrature, 40 x 40 nodes: exact for polynomial ``f`` of degree < 40).
+    The latent ``c`` is ``xi``; ``noise`` is differentiable (pathwise). The training
+    "accuracy" is the fraction of samples where ``r`` and ``y`` have the same sign."""
+
+    noise: Any = _validate.float_field("noise")
+    f: Callable = eqx.field(static=True)
+    argument: ClassVar[str] = "residual"
+
+    def __init__(self, noise=0.0, f=None):
+        self.noise = noise
+        self.f = _identity if f is None else f
+
+    def __check_init__(self):
+        _validate.nonnegative("noise", self.noise)
+        if not callable(self.f):
+            raise ValueError(f"f must be a function of the teacher field nu (a JAX callable); got {self.f!r}")
+
+    def sample(self, key, h0):
+        xi = jax.random.normal(key, h0.shape, h0.dtype)
+        return xi, self.f(h0) + self.noise * xi
+
+    def labels(self, key, nu, noisy):
+        y = self.f(nu)
+        return y + self.noise * jax.random.normal(key, nu.shape, nu.dtype) if noisy else y
+
+    def log_prob(self, c, y):
+        return jnp.zeros_like(c)
+
+    def test_error(self, y, p):
+        return jnp.mean((p - y) ** 2)
+
+    def eps_gen(self, m, q, delta):
+        x, w = _GH
+        dtype = jnp.result_type(m, q)
+        x = jnp.asarray(np.sqrt(2.0) * x, dtype)
+        w = jnp.asarray(w / np.sqrt(np.pi), dtype)
+        m_, q_ = jnp.asarray(m)[..., None, None], jnp.asarray(q)[..., None, None]
+        nu, z = x[:, None], x[None, :]
+        r = m_ * nu + jnp.sqrt(jnp.maximum(q_ - m_**2, 0.0)) * z
+        return jnp.sum(w[:, None] * w[None, :] * (r - self.f(nu)) ** 2, axis=(-2, -1))
+
+    def to_dict(self):
+        out = {"model": "teacher_regression", "noise": tolist(self.noise)}
+        if self.f is not _identity:
+            out["f"] = getattr(self.f, "__name__", repr(self.f))
+        return out
+
+
+class _ModelDefault:
+    def __repr__(self):
+        return "<the model's default>"
+
+
+MODEL_DEFAULT = _ModelDefault()  # Problem(delta=...) not given: the model's default_delta
+
+
 class Problem(eqx.Module):
     """Data model, loss, sample ratio ``alpha = n/d``, noise ``delta``, ridge ``lam``,
     initial weight variance ``R0`` and initial magnetisation ``m0``.
 
     ``loss`` may be a :class:`~dmft_jax.losses.Loss`, a name (``"logistic"``, ``"square"``,
-    ``"exponential"``, ``"smooth_hinge"``, ``"hinge"``) or a callable ``ell(v)``.
+    ``"exponential"``, ``"smooth_hinge"``, ``"hinge"``; for regression models
+    ``"squared_error"``, ``"pseudo_huber"``) or a callable ``ell(v)``. ``delta`` takes the
+    model's default (0.5 for the mixtures, 1 for the teacher-student models) when not given.
     """
 
     model: AbstractModel
@@ -170,16 +343,26 @@ class Problem(eqx.Module):
     R0: Any = _validate.float_field("R0")
     m0: Any = _validate.float_field("m0")
 
-    def __init__(self, model=None, loss="logistic", alpha=2.0, delta=0.5, lam=0.0, R0=1.0, m0=0.0):
+    def __init__(self, model=None, loss=None, alpha=2.0, delta=MODEL_DEFAULT, lam=0.0, R0=1.0, m0=0.0):
         if model is None:
             model = TwoCluster()
         if not isinstance(model, AbstractModel):
-            raise ValueError(f"model must be a data model (TwoCluster(...), ThreeCluster(...) or a subclass of "
-                             f"dmft_jax.AbstractModel); got {model!r}")
+            raise ValueError(f"model must be a data model (TwoCluster(...), ThreeCluster(...), TeacherStudent(...), "
+                             f"TeacherRegression(...) or a subclass of dmft_jax.AbstractModel); got {model!r}")
+        if loss is None:
+            loss = "squared_error" if model.argument == "residual" else "logistic"
+        loss = as_loss(loss)
+        if loss.argument not in ("any", model.argument):
+            raise ValueError(
+                f"loss: {type(model).__name__} passes the loss its {model.argument} ("
+                + ("y Phi(r)" if model.argument == "margin" else "r - y") + f") but {type(loss).__name__} is a loss "
+                f"of the {loss.argument}; use " + ("'squared_error', 'pseudo_huber'" if model.argument == "residual"
+                                                   else "'logistic', 'square', 'exponential', 'smooth_hinge'")
+                + " or a callable")
         self.model = model
-        self.loss = as_loss(loss)
+        self.loss = loss
         self.alpha = alpha
-        self.delta = delta
+        self.delta = model.default_delta if delta is MODEL_DEFAULT else delta
         self.lam = lam
         self.R0 = R0
         self.m0 = m0
@@ -195,6 +378,9 @@ class Problem(eqx.Module):
         _validate.nonnegative("lam", self.lam)
         _validate.nonnegative("R0", self.R0)
         _validate.check("m0", self.m0, lambda a: a == a, "a finite number")
+        if isinstance(self.model, AbstractTeacher):
+            _validate.check("delta", self.delta, lambda a: a == 1,
+                            "delta = 1 for teacher-student data (inputs x ~ N(0, I_d); scale the ridge instead)")
         if isinstance(self.model, ThreeCluster) and _validate.checkable(self.m0):
             _validate.check(
                 "m0", self.m0, lambda a: a != 0,
@@ -204,7 +390,7 @@ class Problem(eqx.Module):
 
     # --- the per-sample loss Lambda(y, r) = ell(y Phi(r)) and its r-derivatives -------
     def sample_loss(self, y, r):
-        return self.loss(y * self.model.phi(r))
+        return self.loss(self.model.loss_argument(y, self.model.phi(r)))
 
     def loss_derivatives(self, y, r):
         """Elementwise ``(Lambda'(y, r), Lambda''(y, r))`` by autodiff."""

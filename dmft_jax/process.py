@@ -242,7 +242,7 @@ def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k) -> Local:
     x1 = alpha * delta * w * g / total
     margin = draws.y * problem.model.phi(r)
     return Local(g=g, sl2=sl2, w=w, x1=x1, mc_kk=jnp.sum(x1 * g), lam_hat=alpha * delta * mean(sl2),
-                 mu=alpha * mean(g * proj), train_loss=alpha * mean(problem.loss(margin)),
+                 mu=alpha * mean(g * proj), train_loss=alpha * mean(problem.sample_loss(draws.y, r)),
                  train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w)
 
 

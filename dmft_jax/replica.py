@@ -1,5 +1,6 @@
 """The static anchor: asymptotics of ridge-regularised empirical-risk minimisation (ERM)
-on the two-cluster mixture, and the data-separability threshold ``alpha*(Delta, rho)``.
+on the two-cluster mixture and on teacher-student data (classification and regression;
+docs/equations.md, section 5.3.3), and the data-separability threshold ``alpha*(Delta, rho)``.
 
 docs/equations.md, section 4.1 (our conventions: loss summed over samples, ``lam/2 |w|^2``,
 inputs ``c v*/sqrt(d) + sqrt(Delta) z``, no bias). With ``xi ~ N(0, 1)``,
@@ -30,8 +31,8 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr
 
-from .losses import Hinge, Square
-from .problem import Problem, TwoCluster
+from .losses import Hinge, Square, SquaredError
+from .problem import AbstractTeacher, Problem, TeacherRegression, TeacherStudent, TwoCluster
 from .response import ExactResponse
 from .results import RESULTS, AbstractOutcome, Result
 
@@ -62,12 +63,14 @@ def _phi(x):
 def prox(loss, omega, tau, n_iter: int = 200):
     """``argmin_p (p - omega)^2 / (2 tau) + ell(p)`` elementwise, for convex ``ell``.
 
-    Closed form for :class:`Square` and :class:`Hinge`; otherwise Newton on the monotone
+    Closed form for :class:`Square`, :class:`SquaredError` and :class:`Hinge`; otherwise Newton on the monotone
     ``f(p) = p - omega + tau ell'(p)`` kept inside a bracket (bisection when Newton leaves
     it), which cannot cycle. Differentiable (implicit function theorem at the root).
     """
     if isinstance(loss, Square):
         return (omega + tau) / (1 + tau)
+    if isinstance(loss, SquaredError):
+        return omega / (1 + tau)
     if isinstance(loss, Hinge):
         return jnp.where(omega < 1 - tau, omega + tau, jnp.where(omega > 1, omega, 1.0))
     d1 = jax.grad(lambda p: jnp.sum(loss(p)))
@@ -121,6 +124,8 @@ def _gauss_moments_below(m, s, b):
 
 def _channel(problem, m, q, V, nodes, weights):
     """Conjugate parameters and training observables at ``(m, q, V)``."""
+    if isinstance(problem.model, AbstractTeacher):
+        return _teacher_channel(problem, m, q, V, nodes)
     alpha, delta, loss = problem.alpha, problem.delta, problem.loss
     tau = delta * V
     s = jnp.sqrt(delta * q)
@@ -149,6 +154,68 @@ def _channel(problem, m, q, V, nodes, weights):
     return m_hat, q_hat, V_hat, alpha * loss_mean, train_error
 
 
+def _teacher_quadrature(model, n_nodes, dtype):
+    """Nodes of the teacher-student expectations over ``nu`` (the teacher field), ``xi`` (the
+    student's field orthogonal to it) and ``zeta`` (the regression label noise): for
+    :class:`TeacherStudent` ``nu`` on the half line by Gauss-Legendre (the label ``sign(nu)``
+    jumps at 0, so each sign of ``nu`` is integrated on its own), else Gauss-Hermite."""
+    gh = lambda n: (np.sqrt(2.0) * np.polynomial.hermite.hermgauss(n)[0],
+                    np.polynomial.hermite.hermgauss(n)[1] / np.sqrt(np.pi))
+    xi, w_xi = gh(n_nodes)
+    if isinstance(model, TeacherStudent):
+        x, w = np.polynomial.legendre.leggauss(2 * n_nodes)
+        t = 5.0 * (x + 1.0)  # nu in [0, 10]; the Gaussian tail beyond is below 1e-22
+        w_t = 5.0 * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
+        nu = np.concatenate([t, -t])
+        w_nu = np.concatenate([w_t, w_t])
+        zeta, w_zeta = np.zeros(1), np.ones(1)
+    else:
+        nu, w_nu = gh(n_nodes)
+        zeta, w_zeta = gh(max(8, n_nodes // 2))
+    grid = np.meshgrid(nu, xi, zeta, indexing="ij")
+    weights = w_nu[:, None, None] * w_xi[None, :, None] * w_zeta[None, None, :]
+    return tuple(jnp.asarray(a.ravel(), dtype) for a in (*grid, weights))
+
+
+def _teacher_channel(problem, m, q, V, quad):
+    """Conjugate parameters of the teacher-student ERM (docs/equations.md, section 5.3.3):
+    ``omega = m nu + sqrt(q - m^2) xi``, ``p = prox_{V Lambda(y, .)}(omega)``,
+    ``V_hat = alpha E[Lambda''/(1 + V Lambda'')]``, ``q_hat = alpha E[Lambda'^2]`` and
+    ``m_hat = alpha E[-Lambda' nu] + V_hat m`` (so that ``m = m_hat / (lam + V_hat)`` is the
+    projection of the stationarity condition ``lam w = -sum_mu Lambda'_mu x_mu / sqrt(d)`` on
+    the teacher), with ``(nu, xi)`` standard normal and ``y`` the label of ``nu``."""
+    alpha, loss, model = problem.alpha, problem.loss, problem.model
+    nu, xi, zeta, w = quad
+    omega = m * nu + jnp.sqrt(jnp.maximum(q - m * m, 0.0)) * xi
+    if isinstance(model, TeacherStudent):  # both labels of every nu, weighted by their probability
+        clean = jnp.where(nu >= 0, 1.0, -1.0)
+        y = jnp.concatenate([clean, -clean])
+        w = jnp.concatenate([w * (1 - model.label_noise), w * model.label_noise])
+        nu, omega = jnp.concatenate([nu, nu]), jnp.concatenate([omega, omega])
+        arg = lambda p: y * p
+        p = y * prox(loss, y * omega, V, n_iter=60)
+    else:
+        y = model.f(nu) + model.noise * zeta
+        arg = lambda p: p - y
+        p = y + prox(loss, omega - y, V, n_iter=60)
+    d1 = jax.grad(lambda a: jnp.sum(loss(a)))
+    g1, h1 = jax.jvp(d1, (arg(p),), (jnp.ones_like(p),))
+    d_ = g1 * (y if isinstance(model, TeacherStudent) else 1.0)  # Lambda'(y, p); Lambda'' = ell''
+    E = lambda x: jnp.sum(w * x)
+    V_hat = alpha * E(h1 / (1 + V * h1))
+    q_hat = alpha * E(d_ * d_)
+    m_hat = alpha * E(-d_ * nu) + V_hat * m
+    train_loss = alpha * E(loss(arg(p)))
+    if isinstance(model, TeacherStudent):
+        # y p < 0 iff y omega < omega0 (p is increasing in omega): smooth in nu for each label
+        omega0 = V * jax.grad(lambda x: loss(x))(jnp.zeros_like(V))
+        s = jnp.sqrt(jnp.maximum(q - m * m, jnp.finfo(jnp.result_type(q)).tiny))
+        train_error = E(ndtr((omega0 - y * m * nu) / s))  # P(y (m nu + s xi) < omega0 | nu, y)
+    else:
+        train_error = E((p - y) ** 2)  # regression: the training mean squared error
+    return m_hat, q_hat, V_hat, train_loss, train_error
+
+
 def _update(problem, x, nodes, weights):
     m, logq, logV = x
     m_hat, q_hat, V_hat, _, _ = _channel(problem, m, jnp.exp(logq), jnp.exp(logV), nodes, weights)
@@ -156,19 +223,32 @@ def _update(problem, x, nodes, weights):
     return jnp.stack([m_hat / den, jnp.log((m_hat**2 + q_hat) / den**2), -jnp.log(den)])
 
 
-def erm(problem: Problem, *, n_nodes: int = 150, damping: float = 0.5, max_iter: int = 2000,
+def erm(problem: Problem, *, n_nodes: int | None = None, damping: float = 0.5, max_iter: int = 2000,
         tol: float = 1e-11, init=(0.5, 1.0, 1.0), throw: bool = False) -> ERMSolution:
-    """Solve the ERM fixed point for ``problem`` (two clusters, convex loss, no bias).
+    """Solve the ERM fixed point for ``problem`` (two clusters without a bias, or teacher-student
+    classification or regression; convex loss).
+
+    ``n_nodes``: Gauss-Hermite nodes (default 150) for two clusters; nodes per dimension
+    (default 40) of the two- or three-dimensional integrals of the teacher-student models.
 
     ``init`` is ``(m, q, V)``. Returns :class:`ERMSolution` with its ``result``
     (``successful``, ``no_minimiser`` for diverging order parameters, ``max_iter``);
     ``throw=True`` raises instead.
     Works under ``jit``/``vmap``/``grad`` (pass arrays for ``lam``, ``alpha``, ...).
     """
-    if not isinstance(problem, Problem) or not isinstance(problem.model, TwoCluster):
-        raise ValueError("problem: erm supports Problem(model=TwoCluster(...)) (no bias)")
+    if not isinstance(problem, Problem) or not isinstance(problem.model, (TwoCluster, TeacherStudent,
+                                                                        TeacherRegression)):
+        raise ValueError("problem: erm supports Problem(model=TwoCluster(...)) (no bias), TeacherStudent(...) "
+                         "and TeacherRegression(...)")
+    if isinstance(problem.model, TeacherRegression) and isinstance(problem.loss, Square):
+        raise ValueError("loss: a regression model needs a loss of the residual ('squared_error')")
+    if n_nodes is None:
+        n_nodes = 150 if isinstance(problem.model, TwoCluster) else 40
     if not 0 < damping <= 1:
         raise ValueError(f"damping must satisfy 0 < damping <= 1; got {damping}")
+    if isinstance(problem.model, AbstractTeacher) and not 8 <= n_nodes <= 80:
+        raise ValueError(f"n_nodes must satisfy 8 <= n_nodes <= 80 for teacher-student models (nodes per "
+                         f"dimension of a two- or three-dimensional integral); got {n_nodes}")
     if not 8 <= n_nodes <= 300:
         raise ValueError(f"n_nodes must satisfy 8 <= n_nodes <= 300 (Gauss-Hermite weights "
                          f"underflow beyond); got {n_nodes}")
@@ -181,9 +261,12 @@ def erm(problem: Problem, *, n_nodes: int = 150, damping: float = 0.5, max_iter:
 @eqx.filter_jit
 def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
     dtype = problem.alpha.dtype
-    x_gh, w_gh = np.polynomial.hermite.hermgauss(n_nodes)
-    nodes = jnp.asarray(np.sqrt(2.0) * x_gh, dtype)
-    weights = jnp.asarray(w_gh / np.sqrt(np.pi), dtype)
+    if isinstance(problem.model, AbstractTeacher):
+        nodes, weights = _teacher_quadrature(problem.model, n_nodes, dtype), None
+    else:
+        x_gh, w_gh = np.polynomial.hermite.hermgauss(n_nodes)
+        nodes = jnp.asarray(np.sqrt(2.0) * x_gh, dtype)
+        weights = jnp.asarray(w_gh / np.sqrt(np.pi), dtype)
     F = lambda x, prob: _update(prob, x, nodes, weights)
     stopped = lax.stop_gradient(problem)
     x0 = jnp.asarray([init[0], np.log(init[1]), np.log(init[2])], dtype)

@@ -203,10 +203,10 @@ def _one_seed(problem, algorithm, key, config):
     dtype = problem.alpha.dtype
     kv, kc, kz, kw, ks, kct, kzt = jax.random.split(key, 7)
     sqd = jnp.sqrt(jnp.asarray(d, dtype))
-    v = jax.random.normal(kv, (d,), dtype)
+    v = problem.model.teacher(kv, d, dtype)
 
     X, y = problem.model.data((kc, kz), v, n, problem.delta, dtype)
-    X_test, y_test = problem.model.data((kct, kzt), v, n_test, problem.delta, dtype)
+    X_test, y_test = problem.model.test_data((kct, kzt), v, n_test, problem.delta, dtype)
     z = jnp.sqrt(problem.R0) * jax.random.normal(kw, (d,), dtype)
     vv = v @ v
     w0 = z - (z @ v) / vv * v + problem.m0 * d / vv * v
@@ -219,10 +219,9 @@ def _one_seed(problem, algorithm, key, config):
         m = w @ v / d
         q = w @ w / d
         margin = y * problem.model.phi(r)
-        margin_test = y_test * problem.model.phi(X_test @ w / sqd)
         return dict(
             m=m, q=q, eps_gen=problem.eps_gen(m, q),
-            test_error=jnp.mean((margin_test <= 0).astype(dtype)),
+            test_error=problem.model.test_error(y_test, problem.model.phi(X_test @ w / sqd)),
             train_loss=problem.alpha * jnp.mean(problem.sample_loss(y, r)),
             train_acc=jnp.mean((margin > 0).astype(dtype)),
         )
