@@ -6,6 +6,7 @@ from .cache import default_cache_dir, disable_compilation_cache, enable_compilat
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .errors import AbstractErrors, GroupErrors, NoErrors
+from .fdt import FDT, fdt
 from .grid import GridSolution, count_compilations, solve_grid
 from .io import load, save
 from .iteration import DampedIteration
@@ -37,7 +38,7 @@ __all__ = [
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
     "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",
     "AutodiffAdjoint", "CausalSweep", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
-    "ExactResponse", "Exponential", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
+    "ExactResponse", "Exponential", "FDT", "fdt", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square",
     "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",

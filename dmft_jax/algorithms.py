@@ -5,6 +5,10 @@ two switching probabilities of the selection process ``s_mu[k]``:
 ``p_off = P(s: 1 -> 0) = eta / tau`` and ``p_on = P(s: 0 -> 1) = b eta / ((1 - b) tau)``,
 with stationary batch fraction ``b``.
 
+Every algorithm takes two optional terms of the update (keywords, off by default):
+heavy-ball momentum ``beta`` and Langevin noise at ``temperature`` (docs/equations.md,
+sections 5.1-5.2).
+
 - :class:`GD` : full batch, ``s = 1`` always.
 - :class:`PersistentSGD` ``(eta, b, tau)`` : persistence time ``tau``; ``b = 1`` is GD.
 - :class:`SGD` ``(eta, b)`` : fresh batch each step, i.e. ``PersistentSGD`` with
@@ -36,6 +40,24 @@ from ._util import tolist
 from .schedules import Schedule, as_eta, step_sizes
 
 
+def _optional(name):
+    """An optional number (``None``: the feature is off and costs nothing; else converted like
+    every float field)."""
+    return eqx.field(default=None, converter=lambda x: None if x is None else _validate.as_float_array(x, name))
+
+
+def _check_dynamics(alg):
+    """The update's optional terms: Langevin ``temperature >= 0``, momentum ``0 <= beta < 1``."""
+    if alg.temperature is not None:
+        _validate.nonnegative("temperature", alg.temperature)
+    if alg.beta is not None:
+        _validate.check("beta", alg.beta, lambda a: (a >= 0) & (a < 1), "0 <= beta < 1")
+
+
+def _dynamics_dict(alg):
+    return {n: tolist(getattr(alg, n)) for n in ("beta", "temperature") if getattr(alg, n) is not None}
+
+
 def _scalar(x):
     """A number to validate now (concrete, or traced while checks are collected), or None
     (a schedule, or traced outside a check)."""
@@ -53,6 +75,11 @@ class AbstractAlgorithm(eqx.Module):
     constraints on the steps (``check_steps``) and a JSON description (``to_dict``)."""
 
     eta: eqx.AbstractVar[Any]
+    # Optional terms of the update (docs/equations.md, sections 5.1-5.2): heavy-ball momentum
+    # ``beta`` and Langevin noise of temperature ``temperature``; ``None`` (the default) leaves
+    # the term out of the compiled solve. Subclasses that support them declare the fields.
+    beta = None
+    temperature = None
 
     def step_sizes(self, n_steps: int, dtype=None):
         """Learning rates ``eta_k``, ``k = 0..n_steps-1``."""
@@ -111,13 +138,18 @@ class PersistentSGD(AbstractMinibatch):
     eta: Any = eqx.field(converter=as_eta)
     b: Any = eqx.field(converter=lambda x: as_eta(x, "b"))
     tau: Any = _validate.float_field("tau")
+    beta: Any = _optional("beta")
+    temperature: Any = _optional("temperature")
 
-    def __init__(self, eta=0.2, b=0.3, tau=1 / 0.6):
+    def __init__(self, eta=0.2, b=0.3, tau=1 / 0.6, *, beta=None, temperature=None):
         self.eta = eta
         self.b = b
         self.tau = tau
+        self.beta = beta
+        self.temperature = temperature
 
     def __check_init__(self):
+        _check_dynamics(self)
         eta = _scalar(self.eta)
         if eta is not None:
             _validate.positive("eta", eta)
@@ -162,7 +194,7 @@ class PersistentSGD(AbstractMinibatch):
 
     def to_dict(self):
         return {"algorithm": "persistent_sgd", "eta": _eta_dict(self.eta), "b": _eta_dict(self.b),
-                "tau": tolist(self.tau)}
+                "tau": tolist(self.tau)} | _dynamics_dict(self)
 
 
 class SGD(AbstractMinibatch):
@@ -171,12 +203,17 @@ class SGD(AbstractMinibatch):
 
     eta: Any = eqx.field(converter=as_eta)
     b: Any = eqx.field(converter=lambda x: as_eta(x, "b"))
+    beta: Any = _optional("beta")
+    temperature: Any = _optional("temperature")
 
-    def __init__(self, eta=0.2, b=0.3):
+    def __init__(self, eta=0.2, b=0.3, *, beta=None, temperature=None):
         self.eta = eta
         self.b = b
+        self.beta = beta
+        self.temperature = temperature
 
     def __check_init__(self):
+        _check_dynamics(self)
         eta = _scalar(self.eta)
         if eta is not None:
             _validate.positive("eta", eta)
@@ -187,7 +224,8 @@ class SGD(AbstractMinibatch):
         """The equivalent :class:`PersistentSGD` with ``tau = eta / (1 - b)`` (constant eta, b)."""
         if isinstance(self.b, Schedule):
             raise ValueError("b: a batch-fraction schedule has no single equivalent tau")
-        return PersistentSGD(self.eta, self.b, self.eta / jnp.where(self.b < 1, 1 - self.b, 1.0))
+        return PersistentSGD(self.eta, self.b, self.eta / jnp.where(self.b < 1, 1 - self.b, 1.0), beta=self.beta,
+                             temperature=self.temperature)
 
     def selection(self, steps):
         b0, b = self._b_steps(steps)
@@ -201,18 +239,23 @@ class SGD(AbstractMinibatch):
             self._checked_b(max(1, jnp.size(steps)))
 
     def to_dict(self):
-        return {"algorithm": "sgd", "eta": _eta_dict(self.eta), "b": _eta_dict(self.b)}
+        return {"algorithm": "sgd", "eta": _eta_dict(self.eta), "b": _eta_dict(self.b)} | _dynamics_dict(self)
 
 
 class GD(AbstractAlgorithm):
     """Full-batch gradient descent (``s = 1``)."""
 
     eta: Any = eqx.field(converter=as_eta)
+    beta: Any = _optional("beta")
+    temperature: Any = _optional("temperature")
 
-    def __init__(self, eta=0.2):
+    def __init__(self, eta=0.2, *, beta=None, temperature=None):
         self.eta = eta
+        self.beta = beta
+        self.temperature = temperature
 
     def __check_init__(self):
+        _check_dynamics(self)
         eta = _scalar(self.eta)
         if eta is not None:
             _validate.positive("eta", eta)
@@ -225,7 +268,7 @@ class GD(AbstractAlgorithm):
         return None
 
     def to_dict(self):
-        return {"algorithm": "gd", "eta": _eta_dict(self.eta)}
+        return {"algorithm": "gd", "eta": _eta_dict(self.eta)} | _dynamics_dict(self)
 
 
 def _eta_dict(eta):

@@ -33,14 +33,15 @@ from .solver import configure, run_checks, solve_traced
 
 PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
 MODEL = ("rho", "L")
-ALGORITHM = ("eta", "b", "tau")
+ALGORITHM = ("eta", "b", "tau", "beta", "temperature")
 
 
 GridSolution = Solution  # the former name of a grid's result
 
 
 def _targets(problem, algorithm, names):
-    has = {"eta": True, "b": isinstance(algorithm, AbstractMinibatch), "tau": isinstance(algorithm, PersistentSGD)}
+    has = {"eta": True, "b": isinstance(algorithm, AbstractMinibatch), "tau": isinstance(algorithm, PersistentSGD),
+           "beta": algorithm.beta is not None, "temperature": algorithm.temperature is not None}
     model_params = _model_params(problem.model)
     for n in names:
         if n in PROBLEM:
@@ -51,7 +52,9 @@ def _targets(problem, algorithm, names):
             continue
         if n in ALGORITHM:
             if not has[n]:
-                raise ValueError(f"params: {type(algorithm).__name__} has no parameter {n!r}")
+                hint = (f" (build it with {type(algorithm).__name__}(..., {n}=...) to grid {n})"
+                        if n in ("beta", "temperature") else "")
+                raise ValueError(f"params: {type(algorithm).__name__} has no parameter {n!r}{hint}")
             if isinstance(getattr(algorithm, n), Schedule):
                 raise ValueError(f"params: {n} is a schedule; grid its fields by building the algorithms yourself")
             continue

@@ -53,7 +53,7 @@ class DampedIteration(AbstractSolver):
         K0 = dict(mu=zeros_v, lam_hat=zeros_v, M_C=zeros_m, M_R=zeros_m)
 
         def F(K):
-            m = magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts)
+            m = magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts, rnd.beta)
             L, pivots = noise_factor(K["M_C"], problem.delta, pivot_rtol)
             rows, state = run_fixed_kernels(problem, rnd, T, response, key_probe, m, K["lam_hat"], K["M_R"], L,
                                              shard)
@@ -78,17 +78,18 @@ class DampedIteration(AbstractSolver):
         K, n_iter, e = lax.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
         rows, state, pivots = F(K)
         converged = (e <= 1.0) | (err(K, rows) <= 1.0)
-        m = magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts)
+        m = magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts, rnd.beta)
         return SolverOutput(rows=rows, m=m, pivots=pivots, state=state, n_iter=n_iter, converged=converged)
 
 
-def magnetisation(m0, lam, mu, dts):
-    """``m[0..T]`` from ``mu`` (section 2.1)."""
-    def body(m, x):
+def magnetisation(m0, lam, mu, dts, beta=None):
+    """``m[0..T]`` from ``mu`` (section 2.1; with heavy-ball momentum ``beta``, 5.1)."""
+    def body(carry, x):
+        m, m_prev = carry
         mu_k, dt = x
-        return process.m_step(lam, dt, m, mu_k), m
+        return (process.m_step(lam, dt, m, mu_k, beta, m_prev), m), m
 
-    m_T, m = lax.scan(body, m0, (mu[:-1], dts[:-1]))
+    (m_T, _), m = lax.scan(body, (m0, m0), (mu[:-1], dts[:-1]))
     return jnp.concatenate([m, m_T[None]])
 
 

@@ -45,3 +45,32 @@ def compare(solution=None, simulation=None, *, axes=None, label=None, color=None
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def fdt(analysis, *, times=None, ax=None, path=None):
+    """The parametric fluctuation-dissipation plot of an :class:`~dmft_jax.FDT` analysis: the
+    integrated response ``chi(t, t')`` against the correlation ``C(t, t')`` at the later times
+    ``times`` (default: the last), with the equilibrium line of slope ``-1 / T_eff`` through
+    ``(C(t, t), 0)`` for the measured effective temperature. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 3.8), constrained_layout=True)
+    else:
+        fig = ax.figure
+    t = np.asarray(analysis.t)
+    ks = [len(t) - 1] if times is None else [int(np.argmin(np.abs(t - s))) for s in times]
+    for k in ks:
+        C, chi = analysis.parametric(k)
+        ax.plot(C, chi, "o-", ms=2, label=f"t = {t[k]:.3g}")
+    C, _ = analysis.parametric(-1)
+    T = float(analysis.temperature)
+    if T > 0:
+        c = np.linspace(C.min(), C[-1], 50)
+        ax.plot(c, (C[-1] - c) / T, "k--", lw=1, label=f"slope -1/T_eff, T_eff = {T:.3g}")
+    ax.set_xlabel("C(t, t')")
+    ax.set_ylabel("chi(t, t')")
+    ax.legend(fontsize=8)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

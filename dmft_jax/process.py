@@ -47,10 +47,14 @@ class Randomness(eqx.Module):
     p_off: Float[Array, " T"]  # P(s: 1 -> 0)
     dts: Float[Array, " steps"]  # step sizes eta_k (the last repeats eta_{T-1}; never used)
     live: Any = None  # (N,) 1 for a trajectory of the solve, 0 for padding of a shape bucket; None: all
+    zeta_l: Any = None  # (T+1, N) standard normals of the Langevin noise (None: no Langevin term)
+    temperature: Any = None  # the Langevin temperature T_L (None: no Langevin term)
+    beta: Any = None  # heavy-ball momentum (None: none)
 
     def map_trajectories(self, f) -> "Randomness":
         """``f`` applied to every per-trajectory field (e.g. to shard them)."""
-        names = ("c", "y", "h0", "s", "u0", "zeta", "log_p0") + (() if self.live is None else ("live",))
+        names = ("c", "y", "h0", "s", "u0", "zeta", "log_p0") + tuple(
+            n for n in ("live", "zeta_l") if getattr(self, n) is not None)
         return eqx.tree_at(lambda r: [getattr(r, n) for n in names], self, [f(getattr(self, n)) for n in names])
 
     def at_step(self, k) -> "StepDraws":
@@ -107,17 +111,22 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), draw_dtype).astype(dtype)
     u0 = unit(jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype))
     zeta = unit(grid_normal(kz, n_steps + 1, n_base).astype(dtype))
+    temperature = algorithm.temperature
+    zeta_l = None
+    if temperature is not None:  # Langevin noise: its own counter-based draws (the others unchanged)
+        zeta_l = unit(grid_normal(jax.random.fold_in(key, 0x1A6E), n_steps + 1, n_base).astype(dtype))
     if antithetic:
         pair = lambda a: jnp.repeat(a, 2, axis=-1)
         mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
         c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
         u0, zeta = mirror(u0), mirror(zeta)
+        zeta_l = None if zeta_l is None else mirror(zeta_l)
     log_p0 = problem.model.log_prob(c, y) + jnp.log(jnp.where(s[0] > 0, b0, 1 - b0))
     steps = algorithm.step_sizes(n_steps, dtype)
     dts = jnp.concatenate([steps, steps[-1:]])
     live = None if n_live is None else (jnp.arange(n_traj) < n_live).astype(dtype)
     return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
-                      dts=dts, live=live)
+                      dts=dts, live=live, zeta_l=zeta_l, temperature=temperature, beta=algorithm.beta)
 
 
 def grid_bits(key, n_rows: int, n_cols: int):
@@ -279,9 +288,11 @@ def u_step(lam, delta, dt, u_k, g_k, lam_hat_k, memory, xi):
     return u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * g_k)
 
 
-def m_step(lam, dt, m_k, mu_k):
-    """``m[k+1] = m[k] - eta_k (lam m[k] + mu[k])`` (docs/equations.md, section 2.1)."""
-    return m_k - dt * (lam * m_k + mu_k)
+def m_step(lam, dt, m_k, mu_k, beta=None, m_prev=None):
+    """``m[k+1] = m[k] - eta_k (lam m[k] + mu[k])`` (docs/equations.md, section 2.1), plus
+    ``beta (m[k] - m[k-1])`` with heavy-ball momentum (section 5.1)."""
+    m_next = m_k - dt * (lam * m_k + mu_k)
+    return m_next if beta is None else m_next + beta * (m_k - m_prev)
 
 
 def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est,
@@ -298,5 +309,12 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     dt = rnd.dts[k]
     K_k = M_R_k * rnd.dts  # memory weights eta_l M_R[k, l]
     u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, past.vecmat(K_k, state.u, k), xi)
-    resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2)
+    if rnd.temperature is not None:  # Langevin: the weight noise reaches the field through |x|^2/d = Delta
+        u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l[k]
+    momentum = {}
+    if rnd.beta is not None:  # heavy ball (u[-1] = u[0]: no momentum at the first step)
+        u_prev = jnp.where(k > 0, state.u[jnp.maximum(k - 1, 0)], state.u_now)
+        u_next = u_next + rnd.beta * (state.u_now - u_prev)
+        momentum = {"beta": rnd.beta}
+    resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2, **momentum)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)

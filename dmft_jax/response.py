@@ -67,9 +67,12 @@ class AbstractResponse(eqx.Module):
         ``w`` likelihood-ratio weights (value 1), ``sl2`` ``s_k Lambda''_k`` per trajectory."""
 
     @abc.abstractmethod
-    def advance(self, state, k, K_k, dt, decay_common, delta, sl2):
+    def advance(self, state, k, K_k, dt, decay_common, delta, sl2, beta=None):
         """The state at ``k + 1``: ``chi[k+1] = (decay_common - dt Delta sl2) chi[k]
-        + dt sum_l K_k[l] chi[l]`` plus the source ``dt Delta sl2`` at column ``k``."""
+        + dt sum_l K_k[l] chi[l]`` plus the source ``dt Delta sl2`` at column ``k``; with
+        heavy-ball momentum (``beta`` not None; docs/equations.md, section 5.1) plus
+        ``beta (chi[k] - chi[k-1])``. ``beta`` is passed only when the algorithm has momentum, so
+        an estimator without the keyword works for every other solve."""
 
     def init_rolled(self, key, n_steps: int, n_traj: int, dtype, past: Past):
         """The state for the rolled causal sweep, whose histories have ``padded_size(n_steps +
@@ -203,16 +206,20 @@ class ExactResponse(AbstractResponse):
         parts = [lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False) @ sw for e, c in blocks]
         return jnp.concatenate(parts + [jnp.zeros(1, sw.dtype)]) / dts
 
-    def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
+    def advance(self, st, k, K_k, dt, decay_common, delta, sl2, beta=None):
         sl2 = sl2[: self.n_chi]
         if isinstance(st, TiledState):
-            return st.advance(k, K_k, lambda chi_k, mem, offset: chi_step(chi_k, mem, k, dt, decay_common, delta,
-                                                                          sl2, offset=offset))
+            return st.advance(k, K_k, lambda chi_k, mem, offset, chi_prev: chi_step(
+                chi_k, mem, k, dt, decay_common, delta, sl2, offset=offset, chi_prev=chi_prev, beta=beta),
+                with_previous=beta is not None)
         blocks, _ = st.column_blocks()
         new = []
         for e, c in blocks:  # the rows of block c start at e <= k
+            # row k - 1 < e of the block's columns is zero by causality, as is its row e (clamped index)
+            prev = None if beta is None else lax.dynamic_index_in_dim(c, jnp.maximum(k - 1 - e, 0), 0, keepdims=False)
             chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False),
-                                jnp.tensordot(K_k[e:], c, axes=(0, 0)), k, dt, decay_common, delta, sl2, offset=e)
+                                jnp.tensordot(K_k[e:], c, axes=(0, 0)), k, dt, decay_common, delta, sl2, offset=e,
+                                chi_prev=prev, beta=beta)
             new.append(lax.dynamic_update_index_in_dim(c, chi_next, k + 1 - e, 0))
         return ExactState(chi=tuple(new))
 
@@ -254,9 +261,10 @@ class TiledState(eqx.Module):
 
         return lax.fori_loop(0, self.n_chunks, body, jnp.zeros(self.n_chunks * w, sw.dtype))
 
-    def advance(self, k, K_k, step):
+    def advance(self, k, K_k, step, with_previous: bool = False):
         """Row ``k + 1`` written from row ``k`` and the memory ``sum_l K_k[l] chi[l]``:
-        ``step(chi[k, chunk c], memory of chunk c, c w)`` gives the new row's chunk ``c``."""
+        ``step(chi[k, chunk c], memory of chunk c, c w, chi[k - 1, chunk c])`` gives the new row's
+        chunk ``c`` (the last argument ``None`` unless ``with_previous``)."""
         tiles = self.tiles
         n_tiles, w, _, n = tiles.shape
         j, i = k // w, k % w
@@ -276,9 +284,17 @@ class TiledState(eqx.Module):
         # the memory of every column chunk first (all reads), then the writes of row k + 1
         mem = lax.fori_loop(0, n_tiles, add, jnp.zeros((self.n_chunks, w, n), tiles.dtype))
 
+        jm, im = jnp.maximum(k - 1, 0) // w, jnp.maximum(k - 1, 0) % w
+
+        def previous(c):
+            """Chunk ``c`` of row ``k - 1`` (zero where it is before the chunk: causality)."""
+            row = self._row_of(tiles, jm * (jm + 1) // 2 + jnp.minimum(c, jm), im)
+            return jnp.where((c <= jm) & (k > 0), row, jnp.zeros_like(row))
+
         def write(c, tiles):
             def put(tiles):
-                new = step(self._row_of(tiles, j * (j + 1) // 2 + c, i), mem[c], c * w)
+                prev = previous(c) if with_previous else None
+                new = step(self._row_of(tiles, j * (j + 1) // 2 + c, i), mem[c], c * w, prev)
                 return lax.dynamic_update_slice(tiles, new[None, None], (j1 * (j1 + 1) // 2 + c, i1, 0, 0))
 
             return lax.cond(c <= j, put, lambda t: t, tiles)
@@ -356,22 +372,28 @@ class ProbeResponse(AbstractResponse):
         est = jnp.where(idx < km1, est, 0.0)
         return jnp.where((idx == km1) & (k > 0), exact_first, est)
 
-    def advance(self, st, k, K_k, dt, decay_common, delta, sl2):
+    def advance(self, st, k, K_k, dt, decay_common, delta, sl2, beta=None):
         v = st.v
         sl2 = sl2[: self.n_traj]
         decay = decay_common - dt * delta * sl2
         eps_k = st.eps[k]
         memory = st.past.vecmat(K_k, v, k)
         v_next = decay[None, :] * v[k] + dt * memory + (dt * delta * sl2)[None, :] * eps_k
+        if beta is not None:  # heavy ball: v is linear in chi, so it takes the same momentum term
+            v_next = v_next + beta * (v[k] - jnp.where(k > 0, v[jnp.maximum(k - 1, 0)], v[k]))
         return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, sl2_prev=sl2, past=st.past)
 
 
-def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0):
+def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0, chi_prev=None, beta=None):
     """Row ``chi[k+1, :, :]`` from row ``k`` and the memory term ``sum_j eta_j M_R[k, j] chi[j]``
-    (for the columns ``offset, offset + 1, ...``; the source enters column ``k`` if present)."""
+    (for the columns ``offset, offset + 1, ...``; the source enters column ``k`` if present).
+    With heavy-ball momentum ``beta`` (section 5.1) plus ``beta (chi[k] - chi[k-1])``."""
     decay = decay_common - dt * delta * sl2
     cols = jnp.arange(chi_k.shape[0]) + offset
-    return jnp.where((cols == k)[:, None], (dt * delta * sl2)[None, :], decay[None, :] * chi_k + dt * chi_memory)
+    new = decay[None, :] * chi_k + dt * chi_memory
+    if beta is not None:
+        new = new + beta * (chi_k - chi_prev)
+    return jnp.where((cols == k)[:, None], (dt * delta * sl2)[None, :], new)
 
 
 def as_response(response, n_chi=None) -> AbstractResponse:

@@ -5,7 +5,8 @@ One seed draws a teacher ``v*``, ``n = round(alpha d)`` training samples, an ini
 ``w_0`` with the prescribed overlap ``w_0.v*/d = m0`` exactly (the rest isotropic with
 variance ``R0``, so ``|w_0|^2/d ~ R0 + m0^2`` as in the DMFT), the selection paths, and a
 test set of ``n_test`` fresh samples, then runs
-``w <- w - eta (lam w + sum_mu s_mu Lambda'(y_mu, r_mu) x_mu / sqrt(d))`` for ``T`` steps.
+``w <- w - eta (lam w + sum_mu s_mu Lambda'(y_mu, r_mu) x_mu / sqrt(d))`` for ``T`` steps
+(plus ``beta (w_k - w_{k-1})`` with momentum and ``sqrt(2 eta T_L) xi_k`` with Langevin noise).
 Seeds are batched with ``jax.lax.map(..., batch_size=batch_size)`` (vmap in groups), so
 the same code runs on CPU and GPU; memory per seed in flight is about
 ``8 d (alpha d + n_test)`` bytes in float64.
@@ -227,14 +228,22 @@ def _one_seed(problem, algorithm, key, config):
         )
 
     grad_r = jax.grad(lambda r: jnp.sum(problem.sample_loss(y, r)))
+    beta, temperature = algorithm.beta, algorithm.temperature
+    k_langevin = jax.random.fold_in(key, 0x1A6E)  # the other draws do not depend on the Langevin term
 
-    def step(w, x):
-        s_k, eta = x
+    def step(carry, x):
+        w, w_prev = carry
+        s_k, eta, k = x
         r = X @ w / sqd
         obs = observe(w, r)
         w_next = w - eta * (lam * w + X.T @ (s_k * grad_r(r)) / sqd)
-        return w_next, obs
+        if beta is not None:  # heavy ball, w_{-1} = w_0
+            w_next = w_next + beta * (w - w_prev)
+        if temperature is not None:  # Langevin noise
+            w_next = w_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
+                jax.random.fold_in(k_langevin, k), (d,), dtype)
+        return (w_next, w), obs
 
-    w_T, obs = lax.scan(step, w0, (s[:-1], steps))
+    (w_T, _), obs = lax.scan(step, (w0, w0), (s[:-1], steps, jnp.arange(T)))
     last = observe(w_T, X @ w_T / sqd)
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

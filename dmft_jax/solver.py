@@ -259,6 +259,9 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     est = as_response(response).resolve(T, n_traj, dtype.itemsize)
     ids = device_ids(sharding)
     adjoint.check(solver, est, ids is not None)
+    if isinstance(adjoint, SweepAdjoint) and (algorithm.beta is not None or algorithm.temperature is not None):
+        raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta) or Langevin noise (temperature); "
+                         "use AutodiffAdjoint() (the default)")
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
     pivot_rtol = solver.pivot_rtol
     if pivot_rtol is None:
@@ -309,8 +312,8 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
                              config.progress_meter, shard, **bucket)
     rows, m = out.rows, out.m
     dts = rnd.dts
-    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts)
-    C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts)
+    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts, rnd.beta)
+    C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
     C = jnp.outer(m, m) + C_perp
     q = jnp.diagonal(C)
     eps_gen = problem.eps_gen(m, q)

@@ -37,6 +37,7 @@ class SweepCarry(eqx.Module):
     state: process.State
     m: jax.Array
     factor: NoiseFactor
+    m_prev: jax.Array  # m[k-1] (m[-1] = m[0]), for heavy-ball momentum
 
 
 class CausalSweep(AbstractSolver):
@@ -100,8 +101,8 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         state, row = process.kernel_row(problem, rnd_p, carry.state, k, carry.m, est, past)
         L_k, factor = noise_row(carry.factor, problem.delta * row.M_C, k, pivot_rtol)
         state = process.advance(problem, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
-        m_next = process.m_step(problem.lam, rnd_p.dts[k], carry.m, row.mu)
-        return SweepCarry(state, m_next, factor), (carry.m, row.public())
+        m_next = process.m_step(problem.lam, rnd_p.dts[k], carry.m, row.mu, rnd.beta, carry.m_prev)
+        return SweepCarry(state, m_next, factor, carry.m), (carry.m, row.public())
 
     def body(carry, k):
         if n_groups * group == T:  # no padded steps
@@ -110,7 +111,7 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         return lax.cond(k < T, live, lambda c, k: (c, (c.m, zeros())), carry, k)
 
     state = shard(process.init_state(problem, rnd, T, est, key_probe, past))
-    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype))
+    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype), problem.m0)
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
     if n_real is None:
         # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so

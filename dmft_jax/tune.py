@@ -136,10 +136,30 @@ def _to_theta(problem, algorithm, names, T):
         elif n == "tau":
             gap = float(algorithm.tau - _tau_min(algorithm.eta, algorithm.b, T))
             theta[n] = _inv_softplus(max(gap, 1e-6))
+        elif n == "beta":
+            beta = float(algorithm.beta)
+            if not 0 < beta < 1:
+                raise ValueError("beta: tuning beta needs a starting value 0 < beta < 1")
+            theta[n] = float(np.log(beta / (1 - beta)))
+        elif n == "temperature":
+            temp = float(algorithm.temperature)
+            if not temp > 0:
+                raise ValueError("temperature: tuning the temperature needs a starting value > 0")
+            theta[n] = _inv_softplus(temp)
     return {k: jnp.asarray(v) for k, v in theta.items()}
 
 
 def _from_theta(theta, problem, algorithm, T):
+    """The problem and algorithm at ``theta`` (every tuned value mapped into its valid range)."""
+    problem, algorithm = _from_theta_base(theta, problem, algorithm, T)
+    if "beta" in theta:
+        algorithm = eqx.tree_at(lambda a: a.beta, algorithm, jax.nn.sigmoid(theta["beta"]))
+    if "temperature" in theta:
+        algorithm = eqx.tree_at(lambda a: a.temperature, algorithm, jax.nn.softplus(theta["temperature"]))
+    return problem, algorithm
+
+
+def _from_theta_base(theta, problem, algorithm, T):
     sp = jax.nn.softplus
     prob_vals = {n: theta[n] for n in PROBLEM_PARAMS if n in theta}
     problem = eqx.tree_at(lambda p: [getattr(p, n) for n in prob_vals], problem, list(prob_vals.values()))
@@ -193,6 +213,7 @@ def _checked_params(algorithm, params) -> list:
             allowed |= {"b"}
     if isinstance(algorithm, PersistentSGD):
         allowed |= {"tau"}
+    allowed |= {n for n in ("beta", "temperature") if getattr(algorithm, n) is not None}
     for n in params:
         if n not in allowed:
             raise ValueError(f"params: {n!r} cannot be tuned for {type(algorithm).__name__}; "
@@ -210,7 +231,7 @@ def _legacy_n_chi(response, solve_kwargs):
     return response
 
 
-def _mode(mode, response, solve_kwargs, n_params):
+def _mode(mode, response, solve_kwargs, n_params, algorithm=None):
     """``(mode, adjoint)``: reverse mode by the sweep's adjoint where the solve options allow it."""
     if "adjoint" in solve_kwargs:
         raise ValueError("adjoint: set by tune's mode, not passed through")
@@ -219,7 +240,8 @@ def _mode(mode, response, solve_kwargs, n_params):
                          "are not accepted here)")
     adjoint_ok = (isinstance(solve_kwargs.get("solver", CausalSweep()), CausalSweep)
                   and solve_kwargs.get("sharding") is None
-                  and isinstance(as_response(response), ExactResponse))
+                  and isinstance(as_response(response), ExactResponse)
+                  and (algorithm is None or (algorithm.beta is None and algorithm.temperature is None)))
     if mode == "auto":
         mode = "reverse" if adjoint_ok or n_params > 4 else "forward"
     return mode, SweepAdjoint() if mode == "reverse" and adjoint_ok else AutodiffAdjoint()
@@ -304,7 +326,7 @@ def tune(
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
-    mode, adjoint = _mode(mode, response, solve_kwargs, len(params))
+    mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm)
 
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
