@@ -46,6 +46,11 @@ def _targets(problem, algorithm, names):
     for n in names:
         if n in PROBLEM:
             continue
+        if n == "bias":
+            if problem.bias is None:
+                raise ValueError("params: the problem has no learnable bias (build it with Problem(..., bias=b0) to "
+                                 "grid its initial value)")
+            continue
         if n in MODEL or n in model_params:
             if n not in model_params:
                 raise ValueError(f"params: {type(problem.model).__name__} has no parameter {n!r}")
@@ -70,7 +75,7 @@ def _model_params(model) -> tuple:
 def set_params(problem, algorithm, values: dict):
     """Return ``(problem, algorithm)`` with the named hyperparameters replaced."""
     for n, v in values.items():
-        if n in PROBLEM:
+        if n in PROBLEM or n == "bias":
             problem = eqx.tree_at(lambda p, n=n: getattr(p, n), problem, v)
         elif n in _model_params(problem.model):
             problem = eqx.tree_at(lambda p, n=n: getattr(p.model, n), problem, v)

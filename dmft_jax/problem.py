@@ -58,6 +58,28 @@ class AbstractModel(eqx.Module):
         the fraction misclassified (regression models: the mean squared error)."""
         return jnp.mean((y * p <= 0).astype(p.dtype))
 
+    def eps_gen_bias(self, m, q, delta, bias):
+        """Generalisation error of a network with a learnable bias ``b`` (the prediction reads
+        ``Phi(r + b)``; docs/equations.md, section 5.4). A model without it cannot be solved with
+        a bias (:class:`Problem` refuses)."""
+        raise NotImplementedError
+
+
+def _has_bias_error(model) -> bool:
+    return type(model).eps_gen_bias is not AbstractModel.eps_gen_bias
+
+
+def _Q_ratio(num, sigma):
+    """``Q(num / sigma)``, with the limits of ``sigma = 0`` (a step; 1/2 at ``num = 0``)."""
+    safe = jnp.where(sigma > 0, sigma, 1.0)
+    ratio = jnp.where(sigma > 0, num / safe, jnp.where(num > 0, jnp.inf, jnp.where(num < 0, -jnp.inf, 0.0)))
+    return _q_function(ratio)
+
+
+def _sigma(delta, q):
+    positive = q > 0
+    return jnp.where(positive, jnp.sqrt(delta * jnp.where(positive, q, 1.0)), 0.0)  # no sqrt'(0) in gradients
+
     @abc.abstractmethod
     def sample(self, key, h0):
         """``(c, y)`` for effective samples whose teacher-direction noise is ``h0`` (shape and
@@ -134,6 +156,12 @@ class TwoCluster(AbstractMixture):
                           jnp.where(m > 0, jnp.inf, jnp.where(m < 0, -jnp.inf, 0.0)))
         return jnp.where(jnp.isnan(m) | jnp.isnan(q), jnp.nan, _q_function(ratio))  # no number for a NaN state
 
+    def eps_gen_bias(self, m, q, delta, bias):
+        """``rho Q((m + b) / sigma) + (1 - rho) Q((m - b) / sigma)``, ``sigma = sqrt(Delta q)``."""
+        sigma = _sigma(delta, q)
+        err = self.rho * _Q_ratio(m + bias, sigma) + (1 - self.rho) * _Q_ratio(m - bias, sigma)
+        return jnp.where(jnp.isnan(m) | jnp.isnan(q) | jnp.isnan(bias), jnp.nan, err)
+
     def to_dict(self):
         return {"model": "two_cluster", "rho": tolist(self.rho)}
 
@@ -174,6 +202,13 @@ class ThreeCluster(AbstractMixture):
         return (1.0 - self.rho) * erfc(self.L / s) + 0.5 * self.rho * (
             erf((self.L - m) / s) + erf((self.L + m) / s)
         )
+
+    def eps_gen_bias(self, m, q, delta, bias):
+        """``(1 - rho) P(|b + sigma z| > L) + (rho / 2) sum_+- P(|+-m + b + sigma z| < L)``."""
+        sigma = _sigma(delta, q)
+        L = self.L
+        inside = lambda mean: _Q_ratio(mean - L, sigma) - _Q_ratio(mean + L, sigma)  # P(|mean + sigma z| < L)
+        return (1.0 - self.rho) * (1.0 - inside(bias)) + 0.5 * self.rho * (inside(m + bias) + inside(-m + bias))
 
     def to_dict(self):
         return {"model": "three_cluster", "rho": tolist(self.rho), "L": tolist(self.L)}
@@ -252,11 +287,31 @@ class TeacherStudent(AbstractTeacher):
         err = jnp.where(positive, jnp.arccos(cos) / jnp.pi, 0.5)
         return jnp.where(jnp.isnan(m) | jnp.isnan(q), jnp.nan, err)
 
+    def eps_gen_bias(self, m, q, delta, bias):
+        """``P(sign(m nu + s xi + b) != sign(nu))``, ``s = sqrt(q - m^2)``: for each sign of ``nu`` a
+        smooth integral over the half line (Gauss-Legendre, 200 nodes on ``[0, 10]``)."""
+        dtype = jnp.result_type(m, q, bias)
+        t, w = (jnp.asarray(a, dtype) for a in _HALF_LINE)
+        m_, q_, b_ = (jnp.asarray(a)[..., None] for a in (m, q, bias))
+        s = jnp.sqrt(jnp.maximum(q_ - m_**2, 0.0))
+        err = _Q_ratio(m_ * t + b_, s) + _Q_ratio(m_ * t - b_, s)  # nu = t > 0 predicted < 0, nu = -t > 0
+        return jnp.sum(w * err, axis=-1)
+
     def to_dict(self):
         return {"model": "teacher_student", "label_noise": tolist(self.label_noise)}
 
 
 _GH = np.polynomial.hermite.hermgauss(40)  # nodes of the test error's Gaussian integral
+
+
+def _half_line(n=200, upper=10.0):
+    """Gauss-Legendre nodes on ``[0, upper]`` with the standard normal density in the weights."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    t = 0.5 * upper * (x + 1.0)
+    return t, 0.5 * upper * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
+
+
+_HALF_LINE = _half_line()
 
 
 def _identity(nu):
@@ -301,13 +356,16 @@ class TeacherRegression(AbstractTeacher):
         return jnp.mean((p - y) ** 2)
 
     def eps_gen(self, m, q, delta):
+        return self.eps_gen_bias(m, q, delta, 0.0)
+
+    def eps_gen_bias(self, m, q, delta, bias):
         x, w = _GH
-        dtype = jnp.result_type(m, q)
+        dtype = jnp.result_type(m, q, bias)
         x = jnp.asarray(np.sqrt(2.0) * x, dtype)
         w = jnp.asarray(w / np.sqrt(np.pi), dtype)
-        m_, q_ = jnp.asarray(m)[..., None, None], jnp.asarray(q)[..., None, None]
+        m_, q_, b_ = (jnp.asarray(a)[..., None, None] for a in (m, q, bias))
         nu, z = x[:, None], x[None, :]
-        r = m_ * nu + jnp.sqrt(jnp.maximum(q_ - m_**2, 0.0)) * z
+        r = m_ * nu + jnp.sqrt(jnp.maximum(q_ - m_**2, 0.0)) * z + b_
         return jnp.sum(w[:, None] * w[None, :] * (r - self.f(nu)) ** 2, axis=(-2, -1))
 
     def to_dict(self):
@@ -333,6 +391,8 @@ class Problem(eqx.Module):
     ``"exponential"``, ``"smooth_hinge"``, ``"hinge"``; for regression models
     ``"squared_error"``, ``"pseudo_huber"``) or a callable ``ell(v)``. ``delta`` takes the
     model's default (0.5 for the mixtures, 1 for the teacher-student models) when not given.
+    ``bias`` (keyword; ``None``, the default: no bias): the initial value ``b_0`` of a learnable
+    bias, ``r -> r + b_k`` (docs/equations.md, section 5.4).
     """
 
     model: AbstractModel
@@ -342,8 +402,10 @@ class Problem(eqx.Module):
     lam: Any = _validate.float_field("lam")
     R0: Any = _validate.float_field("R0")
     m0: Any = _validate.float_field("m0")
+    bias: Any = eqx.field(default=None, converter=lambda x: None if x is None else _validate.as_float_array(x, "bias"))
 
-    def __init__(self, model=None, loss=None, alpha=2.0, delta=MODEL_DEFAULT, lam=0.0, R0=1.0, m0=0.0):
+    def __init__(self, model=None, loss=None, alpha=2.0, delta=MODEL_DEFAULT, lam=0.0, R0=1.0, m0=0.0, *,
+                 bias=None):
         if model is None:
             model = TwoCluster()
         if not isinstance(model, AbstractModel):
@@ -366,6 +428,10 @@ class Problem(eqx.Module):
         self.lam = lam
         self.R0 = R0
         self.m0 = m0
+        self.bias = bias
+        if bias is not None and not _has_bias_error(model):
+            raise ValueError(f"bias: {type(model).__name__} has no generalisation error with a bias (define "
+                             "eps_gen_bias); TwoCluster, ThreeCluster, TeacherStudent and TeacherRegression have it")
 
     def check_scalars(self):
         """Refuse an array where a single value is expected (outside ``vmap``)."""
@@ -378,6 +444,8 @@ class Problem(eqx.Module):
         _validate.nonnegative("lam", self.lam)
         _validate.nonnegative("R0", self.R0)
         _validate.check("m0", self.m0, lambda a: a == a, "a finite number")
+        if self.bias is not None:
+            _validate.check("bias", self.bias, lambda a: jnp.isfinite(a), "a finite initial bias")
         if isinstance(self.model, AbstractTeacher):
             _validate.check("delta", self.delta, lambda a: a == 1,
                             "delta = 1 for teacher-student data (inputs x ~ N(0, I_d); scale the ridge instead)")
@@ -397,8 +465,11 @@ class Problem(eqx.Module):
         grad = jax.grad(lambda rr: jnp.sum(self.sample_loss(y, rr)))
         return jax.jvp(grad, (r,), (jnp.ones_like(r),))
 
-    def eps_gen(self, m, q):
-        return self.model.eps_gen(m, q, self.delta)
+    def eps_gen(self, m, q, bias=None):
+        """Generalisation error at ``(m, q)`` (and the bias ``b`` of a problem with one)."""
+        if bias is None:
+            return self.model.eps_gen(m, q, self.delta)
+        return self.model.eps_gen_bias(m, q, self.delta, bias)
 
     def astype(self, dtype):
         """Cast every floating leaf to ``dtype``."""
@@ -410,4 +481,6 @@ class Problem(eqx.Module):
         out.update(self.loss.to_dict())
         for name in ("alpha", "delta", "lam", "R0", "m0"):
             out[name] = tolist(getattr(self, name))
+        if self.bias is not None:
+            out["bias"] = tolist(self.bias)
         return out

@@ -184,9 +184,10 @@ class Row(eqx.Module):
     train_acc: Any
     sl2: Any = None  # (N,) s Lambda''
     g_k: Any = None  # (N,) g[k]
+    g_mean: Any = None  # alpha E[g[k]]: the force on a learnable bias (None without one)
 
     def public(self) -> "Row":
-        return Row(self.lam_hat, self.mu, self.M_C, self.M_R, self.train_loss, self.train_acc)
+        return Row(self.lam_hat, self.mu, self.M_C, self.M_R, self.train_loss, self.train_acc, g_mean=self.g_mean)
 
 
 def init_state(problem, rnd: Randomness, n_steps: int, est, key, past: Past | None = None) -> State:
@@ -224,13 +225,17 @@ class Local(eqx.Module):
     train_loss: Any
     train_acc: Any
     log_w: Traj  # log-likelihood of the discrete draws up to k
+    g_mean: Any = None  # alpha E[g] (with a learnable bias)
 
 
-def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k) -> Local:
-    """Step ``k``'s history-free part (shared by the sweep and its adjoint)."""
+def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k, b_k=None) -> Local:
+    """Step ``k``'s history-free part (shared by the sweep and its adjoint); ``b_k``: the
+    learnable bias at ``k`` (section 5.4), if the problem has one."""
     alpha, delta = problem.alpha, problem.delta
     proj = problem.model.projection(draws.c, draws.h0, delta)
     r = m_k * proj + u_k
+    if b_k is not None:
+        r = r + b_k
     d1, d2 = problem.loss_derivatives(draws.y, r)
     g = draws.s_k * d1
     sl2 = draws.s_k * d2
@@ -252,10 +257,11 @@ def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k) -> Local:
     margin = draws.y * problem.model.phi(r)
     return Local(g=g, sl2=sl2, w=w, x1=x1, mc_kk=jnp.sum(x1 * g), lam_hat=alpha * delta * mean(sl2),
                  mu=alpha * mean(g * proj), train_loss=alpha * mean(problem.sample_loss(draws.y, r)),
-                 train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w)
+                 train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w,
+                 g_mean=None if b_k is None else alpha * mean(g))
 
 
-def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past = Past()):
+def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past = Past(), b_k=None):
     """Evaluate the trajectories at step ``k`` and form kernel row ``k`` (products over the
     history as ``past`` takes them).
 
@@ -266,7 +272,7 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past =
     alpha, delta = problem.alpha, problem.delta
     u_k = state.u_now
     u_hist = state.u.at[k].set(u_k)
-    loc = local_step(problem, rnd.at_step(k), u_k, m_k, state.log_w, k)
+    loc = local_step(problem, rnd.at_step(k), u_k, m_k, state.log_w, k, b_k)
     g_hist = state.g.at[k].set(loc.g)
     row = Row(
         lam_hat=loc.lam_hat,
@@ -278,6 +284,7 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past =
         train_acc=loc.train_acc,
         sl2=loc.sl2,
         g_k=loc.g,
+        g_mean=loc.g_mean,
     )
     return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, loc.log_w)), row
 

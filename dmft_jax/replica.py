@@ -53,7 +53,7 @@ class ERMSolution(AbstractOutcome):
     train_error: Any
     result: Result
     n_iter: Any
-
+    bias: Any = None  # the intercept (Problem(..., bias=...)); None without one
 
 
 def _phi(x):
@@ -216,7 +216,34 @@ def _teacher_channel(problem, m, q, V, quad):
     return m_hat, q_hat, V_hat, train_loss, train_error
 
 
+def _bias_channel(problem, m, q, V, b, nodes, weights):
+    """Two clusters with an intercept ``b`` (docs/equations.md, section 5.4.1): the margins of
+    the class ``y`` are ``p(omega_y)``, ``omega_y = m + y b + sqrt(Delta q) xi``; the conjugates are
+    averages over the classes (``P(y = 1) = rho``), and ``b`` solves the stationarity condition
+    ``sum_y P(y) y E[ell'(p_y)] = 0`` (Newton step: ``F_b`` and its derivative are returned)."""
+    alpha, delta, loss, rho = problem.alpha, problem.delta, problem.loss, problem.model.rho
+    tau = delta * V
+    s = jnp.sqrt(delta * q)
+    d1 = jax.grad(lambda pp: jnp.sum(loss(pp)))
+    out = []
+    for y, P in ((1.0, rho), (-1.0, 1 - rho)):
+        p = prox(loss, m + y * b + s * nodes, tau)
+        g, h = jax.jvp(d1, (p,), (jnp.ones_like(p),))
+        E = lambda x: P * jnp.sum(weights * x)
+        omega0 = tau * jax.grad(lambda x: loss(x))(jnp.zeros_like(tau))
+        out.append((E(-g), E(g * g), E(h / (1 + tau * h)), E(loss(p)), P * ndtr((omega0 - m - y * b) / s),
+                    y * E(g)))
+    m_hat, q_hat, v_hat, loss_mean, train_error, F_b = (sum(parts) for parts in zip(*out))
+    return alpha * m_hat, alpha * delta * q_hat, alpha * delta * v_hat, alpha * loss_mean, train_error, F_b, v_hat
+
+
 def _update(problem, x, nodes, weights):
+    if problem.bias is not None:
+        m, logq, logV, b = x
+        m_hat, q_hat, V_hat, _, _, F_b, dF_b = _bias_channel(problem, m, jnp.exp(logq), jnp.exp(logV), b, nodes,
+                                                             weights)
+        den = problem.lam + V_hat
+        return jnp.stack([m_hat / den, jnp.log((m_hat**2 + q_hat) / den**2), -jnp.log(den), b - F_b / dF_b])
     m, logq, logV = x
     m_hat, q_hat, V_hat, _, _ = _channel(problem, m, jnp.exp(logq), jnp.exp(logV), nodes, weights)
     den = problem.lam + V_hat
@@ -225,8 +252,8 @@ def _update(problem, x, nodes, weights):
 
 def erm(problem: Problem, *, n_nodes: int | None = None, damping: float = 0.5, max_iter: int = 2000,
         tol: float = 1e-11, init=(0.5, 1.0, 1.0), throw: bool = False) -> ERMSolution:
-    """Solve the ERM fixed point for ``problem`` (two clusters without a bias, or teacher-student
-    classification or regression; convex loss).
+    """Solve the ERM fixed point for ``problem`` (two clusters, with an intercept when the problem
+    has a bias, or teacher-student classification or regression; convex loss).
 
     ``n_nodes``: Gauss-Hermite nodes (default 150) for two clusters; nodes per dimension
     (default 40) of the two- or three-dimensional integrals of the teacher-student models.
@@ -240,6 +267,11 @@ def erm(problem: Problem, *, n_nodes: int | None = None, damping: float = 0.5, m
                                                                         TeacherRegression)):
         raise ValueError("problem: erm supports Problem(model=TwoCluster(...)) (no bias), TeacherStudent(...) "
                          "and TeacherRegression(...)")
+    if problem.bias is not None and not isinstance(problem.model, TwoCluster):
+        raise ValueError("bias: erm with an intercept supports TwoCluster (the teacher-student ERM has no bias)")
+    if problem.bias is not None and isinstance(problem.loss, Hinge):
+        raise ValueError("loss: erm with an intercept needs a differentiable loss (not the hinge; SmoothHinge "
+                         "works)")
     if isinstance(problem.model, TeacherRegression) and isinstance(problem.loss, Square):
         raise ValueError("loss: a regression model needs a loss of the residual ('squared_error')")
     if n_nodes is None:
@@ -269,7 +301,8 @@ def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
         weights = jnp.asarray(w_gh / np.sqrt(np.pi), dtype)
     F = lambda x, prob: _update(prob, x, nodes, weights)
     stopped = lax.stop_gradient(problem)
-    x0 = jnp.asarray([init[0], np.log(init[1]), np.log(init[2])], dtype)
+    x0 = jnp.asarray([init[0], np.log(init[1]), np.log(init[2])] + ([0.0] if problem.bias is not None else []),
+                     dtype)
 
     def cond(c):
         x, it, err = c
@@ -296,13 +329,17 @@ def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
     x = x - jnp.linalg.solve(J, G(x, problem))  # implicit-function-theorem derivative
     residual = jnp.max(jnp.abs(lax.stop_gradient(G(x, problem))))
     m, q, V = x[0], jnp.exp(x[1]), jnp.exp(x[2])
-    m_hat, q_hat, V_hat, train_loss, train_error = _channel(problem, m, q, V, nodes, weights)
-    finite = jnp.all(jnp.isfinite(jnp.stack([m, q, V, train_loss]))) & (x[1] < 200)
+    b = x[3] if problem.bias is not None else None
+    if b is None:
+        m_hat, q_hat, V_hat, train_loss, train_error = _channel(problem, m, q, V, nodes, weights)
+    else:
+        m_hat, q_hat, V_hat, train_loss, train_error, _, _ = _bias_channel(problem, m, q, V, b, nodes, weights)
+    finite = jnp.all(jnp.isfinite(x)) & jnp.isfinite(train_loss) & (x[1] < 200)
     code = jnp.where(finite, jnp.where(residual < jnp.sqrt(tol), RESULTS.successful, RESULTS.max_iter),
                      RESULTS.no_minimiser)
     return ERMSolution(m=m, q=q, V=V, m_hat=m_hat, q_hat=q_hat, V_hat=V_hat,
-                       eps_gen=problem.eps_gen(m, q), train_loss=train_loss,
-                       train_error=train_error, result=Result.of(code), n_iter=n_iter)
+                       eps_gen=problem.eps_gen(m, q, b), train_loss=train_loss,
+                       train_error=train_error, result=Result.of(code), n_iter=n_iter, bias=b)
 
 
 # --------------------------------------------------------------------------------------

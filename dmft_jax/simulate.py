@@ -83,6 +83,8 @@ class Simulation(AbstractOutcome):
     problem: Problem
     algorithm: AbstractAlgorithm
     config: SimulationConfig = eqx.field(static=True)
+    bias: Any = None  # seed mean and standard error of a learnable bias (None without one)
+    bias_se: Any = None
 
     kind: ClassVar[str] = "simulation"
     saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
@@ -151,7 +153,7 @@ def simulate(
 
         warnings.warn(f"dmft_jax.simulate: {result.message}", RuntimeWarning, stacklevel=2)
     stats = {}
-    for name in OBSERVABLES:
+    for name in OBSERVABLES + (("bias",) if "bias" in runs else ()):
         x = runs[name]
         stats[name] = jnp.mean(x, axis=0)
         stats[name + "_se"] = (jnp.std(x, axis=0, ddof=1) / np.sqrt(n_seeds)
@@ -216,34 +218,43 @@ def _one_seed(problem, algorithm, key, config):
     lam = problem.lam
     steps = algorithm.step_sizes(T, dtype)
 
-    def observe(w, r):
+    def observe(w, b, r):
         m = w @ v / d
         q = w @ w / d
         margin = y * problem.model.phi(r)
+        shift = 0.0 if b is None else b
         return dict(
-            m=m, q=q, eps_gen=problem.eps_gen(m, q),
-            test_error=problem.model.test_error(y_test, problem.model.phi(X_test @ w / sqd)),
+            m=m, q=q, eps_gen=problem.eps_gen(m, q, b),
+            test_error=problem.model.test_error(y_test, problem.model.phi(X_test @ w / sqd + shift)),
             train_loss=problem.alpha * jnp.mean(problem.sample_loss(y, r)),
             train_acc=jnp.mean((margin > 0).astype(dtype)),
-        )
+        ) | ({} if b is None else {"bias": b})
 
     grad_r = jax.grad(lambda r: jnp.sum(problem.sample_loss(y, r)))
     beta, temperature = algorithm.beta, algorithm.temperature
     k_langevin = jax.random.fold_in(key, 0x1A6E)  # the other draws do not depend on the Langevin term
 
-    def step(carry, x):
-        w, w_prev = carry
-        s_k, eta, k = x
+    def field(w, b):
         r = X @ w / sqd
-        obs = observe(w, r)
-        w_next = w - eta * (lam * w + X.T @ (s_k * grad_r(r)) / sqd)
-        if beta is not None:  # heavy ball, w_{-1} = w_0
+        return r if b is None else r + b
+
+    def step(carry, x):
+        w, w_prev, b, b_prev = carry
+        s_k, eta, k = x
+        r = field(w, b)
+        obs = observe(w, b, r)
+        force = s_k * grad_r(r)
+        w_next = w - eta * (lam * w + X.T @ force / sqd)
+        b_next = None if b is None else b - eta * jnp.sum(force) / d  # one coordinate's rate, no ridge
+        if beta is not None:  # heavy ball, w_{-1} = w_0 (the bias too)
             w_next = w_next + beta * (w - w_prev)
-        if temperature is not None:  # Langevin noise
+            b_next = None if b is None else b_next + beta * (b - b_prev)
+        if temperature is not None:  # Langevin noise (on w only)
             w_next = w_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
                 jax.random.fold_in(k_langevin, k), (d,), dtype)
-        return (w_next, w), obs
+        return (w_next, w, b_next, b), obs
 
-    (w_T, _), obs = lax.scan(step, (w0, w0), (s[:-1], steps, jnp.arange(T)))
-    last = observe(w_T, X @ w_T / sqd)
+    b0 = problem.bias
+    (w_T, _, b_T, _), obs = lax.scan(step, (w0, w0, b0, b0), (s[:-1], steps, jnp.arange(T)))
+    last = observe(w_T, b_T, field(w_T, b_T))
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

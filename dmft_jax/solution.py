@@ -113,6 +113,7 @@ class Solution(AbstractOutcome):
     trajectories: Any = None
     grid: Any = None
     se: Any = None
+    bias: Any = None  # b[0..T] of a learnable bias (Problem(bias=...)); None without one
 
     kind: ClassVar[str] = "solution"
     base_arrays: ClassVar[tuple] = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
@@ -121,7 +122,8 @@ class Solution(AbstractOutcome):
     @property
     def saved_arrays(self) -> tuple:
         """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
-        return self.base_arrays + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
+        return self.base_arrays + (("bias",) if self.bias is not None else ()) + (
+            tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
 
     m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, R_se, M_C_se, M_R_se = (
         _se_property(n) for n in OBSERVABLES)

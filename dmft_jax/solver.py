@@ -173,7 +173,7 @@ def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
     compiled per ``T``; one transfer each way), with the configuration of ``T`` steps."""
     size = T + 1
     names = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C",
-             "M_R")
+             "M_R") + (("bias",) if sol.bias is not None else ())
     cut = lambda name, a: a[:size, :size] if name in _SQUARES else a[:size]
     tree = {"fields": {n: getattr(sol, n) for n in names}, "se": sol.se,
             "trajectories": {k: v for k, v in (sol.trajectories or {}).items() if k in ("u", "g", "r", "s")}}
@@ -259,9 +259,12 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     est = as_response(response).resolve(T, n_traj, dtype.itemsize)
     ids = device_ids(sharding)
     adjoint.check(solver, est, ids is not None)
-    if isinstance(adjoint, SweepAdjoint) and (algorithm.beta is not None or algorithm.temperature is not None):
-        raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta) or Langevin noise (temperature); "
-                         "use AutodiffAdjoint() (the default)")
+    if isinstance(adjoint, SweepAdjoint) and (algorithm.beta is not None or algorithm.temperature is not None
+                                              or problem.bias is not None):
+        raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta), Langevin noise (temperature) or a "
+                         "learnable bias; use AutodiffAdjoint() (the default)")
+    if problem.bias is not None and not isinstance(solver, CausalSweep):
+        raise ValueError(f"solver: a learnable bias is solved by CausalSweep only; got {type(solver).__name__}")
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
     pivot_rtol = solver.pivot_rtol
     if pivot_rtol is None:
@@ -316,9 +319,11 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
     C = jnp.outer(m, m) + C_perp
     q = jnp.diagonal(C)
-    eps_gen = problem.eps_gen(m, q)
+    eps_gen = problem.eps_gen(m, q, out.bias)
     fields = dict(m=m, C=C, R=R, eps_gen=eps_gen, train_loss=rows.train_loss,
                   train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
+    if out.bias is not None:
+        fields["bias"] = out.bias
     if n_real is not None:  # times past n_real were not solved: zero
         cut = functools.partial(_zero_past, stop=n_real)
         fields = {k: cut(v) for k, v in fields.items()}

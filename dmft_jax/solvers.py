@@ -28,6 +28,7 @@ class SolverOutput(eqx.Module):
     n_iter: Any
     converged: Any
     factor: Any = None
+    bias: Any = None  # b[0..T] of a learnable bias (section 5.4)
 
 
 class AbstractSolver(eqx.Module):

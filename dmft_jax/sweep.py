@@ -17,6 +17,8 @@ past ``T`` are skipped by a branch. Results are equal to rounding for any number
 """
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -38,6 +40,8 @@ class SweepCarry(eqx.Module):
     m: jax.Array
     factor: NoiseFactor
     m_prev: jax.Array  # m[k-1] (m[-1] = m[0]), for heavy-ball momentum
+    b: Any = None  # the learnable bias b[k] and b[k-1] (section 5.4; None without one)
+    b_prev: Any = None
 
 
 class CausalSweep(AbstractSolver):
@@ -98,20 +102,24 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
 
     def live(carry: SweepCarry, k):
         meter.step(k, stop)
-        state, row = process.kernel_row(problem, rnd_p, carry.state, k, carry.m, est, past)
+        state, row = process.kernel_row(problem, rnd_p, carry.state, k, carry.m, est, past, carry.b)
         L_k, factor = noise_row(carry.factor, problem.delta * row.M_C, k, pivot_rtol)
         state = process.advance(problem, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
-        m_next = process.m_step(problem.lam, rnd_p.dts[k], carry.m, row.mu, rnd.beta, carry.m_prev)
-        return SweepCarry(state, m_next, factor, carry.m), (carry.m, row.public())
+        dt = rnd_p.dts[k]
+        m_next = process.m_step(problem.lam, dt, carry.m, row.mu, rnd.beta, carry.m_prev)
+        b_next = None
+        if carry.b is not None:  # b[k+1] = b[k] - dt alpha E[g[k]] (no ridge on the bias)
+            b_next = process.m_step(0.0, dt, carry.b, row.g_mean, rnd.beta, carry.b_prev)
+        return SweepCarry(state, m_next, factor, carry.m, b_next, carry.b), ((carry.m, carry.b), row.public())
 
     def body(carry, k):
         if n_groups * group == T:  # no padded steps
             return live(carry, k)
         zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])
-        return lax.cond(k < T, live, lambda c, k: (c, (c.m, zeros())), carry, k)
+        return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b), zeros())), carry, k)
 
     state = shard(process.init_state(problem, rnd, T, est, key_probe, past))
-    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype), problem.m0)
+    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype), problem.m0, problem.bias, problem.bias)
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
     if n_real is None:
         # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
@@ -120,7 +128,7 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         run_group = jax.checkpoint(lambda c, g: lax.scan(body, c, g * group + jnp.arange(group)))
         carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
         flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
-        m, rows = flat(m), jax.tree_util.tree_map(flat, rows)
+        m, rows = jax.tree_util.tree_map(flat, m), jax.tree_util.tree_map(flat, rows)
     else:
         # a bucket (a concrete top-level solve: forward only): n_real steps in a while loop,
         # the rows written into arrays of T (rows past n_real stay zero)
@@ -128,13 +136,14 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
             k, carry, ms, rows = st
             carry, (m_k, row) = live(carry, k)
             put = lambda a, x: lax.dynamic_update_index_in_dim(a, x, k, 0)
-            return k + 1, carry, put(ms, m_k), jax.tree_util.tree_map(put, rows, row)
+            return k + 1, carry, jax.tree_util.tree_map(put, ms, m_k), jax.tree_util.tree_map(put, rows, row)
 
         zeros = lambda a: jnp.zeros((T,) + a.shape, a.dtype)
-        init = (jnp.zeros((), jnp.result_type(int)), carry, zeros(out_shape[1][0]),
+        init = (jnp.zeros((), jnp.result_type(int)), carry, jax.tree_util.tree_map(zeros, out_shape[1][0]),
                 jax.tree_util.tree_map(zeros, out_shape[1][1]))
         _, carry, m, rows = lax.while_loop(lambda st: st[0] < n_real, step, init)
-    state, row_T = process.kernel_row(problem, rnd_p, carry.state, stop, carry.m, est, past)
+    m, b = m
+    state, row_T = process.kernel_row(problem, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
     _, factor = noise_row(carry.factor, problem.delta * row_T.M_C, stop, pivot_rtol)
     if n_real is None:
         rows = stack_rows(rows, row_T.public())
@@ -143,11 +152,14 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         rows = jax.tree_util.tree_map(lambda a, b: a.at[n_real].set(b), rows, row_T.public())
     rows = eqx.tree_at(lambda r: (r.M_C, r.M_R), rows, (rows.M_C[:, :size], rows.M_R[:, :size]))
     m = jnp.concatenate([m, carry.m[None]])
-    if n_real is not None:  # m stays at its value of step n_real
+    if b is not None:
+        b = jnp.concatenate([b, carry.b[None]])
+    if n_real is not None:  # m (and b) stay at their values of step n_real
         m = jnp.where(jnp.arange(size) >= n_real, carry.m, m)
+        b = None if b is None else jnp.where(jnp.arange(size) >= n_real, carry.b, b)
     state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
     return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size], state=state, n_iter=jnp.asarray(0),
-                        converged=jnp.asarray(True), factor=carry.factor.rows[:size, :size])
+                        converged=jnp.asarray(True), factor=carry.factor.rows[:size, :size], bias=b)
 
 
 def stack_rows(rows_scan, row_last):

@@ -231,7 +231,7 @@ def _legacy_n_chi(response, solve_kwargs):
     return response
 
 
-def _mode(mode, response, solve_kwargs, n_params, algorithm=None):
+def _mode(mode, response, solve_kwargs, n_params, algorithm=None, has_bias=False):
     """``(mode, adjoint)``: reverse mode by the sweep's adjoint where the solve options allow it."""
     if "adjoint" in solve_kwargs:
         raise ValueError("adjoint: set by tune's mode, not passed through")
@@ -241,7 +241,8 @@ def _mode(mode, response, solve_kwargs, n_params, algorithm=None):
     adjoint_ok = (isinstance(solve_kwargs.get("solver", CausalSweep()), CausalSweep)
                   and solve_kwargs.get("sharding") is None
                   and isinstance(as_response(response), ExactResponse)
-                  and (algorithm is None or (algorithm.beta is None and algorithm.temperature is None)))
+                  and (algorithm is None or (algorithm.beta is None and algorithm.temperature is None))
+                  and not has_bias)
     if mode == "auto":
         mode = "reverse" if adjoint_ok or n_params > 4 else "forward"
     return mode, SweepAdjoint() if mode == "reverse" and adjoint_ok else AutodiffAdjoint()
@@ -326,7 +327,7 @@ def tune(
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
-    mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm)
+    mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm, problem.bias is not None)
 
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")

@@ -158,3 +158,10 @@ def test_grid_is_a_batched_solution():
     single = dj.solve(eqx.tree_at(lambda p: p.lam, TWO, 0.1), dj.PersistentSGD(0.2, 0.5, 1 / 0.6), t_max=1.0,
                       n_traj=256, response=dj.ExactResponse(64))
     np.testing.assert_allclose(g.eps_gen[1, 2], single.eps_gen, rtol=1e-10)
+
+
+def test_a_model_without_a_biased_error_refuses_a_bias():
+    """The bias needs the model's error at a shifted read-out (eps_gen_bias): a model that does not
+    define it is refused by name, not solved with a wrong error."""
+    with pytest.raises(ValueError, match="NoisyTwoCluster has no generalisation error with a bias"):
+        dj.Problem(NoisyTwoCluster(0.5, 0.1), bias=0.0)
