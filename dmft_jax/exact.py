@@ -68,6 +68,10 @@ def ridge_gd(problem: Problem, algorithm: GD, t_max: float = 20.0, *, n_steps: i
                          "linear teacher (f = identity)")
     if not isinstance(algorithm, GD):
         raise ValueError(f"algorithm: ridge_gd needs full-batch GD(eta); got {type(algorithm).__name__}")
+    if algorithm.beta is not None or algorithm.temperature is not None:
+        raise ValueError("algorithm: ridge_gd is the closed form of plain GD (no momentum beta, no temperature)")
+    if problem.bias is not None:
+        raise ValueError("bias: ridge_gd has no learnable bias")
     T = count_steps(algorithm, t_max, n_steps)
     try:
         eta = float(algorithm.eta)

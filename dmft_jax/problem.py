@@ -76,6 +76,13 @@ def _Q_ratio(num, sigma):
     return _q_function(ratio)
 
 
+def _safe_sqrt(x):
+    """``sqrt(max(x, 0))`` whose derivative at ``x <= 0`` is 0 instead of infinite (a state with
+    ``q = m^2``, e.g. ``R0 = 0``, would give NaN gradients)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
 def _sigma(delta, q):
     positive = q > 0
     return jnp.where(positive, jnp.sqrt(delta * jnp.where(positive, q, 1.0)), 0.0)  # no sqrt'(0) in gradients
@@ -208,7 +215,8 @@ class ThreeCluster(AbstractMixture):
         sigma = _sigma(delta, q)
         L = self.L
         inside = lambda mean: _Q_ratio(mean - L, sigma) - _Q_ratio(mean + L, sigma)  # P(|mean + sigma z| < L)
-        return (1.0 - self.rho) * (1.0 - inside(bias)) + 0.5 * self.rho * (inside(m + bias) + inside(-m + bias))
+        err = (1.0 - self.rho) * (1.0 - inside(bias)) + 0.5 * self.rho * (inside(m + bias) + inside(-m + bias))
+        return jnp.where(jnp.isnan(m) | jnp.isnan(q) | jnp.isnan(bias), jnp.nan, err)
 
     def to_dict(self):
         return {"model": "three_cluster", "rho": tolist(self.rho), "L": tolist(self.L)}
@@ -256,7 +264,9 @@ class TeacherStudent(AbstractTeacher):
     probability ``label_noise`` in ``[0, 1/2)``; ``Phi(r) = r``. The generalisation error is
     measured against the noiseless teacher, ``eps_gen = arccos(m / sqrt(q)) / pi``. The
     latent ``c`` is the flip indicator (1 for a flipped label); ``label_noise`` is
-    differentiable (likelihood ratio)."""
+    differentiable (likelihood ratio) for ``label_noise > 0``: at 0 no label is flipped, every
+    trajectory has the same score and the estimated derivative is 0 (start a tuning run or a
+    derivative from a positive value)."""
 
     label_noise: Any = _validate.float_field("label_noise")
 
@@ -281,10 +291,9 @@ class TeacherStudent(AbstractTeacher):
         return jnp.log(jnp.where(c > 0, self.label_noise, 1 - self.label_noise))
 
     def eps_gen(self, m, q, delta):
+        # arccos(m / sqrt q) = atan2(sqrt(q - m^2), m): no infinite derivative at q = m^2
         positive = q > 0
-        cos = jnp.clip(m / jnp.sqrt(jnp.where(positive, q, 1.0)), -1.0, 1.0)
-        # w = 0 (q = 0): a coin flip (error 1/2)
-        err = jnp.where(positive, jnp.arccos(cos) / jnp.pi, 0.5)
+        err = jnp.where(positive, jnp.arctan2(_safe_sqrt(q - m * m), m) / jnp.pi, 0.5)  # q = 0: a coin flip
         return jnp.where(jnp.isnan(m) | jnp.isnan(q), jnp.nan, err)
 
     def eps_gen_bias(self, m, q, delta, bias):
@@ -293,9 +302,10 @@ class TeacherStudent(AbstractTeacher):
         dtype = jnp.result_type(m, q, bias)
         t, w = (jnp.asarray(a, dtype) for a in _HALF_LINE)
         m_, q_, b_ = (jnp.asarray(a)[..., None] for a in (m, q, bias))
-        s = jnp.sqrt(jnp.maximum(q_ - m_**2, 0.0))
+        s = _safe_sqrt(q_ - m_**2)
         err = _Q_ratio(m_ * t + b_, s) + _Q_ratio(m_ * t - b_, s)  # nu = t > 0 predicted < 0, nu = -t > 0
-        return jnp.sum(w * err, axis=-1)
+        err = jnp.sum(w * err, axis=-1)
+        return jnp.where(jnp.isnan(m) | jnp.isnan(q) | jnp.isnan(bias), jnp.nan, err)
 
     def to_dict(self):
         return {"model": "teacher_student", "label_noise": tolist(self.label_noise)}
@@ -340,6 +350,13 @@ class TeacherRegression(AbstractTeacher):
         _validate.nonnegative("noise", self.noise)
         if not callable(self.f):
             raise ValueError(f"f must be a function of the teacher field nu (a JAX callable); got {self.f!r}")
+        try:
+            out = jax.eval_shape(self.f, jax.ShapeDtypeStruct((3,), jnp.float32))
+        except Exception as err:
+            raise ValueError(f"f: JAX cannot trace the label function ({type(err).__name__}); write it with "
+                             "jax.numpy (e.g. jnp.tanh, not np.tanh or math.tanh)") from None
+        if getattr(out, "shape", None) != (3,):
+            raise ValueError(f"f must be elementwise: for nu of shape (3,) it returned {out!r}")
 
     def sample(self, key, h0):
         xi = jax.random.normal(key, h0.shape, h0.dtype)
@@ -365,7 +382,7 @@ class TeacherRegression(AbstractTeacher):
         w = jnp.asarray(w / np.sqrt(np.pi), dtype)
         m_, q_, b_ = (jnp.asarray(a)[..., None, None] for a in (m, q, bias))
         nu, z = x[:, None], x[None, :]
-        r = m_ * nu + jnp.sqrt(jnp.maximum(q_ - m_**2, 0.0)) * z + b_
+        r = m_ * nu + _safe_sqrt(q_ - m_**2) * z + b_
         return jnp.sum(w[:, None] * w[None, :] * (r - self.f(nu)) ** 2, axis=(-2, -1))
 
     def to_dict(self):
@@ -435,8 +452,12 @@ class Problem(eqx.Module):
 
     def check_scalars(self):
         """Refuse an array where a single value is expected (outside ``vmap``)."""
-        for name in ("alpha", "delta", "lam", "R0", "m0"):
-            _validate.scalar(name, getattr(self, name))
+        for name in ("alpha", "delta", "lam", "R0", "m0", "bias"):
+            if getattr(self, name) is not None:
+                _validate.scalar(name, getattr(self, name))
+        for name in self.model.__dataclass_fields__:
+            if eqx.is_array_like(getattr(self.model, name, None)):
+                _validate.scalar(name, getattr(self.model, name))
 
     def __check_init__(self):
         _validate.positive("alpha", self.alpha)

@@ -272,6 +272,9 @@ def erm(problem: Problem, *, n_nodes: int | None = None, damping: float = 0.5, m
     if problem.bias is not None and isinstance(problem.loss, Hinge):
         raise ValueError("loss: erm with an intercept needs a differentiable loss (not the hinge; SmoothHinge "
                          "works)")
+    if isinstance(problem.model, AbstractTeacher) and not problem.loss.twice_differentiable:
+        raise ValueError(f"loss: erm of teacher-student data needs a twice differentiable loss ("
+                         f"{type(problem.loss).__name__} has a kink its quadrature would miss); use SmoothHinge(beta)")
     if isinstance(problem.model, TeacherRegression) and isinstance(problem.loss, Square):
         raise ValueError("loss: a regression model needs a loss of the residual ('squared_error')")
     if n_nodes is None:
@@ -427,6 +430,8 @@ def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rto
         k0 = int(0.9 * T)
         drift = max(abs(float(sol.m[-1] - sol.m[k0])) / abs(float(sol.m[-1])),
                     abs(float(sol.q[-1] - sol.q[k0])) / abs(float(sol.q[-1])))
+        if sol.bias is not None:  # a learnable bias relaxes slowly: it must be stationary too
+            drift = max(drift, abs(float(sol.bias[-1] - sol.bias[k0])) / max(abs(float(sol.bias[-1])), 1e-3))
         if drift <= rtol / 10:
             return LongTimeGD(solution=sol, stationary=True, result=sol.result)
         t_max *= 2

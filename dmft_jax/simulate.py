@@ -87,7 +87,12 @@ class Simulation(AbstractOutcome):
     bias_se: Any = None
 
     kind: ClassVar[str] = "simulation"
-    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
+    base_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
+
+    @property
+    def saved_arrays(self) -> tuple:
+        """The names :func:`dmft_jax.save` writes (with the bias when there is one)."""
+        return self.base_arrays + (("bias", "bias_se") if self.bias is not None else ())
 
 
     def save(self, path, *, overwrite: bool = False):

@@ -343,7 +343,8 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     if n_save:
         state = out.state
         proj = problem.model.projection(rnd.c, rnd.h0, problem.delta)[None, :n_save]
-        traj = dict(u=state.u[:, :n_save], g=state.g[:, :n_save], r=m[:, None] * proj + state.u[:, :n_save],
+        r = m[:, None] * proj + state.u[:, :n_save] + (0.0 if out.bias is None else out.bias[:, None])
+        traj = dict(u=state.u[:, :n_save], g=state.g[:, :n_save], r=r,
                     s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
     frozen = no_gradient((problem, algorithm))

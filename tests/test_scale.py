@@ -169,7 +169,7 @@ def test_grid_validates_every_point(seed_problem):
     with pytest.raises(ValueError, match="b must"):
         dj.solve_grid(seed_problem, ALGO, {"b": [0.3, 1.5]}, t_max=1.0, n_traj=64)
     with pytest.raises(ValueError, match="unknown hyperparameter"):
-        dj.solve_grid(seed_problem, ALGO, {"beta": [1.0]}, t_max=1.0, n_traj=64)
+        dj.solve_grid(seed_problem, ALGO, {"gamma": [1.0]}, t_max=1.0, n_traj=64)
     with pytest.raises(ValueError, match="n_steps"):
         dj.solve_grid(seed_problem, ALGO, {"eta": [0.1, 0.2]}, t_max=1.0, n_traj=64)
     with pytest.raises(ValueError, match="same length"):

@@ -173,3 +173,13 @@ def test_traced_invalid_teacher_parameters_are_failed_points():
     bad = jax.jit(lambda s: dj.solve(eqx.tree_at(lambda p: p.model.noise, reg, s), dj.GD(0.2), n_steps=5,
                                      n_traj=64))(-0.5)
     assert int(bad.result) == dj.RESULTS.invalid_input and "noise" in bad.message
+
+
+def test_teacher_gradients_are_finite_at_zero_initial_variance():
+    """R0 = 0 starts at q = m^2: the errors' square roots must not give NaN derivatives."""
+    for model in (dj.TeacherStudent(0.1), dj.TeacherRegression(0.3)):
+        def f(lam):
+            p = dj.Problem(model, alpha=2.0, lam=lam, R0=0.0, m0=0.1)
+            return dj.solve(p, dj.GD(0.2), n_steps=4, n_traj=64, key=0).eps_gen.mean()
+
+        assert np.isfinite(float(jax.grad(f)(0.1))), type(model).__name__

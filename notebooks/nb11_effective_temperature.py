@@ -1,0 +1,44 @@
+# %% [markdown]
+# # The effective temperature of persistent SGD
+# No bath heats SGD, yet in its stationary regime the selection noise makes the weights
+# fluctuate: the ratio of the correlation's derivative to the response,
+# `T_eff = dC(t, t') / dt' / R(t, t')`, is an effective temperature (docs/equations.md, section
+# 5.5; `dj.fdt`). Two clusters, `alpha = 2`, `Delta = 0.5`, a ridge `lambda = 1` so that the
+# dynamics is stationary by `t = 10`; `T_eff` is measured at the last time over `t' >= 5`.
+# Each panel varies one of the batch fraction `b`, the persistence time `tau` and the
+# learning rate `eta`, the others at `b = 0.3`, `tau = 1`, `eta = 0.1`.
+
+# %%
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+import dmft_jax as dj
+from _common import N_TRAJ, SMALL, save
+
+problem = dj.Problem(dj.TwoCluster(0.5), alpha=2.0, delta=0.5, lam=1.0, R0=0.5)
+n = 2 if SMALL else 8
+t_max = 5.0 if SMALL else 10.0
+scans = {
+    "b": np.linspace(0.1, 0.8, n),
+    "tau": np.geomspace(0.25, 4.0, n),
+    "eta": np.geomspace(0.025, 0.2, n),
+}
+
+
+def t_eff(b=0.3, tau=1.0, eta=0.1):
+    sol = dj.solve(problem, dj.PersistentSGD(eta, b, tau), t_max=t_max, n_traj=N_TRAJ, key=0)
+    return dj.fdt(sol, t_min=t_max / 2).temperature
+
+
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+results = {}
+for ax, (name, values) in zip(axes, scans.items()):
+    temps = [t_eff(**{name: float(v)}) for v in values]
+    results[name] = temps
+    ax.plot(values, temps, "o-")
+    ax.set(xlabel=name, ylabel="T_eff", title=f"effective temperature against {name}")
+    if name != "b":
+        ax.set_xscale("log")
+for name, temps in results.items():
+    print(name, np.round(scans[name], 3).tolist(), "->", np.round(temps, 5).tolist())
+save(fig, "nb11_effective_temperature.png");
