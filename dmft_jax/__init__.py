@@ -12,8 +12,8 @@ from .io import load, save
 from .iteration import DampedIteration
 from .losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, SmoothHinge, Square,
                      SquaredError)
-from .problem import (AbstractMixture, AbstractModel, AbstractTeacher, Problem, TeacherRegression, TeacherStudent,
-                      ThreeCluster, TwoCluster)
+from .problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
+from .teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
 from .replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
 from .response import AbstractResponse, ExactResponse, ProbeResponse

@@ -27,7 +27,8 @@ import numpy as np
 
 from .algorithms import GD
 from .losses import SquaredError
-from .problem import Problem, TeacherRegression, _identity
+from .problem import Problem
+from .teacher import TeacherRegression
 from .timegrid import count_steps
 
 
@@ -63,7 +64,7 @@ def ridge_gd(problem: Problem, algorithm: GD, t_max: float = 20.0, *, n_steps: i
     """The exact curves of full-batch GD on ``problem`` (a :class:`~dmft_jax.TeacherRegression`
     with the linear teacher and :class:`~dmft_jax.SquaredError` loss) with constant ``eta``."""
     if not isinstance(problem, Problem) or not isinstance(problem.model, TeacherRegression) \
-            or problem.model.f is not _identity or not isinstance(problem.loss, SquaredError):
+            or not problem.model.linear or not isinstance(problem.loss, SquaredError):
         raise ValueError("problem: ridge_gd needs Problem(TeacherRegression(noise), 'squared_error') with the "
                          "linear teacher (f = identity)")
     if not isinstance(algorithm, GD):

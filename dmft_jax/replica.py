@@ -32,7 +32,8 @@ from jax import lax
 from jax.scipy.special import ndtr
 
 from .losses import Hinge, Square, SquaredError
-from .problem import AbstractTeacher, Problem, TeacherRegression, TeacherStudent, TwoCluster
+from .problem import Problem, TwoCluster
+from .teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from .response import ExactResponse
 from .results import RESULTS, AbstractOutcome, Result
 

@@ -41,13 +41,20 @@ sol_r = dj.solve(reg, gd, t_max=t_max, n_traj=N_TRAJ, response=dj.ExactResponse(
                  errors=errors)
 exact = ridge_gd(reg, gd, t_max=t_max)
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
-for ax, name, title in zip(axes, ("m", "eps_gen", "train_loss"),
-                           ("overlap m", "test MSE (noiseless teacher)", "training loss / d")):
-    x, se = np.asarray(getattr(sol_r, name)), 2 * np.asarray(getattr(sol_r, name + "_se"))
-    ax.fill_between(np.asarray(sol_r.t), x - se, x + se, alpha=0.3, label="DMFT ± 2 se")
-    ax.plot(exact.t, getattr(exact, name), "k--", lw=1, label="exact (Marchenko-Pastur)")
-    ax.set(xlabel="t", title=title)
+t = np.asarray(sol_r.t)
+for name, label in (("m", "m"), ("q", "q"), ("eps_gen", "test MSE"), ("train_loss", "training loss / d")):
+    line, = axes[0].plot(t, getattr(sol_r, name), label=f"{label}, DMFT")
+    axes[0].plot(exact.t, getattr(exact, name), "k--", lw=1)
+axes[0].set(xlabel="t", title="DMFT (lines) and exact (dashed)")
 axes[0].legend(fontsize=8)
+for ax, name, title in zip(axes[1:], ("q", "eps_gen"), ("q: DMFT - exact", "test MSE: DMFT - exact")):
+    diff = np.asarray(getattr(sol_r, name)) - getattr(exact, name)
+    se = 2 * np.asarray(getattr(sol_r, name + "_se"))
+    ax.fill_between(t, -se, se, alpha=0.3, label="± 2 se of the DMFT")
+    ax.plot(t, diff, label="DMFT - exact")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set(xlabel="t", title=title)
+    ax.legend(fontsize=8)
 print("largest |DMFT - exact| / se over time:",
       {n: float(np.max(np.abs(np.asarray(getattr(sol_r, n)) - getattr(exact, n))[1:]
                        / np.asarray(getattr(sol_r, n + "_se"))[1:])) for n in ("m", "q", "eps_gen", "train_loss")})

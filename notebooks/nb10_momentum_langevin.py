@@ -7,7 +7,6 @@
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import dmft_jax as dj
 from _common import D, N_CHI, N_TRAJ, SEEDS, T_SCALE, save
 

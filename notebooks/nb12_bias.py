@@ -7,9 +7,7 @@
 # without the intercept, which full-batch GD would reach.
 
 # %%
-import equinox as eqx
 import matplotlib.pyplot as plt
-import numpy as np
 import dmft_jax as dj
 from _common import D, N_CHI, N_TRAJ, SEEDS, T_SCALE, save
 

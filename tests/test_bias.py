@@ -4,7 +4,6 @@ intercept against long-time full-batch GD and against the separability threshold
 alpha*(Delta, rho) with a bias. The gradient in the initial bias is checked in
 test_dynamics.py with those in beta and the temperature."""
 import equinox as eqx
-import jax
 import numpy as np
 import pytest
 
