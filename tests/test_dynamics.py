@@ -46,7 +46,7 @@ def test_fdt_of_langevin_gd_recovers_the_temperature():
     C and R is T_L (measured 0.20001 for T_L = 0.2; the issue asks 5%). Without noise GD freezes
     (T_eff ~ 0); persistent SGD without a bath has a positive effective temperature."""
     p = dj.Problem(dj.TwoCluster(0.5), alpha=2.0, delta=0.5, lam=1.0, R0=0.5)
-    hot = dj.fdt(dj.solve(p, dj.GD(0.1, temperature=0.2), t_max=10.0, n_traj=2**14, key=1,
+    hot = dj.fdt(dj.solve(p, dj.GD(0.1, temperature=0.2), t_max=10.0, n_traj=2**13, key=1,
                           response=dj.ExactResponse(1024)))
     assert hot.temperature == pytest.approx(0.2, rel=0.05)
     assert hot.temperature == pytest.approx(0.2, rel=0.005)  # what is measured, with a margin

@@ -1,6 +1,8 @@
 """Every notebook (notebooks/nbXX_*.ipynb) holds the cells of its percent script and executes,
 in a fresh Jupyter kernel (nbclient), at reduced size into a temporary folder: nothing
-tracked changes (the stored outputs are those of notebooks/build.py at full size)."""
+tracked changes (the stored outputs are those of notebooks/build.py at full size). The notebooks
+are split between this file and test_notebooks_later.py so that the two pytest-xdist workers
+(a file each at a time) share them."""
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ sys.path.insert(0, str(NOTEBOOKS))
 import build  # noqa: E402  (notebooks/build.py)
 
 SCRIPTS = build.scripts()
+FIRST = SCRIPTS[0::2]  # every other one; the rest: test_notebooks_later.py
 
 
 def test_every_script_has_a_notebook_with_the_same_cells():
@@ -20,8 +23,13 @@ def test_every_script_has_a_notebook_with_the_same_cells():
     assert not stale, f"run python notebooks/build.py for {stale}"
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+@pytest.mark.parametrize("script", FIRST, ids=[p.stem for p in FIRST])
 def test_notebook_executes_small(script, tmp_path, monkeypatch):
+    execute_small(script, tmp_path, monkeypatch)
+
+
+def execute_small(script, tmp_path, monkeypatch):
+    """Execute the stored notebook of ``script`` at reduced size into ``tmp_path``."""
     monkeypatch.setenv("DMFT_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("DMFT_NOTEBOOK_OUT", str(tmp_path))
     stored = nbformat.read(script.with_suffix(".ipynb"), as_version=4)

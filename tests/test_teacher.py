@@ -48,7 +48,8 @@ def test_label_noise_matters_to_the_criterion(ts_pair):
 
 @pytest.mark.parametrize("alpha, lam, noise, eta, R0, m0", [
     (2.0, 0.1, 0.5, 0.2, 1.0, 0.0),
-    (0.5, 0.0, 0.3, 0.1, 0.5, 0.2),  # fewer samples than dimensions: an atom of the spectrum at 0
+    # fewer samples than dimensions (an atom of the spectrum at 0); 7 s, run with -m slow
+    pytest.param(0.5, 0.0, 0.3, 0.1, 0.5, 0.2, marks=pytest.mark.slow),
 ], ids=["alpha2_ridge", "alpha05_ridgeless"])
 def test_regression_gd_matches_marchenko_pastur(alpha, lam, noise, eta, R0, m0):
     problem = dj.Problem(dj.TeacherRegression(noise), "squared_error", alpha=alpha, lam=lam, R0=R0, m0=m0)
@@ -95,7 +96,7 @@ def test_regression_gradients_pathwise():
     """The label noise of regression and lam are pathwise: autodiff equals central differences."""
     def f(x):
         p = dj.Problem(dj.TeacherRegression(x["noise"]), "pseudo_huber", alpha=2.0, lam=x["lam"], R0=1.0)
-        return dj.solve(p, dj.SGD(0.2, 0.3), n_steps=10, n_traj=512, response=dj.ExactResponse(128),
+        return dj.solve(p, dj.SGD(0.2, 0.3), n_steps=6, n_traj=256, response=dj.ExactResponse(64),
                         key=0).eps_gen[-1]
 
     x0 = {"noise": 0.5, "lam": 0.1}
@@ -145,6 +146,7 @@ def test_erm_teacher_student_against_finite_d_minimisation():
         assert abs(np.mean(xs) - x) < 4 * np.std(xs, ddof=1) / 2 + 0.01 * x, (name, np.mean(xs), x)
 
 
+@pytest.mark.slow  # 8 s (a grid program compiles); test_scale checks grids over the other parameters
 def test_teacher_student_grid_over_label_noise():
     """A model's own parameters grid like rho: one compiled solve, each point as its own solve."""
     grid = dj.solve_grid(TS, PSGD, {"label_noise": [0.0, 0.2]}, t_max=2.0, n_traj=512, key=0)
