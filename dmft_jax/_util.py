@@ -70,3 +70,17 @@ def seed_of(key):
     if not jax.config.jax_enable_x64 and seed >= 2**31:
         seed = -1
     return seed
+
+
+def normal_nodes(n: int):
+    """Gauss-Hermite nodes and weights (NumPy) of ``E[f(z)]``, ``z ~ N(0, 1)``."""
+    x, w = np.polynomial.hermite.hermgauss(n)
+    return np.sqrt(2.0) * x, w / np.sqrt(np.pi)
+
+
+def half_normal_nodes(n: int, upper: float = 10.0):
+    """Gauss-Legendre nodes on ``[0, upper]`` with the standard normal density in the weights
+    (``int_0^upper phi(t) f(t) dt``; the tail beyond 10 is below 1e-22)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    t = 0.5 * upper * (x + 1.0)
+    return t, 0.5 * upper * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)

@@ -319,9 +319,8 @@ def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, ro
     if rnd.temperature is not None:  # Langevin: the weight noise reaches the field through |x|^2/d = Delta
         u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l[k]
     momentum = {}
-    if rnd.beta is not None:  # heavy ball (u[-1] = u[0]: no momentum at the first step)
-        u_prev = jnp.where(k > 0, state.u[jnp.maximum(k - 1, 0)], state.u_now)
-        u_next = u_next + rnd.beta * (state.u_now - u_prev)
+    if rnd.beta is not None:  # heavy ball; u[-1] = u[0] (row k is written): no momentum at the first step
+        u_next = u_next + rnd.beta * (state.u_now - state.u[jnp.maximum(k - 1, 0)])
         momentum = {"beta": rnd.beta}
     resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2, **momentum)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)

@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr
 
+from ._util import half_normal_nodes, normal_nodes
 from .losses import Hinge, Square, SquaredError
 from .problem import Problem, TwoCluster
 from .teacher import AbstractTeacher, TeacherRegression, TeacherStudent
@@ -160,19 +161,15 @@ def _teacher_quadrature(model, n_nodes, dtype):
     student's field orthogonal to it) and ``zeta`` (the regression label noise): for
     :class:`TeacherStudent` ``nu`` on the half line by Gauss-Legendre (the label ``sign(nu)``
     jumps at 0, so each sign of ``nu`` is integrated on its own), else Gauss-Hermite."""
-    gh = lambda n: (np.sqrt(2.0) * np.polynomial.hermite.hermgauss(n)[0],
-                    np.polynomial.hermite.hermgauss(n)[1] / np.sqrt(np.pi))
-    xi, w_xi = gh(n_nodes)
+    xi, w_xi = normal_nodes(n_nodes)
     if isinstance(model, TeacherStudent):
-        x, w = np.polynomial.legendre.leggauss(2 * n_nodes)
-        t = 5.0 * (x + 1.0)  # nu in [0, 10]; the Gaussian tail beyond is below 1e-22
-        w_t = 5.0 * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
+        t, w_t = half_normal_nodes(2 * n_nodes)  # nu in [0, 10], then its mirror
         nu = np.concatenate([t, -t])
         w_nu = np.concatenate([w_t, w_t])
         zeta, w_zeta = np.zeros(1), np.ones(1)
     else:
-        nu, w_nu = gh(n_nodes)
-        zeta, w_zeta = gh(max(8, n_nodes // 2))
+        nu, w_nu = normal_nodes(n_nodes)
+        zeta, w_zeta = normal_nodes(max(8, n_nodes // 2))
     grid = np.meshgrid(nu, xi, zeta, indexing="ij")
     weights = w_nu[:, None, None] * w_xi[None, :, None] * w_zeta[None, None, :]
     return tuple(jnp.asarray(a.ravel(), dtype) for a in (*grid, weights))
@@ -300,9 +297,7 @@ def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
     if isinstance(problem.model, AbstractTeacher):
         nodes, weights = _teacher_quadrature(problem.model, n_nodes, dtype), None
     else:
-        x_gh, w_gh = np.polynomial.hermite.hermgauss(n_nodes)
-        nodes = jnp.asarray(np.sqrt(2.0) * x_gh, dtype)
-        weights = jnp.asarray(w_gh / np.sqrt(np.pi), dtype)
+        nodes, weights = (jnp.asarray(a, dtype) for a in normal_nodes(n_nodes))
     F = lambda x, prob: _update(prob, x, nodes, weights)
     stopped = lax.stop_gradient(problem)
     x0 = jnp.asarray([init[0], np.log(init[1]), np.log(init[2])] + ([0.0] if problem.bias is not None else []),

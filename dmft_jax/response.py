@@ -380,7 +380,7 @@ class ProbeResponse(AbstractResponse):
         memory = st.past.vecmat(K_k, v, k)
         v_next = decay[None, :] * v[k] + dt * memory + (dt * delta * sl2)[None, :] * eps_k
         if beta is not None:  # heavy ball: v is linear in chi, so it takes the same momentum term
-            v_next = v_next + beta * (v[k] - jnp.where(k > 0, v[jnp.maximum(k - 1, 0)], v[k]))
+            v_next = v_next + beta * (v[k] - v[jnp.maximum(k - 1, 0)])  # v[-1] = v[0]
         return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, sl2_prev=sl2, past=st.past)
 
 

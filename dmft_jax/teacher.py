@@ -10,10 +10,9 @@ from typing import Any, Callable, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import _validate
-from ._util import tolist
+from ._util import half_normal_nodes, normal_nodes, tolist
 from .problem import AbstractModel, q_ratio, safe_sqrt
 
 
@@ -107,17 +106,8 @@ class TeacherStudent(AbstractTeacher):
         return {"model": "teacher_student", "label_noise": tolist(self.label_noise)}
 
 
-_GH = np.polynomial.hermite.hermgauss(40)  # nodes of the test error's Gaussian integral
-
-
-def _half_line(n=200, upper=10.0):
-    """Gauss-Legendre nodes on ``[0, upper]`` with the standard normal density in the weights."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    t = 0.5 * upper * (x + 1.0)
-    return t, 0.5 * upper * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
-
-
-_HALF_LINE = _half_line()
+_GH = normal_nodes(40)  # nodes of the test error's Gaussian integral
+_HALF_LINE = half_normal_nodes(200)
 
 
 def identity(nu):
@@ -177,10 +167,8 @@ class TeacherRegression(AbstractTeacher):
         return self.eps_gen_bias(m, q, delta, 0.0)
 
     def eps_gen_bias(self, m, q, delta, bias):
-        x, w = _GH
         dtype = jnp.result_type(m, q, bias)
-        x = jnp.asarray(np.sqrt(2.0) * x, dtype)
-        w = jnp.asarray(w / np.sqrt(np.pi), dtype)
+        x, w = (jnp.asarray(a, dtype) for a in _GH)
         m_, q_, b_ = (jnp.asarray(a)[..., None, None] for a in (m, q, bias))
         nu, z = x[:, None], x[None, :]
         r = m_ * nu + safe_sqrt(q_ - m_**2) * z + b_
