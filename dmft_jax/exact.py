@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import warnings
+
 import equinox as eqx
 import numpy as np
 
+from . import _validate
 from .algorithms import GD
 from .losses import SquaredError
 from .problem import Problem
@@ -74,6 +77,7 @@ def ridge_gd(problem: Problem, algorithm: GD, t_max: float = 20.0, *, n_steps: i
     if problem.bias is not None:
         raise ValueError("bias: ridge_gd has no learnable bias")
     T = count_steps(algorithm, t_max, n_steps)
+    n_nodes = _validate.integer("n_nodes", n_nodes, 16)
     try:
         eta = float(algorithm.eta)
     except TypeError:
@@ -81,6 +85,10 @@ def ridge_gd(problem: Problem, algorithm: GD, t_max: float = 20.0, *, n_steps: i
     alpha, lam, R0, m0 = (float(getattr(problem, n)) for n in ("alpha", "lam", "R0", "m0"))
     s2 = float(problem.model.noise) ** 2
     a, wa = marchenko_pastur(alpha, n_nodes)
+    if eta * (a.max() + lam) > 2:  # |P(a)| > 1 at the top of the spectrum
+        warnings.warn(f"ridge_gd: GD diverges: eta = {eta:g} > 2 / (a_max + lam) = {2 / (a.max() + lam):.4g} "
+                      "(a_max: the largest eigenvalue of X^T X / d); the curves grow without bound", RuntimeWarning,
+                      stacklevel=2)
     E = lambda x: x @ wa
     k = np.arange(T + 1)[:, None]
     P = (1 - eta * (a + lam))[None, :] ** k

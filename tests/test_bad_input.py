@@ -56,6 +56,8 @@ API = [
     ("regression_f_numpy", lambda: dj.TeacherRegression(0.1, f=np.tanh), ValueError, "JAX cannot trace"),
     ("erm_teacher_hinge", lambda: dj.erm(dj.Problem(dj.TeacherStudent(), "hinge", lam=0.1)), ValueError,
      "twice differentiable loss"),
+    ("ridge_gd_nodes", lambda: __import__("dmft_jax.exact").exact.ridge_gd(
+        dj.Problem(dj.TeacherRegression()), dj.GD(0.2), n_nodes=0), ValueError, "n_nodes must be an integer >= 16"),
     ("ridge_gd_momentum", lambda: __import__("dmft_jax.exact").exact.ridge_gd(
         dj.Problem(dj.TeacherRegression()), dj.GD(0.2, beta=0.5)), ValueError, "no momentum"),
     ("bias_array_outside_vmap", lambda: dj.solve(dj.Problem(bias=jnp.array([0.1, 0.2])), A, **SMALL), ValueError,

@@ -181,3 +181,10 @@ def test_teacher_gradients_are_finite_at_zero_initial_variance():
             return dj.solve(p, dj.GD(0.2), n_steps=4, n_traj=64, key=0).eps_gen.mean()
 
         assert np.isfinite(float(jax.grad(f)(0.1))), type(model).__name__
+
+
+def test_exact_ridge_gd_says_when_gd_diverges():
+    """eta (a_max + lam) > 2: the exact curves blow up, and ridge_gd says so."""
+    p = dj.Problem(dj.TeacherRegression(0.5), alpha=2.0, lam=0.1)
+    with pytest.warns(RuntimeWarning, match="GD diverges"):
+        ridge_gd(p, dj.GD(0.5), t_max=5.0)
