@@ -157,6 +157,9 @@ def main(argv=None):
 
     if not args.float32:
         jax.config.update("jax_enable_x64", True)
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command line only writes files: no search for a window toolkit (0.6 s)
     import dmft_jax as dj
     from dmft_jax import io, plot
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _validate, process, weights
 from ._util import as_dtype, as_key, cast_tree, seed_of
+from .cache import cached_call
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient
 from .algorithms import AbstractAlgorithm
@@ -125,8 +126,13 @@ def solve(
     else:
         run = config
     with compile_notice(config.progress_meter, f"the sweep for T = {run.n_steps}, N = {config.n_traj}"):
-        sol = _solve_jit(problem.astype(dtype), cast_tree(algorithm, dtype), key[0],
-                         jax.device_put(np.asarray(key[1])), run, n_real, n_live)
+        args = (problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jax.device_put(np.asarray(key[1])),
+                run, n_real, n_live)
+        # the trace cache (cache.py) holds single-device programs without host callbacks
+        meter = config.progress_meter
+        exportable = run.devices is None and (isinstance(meter, NoProgressMeter) or (
+            type(meter) is TextProgressMeter and not meter.steps))
+        sol = cached_call(_solve_sweep, _solve_jit, args) if exportable else _solve_jit(*args)
     if run is not config:
         sol = _cut(sol, T, config)
     return finish(sol, throw)
@@ -290,9 +296,11 @@ def check_problem(problem, algorithm):
     check_for_solver(problem.loss)
 
 
-@eqx.filter_jit
-def _solve_jit(problem, algorithm, key, seed, config, n_real=None, n_live=None):
+def _solve_sweep(problem, algorithm, key, seed, config, n_real=None, n_live=None):
     return solve_traced(problem, algorithm, key, config, seed, n_real, n_live)
+
+
+_solve_jit = eqx.filter_jit(_solve_sweep)  # compiled programs are named after _solve_sweep
 
 
 def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None, n_live=None) -> Solution:

@@ -35,7 +35,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ._util import as_dtype, as_key, cast_tree
 from .adjoint import AutodiffAdjoint, SweepAdjoint
@@ -323,6 +322,8 @@ def tune(
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     T = count_steps(algorithm, t_max)
+    import optax  # here, not at import of dmft_jax (0.1 s a process that does not tune saves)
+
     optimizer = optimizer or optax.adam(0.05)
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)

@@ -25,4 +25,7 @@ def _release_compiled_programs():
     (a process-wide resource, not a test's fault)."""
     yield
     jax.clear_caches()
-    jax.config.update("jax_compilation_cache_dir", None)
+    from dmft_jax import cache
+
+    cache.disable_compilation_cache()  # JAX's on-disk cache and the trace cache
+    cache._MEMO.clear()

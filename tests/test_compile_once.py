@@ -33,7 +33,7 @@ def test_changing_any_parameter_does_not_recompile():
         with dj.count_compilations() as c:
             sol = dj.solve(problem, algo, key=key, **KW)
         assert bool(sol.ok), label
-        compiles[label] = (c.count_of("_solve_jit"), c.count)
+        compiles[label] = (c.count_of("_solve_sweep"), c.count)
     # one compile per model / eta kind (a different pytree structure), none per value or key,
     # and no other program either (no eager operation compiles for a new value)
     starts = {"two-cluster start", "three-cluster start", "schedule start"}
@@ -53,7 +53,7 @@ def test_t_max_and_n_traj_within_a_bucket_do_not_recompile():
     for t_max, n_traj, compiles in ((3.4, 112, 1), (4.0, 104, 0)):
         with dj.count_compilations() as c:
             sol = dj.solve(problem, algo, t_max, n_traj, **kw)
-        assert c.count_of("_solve_jit") == compiles, c.names
+        assert c.count_of("_solve_sweep") == compiles, c.names
         T = int(round(t_max / 0.2))
         assert sol.config.n_steps == T and sol.config.n_traj == n_traj
         assert sol.C.shape == (T + 1, T + 1) and sol.trajectories["u"].shape == (T + 1, 3)

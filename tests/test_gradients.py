@@ -125,7 +125,7 @@ def test_tune_twice_compiles_once():
     with dj.count_compilations() as c:
         res = dj.tune(eqx.tree_at(lambda p: p.alpha, TWO, 2.5), dj.GD(0.2), ["lam"], **kw)
     assert c.count_of("_value_and_grad") == 0 and len(res.history["objective"]) == 2
-    assert c.count_of("_solve_jit") == 0
+    assert c.count_of("_solve_sweep") == 0
 
 
 def test_tune_rejects_bad_names():
