@@ -4,6 +4,8 @@ from . import io, plot
 from ._validate import check as check_parameter
 from .cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
+from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
+                        SoftCommittee)
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .errors import AbstractErrors, GroupErrors, NoErrors
 from .fdt import FDT, fdt
@@ -34,6 +36,7 @@ Response = AbstractResponse
 __version__ = "0.2.0"
 
 __all__ = [
+    "AbstractReadout", "Committee", "CommitteeSimulation", "CustomReadout", "SignCommittee", "SoftCommittee",
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
     "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",

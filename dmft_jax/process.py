@@ -228,6 +228,23 @@ class Local(eqx.Module):
     g_mean: Any = None  # alpha E[g] (with a learnable bias)
 
 
+def likelihood_weights(draws: StepDraws, log_w_prev, k):
+    """``(log_w, w)`` at step ``k``: the likelihood-ratio weights of the discrete draws (``c``
+    and the selection path up to ``k``). Exactly 1 in value, their derivative is the score,
+    so that jax.grad/jvp of every average includes the dependence of the law of ``(c, s)`` on
+    rho, b, tau, eta (pathwise derivatives of Bernoulli draws are zero). Self-normalised
+    averages ``sum(w x) / sum(w)`` subtract the mean score, a built-in control variate.
+    Padding trajectories of a shape bucket get weight 0 (outside every average)."""
+    on_prev, on = draws.s_prev > 0, draws.s_k > 0
+    p_on, p_off = draws.p_on_prev, draws.p_off_prev
+    prob = jnp.where(on_prev, jnp.where(on, 1 - p_off, p_off), jnp.where(on, p_on, 1 - p_on))
+    log_w = log_w_prev + jnp.where(k == 0, draws.log_p0, jnp.log(prob))
+    w = jnp.exp(log_w - lax.stop_gradient(log_w))
+    if draws.live is not None:
+        w = w * draws.live
+    return log_w, w
+
+
 def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k, b_k=None) -> Local:
     """Step ``k``'s history-free part (shared by the sweep and its adjoint); ``b_k``: the
     learnable bias at ``k`` (section 5.4), if the problem has one."""
@@ -239,18 +256,7 @@ def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k, b_k=None) -> 
     d1, d2 = problem.loss_derivatives(draws.y, r)
     g = draws.s_k * d1
     sl2 = draws.s_k * d2
-    # Likelihood-ratio weights of the discrete draws (c and the selection path up to k):
-    # exactly 1 in value, their derivative is the score, so that jax.grad/jvp of every
-    # average below includes the dependence of the law of (c, s) on rho, b, tau, eta
-    # (pathwise derivatives of Bernoulli draws are zero). Self-normalised averages
-    # sum(w x) / sum(w) subtract the mean score, a built-in control variate.
-    on_prev, on = draws.s_prev > 0, draws.s_k > 0
-    p_on, p_off = draws.p_on_prev, draws.p_off_prev
-    prob = jnp.where(on_prev, jnp.where(on, 1 - p_off, p_off), jnp.where(on, p_on, 1 - p_on))
-    log_w = log_w_prev + jnp.where(k == 0, draws.log_p0, jnp.log(prob))
-    w = jnp.exp(log_w - lax.stop_gradient(log_w))
-    if draws.live is not None:  # padding of a shape bucket: outside every average
-        w = w * draws.live
+    log_w, w = likelihood_weights(draws, log_w_prev, k)
     total = jnp.sum(w)
     mean = lambda x: jnp.sum(w * x) / total
     x1 = alpha * delta * w * g / total

@@ -124,11 +124,16 @@ def simulate(
     works here, including the non-smooth :class:`~dmft_jax.Hinge`. ``progress_meter``: e.g.
     ``dj.TextProgressMeter("simulation", "seeds")`` reports the finished seeds on stderr.
     """
+    from .committee import Committee, simulate_committee
+
+    if isinstance(problem, Committee):  # K hidden units (docs/equations.md, section 6)
+        return simulate_committee(problem, algorithm, t_max, d, n_seeds, key, n_test=n_test, n_steps=n_steps,
+                                  batch_size=batch_size, dtype=dtype, progress_meter=progress_meter)
     progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
     if not isinstance(progress_meter, AbstractProgressMeter):
         raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
     if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
+        raise ValueError(f"problem must be a dmft_jax.Problem or a dmft_jax.Committee; got {type(problem).__name__}")
     if not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
@@ -142,7 +147,7 @@ def simulate(
     if n < 1:
         raise ValueError(f"alpha * d must give at least one sample; got alpha={float(problem.alpha)}, d={d}")
     dtype = as_dtype(dtype)
-    batch_size = _fit_batch(batch_size, n_seeds, memory_per_seed(d, n, n_test, T, dtype.itemsize))
+    batch_size = fit_batch(batch_size, n_seeds, memory_per_seed(d, n, n_test, T, dtype.itemsize))
     config = SimulationConfig(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
                               batch_size=int(batch_size), dtype=str(dtype))
     keys = jax.random.split(key[0], n_seeds)
@@ -176,7 +181,7 @@ def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) ->
     return itemsize * (2 * (n + n_test) * d + 2 * (n_steps + 1) * n + 8 * d + 16 * (n_steps + 1))
 
 
-def _fit_batch(batch_size, n_seeds, per_seed):
+def fit_batch(batch_size, n_seeds, per_seed):
     """Seeds per vmapped chunk: ``batch_size`` if given (checked), else as many as fit in 40%
     of the device's memory; refuse what cannot fit."""
     avail = device_bytes()

@@ -110,6 +110,13 @@ def solve(
     ``method``, ``damping``, ``max_iter``, ``rtol``, ``atol``, ``time_blocks``, ``progress``,
     ``devices``, ``pivot_rtol``, and ``adjoint=True/False``.
     """
+    from .committee import Committee
+
+    if isinstance(problem, Committee):  # K hidden units: the K x K block sweep (docs/equations.md, section 6.2)
+        return _solve_committee(problem, algorithm, t_max, n_traj, key, solver=solver, response=response,
+                                adjoint=adjoint, progress_meter=progress_meter, sharding=sharding, errors=errors,
+                                n_steps=n_steps, antithetic=antithetic, moment_matching=moment_matching,
+                                dtype=dtype, throw=throw, save_trajectories=save_trajectories, **deprecated)
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
                        progress_meter=progress_meter, sharding=sharding, errors=errors, n_steps=n_steps,
@@ -136,6 +143,24 @@ def solve(
     if run is not config:
         sol = _cut(sol, T, config)
     return finish(sol, throw)
+
+
+def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, n_steps, antithetic, moment_matching,
+                     dtype, throw, **others):
+    """:func:`solve` of a committee machine: the exact response on ``response.n_chi``
+    trajectories; the strategies the block sweep does not have yet are refused by name."""
+    from .committee_sweep import solve_committee
+
+    for name, value in others.items():
+        if value is not None and not (name == "save_trajectories" and value == 0):
+            raise ValueError(f"{name}: not available for committee machines yet (the K x K block sweep has the exact "
+                             "response, no solver, adjoint, errors, sharding, progress or saved trajectories "
+                             "options)")
+    if response is not None and not isinstance(response, ExactResponse):
+        raise ValueError(f"response: committee machines use ExactResponse(n_chi); got {response!r}")
+    n_chi = None if response is None else response.n_chi
+    return solve_committee(committee, algorithm, t_max, n_traj, key, n_chi=n_chi, n_steps=n_steps,
+                           antithetic=antithetic, moment_matching=moment_matching, dtype=dtype, throw=throw)
 
 
 def _bucket(config: SolveConfig, problem, algorithm, response):

@@ -1,0 +1,351 @@
+"""Committee machines (docs/equations.md, section 6): ``K`` first-layer units ``W`` (rows
+``w_a``), fields ``r_a = w_a.x / sqrt(d)``, and a fixed second layer, the read-out ``f(r)`` of
+the ``K``-vector of fields; the loss is ``ell`` of the margin ``y f(r)`` (or of the residual
+``f(r) - y`` for regression data).
+
+Built so far: the problems (:class:`Committee` with the read-outs :class:`SoftCommittee`,
+:class:`SignCommittee` and :class:`CustomReadout`) and their finite-``d`` simulation
+(:func:`simulate_committee`, also reached through :func:`dmft_jax.simulate`), with the order
+parameters ``m`` (a ``K``-vector) and ``Q = W W^T / d`` (``K x K``), the held-out test error,
+the training loss and accuracy; and the DMFT with ``K x K`` kernel blocks
+(:mod:`dmft_jax.committee_sweep`, reached through :func:`dmft_jax.solve`).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import _validate, selection
+from ._util import as_dtype, as_key, cast_tree, seed_of, tolist
+from .algorithms import AbstractAlgorithm
+from .problem import Problem
+from .progress import AbstractProgressMeter, NoProgressMeter, compile_notice
+from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
+from .timegrid import count_steps
+
+
+class AbstractReadout(eqx.Module):
+    """The fixed second layer: ``f(r)`` of the ``K`` fields on the last axis of ``r``."""
+
+    K: int = eqx.field(static=True)
+
+    @abc.abstractmethod
+    def __call__(self, r):
+        """The network's output for fields ``r`` of shape ``(..., K)``: shape ``(...)``."""
+
+    def root_last(self, rest):
+        """The value ``x`` of the last field where ``f(rest, x) = 0``, for the other fields ``rest``
+        ``(..., K - 1)``, when ``f`` increases in the last field (``-inf``: ``f > 0`` for every
+        ``x``; ``+inf``: ``f < 0``); ``None`` when the read-out does not say (the DMFT's test error
+        is then a plain Monte Carlo average, without a derivative)."""
+        return None
+
+    def to_dict(self) -> dict:
+        return {"readout": type(self).__name__, "K": self.K}
+
+
+def _arctanh_root(s):
+    """``x`` with ``tanh(x) = -s`` (``-inf`` for ``s >= 1``, ``+inf`` for ``s <= -1``)."""
+    inside = jnp.abs(s) < 1
+    x = jnp.arctanh(jnp.where(inside, -s, 0.0))
+    return jnp.where(inside, x, jnp.where(s >= 1, -jnp.inf, jnp.inf))
+
+
+def _units(K) -> int:
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"K must be an integer >= 1 (the number of hidden units); got {K!r}")
+    return int(K)
+
+
+class SoftCommittee(AbstractReadout):
+    """``f(r) = sum_a tanh(r_a) / K``."""
+
+    def __init__(self, K: int = 2):
+        self.K = _units(K)
+
+    def __call__(self, r):
+        return jnp.mean(jnp.tanh(r), axis=-1)
+
+    def root_last(self, rest):
+        return _arctanh_root(jnp.sum(jnp.tanh(rest), axis=-1))
+
+
+class SignCommittee(AbstractReadout):
+    """The sign committee through a smooth surrogate: ``f(r) = sum_a tanh(beta r_a) / K``, whose
+    sign is the majority vote of ``sign(r_a)`` as ``beta -> infinity`` (``K`` odd)."""
+
+    beta: Any = _validate.float_field("beta")
+
+    def __init__(self, K: int = 3, beta=4.0):
+        self.K = _units(K)
+        self.beta = beta
+
+    def __check_init__(self):
+        _validate.positive("beta", self.beta)
+
+    def __call__(self, r):
+        return jnp.mean(jnp.tanh(self.beta * r), axis=-1)
+
+    def root_last(self, rest):
+        return _arctanh_root(jnp.sum(jnp.tanh(self.beta * rest), axis=-1)) / self.beta
+
+    def to_dict(self):
+        return dict(super().to_dict(), beta=tolist(self.beta))
+
+
+class CustomReadout(AbstractReadout):
+    """Any JAX function ``fn(r)`` of the ``K`` fields on the last axis (derivatives by autodiff)."""
+
+    fn: Callable = eqx.field(static=True)
+
+    def __init__(self, K: int, fn: Callable):
+        self.K = _units(K)
+        if not callable(fn):
+            raise ValueError(f"fn must be a callable f(r) of the K fields on the last axis; got {fn!r}")
+        self.fn = fn
+
+    def __call__(self, r):
+        return self.fn(r)
+
+    def to_dict(self):
+        return dict(super().to_dict(), fn=getattr(self.fn, "__name__", repr(self.fn)))
+
+
+class Committee(eqx.Module):
+    """A committee-machine problem: the data, loss and scalars of ``problem`` (its ``R0`` is
+    the variance of every entry of ``W_0``), the read-out, and the initial overlaps ``m0``
+    with the teacher direction, one per unit (default: ``problem.m0`` for every unit; unequal
+    values break the units' exchangeability)."""
+
+    problem: Problem
+    readout: AbstractReadout
+    m0: Any
+
+    def __init__(self, problem: Problem, readout: AbstractReadout, m0=None):
+        if not isinstance(problem, Problem):
+            raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
+        if not isinstance(readout, AbstractReadout):
+            raise ValueError(f"readout must be SoftCommittee(K), SignCommittee(K, beta), CustomReadout(K, fn) or "
+                             f"another dmft_jax.committee.AbstractReadout; got {readout!r}")
+        if problem.bias is not None:
+            raise ValueError("problem: a learnable bias is not built for committee machines; use bias=None")
+        try:  # the read-out maps the K fields of each sample to one number (shapes only: nothing runs)
+            shape = jax.eval_shape(readout, jax.ShapeDtypeStruct((3, readout.K), jnp.result_type(float))).shape
+        except Exception as err:
+            raise ValueError(f"readout: f(r) fails on fields of shape (samples, K) = (3, {readout.K}) "
+                             f"({type(err).__name__}: {err})") from None
+        if shape != (3,):
+            raise ValueError(f"readout: f(r) must map fields of shape (samples, K) to one output per sample; for "
+                             f"(3, {readout.K}) it returned shape {shape} (a sum over samples is not a read-out)")
+        self.problem = problem
+        self.readout = readout
+        m0 = problem.m0 if m0 is None else m0
+        m0 = _validate.as_float_array(m0, "m0")
+        if not isinstance(m0, jax.core.Tracer) and np.ndim(m0) not in (0, 1):
+            raise ValueError(f"m0 must be a number or a vector of {readout.K} overlaps; got shape {np.shape(m0)}")
+        self.m0 = jnp.broadcast_to(m0, (readout.K,)) if np.ndim(m0) == 0 else m0
+
+    def __check_init__(self):
+        if self.m0.shape != (self.readout.K,):
+            raise ValueError(f"m0 must have one overlap per unit, shape ({self.readout.K},); got {self.m0.shape}")
+        _validate.check("m0", self.m0, lambda a: a == a, "finite overlaps")
+
+    @property
+    def K(self) -> int:
+        return self.readout.K
+
+    def output(self, r):
+        """The loss argument of every sample: margin ``y f(r)`` or residual ``f(r) - y``."""
+        return self.readout(r)
+
+    def to_dict(self) -> dict:
+        out = self.problem.to_dict()
+        out.update(self.readout.to_dict())
+        out["m0"] = tolist(self.m0)
+        return out
+
+    def astype(self, dtype):
+        return cast_tree(self, dtype)
+
+
+class CommitteeConfig(eqx.Module):
+    """The static sizes of a committee simulation (as :class:`~dmft_jax.simulate.SimulationConfig`)."""
+
+    d: int = eqx.field(static=True)
+    n: int = eqx.field(static=True)
+    K: int = eqx.field(static=True)
+    n_seeds: int = eqx.field(static=True)
+    n_test: int = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+    batch_size: int = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+
+    def to_dict(self) -> dict:
+        return {n: getattr(self, n) for n in ("d", "n", "K", "n_seeds", "n_test", "n_steps", "batch_size", "dtype")}
+
+    def __getitem__(self, name):
+        return getattr(self, name)
+
+
+OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
+
+
+class CommitteeSimulation(AbstractOutcome):
+    """Seed means and standard errors of a committee's finite-``d`` observables, indexed by
+    step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``, ``test_error`` (the held-out samples),
+    ``train_loss`` and ``train_acc``; ``runs[name]`` holds the per-seed curves."""
+
+    t: Any
+    m: Any
+    m_se: Any
+    Q: Any
+    Q_se: Any
+    test_error: Any
+    test_error_se: Any
+    train_loss: Any
+    train_loss_se: Any
+    train_acc: Any
+    train_acc_se: Any
+    runs: dict
+    result: Result
+    seed: Any
+    problem: Committee
+    algorithm: AbstractAlgorithm
+    config: CommitteeConfig
+
+    kind: ClassVar[str] = "committee_simulation"
+    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
+
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""
+        from .io import save
+
+        return save(self, path, overwrite=overwrite)
+
+
+def simulate_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, d: int = 1000,
+                       n_seeds: int = 10, key=0, *, n_test: int = 1000, n_steps: int | None = None,
+                       batch_size: int | None = None, dtype=None, progress_meter=None) -> CommitteeSimulation:
+    """Simulate SGD on a committee machine at finite ``d`` over ``n_seeds`` seeds:
+    ``W <- W - eta (lam W + sum_mu s_mu grad_r Lambda(y_mu, r_mu) x_mu^T / sqrt(d))`` (plus
+    momentum and Langevin noise when the algorithm has them). The options are those of
+    :func:`dmft_jax.simulate`."""
+    from .simulate import fit_batch, memory_per_seed
+
+    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
+    if not isinstance(progress_meter, AbstractProgressMeter):
+        raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
+    if not isinstance(committee, Committee):
+        raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
+                         f"got {type(algorithm).__name__}")
+    problem = committee.problem
+    T = count_steps(algorithm, t_max, n_steps)
+    d = _validate.integer("d", d, 2)
+    n_seeds = _validate.integer("n_seeds", n_seeds, 1)
+    n_test = _validate.integer("n_test", n_test, 1)
+    problem.check_scalars()
+    key = as_key(key), seed_of(key)
+    n = int(round(float(problem.alpha) * d))
+    if n < 1:
+        raise ValueError(f"alpha * d must give at least one sample; got alpha={float(problem.alpha)}, d={d}")
+    dtype = as_dtype(dtype)
+    K = committee.K
+    per_seed = memory_per_seed(d, n, n_test, T, dtype.itemsize) + dtype.itemsize * (2 * K * d + 2 * K * n)
+    batch_size = fit_batch(batch_size, n_seeds, per_seed)
+    config = CommitteeConfig(d=int(d), n=n, K=K, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
+                             batch_size=int(batch_size), dtype=str(dtype))
+    keys = jax.random.split(key[0], n_seeds)
+    with compile_notice(progress_meter, f"the committee simulation for d = {d}, K = {K}, T = {T}"):
+        runs = _simulate_jit(committee.astype(dtype), cast_tree(algorithm, dtype), keys, config, progress_meter)
+    finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "Q", "train_loss"))
+    diag = jnp.diagonal(runs["Q"], axis1=-2, axis2=-1)  # (seeds, T+1, K)
+    exploding = bool(jnp.any(jnp.abs(diag) > DIVERGENCE_FACTOR * (1 + jnp.abs(diag[:, :1]))))
+    result = Result.of(RESULTS.nonfinite if not finite else RESULTS.diverged if exploding else RESULTS.successful)
+    if not result.ok:
+        import warnings
+
+        warnings.warn(f"dmft_jax.simulate: {result.message}", RuntimeWarning, stacklevel=2)
+    stats = {}
+    for name in OBSERVABLES:
+        x = runs[name]
+        stats[name] = jnp.mean(x, axis=0)
+        stats[name + "_se"] = (jnp.std(x, axis=0, ddof=1) / np.sqrt(n_seeds)
+                               if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
+    steps = algorithm.step_sizes(T, dtype)
+    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
+    return CommitteeSimulation(t=t, runs=runs, result=result, seed=jnp.asarray(key[1]), problem=committee,
+                               algorithm=algorithm, config=config, **stats)
+
+
+@eqx.filter_jit
+def _simulate_jit(committee, algorithm, keys, config, meter):
+    def run(x):
+        i, k = x
+        out = _one_seed(committee, algorithm, k, config)
+        meter.step(i, config.n_seeds)
+        return out
+
+    return lax.map(run, (jnp.arange(config.n_seeds), keys), batch_size=config.batch_size)
+
+
+def _one_seed(committee, algorithm, key, config):
+    """One seed, with the draws of :func:`dmft_jax.simulate` (the same keys and shapes; the
+    initial weights have a leading unit axis), so that ``K = 1`` with the identity read-out
+    repeats a single-unit simulation."""
+    problem, readout = committee.problem, committee.readout
+    model = problem.model
+    d, n, n_test, T, K = config.d, config.n, config.n_test, config.n_steps, config.K
+    dtype = problem.alpha.dtype
+    kv, kc, kz, kw, ks, kct, kzt = jax.random.split(key, 7)
+    sqd = jnp.sqrt(jnp.asarray(d, dtype))
+    v = model.teacher(kv, d, dtype)
+    X, y = model.data((kc, kz), v, n, problem.delta, dtype)
+    X_test, y_test = model.test_data((kct, kzt), v, n_test, problem.delta, dtype)
+    vv = v @ v
+    Z = jnp.sqrt(problem.R0) * jax.random.normal(kw, (K, d), dtype)
+    # each row: the prescribed overlap m0_a along v exactly, isotropic with variance R0 across it
+    W0 = Z - jnp.outer(Z @ v / vv, v) + jnp.outer(committee.m0 * d / vv, v)
+    b0, p_on, p_off = selection.law(algorithm, T, dtype)
+    s = selection.draw_paths(ks, b0, p_on, p_off, (n,), dtype)
+    lam = problem.lam
+    steps = algorithm.step_sizes(T, dtype)
+
+    def sample_loss(yy, r):  # Lambda(y, r) = ell(y f(r)) (or ell(f(r) - y)) for fields r (..., K)
+        return problem.loss(model.loss_argument(yy, readout(r)))
+
+    def observe(W, r):
+        out = readout(r)
+        return dict(m=W @ v / d, Q=W @ W.T / d,
+                    test_error=model.test_error(y_test, readout(X_test @ W.T / sqd)),
+                    train_loss=problem.alpha * jnp.mean(sample_loss(y, r)),
+                    train_acc=jnp.mean((y * out > 0).astype(dtype)))
+
+    grad_r = jax.grad(lambda r: jnp.sum(sample_loss(y, r)))
+    beta, temperature = algorithm.beta, algorithm.temperature
+    k_langevin = jax.random.fold_in(key, 0x1A6E)
+
+    def step(carry, x):
+        W, W_prev = carry
+        s_k, eta, k = x
+        r = X @ W.T / sqd  # (n, K)
+        obs = observe(W, r)
+        force = s_k[:, None] * grad_r(r)
+        W_next = W - eta * (lam * W + force.T @ X / sqd)
+        if beta is not None:
+            W_next = W_next + beta * (W - W_prev)
+        if temperature is not None:
+            W_next = W_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
+                jax.random.fold_in(k_langevin, k), (K, d), dtype)
+        return (W_next, W), obs
+
+    (W_T, _), obs = lax.scan(step, (W0, W0), (s[:-1], steps, jnp.arange(T)))
+    last = observe(W_T, X @ W_T.T / sqd)
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

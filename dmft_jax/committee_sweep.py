@@ -1,0 +1,376 @@
+"""The DMFT of committee machines (docs/equations.md, section 6.2): the causal sweep of
+section 2 with a ``K``-vector effective process and every kernel a ``K x K`` block.
+
+Per step ``k``, on ``N`` trajectories (the draws of :func:`dmft_jax.process.draw`, with one
+stream of ``u0`` and of the noise ``zeta`` per unit; unit 0's are the single-unit ones):
+
+- fields ``r = m[k] proj + u[k]`` (``N x K``), ``g = s grad_r Lambda``, ``H = s Hess_r Lambda``;
+- ``lam_hat[k] = alpha Delta E[H]``, ``mu[k] = alpha E[g proj]``,
+  ``M_C[k, j] = alpha Delta E[g[k] g[j]^T]``, ``M_R[k, l] = alpha Delta E[H chi[k, l]] / eta_l``
+  (``chi`` exact on the first ``n_chi`` trajectories);
+- the noise: the causal Cholesky factor of ``Delta M_C`` over the flattened (time, unit) index,
+  extended by ``K`` rows per step (a triangular solve and a ``K x K`` Cholesky);
+- ``u``, ``chi`` and ``m`` advanced with matrix products.
+
+After the sweep the weight side: ``R``, ``P``, ``C_perp`` (blocks), ``Q[k] = m m^T + C_perp[k, k]``,
+and the test error ``P(y f(r) <= 0)`` of a fresh sample, ``r = m proj + sqrt(Delta) C_perp^(1/2) z``:
+averaged over the trajectories' samples with fresh ``z``, the last unit integrated analytically
+when the read-out gives its root (smooth in every parameter), else an indicator.
+
+Everything is plain ``jax``: ``jax.grad``/``jax.jvp`` and ``jax.vmap`` go through a solve
+(likelihood-ratio weights for the laws of the discrete draws, as in the single-unit sweep).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.special import ndtr
+
+from . import _validate, process
+from ._util import as_dtype, as_key, cast_tree, seed_of
+from .algorithms import AbstractAlgorithm
+from .committee import Committee
+from .losses import check_for_solver
+from .memory import device_bytes
+from .problem import AbstractMixture
+from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
+from .teacher import TeacherStudent
+from .timegrid import count_steps
+
+
+class CommitteeSolveConfig(eqx.Module):
+    """The static sizes and options of a committee solve."""
+
+    n_steps: int = eqx.field(static=True)
+    n_traj: int = eqx.field(static=True)
+    n_chi: int = eqx.field(static=True)
+    K: int = eqx.field(static=True)
+    antithetic: bool = eqx.field(static=True)
+    moment_matching: bool = eqx.field(static=True)
+    cross_memory: bool = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+
+    def to_dict(self) -> dict:
+        return {n: getattr(self, n) for n in ("n_steps", "n_traj", "n_chi", "K", "antithetic", "moment_matching",
+                                             "cross_memory", "dtype")}
+
+
+class CommitteeSolution(AbstractOutcome):
+    """The DMFT of a committee machine, indexed by step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``,
+    the kernels ``lam_hat`` ``(T+1, K, K)``, ``mu`` ``(T+1, K)``, ``M_C`` and ``M_R``
+    ``(T+1, T+1, K, K)`` (``[k, l]`` the block of times ``k, l``), the weight-side ``R`` and
+    ``C_perp`` (same layout), ``eps_gen`` with its Monte Carlo standard error ``eps_gen_se``,
+    ``train_loss`` and ``train_acc``."""
+
+    t: Any
+    m: Any
+    Q: Any
+    C_perp: Any
+    R: Any
+    lam_hat: Any
+    mu: Any
+    M_C: Any
+    M_R: Any
+    eps_gen: Any
+    eps_gen_se: Any
+    train_loss: Any
+    train_acc: Any
+    result: Result
+    seed: Any
+    problem: Committee
+    algorithm: AbstractAlgorithm
+    config: CommitteeSolveConfig
+
+    kind: ClassVar[str] = "committee_solution"
+    saved_arrays: ClassVar[tuple] = ("t", "m", "Q", "lam_hat", "mu", "eps_gen", "eps_gen_se", "train_loss",
+                                     "train_acc", "status")
+
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""
+        from .io import save
+
+        return save(self, path, overwrite=overwrite)
+
+
+def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
+                    key=0, *, n_chi: int | None = None, n_steps: int | None = None, antithetic: bool = True,
+                    moment_matching: bool = True, cross_memory: bool = True, dtype=None,
+                    throw: bool = False) -> CommitteeSolution:
+    """Solve the DMFT of ``committee`` trained by ``algorithm`` up to ``t_max``
+    (docs/equations.md, section 6.2); also reached through :func:`dmft_jax.solve`.
+
+    ``n_traj``: trajectories ``N``; ``n_chi``: those that carry the exact response
+    (default ``min(N, 1024)``; ``chi`` holds ``(T+1)^2 n_chi K^2`` numbers). ``cross_memory``
+    (default on): keep the cross-unit entries ``a != b`` of ``M_R``; ``False`` drops them (to
+    show what they do; the result is then not the DMFT). ``antithetic``, ``moment_matching``,
+    ``dtype``, ``throw``: as in :func:`dmft_jax.solve`.
+    """
+    if not isinstance(committee, Committee):
+        raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
+                         f"got {type(algorithm).__name__}")
+    if algorithm.beta is not None or algorithm.temperature is not None:
+        raise ValueError("algorithm: momentum (beta) and Langevin noise (temperature) are not built into the "
+                         "committee DMFT yet; dmft_jax.simulate simulates them")
+    problem = committee.problem
+    model = problem.model
+    if not isinstance(model, (AbstractMixture, TeacherStudent)):
+        raise ValueError(f"problem.model: the committee DMFT covers TwoCluster, ThreeCluster and TeacherStudent "
+                         f"(classification); got {type(model).__name__}")
+    problem.check_scalars()
+    check_for_solver(problem.loss)
+    T = count_steps(algorithm, t_max, n_steps)
+    n_traj = _validate.integer("n_traj", n_traj, 2)
+    if antithetic and n_traj % 2:
+        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
+    n_chi = min(n_traj, 1024) if n_chi is None else n_chi
+    if isinstance(n_chi, bool) or int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
+        raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi!r}")
+    for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
+                       ("cross_memory", cross_memory)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {flag!r}")
+    dtype = as_dtype(dtype)
+    K = committee.K
+    need = dtype.itemsize * ((T + 1) ** 2 * int(n_chi) * K * K * 2 + 4 * (T + 1) * n_traj * K)
+    avail = device_bytes()
+    if avail is not None and need > 0.6 * avail:
+        raise ValueError(f"n_chi: the response of {n_chi} trajectories over T = {T} steps with K = {K} units needs "
+                         f"about {need / 2**30:.1f} GiB, above 60% of the device's {avail / 2**30:.1f} GiB; lower "
+                         "n_chi or T")
+    config = CommitteeSolveConfig(n_steps=T, n_traj=n_traj, n_chi=int(n_chi), K=K, antithetic=bool(antithetic),
+                                  moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
+                                  dtype=str(dtype))
+    seed = seed_of(key)
+    out = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), config)
+    sol = CommitteeSolution(**out, seed=jnp.asarray(seed), problem=committee, algorithm=algorithm, config=config)
+    code = sol.result.code
+    if _validate.is_concrete(code) and not bool(np.all(np.asarray(code) == RESULTS.successful)):
+        if throw:
+            raise RuntimeError(f"dmft_jax.solve: {sol.message}")
+        import warnings
+
+        warnings.warn(f"dmft_jax.solve: {sol.message}", RuntimeWarning, stacklevel=2)
+    return sol
+
+
+@eqx.filter_jit
+def _solve_jit(committee, algorithm, key, config):
+    return committee_sweep(committee, algorithm, key, config)
+
+
+def _unit_draws(key, problem, algorithm, config, dtype):
+    """The randomness: unit 0's ``u0`` and ``zeta`` are the single-unit draws of ``key``; unit
+    ``a`` takes those of ``fold_in(key, a)``. Returns the single-unit draws, ``u0`` ``(N, K)``
+    and ``zeta`` ``(S, N, K)``."""
+    draw = lambda k: process.draw(k, problem, algorithm, config.n_steps, config.n_traj, config.antithetic, dtype,
+                                  config.moment_matching)
+    rnd = draw(key)
+    others = [draw(jax.random.fold_in(key, a)) for a in range(1, config.K)]
+    u0 = jnp.stack([rnd.u0] + [o.u0 for o in others], axis=-1)
+    zeta = jnp.stack([rnd.zeta] + [o.zeta for o in others], axis=-1)
+    return rnd, u0, zeta
+
+
+class _Carry(eqx.Module):
+    m: Any  # (K,)
+    u: Any  # (N, K) u[k]
+    u_hist: Any  # (S, N, K)
+    g_hist: Any  # (S, N, K)
+    chi: Any  # (S, S, n_chi, K, K): chi[j, l]
+    L: Any  # (S K, S K) the causal factor's rows so far (identity rows beyond)
+    log_w: Any  # (N,)
+
+
+def committee_sweep(committee, algorithm, key, config):
+    """The traced solve (see the module docstring); returns the solution's fields."""
+    problem, readout = committee.problem, committee.readout
+    model = problem.model
+    K, T, n_chi = config.K, config.n_steps, config.n_chi
+    S = T + 1
+    dtype = problem.alpha.dtype
+    alpha, delta, lam = problem.alpha, problem.delta, problem.lam
+    eye = jnp.eye(K, dtype=dtype)
+    rnd, u0, zeta = _unit_draws(key, problem, algorithm, config, dtype)
+    N = u0.shape[0]
+    dts = rnd.dts
+    zeta_flat = jnp.transpose(zeta, (0, 2, 1)).reshape(S * K, N)  # row j K + b: zeta[j, :, b]
+    jitter = (1e-12 if dtype == jnp.float64 else 1e-6) * eye
+
+    def sample_loss(y, r):  # one sample: r (K,)
+        return problem.loss(model.loss_argument(y, readout(r)))
+
+    grad_r = jax.vmap(jax.grad(sample_loss, argnums=1))
+    hess_r = jax.vmap(jax.hessian(sample_loss, argnums=1))
+    loss_v = jax.vmap(sample_loss)
+
+    def row(carry, k):
+        """Kernel row ``k`` and the observables at ``k`` (histories of ``u`` and ``g`` written)."""
+        draws = rnd.at_step(k)
+        proj = model.projection(draws.c, draws.h0, delta)
+        r = proj[:, None] * carry.m[None, :] + carry.u
+        g = draws.s_k[:, None] * grad_r(draws.y, r)
+        H = draws.s_k[:, None, None] * hess_r(draws.y, r)
+        log_w, w = process.likelihood_weights(draws, carry.log_w, k)
+        total = jnp.sum(w)
+        mean = lambda x: jnp.tensordot(w, x, axes=1) / total
+        g_hist = carry.g_hist.at[k].set(g)
+        u_hist = carry.u_hist.at[k].set(carry.u)
+        x1 = alpha * delta * w[:, None] * g / total
+        M_C = jnp.einsum("na,jnb->jab", x1, g_hist)  # M_C[k, j], zero beyond k
+        wc = w[:n_chi] / jnp.sum(w[:n_chi])
+        M_R = alpha * delta * jnp.einsum("n,nab,lnbc->lac", wc, H[:n_chi], carry.chi[k]) / dts[:, None, None]
+        if not config.cross_memory:
+            M_R = M_R * eye
+        out = dict(lam_hat=alpha * delta * mean(H), mu=alpha * mean(g * proj[:, None]), M_C=M_C, M_R=M_R,
+                   train_loss=alpha * mean(loss_v(draws.y, r)),
+                   train_acc=mean((draws.y * readout(r) > 0).astype(dtype)))
+        carry = eqx.tree_at(lambda c: (c.u_hist, c.g_hist, c.log_w), carry, (u_hist, g_hist, log_w))
+        return carry, out, g, H[:n_chi]
+
+    def noise(L, M_C_row, k):
+        """Rows ``(k, 0..K-1)`` of the causal factor of ``Delta M_C`` and the noise ``xi[k]`` (N, K)."""
+        A = delta * M_C_row  # (S, K, K): Cov(xi[k]_a, xi[j]_b)
+        B = jnp.transpose(A, (1, 0, 2)).reshape(K, S * K)
+        past = (jnp.arange(S * K) // K) < k
+        X = jax.scipy.linalg.solve_triangular(L, jnp.where(past[None, :], B, 0.0).T, lower=True)  # (S K, K)
+        X = jnp.where(past[:, None], X, 0.0)
+        schur = A[k] - X.T @ X
+        schur = 0.5 * (schur + schur.T)
+        L_kk = jnp.linalg.cholesky(schur + jitter * jnp.maximum(jnp.trace(A[k]) / K, jnp.finfo(dtype).tiny))
+        rows = lax.dynamic_update_slice(X.T, L_kk, (0, k * K))  # (K, S K)
+        return lax.dynamic_update_slice(L, rows, (k * K, 0)), (rows @ zeta_flat).T
+
+    def step(carry, k):
+        carry, out, g, H_chi = row(carry, k)
+        L, xi = noise(carry.L, out["M_C"], k)
+        dt = dts[k]
+        KR = out["M_R"] * dts[:, None, None]  # memory weights eta_l M_R[k, l]
+        decay = lam * eye + out["lam_hat"]
+        memory = jnp.einsum("lab,lnb->na", KR, carry.u_hist)
+        u_next = carry.u + dt * (-carry.u @ decay.T + memory + xi - delta * g)
+        A = eye - dt * (decay + delta * H_chi)  # (n_chi, K, K)
+        chi_next = jnp.einsum("nab,lnbc->lnac", A, carry.chi[k]) \
+            + dt * jnp.einsum("jab,jlnbc->lnac", KR, carry.chi)
+        chi_next = chi_next.at[k].add(dt * delta * H_chi)  # the source: chi[k+1, k] = eta_k Delta H[k]
+        m_next = carry.m - dt * (lam * carry.m + out["mu"])
+        carry = _Carry(m=m_next, u=u_next, u_hist=carry.u_hist, g_hist=carry.g_hist,
+                       chi=carry.chi.at[k + 1].set(chi_next), L=L, log_w=carry.log_w)
+        return carry, out
+
+    init = _Carry(m=committee.m0, u=jnp.sqrt(delta) * jnp.sqrt(problem.R0) * u0,
+                  u_hist=jnp.zeros((S, N, K), dtype), g_hist=jnp.zeros((S, N, K), dtype),
+                  chi=jnp.zeros((S, S, n_chi, K, K), dtype), L=jnp.eye(S * K, dtype=dtype),
+                  log_w=jnp.zeros(N, dtype))
+
+    def scan_step(carry, k):
+        m_k = carry.m
+        carry, out = step(carry, k)
+        return carry, (m_k, out)
+
+    carry, (m, rows) = lax.scan(scan_step, init, jnp.arange(T))
+    _, last, _, _ = row(carry, T)
+    rows = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), rows, last)
+    m = jnp.concatenate([m, carry.m[None]])  # (S, K)
+    R, P = response_blocks(lam, rows["lam_hat"], rows["M_R"], dts)
+    C_perp = correlation_blocks(R, P, rows["M_C"], problem.R0, dts)
+    C_kk = jnp.einsum("kakb->kab", C_perp)
+    Q = m[:, :, None] * m[:, None, :] + C_kk
+    eps, eps_se = test_error(committee, rnd, m, C_kk, key, config)
+    fields = dict(m=m, Q=Q, eps_gen=eps, train_loss=rows["train_loss"])
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
+    diag = jnp.diagonal(Q, axis1=-2, axis2=-1)
+    exploding = jnp.max(jnp.abs(diag)) > DIVERGENCE_FACTOR * (1 + jnp.max(jnp.abs(diag[0])))
+    code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged, RESULTS.successful), RESULTS.nonfinite)
+    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:T])])
+    return dict(t=t, m=m, Q=Q, C_perp=jnp.transpose(C_perp, (0, 2, 1, 3)), R=R, lam_hat=rows["lam_hat"],
+                mu=rows["mu"], M_C=rows["M_C"], M_R=rows["M_R"], eps_gen=eps, eps_gen_se=eps_se,
+                train_loss=rows["train_loss"], train_acc=rows["train_acc"], result=Result.of(code))
+
+
+def response_blocks(lam, lam_hat, M_R, dts):
+    """``R[k, l]`` (``K x K`` blocks, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``): section 2.4
+    with matrix products. ``lam_hat`` ``(S, K, K)``, ``M_R`` ``(S, S, K, K)``."""
+    S, K = lam_hat.shape[0], lam_hat.shape[1]
+    dtype = lam_hat.dtype
+    eye = jnp.eye(K, dtype=dtype)
+    RP = jnp.zeros((S, S + 1, K, K), dtype).at[0, S].set(eye)  # column S holds P
+
+    def body(RP, k):
+        dt = dts[k]
+        decay = eye - dt * (lam * eye + lam_hat[k])
+        new = jnp.einsum("ab,lbc->lac", decay, RP[k]) + dt * jnp.einsum("jab,jlbc->lac", M_R[k] * dts[:, None, None],
+                                                                           RP)
+        new = new.at[k].add(eye)
+        return RP.at[k + 1].set(new), None
+
+    RP, _ = lax.scan(body, RP, jnp.arange(S - 1))
+    return RP[:, :S], RP[:, S]
+
+
+def correlation_blocks(R, P, M_C, R0, dts):
+    """``C_perp[k, a, l, b]`` = ``R0 (P[k] P[l]^T)_ab + sum_{i, j} eta_i eta_j (R[k, i] M_C[i, j] R[l, j]^T)_ab``
+    with ``M_C[i, j] = M_C[j, i]^T`` above the diagonal; returned as ``(S, K, S, K)``."""
+    S, K = P.shape[0], P.shape[1]
+    flat = lambda X: jnp.transpose(X, (0, 2, 1, 3)).reshape(S * K, S * K)  # [k, l, a, b] -> [(k, a), (l, b)]
+    lower = flat(M_C)
+    strict = flat(M_C * (jnp.arange(S)[:, None] > jnp.arange(S)[None, :])[:, :, None, None])
+    M = lower + strict.T
+    Rw = flat(R) * jnp.repeat(dts, K)[None, :]
+    P2 = P.reshape(S * K, K)
+    return (R0 * P2 @ P2.T + Rw @ M @ Rw.T).reshape(S, K, S, K)
+
+
+def _clean_labels(model, c, y, h0):
+    """The labels a fresh test sample is scored against: a mixture's own, the teacher's sign
+    without label noise."""
+    if isinstance(model, TeacherStudent):
+        return jnp.where(h0 >= 0, 1.0, -1.0).astype(h0.dtype)
+    return y
+
+
+def test_error(committee, rnd, m, C_kk, key, config):
+    """``P(y f(r) <= 0)`` at every step for a fresh sample, ``r = m proj + sqrt(Delta) L z``
+    (``L L^T = C_perp[k, k]``), averaged over the ``N`` samples ``(c, y, h0)`` of the solve
+    with fresh ``z``; with the read-out's root in the last unit that unit is integrated exactly
+    (smooth), else an indicator. Returns the mean and its standard error."""
+    problem, readout = committee.problem, committee.readout
+    model, delta = problem.model, problem.delta
+    K = config.K
+    dtype = m.dtype
+    c, y, h0 = rnd.c, rnd.y, rnd.h0
+    N = c.shape[0]
+    proj = model.projection(c, h0, delta)
+    y_clean = _clean_labels(model, c, y, h0)
+    lp = model.log_prob(c, y)
+    w = jnp.exp(lp - lax.stop_gradient(lp))  # the law of c (rho) in gradients
+    z = jax.random.normal(jax.random.fold_in(key, 0x7E57), (N, K), jnp.float32).astype(dtype)
+    eye = jnp.eye(K, dtype=dtype)
+    tiny = jnp.finfo(dtype).tiny
+
+    def at(m_k, C_k):
+        cov = delta * 0.5 * (C_k + C_k.T)
+        L = jnp.linalg.cholesky(cov + 1e-12 * jnp.maximum(jnp.trace(cov), tiny) * eye)
+        mean = proj[:, None] * m_k[None, :]
+        root = readout.root_last(mean[:, :-1] + z[:, :-1] @ L[:-1, :-1].T) if K > 1 else readout.root_last(
+            jnp.zeros((N, 0), dtype))
+        if root is None:
+            r = mean + z @ L.T
+            err = (y_clean * readout(r) <= 0).astype(dtype)
+        else:
+            base = mean[:, -1] + z[:, :-1] @ L[-1, :-1]
+            sd = L[-1, -1]
+            below = ndtr((root - base) / jnp.maximum(sd, tiny))  # P(r_K <= root): f <= 0
+            err = jnp.where(y_clean > 0, below, 1.0 - below)
+        est = jnp.sum(w * err) / jnp.sum(w)
+        pairs = err.reshape(-1, 2).mean(axis=1) if config.antithetic else err
+        se = jnp.std(lax.stop_gradient(pairs), ddof=1) / jnp.sqrt(pairs.shape[0])
+        return est, se
+
+    return jax.vmap(at)(m, C_kk)

@@ -1,0 +1,170 @@
+"""Committee machines at finite d (docs/equations.md, section 6): K = 1 with the identity
+read-out is the single-unit simulation, the gradient reaches every unit as the read-out
+says (an exact identity of the linear committee), and bad input is refused by name."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dmft_jax as dj
+
+KW = dict(t_max=3.0, d=150, n_seeds=3, key=4, n_test=200)  # sizes no other test uses
+
+
+@pytest.fixture(scope="module")
+def two():
+    return dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.3, m0=0.1)
+
+
+def test_one_unit_with_the_identity_read_out_is_the_single_unit_simulation(two):
+    algo = dj.PersistentSGD(0.2, 0.3, 2.0, beta=0.3)
+    single = dj.simulate(two, algo, **KW)
+    one = dj.simulate(dj.Committee(two, dj.CustomReadout(1, lambda r: r[..., 0])), algo, **KW)
+    assert bool(one.ok) and one.m.shape == (single.m.shape[0], 1) and one.Q.shape == (single.m.shape[0], 1, 1)
+    np.testing.assert_allclose(one.runs["m"][..., 0], single.runs["m"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(one.runs["Q"][..., 0, 0], single.runs["q"], rtol=1e-10, atol=1e-12)
+    for name in ("test_error", "train_loss", "train_acc"):
+        np.testing.assert_allclose(one.runs[name], single.runs[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """A linear committee f(r) = mean_a r_a (lam = 0.1, eta = 0.2), three units apart."""
+    problem = dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=0.1, R0=0.3)
+    return dj.simulate(dj.Committee(problem, dj.CustomReadout(3, lambda r: jnp.mean(r, axis=-1)),
+                                    m0=[0.1, 0.0, -0.2]), dj.SGD(0.2, 0.3), **KW)
+
+
+def test_linear_committee_moves_only_the_mean_of_its_units(linear):
+    # f(r) = mean_a r_a: every unit gets the same gradient, so W_a - W_b only decays by the
+    # ridge, |W_a - W_b|^2 / d = (1 - eta lam)^(2k) |W_a(0) - W_b(0)|^2 / d in every seed
+    decay = (1 - 0.2 * 0.1) ** np.arange(linear.t.shape[0])
+    Q = np.asarray(linear.runs["Q"])  # (seeds, T+1, 3, 3)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        dist = Q[..., a, a] - 2 * Q[..., a, b] + Q[..., b, b]
+        np.testing.assert_allclose(dist, dist[:, :1] * decay**2, rtol=1e-9)
+    m = np.asarray(linear.runs["m"])
+    np.testing.assert_allclose(m[..., 0] - m[..., 2], np.broadcast_to(0.3 * decay, m.shape[:2]), rtol=1e-9)
+    # and the units learn: the mean overlap grows
+    assert np.all(np.asarray(linear.m[-1]).mean() > np.asarray(linear.m[0]).mean() + 0.05)
+
+
+def test_initial_overlaps(two):
+    sim = dj.simulate(dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1]), dj.GD(0.1), t_max=0.1, d=1000,
+                      n_seeds=4, key=1, n_test=10)
+    np.testing.assert_allclose(sim.m[0], [0.3, -0.1], atol=1e-12)  # prescribed exactly
+    expected = 0.3 * np.eye(2) + np.outer([0.3, -0.1], [0.3, -0.1])
+    assert np.all(np.abs(np.asarray(sim.Q[0]) - expected) <= 5 * np.asarray(sim.Q_se[0]) + 1e-3)
+
+
+def test_saved_and_loaded(linear, tmp_path):
+    path = dj.save(linear, tmp_path / "committee")
+    back = dj.load(path)
+    np.testing.assert_array_equal(back.Q, np.asarray(linear.Q))
+    assert back.meta["problem"]["K"] == 3 and back.meta["problem"]["m0"] == [0.1, 0.0, -0.2]
+    with pytest.raises(FileExistsError):
+        dj.save(linear, tmp_path / "committee")
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: dj.SoftCommittee(0), "K must be an integer >= 1"),
+    (lambda p: dj.SoftCommittee(True), "K must be an integer >= 1"),
+    (lambda p: dj.SignCommittee(3, beta=-1.0), "beta"),
+    (lambda p: dj.CustomReadout(2, "tanh"), "fn must be a callable"),
+    (lambda p: dj.Committee(p, "soft"), "readout must be"),
+    (lambda p: dj.Committee("p", dj.SoftCommittee(2)), "problem must be a dmft_jax.Problem"),
+    (lambda p: dj.Committee(p, dj.SoftCommittee(2), m0=[0.1, 0.2, 0.3]), r"m0 must have one overlap per unit"),
+    (lambda p: dj.Committee(p, dj.SoftCommittee(2), m0=[0.1, float("nan")]), "m0 must be finite"),
+    (lambda p: dj.Committee(p, dj.SoftCommittee(2), m0=[[0.1]]), "m0 must be a number or a vector"),
+    (lambda p: dj.Committee(dj.Problem(bias=0.1), dj.SoftCommittee(2)), "learnable bias is not built"),
+    (lambda p: dj.Committee(p, dj.CustomReadout(2, jnp.sum)), r"one output per sample; for \(3, 2\) it returned shape \(\)"),
+    (lambda p: dj.Committee(p, dj.CustomReadout(2, lambda r, s: r)), "readout: f\\(r\\) fails"),
+])
+def test_bad_committee_input(two, make, match):
+    with pytest.raises(ValueError, match=match):
+        make(two)
+
+
+def test_committee_simulation_checks_its_options(two):
+    committee = dj.Committee(two, dj.SoftCommittee(2))
+    with pytest.raises(ValueError, match="d must be an integer >= 2"):
+        dj.simulate(committee, dj.GD(0.1), d=1)
+    with pytest.raises(ValueError, match="algorithm must be"):
+        dj.simulate(committee, "sgd")
+
+
+# --- the DMFT with K x K blocks (docs/equations.md, section 6.2) ----------------------------
+
+SOLVE = dict(n_steps=12, n_traj=256, key=2)  # sizes no other test uses
+
+
+def test_one_unit_block_sweep_is_the_single_unit_dmft(two):
+    algo = dj.PersistentSGD(0.2, 0.3, 2.0)
+    single = dj.solve(two, algo, response=dj.ExactResponse(64), **SOLVE)
+    one = dj.solve(dj.Committee(two, dj.CustomReadout(1, lambda r: r[..., 0])), algo,
+                   response=dj.ExactResponse(64), **SOLVE)
+    assert bool(one.ok) and one.m.shape == (13, 1) and one.M_R.shape == (13, 13, 1, 1)
+    pairs = [("m", one.m[:, 0], single.m), ("Q", one.Q[:, 0, 0], single.q), ("lam_hat", one.lam_hat[:, 0, 0],
+             single.lam_hat), ("mu", one.mu[:, 0], single.mu), ("M_C", one.M_C[..., 0, 0], single.M_C),
+             ("M_R", one.M_R[..., 0, 0], single.M_R), ("R", one.R[..., 0, 0], single.R),
+             ("train_loss", one.train_loss, single.train_loss), ("train_acc", one.train_acc, single.train_acc)]
+    for name, a, b in pairs:
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12, err_msg=name)
+    # the test error: a Monte Carlo average of the indicator (this read-out gives no root)
+    assert np.all(np.abs(np.asarray(one.eps_gen - single.eps_gen)) <= 4 * np.asarray(one.eps_gen_se) + 1e-12)
+
+
+def test_two_unit_test_error_is_the_gaussian_integral(two):
+    sol = dj.solve(dj.Committee(two, dj.SoftCommittee(2), m0=[0.2, -0.05]), dj.SGD(0.2, 0.4), **SOLVE)
+    assert bool(sol.ok)
+    # brute force: r ~ N(m c, Delta Q) per cluster, y = c; P(y f(r) <= 0)
+    rng = np.random.default_rng(0)
+    m, Q = np.asarray(sol.m[-1]), np.asarray(sol.Q[-1])
+    n = 400_000
+    c = np.where(rng.random(n) < 0.4, 1.0, -1.0)
+    r = c[:, None] * m[None, :] + rng.standard_normal((n, 2)) @ np.linalg.cholesky(0.5 * Q).T
+    err = (c * np.tanh(r).mean(axis=1) <= 0).astype(float)
+    gap = abs(float(sol.eps_gen[-1]) - err.mean())
+    assert gap <= 4 * (float(sol.eps_gen_se[-1]) + err.std() / np.sqrt(n)), gap
+    # the units start apart and stay so; Q is symmetric and positive definite at every step
+    np.testing.assert_allclose(np.asarray(sol.Q), np.swapaxes(np.asarray(sol.Q), 1, 2), atol=1e-12)
+    assert np.all(np.linalg.eigvalsh(np.asarray(sol.Q)) > 0)
+
+
+def test_committee_gradient_against_finite_differences(two):
+    def loss_at(lam, b):
+        problem = dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=lam, R0=0.3)
+        sol = dj.solve(dj.Committee(problem, dj.SoftCommittee(2), m0=[0.2, -0.05]), dj.SGD(0.2, b), n_steps=6,
+                       n_traj=128, key=5)
+        return sol.train_loss[-1] + sol.eps_gen[-1]
+
+    import jax
+
+    grad = jax.grad(loss_at, argnums=(0, 1))(0.05, 0.4)
+    h = 1e-5
+    fd_lam = (loss_at(0.05 + h, 0.4) - loss_at(0.05 - h, 0.4)) / (2 * h)
+    np.testing.assert_allclose(float(grad[0]), float(fd_lam), rtol=1e-5)
+    assert np.isfinite(float(grad[1]))  # b enters through the law of the selection (likelihood ratio)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(response=dj.ExactResponse(300)), "n_chi must be an integer with 1 <= n_chi <= n_traj = 256"),
+    (dict(response=dj.ProbeResponse(4)), "committee machines use ExactResponse"),
+    (dict(errors=dj.GroupErrors(4)), "errors: not available for committee machines"),
+    (dict(adjoint=dj.SweepAdjoint()), "adjoint: not available for committee machines"),
+])
+def test_bad_committee_solve_options(two, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dj.solve(dj.Committee(two, dj.SoftCommittee(2)), dj.GD(0.2), **SOLVE, **kwargs)
+
+
+def test_committee_solve_refuses_what_it_does_not_cover(two):
+    committee = dj.Committee(two, dj.SoftCommittee(2))
+    with pytest.raises(ValueError, match="momentum .* not built into the committee DMFT"):
+        dj.solve(committee, dj.GD(0.2, beta=0.5), **SOLVE)
+    regression = dj.Problem(dj.TeacherRegression(0.1), alpha=2.0)
+    with pytest.raises(ValueError, match="covers TwoCluster, ThreeCluster and TeacherStudent"):
+        dj.solve(dj.Committee(regression, dj.SoftCommittee(2)), dj.GD(0.2), **SOLVE)
+    from dmft_jax.committee_sweep import solve_committee
+
+    with pytest.raises(ValueError, match="cross_memory must be True or False"):
+        solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, cross_memory="yes")
