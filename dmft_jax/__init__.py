@@ -6,6 +6,7 @@ from .cache import default_cache_dir, disable_compilation_cache, enable_compilat
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
                         SoftCommittee)
+from .committee_sweep import CommitteeSolution, solve_committee
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .errors import AbstractErrors, GroupErrors, NoErrors
 from .fdt import FDT, fdt
@@ -36,7 +37,7 @@ Response = AbstractResponse
 __version__ = "0.2.0"
 
 __all__ = [
-    "AbstractReadout", "Committee", "CommitteeSimulation", "CustomReadout", "SignCommittee", "SoftCommittee",
+    "AbstractReadout", "Committee", "CommitteeSimulation", "CommitteeSolution", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
     "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",

@@ -24,9 +24,11 @@ from jax import lax
 from . import _validate, selection
 from ._util import as_dtype, as_key, cast_tree, seed_of, tolist
 from .algorithms import AbstractAlgorithm
+from .memory import fit_batch, memory_per_seed
 from .problem import Problem
 from .progress import AbstractProgressMeter, NoProgressMeter, compile_notice
-from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
+from .results import AbstractOutcome, Result
+from .seeds import run_seeds, summarise
 from .timegrid import count_steps
 
 
@@ -100,18 +102,29 @@ class SignCommittee(AbstractReadout):
 
 
 class CustomReadout(AbstractReadout):
-    """Any JAX function ``fn(r)`` of the ``K`` fields on the last axis (derivatives by autodiff)."""
+    """Any JAX function ``fn(r)`` of the ``K`` fields on the last axis (derivatives by autodiff).
+    ``root`` (optional): ``root(rest)``, the value of the last field where ``fn`` changes sign
+    given the others (``fn`` increasing in it; see :meth:`AbstractReadout.root_last`), which
+    makes the DMFT's test error smooth; without it the test error is a plain Monte Carlo
+    average."""
 
     fn: Callable = eqx.field(static=True)
+    root: Callable | None = eqx.field(static=True, default=None)
 
-    def __init__(self, K: int, fn: Callable):
+    def __init__(self, K: int, fn: Callable, root: Callable | None = None):
         self.K = _units(K)
         if not callable(fn):
             raise ValueError(f"fn must be a callable f(r) of the K fields on the last axis; got {fn!r}")
+        if root is not None and not callable(root):
+            raise ValueError(f"root must be None or a callable root(rest) of the first K - 1 fields; got {root!r}")
         self.fn = fn
+        self.root = root
 
     def __call__(self, r):
         return self.fn(r)
+
+    def root_last(self, rest):
+        return None if self.root is None else self.root(rest)
 
     def to_dict(self):
         return dict(super().to_dict(), fn=getattr(self.fn, "__name__", repr(self.fn)))
@@ -236,8 +249,6 @@ def simulate_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max
     ``W <- W - eta (lam W + sum_mu s_mu grad_r Lambda(y_mu, r_mu) x_mu^T / sqrt(d))`` (plus
     momentum and Langevin noise when the algorithm has them). The options are those of
     :func:`dmft_jax.simulate`."""
-    from .simulate import fit_batch, memory_per_seed
-
     progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
     if not isinstance(progress_meter, AbstractProgressMeter):
         raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
@@ -264,36 +275,12 @@ def simulate_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max
                              batch_size=int(batch_size), dtype=str(dtype))
     keys = jax.random.split(key[0], n_seeds)
     with compile_notice(progress_meter, f"the committee simulation for d = {d}, K = {K}, T = {T}"):
-        runs = _simulate_jit(committee.astype(dtype), cast_tree(algorithm, dtype), keys, config, progress_meter)
-    finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "Q", "train_loss"))
-    diag = jnp.diagonal(runs["Q"], axis1=-2, axis2=-1)  # (seeds, T+1, K)
-    exploding = bool(jnp.any(jnp.abs(diag) > DIVERGENCE_FACTOR * (1 + jnp.abs(diag[:, :1]))))
-    result = Result.of(RESULTS.nonfinite if not finite else RESULTS.diverged if exploding else RESULTS.successful)
-    if not result.ok:
-        import warnings
-
-        warnings.warn(f"dmft_jax.simulate: {result.message}", RuntimeWarning, stacklevel=2)
-    stats = {}
-    for name in OBSERVABLES:
-        x = runs[name]
-        stats[name] = jnp.mean(x, axis=0)
-        stats[name + "_se"] = (jnp.std(x, axis=0, ddof=1) / np.sqrt(n_seeds)
-                               if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
-    steps = algorithm.step_sizes(T, dtype)
-    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
+        runs = run_seeds(_one_seed, committee.astype(dtype), cast_tree(algorithm, dtype), keys, config,
+                         progress_meter)
+    norms = jnp.diagonal(runs["Q"], axis1=-2, axis2=-1)  # |w_a|^2 / d per seed, step and unit
+    result, stats, t = summarise(runs, OBSERVABLES, norms, algorithm, T, dtype)
     return CommitteeSimulation(t=t, runs=runs, result=result, seed=jnp.asarray(key[1]), problem=committee,
                                algorithm=algorithm, config=config, **stats)
-
-
-@eqx.filter_jit
-def _simulate_jit(committee, algorithm, keys, config, meter):
-    def run(x):
-        i, k = x
-        out = _one_seed(committee, algorithm, k, config)
-        meter.step(i, config.n_seeds)
-        return out
-
-    return lax.map(run, (jnp.arange(config.n_seeds), keys), batch_size=config.batch_size)
 
 
 def _one_seed(committee, algorithm, key, config):

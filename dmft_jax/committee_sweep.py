@@ -53,11 +53,12 @@ class CommitteeSolveConfig(eqx.Module):
     antithetic: bool = eqx.field(static=True)
     moment_matching: bool = eqx.field(static=True)
     cross_memory: bool = eqx.field(static=True)
+    symmetric: bool = eqx.field(static=True)
     dtype: str = eqx.field(static=True)
 
     def to_dict(self) -> dict:
         return {n: getattr(self, n) for n in ("n_steps", "n_traj", "n_chi", "K", "antithetic", "moment_matching",
-                                             "cross_memory", "dtype")}
+                                             "cross_memory", "symmetric", "dtype")}
 
 
 class CommitteeSolution(AbstractOutcome):
@@ -99,7 +100,7 @@ class CommitteeSolution(AbstractOutcome):
 
 def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
                     key=0, *, n_chi: int | None = None, n_steps: int | None = None, antithetic: bool = True,
-                    moment_matching: bool = True, cross_memory: bool = True, dtype=None,
+                    moment_matching: bool = True, cross_memory: bool = True, symmetric: bool = False, dtype=None,
                     throw: bool = False) -> CommitteeSolution:
     """Solve the DMFT of ``committee`` trained by ``algorithm`` up to ``t_max``
     (docs/equations.md, section 6.2); also reached through :func:`dmft_jax.solve`.
@@ -107,7 +108,11 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
     ``n_traj``: trajectories ``N``; ``n_chi``: those that carry the exact response
     (default ``min(N, 1024)``; ``chi`` holds ``(T+1)^2 n_chi K^2`` numbers). ``cross_memory``
     (default on): keep the cross-unit entries ``a != b`` of ``M_R``; ``False`` drops them (to
-    show what they do; the result is then not the DMFT). ``antithetic``, ``moment_matching``,
+    show what they do; the result is then not the DMFT). ``symmetric``: the units are
+    exchangeable (equal ``m0``, required): every kernel is averaged over the permutations of
+    the units (diagonal entries together, off-diagonal entries together), which the exact
+    solution satisfies, so that ``m`` and ``Q`` come out exactly exchangeable with less Monte
+    Carlo noise. ``antithetic``, ``moment_matching``,
     ``dtype``, ``throw``: as in :func:`dmft_jax.solve`.
     """
     if not isinstance(committee, Committee):
@@ -133,9 +138,13 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
     if isinstance(n_chi, bool) or int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
         raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi!r}")
     for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
-                       ("cross_memory", cross_memory)):
+                       ("cross_memory", cross_memory), ("symmetric", symmetric)):
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False; got {flag!r}")
+    if symmetric and _validate.is_concrete(committee.m0) and not np.all(np.asarray(committee.m0) ==
+                                                                          np.asarray(committee.m0)[0]):
+        raise ValueError(f"symmetric: exchangeable units need equal initial overlaps m0; got "
+                         f"{np.asarray(committee.m0).tolist()} (symmetric=False solves unequal ones)")
     dtype = as_dtype(dtype)
     K = committee.K
     need = dtype.itemsize * ((T + 1) ** 2 * int(n_chi) * K * K * 2 + 4 * (T + 1) * n_traj * K)
@@ -146,7 +155,7 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
                          "n_chi or T")
     config = CommitteeSolveConfig(n_steps=T, n_traj=n_traj, n_chi=int(n_chi), K=K, antithetic=bool(antithetic),
                                   moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
-                                  dtype=str(dtype))
+                                  symmetric=bool(symmetric), dtype=str(dtype))
     seed = seed_of(key)
     out = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), config)
     sol = CommitteeSolution(**out, seed=jnp.asarray(seed), problem=committee, algorithm=algorithm, config=config)
@@ -231,6 +240,9 @@ def committee_sweep(committee, algorithm, key, config):
         out = dict(lam_hat=alpha * delta * mean(H), mu=alpha * mean(g * proj[:, None]), M_C=M_C, M_R=M_R,
                    train_loss=alpha * mean(loss_v(draws.y, r)),
                    train_acc=mean((draws.y * readout(r) > 0).astype(dtype)))
+        if config.symmetric:
+            out.update(lam_hat=exchangeable(out["lam_hat"]), mu=jnp.broadcast_to(jnp.mean(out["mu"]), (K,)),
+                       M_C=exchangeable(M_C), M_R=exchangeable(M_R))
         carry = eqx.tree_at(lambda c: (c.u_hist, c.g_hist, c.log_w), carry, (u_hist, g_hist, log_w))
         return carry, out, g, H[:n_chi]
 
@@ -292,6 +304,19 @@ def committee_sweep(committee, algorithm, key, config):
     return dict(t=t, m=m, Q=Q, C_perp=jnp.transpose(C_perp, (0, 2, 1, 3)), R=R, lam_hat=rows["lam_hat"],
                 mu=rows["mu"], M_C=rows["M_C"], M_R=rows["M_R"], eps_gen=eps, eps_gen_se=eps_se,
                 train_loss=rows["train_loss"], train_acc=rows["train_acc"], result=Result.of(code))
+
+
+def exchangeable(B):
+    """``K x K`` blocks (last two axes) averaged over the permutations of the units: every
+    diagonal entry becomes the mean diagonal entry, every off-diagonal one the mean
+    off-diagonal entry."""
+    K = B.shape[-1]
+    if K == 1:
+        return B
+    eye = jnp.eye(K, dtype=B.dtype)
+    diag = jnp.einsum("...aa->...", B)[..., None, None] / K
+    off = (jnp.sum(B, axis=(-2, -1))[..., None, None] - diag * K) / (K * (K - 1))
+    return diag * eye + off * (1 - eye)
 
 
 def response_blocks(lam, lam_hat, M_R, dts):
@@ -365,8 +390,12 @@ def test_error(committee, rnd, m, C_kk, key, config):
             err = (y_clean * readout(r) <= 0).astype(dtype)
         else:
             base = mean[:, -1] + z[:, :-1] @ L[-1, :-1]
-            sd = L[-1, -1]
-            below = ndtr((root - base) / jnp.maximum(sd, tiny))  # P(r_K <= root): f <= 0
+            sd = jnp.maximum(L[-1, -1], tiny)
+            # P(r_K <= root): f <= 0. An infinite root (f of one sign for every r_K) is a constant,
+            # kept out of the arithmetic so that its derivatives are 0, not inf * 0
+            finite = jnp.isfinite(root)
+            ratio = (jnp.where(finite, root, 0.0) - base) / sd
+            below = jnp.where(finite, ndtr(ratio), jnp.where(root > 0, 1.0, 0.0))
             err = jnp.where(y_clean > 0, below, 1.0 - below)
         est = jnp.sum(w * err) / jnp.sum(w)
         pairs = err.reshape(-1, 2).mean(axis=1) if config.antithetic else err

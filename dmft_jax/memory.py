@@ -7,6 +7,7 @@ import os
 import jax
 import jax.numpy as jnp
 
+from . import _validate
 from .response import as_response
 from .past import padded_size
 from .timegrid import auto_time_blocks, chunk_width
@@ -68,3 +69,29 @@ def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replica
             "reduce n_chi (response memory (T+1)^2 n_chi), use ProbeResponse (memory n_probes (T+1) N), "
             "or reduce n_traj or t_max/eta"
         )
+
+
+def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) -> int:
+    """Bytes of one seed in flight: the training and test inputs and a copy of them (XLA
+    keeps ``X`` and its transpose for the two products), the selection paths, the weights
+    and observables."""
+    return itemsize * (2 * (n + n_test) * d + 2 * (n_steps + 1) * n + 8 * d + 16 * (n_steps + 1))
+
+
+def fit_batch(batch_size, n_seeds, per_seed):
+    """Seeds per vmapped chunk: ``batch_size`` if given (checked), else as many as fit in 40%
+    of the device's memory; refuse what cannot fit."""
+    avail = device_bytes()
+    if batch_size is not None:
+        batch_size = min(_validate.integer("batch_size", batch_size, 1), n_seeds)
+        if avail is not None and batch_size * per_seed > 0.9 * avail:
+            raise ValueError(f"batch_size: {batch_size} seeds at once need about {batch_size * per_seed / 2**30:.1f} "
+                             f"GiB but the device has {avail / 2**30:.1f} GiB; use a smaller batch_size (one seed "
+                             f"needs {per_seed / 2**30:.2f} GiB)")
+        return batch_size
+    if avail is None:
+        return n_seeds
+    if per_seed > 0.9 * avail:
+        raise ValueError(f"d: one seed needs about {per_seed / 2**30:.1f} GiB (inputs (alpha d + n_test) x d) but "
+                         f"the device has {avail / 2**30:.1f} GiB; reduce d or n_test")
+    return max(1, min(n_seeds, int(0.4 * avail // per_seed)))

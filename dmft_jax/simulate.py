@@ -19,17 +19,18 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from . import selection
 from . import _validate
 from ._util import as_dtype, as_key, cast_tree, seed_of
-from .memory import device_bytes
+from .memory import fit_batch, memory_per_seed
 from .progress import AbstractProgressMeter, NoProgressMeter, compile_notice
 from .algorithms import AbstractAlgorithm
+from .committee import Committee, simulate_committee
 from .problem import Problem
-from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
+from .results import AbstractOutcome, Result
+from .seeds import run_seeds, summarise
 from .timegrid import count_steps
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
@@ -124,8 +125,6 @@ def simulate(
     works here, including the non-smooth :class:`~dmft_jax.Hinge`. ``progress_meter``: e.g.
     ``dj.TextProgressMeter("simulation", "seeds")`` reports the finished seeds on stderr.
     """
-    from .committee import Committee, simulate_committee
-
     if isinstance(problem, Committee):  # K hidden units (docs/equations.md, section 6)
         return simulate_committee(problem, algorithm, t_max, d, n_seeds, key, n_test=n_test, n_steps=n_steps,
                                   batch_size=batch_size, dtype=dtype, progress_meter=progress_meter)
@@ -153,62 +152,12 @@ def simulate(
     keys = jax.random.split(key[0], n_seeds)
     # the seed is data, not part of the compiled program: a new seed must not recompile
     with compile_notice(progress_meter, f"the simulation for d = {d}, T = {T}"):
-        runs = _simulate_jit(problem.astype(dtype), cast_tree(algorithm, dtype), keys, config, progress_meter)
-    finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "q", "train_loss"))
-    q = runs["q"]
-    exploding = bool(jnp.any(jnp.abs(q) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[:, :1]))))
-    result = Result.of(RESULTS.nonfinite if not finite else RESULTS.diverged if exploding else RESULTS.successful)
-    if not result.ok:
-        import warnings
-
-        warnings.warn(f"dmft_jax.simulate: {result.message}", RuntimeWarning, stacklevel=2)
-    stats = {}
-    for name in OBSERVABLES + (("bias",) if "bias" in runs else ()):
-        x = runs[name]
-        stats[name] = jnp.mean(x, axis=0)
-        stats[name + "_se"] = (jnp.std(x, axis=0, ddof=1) / np.sqrt(n_seeds)
-                               if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
-    steps = algorithm.step_sizes(T, dtype)
-    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
+        runs = run_seeds(_one_seed, problem.astype(dtype), cast_tree(algorithm, dtype), keys, config,
+                         progress_meter)
+    names = OBSERVABLES + (("bias",) if "bias" in runs else ())
+    result, stats, t = summarise(runs, names, runs["q"], algorithm, T, dtype)
     return Simulation(t=t, runs=runs, result=result, seed=jnp.asarray(key[1]), problem=problem,
                       algorithm=algorithm, config=config, **stats)
-
-
-def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) -> int:
-    """Bytes of one seed in flight: the training and test inputs and a copy of them (XLA
-    keeps ``X`` and its transpose for the two products), the selection paths, the weights
-    and observables."""
-    return itemsize * (2 * (n + n_test) * d + 2 * (n_steps + 1) * n + 8 * d + 16 * (n_steps + 1))
-
-
-def fit_batch(batch_size, n_seeds, per_seed):
-    """Seeds per vmapped chunk: ``batch_size`` if given (checked), else as many as fit in 40%
-    of the device's memory; refuse what cannot fit."""
-    avail = device_bytes()
-    if batch_size is not None:
-        batch_size = min(_validate.integer("batch_size", batch_size, 1), n_seeds)
-        if avail is not None and batch_size * per_seed > 0.9 * avail:
-            raise ValueError(f"batch_size: {batch_size} seeds at once need about {batch_size * per_seed / 2**30:.1f} "
-                             f"GiB but the device has {avail / 2**30:.1f} GiB; use a smaller batch_size (one seed "
-                             f"needs {per_seed / 2**30:.2f} GiB)")
-        return batch_size
-    if avail is None:
-        return n_seeds
-    if per_seed > 0.9 * avail:
-        raise ValueError(f"d: one seed needs about {per_seed / 2**30:.1f} GiB (inputs (alpha d + n_test) x d) but "
-                         f"the device has {avail / 2**30:.1f} GiB; reduce d or n_test")
-    return max(1, min(n_seeds, int(0.4 * avail // per_seed)))
-
-
-@eqx.filter_jit
-def _simulate_jit(problem, algorithm, keys, config, meter):
-    def run(x):
-        i, k = x
-        out = _one_seed(problem, algorithm, k, config)
-        meter.step(i, config.n_seeds)
-        return out
-
-    return lax.map(run, (jnp.arange(config.n_seeds), keys), batch_size=config.batch_size)
 
 
 def _one_seed(problem, algorithm, key, config):

@@ -1,0 +1,47 @@
+"""What the finite-``d`` simulators share: seeds run in vmapped groups, and the seed means,
+standard errors and outcome of their curves."""
+from __future__ import annotations
+
+import warnings
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .results import DIVERGENCE_FACTOR, RESULTS, Result
+
+
+@eqx.filter_jit
+def run_seeds(one_seed, problem, algorithm, keys, config, meter):
+    """``one_seed(problem, algorithm, key, config)`` for every key, ``config.batch_size`` seeds at
+    a time (``jax.lax.map`` in vmapped groups); ``meter`` counts the finished seeds."""
+    def run(x):
+        i, k = x
+        out = one_seed(problem, algorithm, k, config)
+        meter.step(i, config.n_seeds)
+        return out
+
+    return lax.map(run, (jnp.arange(config.n_seeds), keys), batch_size=config.batch_size)
+
+
+def summarise(runs: dict, names, size, algorithm, n_steps: int, dtype):
+    """``(result, stats, t)``: the outcome (every seed finite, and ``size``, the per-seed squared
+    norms ``(seeds, T+1, ...)``, bounded; a warning otherwise), the seed mean and standard error
+    of every curve in ``names`` (``name`` and ``name + "_se"``), and the times."""
+    finite = all(bool(jnp.all(jnp.isfinite(runs[n]))) for n in ("m", "train_loss")) \
+        and bool(jnp.all(jnp.isfinite(size)))
+    exploding = bool(jnp.any(jnp.abs(size) > DIVERGENCE_FACTOR * (1 + jnp.abs(size[:, :1]))))
+    result = Result.of(RESULTS.nonfinite if not finite else RESULTS.diverged if exploding else RESULTS.successful)
+    if not result.ok:
+        warnings.warn(f"dmft_jax.simulate: {result.message}", RuntimeWarning, stacklevel=3)
+    stats = {}
+    for name in names:
+        x = runs[name]
+        n_seeds = x.shape[0]
+        stats[name] = jnp.mean(x, axis=0)
+        stats[name + "_se"] = (jnp.std(x, axis=0, ddof=1) / np.sqrt(n_seeds)
+                               if n_seeds > 1 else jnp.full_like(x[0], jnp.nan))
+    steps = algorithm.step_sizes(n_steps, dtype)
+    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])
+    return result, stats, t

@@ -1,0 +1,111 @@
+# %% [markdown]
+# # Two hidden units on three clusters
+# Three clusters (`c = +-1`, label +1; `c = 0`, label -1) are not linearly separable: one unit
+# needs a quadratic read-out (`Phi(r) = r^2 - L^2`). A committee of two units with a fixed,
+# thresholded second layer, `f(r) = mean_a tanh(beta (r_a - theta)) + 1/2`, can separate them when
+# its units specialise, one towards `+v*`, the other towards `-v*` (docs/equations.md, section 6).
+#
+# 1. Symmetry: started exchangeable (equal `m0`), the units stay exchangeable at `d -> infinity`
+#    and both drift to the same side: one outer cluster stays misclassified. Unequal initial
+#    overlaps `m0 = (0.1, -0.1)` break the symmetry and the committee solves the problem.
+#    Simulations at finite `d` (points) follow each DMFT.
+# 2. Batch size and persistence change how fast the units specialise.
+# 3. The DMFT is differentiable: a few Adam steps on `lambda` and `b` through a committee solve.
+
+# %%
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import optax
+
+import dmft_jax as dj
+from _common import D, N_TRAJ, SEEDS, SMALL, T_SCALE, save
+
+BETA, THETA, OFFSET = 3.0, 0.5, 0.5
+
+
+def threshold(r):
+    return jnp.mean(jnp.tanh(BETA * (r - THETA)), axis=-1) + OFFSET
+
+
+def threshold_root(rest):  # the last field where f changes sign (f increases in it): a smooth test error
+    K = rest.shape[-1] + 1
+    s = jnp.sum(jnp.tanh(BETA * (rest - THETA)), axis=-1) + K * OFFSET
+    inside = jnp.abs(s) < 1
+    x = THETA + jnp.arctanh(jnp.where(inside, -s, 0.0)) / BETA
+    return jnp.where(inside, x, jnp.where(s >= 1, -jnp.inf, jnp.inf))
+
+
+readout = dj.CustomReadout(2, threshold, root=threshold_root)
+problem = dj.Problem(dj.ThreeCluster(0.6, 0.7), "logistic", alpha=3.0, delta=0.1, lam=0.01, R0=0.1, m0=0.1)
+n_traj, n_chi = min(N_TRAJ, 2**14), 1024 if not SMALL else 128
+t_max = 20.0 * T_SCALE
+kw = dict(t_max=t_max, n_traj=n_traj, response=dj.ExactResponse(n_chi), key=0)
+algo = dj.PersistentSGD(0.2, 0.3, 2.0)
+runs = {"symmetric start, m0 = (0.1, 0.1)": dj.Committee(problem, readout),
+        "broken symmetry, m0 = (0.1, -0.1)": dj.Committee(problem, readout, m0=[0.1, -0.1])}
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+for (label, committee), color in zip(runs.items(), ("C0", "C1")):
+    sol = dj.solve(committee, algo, **kw)
+    sim = dj.simulate(committee, algo, t_max=t_max, d=D, n_seeds=SEEDS, key=1)
+    axes[0].plot(sol.t, sol.eps_gen, color=color, label=label)
+    axes[0].errorbar(sim.t[::5], sim.test_error[::5], sim.test_error_se[::5], fmt="o", ms=3, color=color)
+    for a, ls in ((0, "-"), (1, "--")):
+        axes[1].plot(sol.t, sol.m[:, a], color=color, ls=ls, label=f"m_{a + 1}" if color == "C1" else None)
+        axes[1].errorbar(sim.t[::5], sim.m[::5, a], sim.m_se[::5, a], fmt="o", ms=3, color=color)
+    axes[2].plot(sol.t, sol.Q[:, 0, 1], color=color)
+    axes[2].errorbar(sim.t[::5], sim.Q[::5, 0, 1], sim.Q_se[::5, 0, 1], fmt="o", ms=3, color=color)
+    print(f"{label}: final test error {float(sol.eps_gen[-1]):.3f} (DMFT), {float(sim.test_error[-1]):.3f} "
+          f"+- {float(sim.test_error_se[-1]):.3f} (d = {D})")
+single = dj.solve(problem, algo, **kw)  # one unit with the quadratic read-out
+axes[0].plot(single.t, single.eps_gen, color="k", ls=":", label="one unit, Phi(r) = r^2 - L^2")
+axes[0].set(xlabel="t", title="test error (points: simulation)")
+axes[1].set(xlabel="t", title="overlaps m_a with the teacher")
+axes[2].set(xlabel="t", title="cross overlap Q_12")
+axes[0].legend(fontsize=7)
+axes[1].legend(fontsize=8)
+save(fig, "nb13_committee_symmetry.png");
+
+# %% [markdown]
+# ## Batch size and persistence
+# The broken-symmetry committee trained by full-batch GD, by SGD with batch fraction `b = 0.3`
+# and by persistent SGD with the same `b` and persistence time `tau = 2`.
+
+# %%
+broken = runs["broken symmetry, m0 = (0.1, -0.1)"]
+fig, ax = plt.subplots(figsize=(5, 3.8), constrained_layout=True)
+for algo_b, label in ((dj.GD(0.2), "GD"), (dj.SGD(0.2, 0.3), "SGD, b = 0.3"),
+                      (dj.PersistentSGD(0.2, 0.3, 2.0), "persistent SGD, b = 0.3, tau = 2")):
+    sol = dj.solve(broken, algo_b, **kw)
+    ax.plot(sol.t, sol.eps_gen, label=label)
+    ax.fill_between(sol.t, sol.eps_gen - 2 * sol.eps_gen_se, sol.eps_gen + 2 * sol.eps_gen_se, alpha=0.2, lw=0)
+ax.set(xlabel="t", ylabel="test error", title="two units, three clusters")
+ax.legend(fontsize=8)
+save(fig, "nb13_committee_batch.png");
+
+# %% [markdown]
+# ## Tuning through the committee DMFT
+# `jax.grad` of the final test error with respect to the ridge `lambda` and the batch fraction
+# `b` (the latter through the likelihood ratio of the selection), fed to Adam.
+
+# %%
+steps = 2 if SMALL else 8
+small = dict(t_max=t_max / 2, n_traj=min(n_traj, 2**12), response=dj.ExactResponse(min(n_chi, 256)), key=3)
+
+
+def objective(theta):
+    lam, b = jnp.exp(theta["log_lam"]), jax.nn.sigmoid(theta["logit_b"])
+    p = dj.Problem(dj.ThreeCluster(0.6, 0.7), "logistic", alpha=3.0, delta=0.1, lam=lam, R0=0.1, m0=0.1)
+    return dj.solve(dj.Committee(p, readout, m0=[0.1, -0.1]), dj.SGD(0.2, b), **small).eps_gen[-1]
+
+
+theta = {"log_lam": jnp.log(0.05), "logit_b": jnp.asarray(0.0)}
+opt = optax.adam(0.2)
+state = opt.init(theta)
+value_and_grad = jax.value_and_grad(objective)
+for i in range(steps):
+    value, grads = value_and_grad(theta)
+    updates, state = opt.update(grads, state)
+    theta = optax.apply_updates(theta, updates)
+    print(f"step {i}: test error {float(value):.4f}, lambda {float(jnp.exp(theta['log_lam'])):.4f}, "
+          f"b {float(jax.nn.sigmoid(theta['logit_b'])):.3f}")
