@@ -44,6 +44,8 @@ def settings(dj):
                                                                       m0=[0.1, 0.05]), dj.SGD(0.2, 0.5), 8.0),
         ("teacher-student, sign K=3 (beta 2), logistic, PSGD",
          dj.Committee(teacher, dj.SignCommittee(3, 2.0), m0=[0.2, 0.1, 0.0]), dj.PersistentSGD(0.2, 0.4, 1.5), 8.0),
+        ("two clusters, soft K=2, logistic, SGD with momentum 0.5 and Langevin noise T_L = 0.05",
+         dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1]), dj.SGD(0.2, 0.3, beta=0.5, temperature=0.05), 8.0),
     ]
 
 
@@ -80,6 +82,8 @@ def agreement(dj, args):
     print(f"## Agreement: DMFT against A + B/d at d = {args.dims}, {args.seeds} seeds each; DMFT {args.keys} keys x "
           f"N = {args.n_traj}, n_chi = {args.n_chi}")
     for label, committee, algo, t_max in settings(dj):
+        if args.settings and not any(word in label for word in args.settings):
+            continue
         K = committee.K
         names = [f"m{a}" for a in range(K)] + [f"Q{a}{b}" for a in range(K) for b in range(a, K)] + ["error", "loss"]
         sims = {d: dj.simulate(committee, algo, t_max, d=d, n_seeds=args.seeds, key=d, n_test=4000)
@@ -156,6 +160,7 @@ def cost(dj, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=("agreement", "cost"), default=("agreement", "cost"))
+    parser.add_argument("--settings", nargs="*", default=(), help="only the settings whose label contains one of these")
     parser.add_argument("--dims", nargs="*", type=int, default=(1000, 2000, 4000))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--keys", type=int, default=4)

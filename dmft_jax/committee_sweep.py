@@ -10,7 +10,8 @@ stream of ``u0`` and of the noise ``zeta`` per unit; unit 0's are the single-uni
   (``chi`` exact on the first ``n_chi`` trajectories);
 - the noise: the causal Cholesky factor of ``Delta M_C`` over the flattened (time, unit) index,
   extended by ``K`` rows per step (a triangular solve and a ``K x K`` Cholesky);
-- ``u``, ``chi`` and ``m`` advanced with matrix products.
+- ``u``, ``chi`` and ``m`` advanced with matrix products (with heavy-ball momentum and Langevin
+  noise as in sections 5.1 and 5.2, per unit).
 
 After the sweep the weight side: ``R``, ``P``, ``C_perp`` (blocks), ``Q[k] = m m^T + C_perp[k, k]``,
 and the test error ``P(y f(r) <= 0)`` of a fresh sample, ``r = m proj + sqrt(Delta) C_perp^(1/2) z``:
@@ -120,9 +121,6 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
     if not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
-    if algorithm.beta is not None or algorithm.temperature is not None:
-        raise ValueError("algorithm: momentum (beta) and Langevin noise (temperature) are not built into the "
-                         "committee DMFT yet; dmft_jax.simulate simulates them")
     problem = committee.problem
     model = problem.model
     if not isinstance(model, (AbstractMixture, TeacherStudent)):
@@ -175,20 +173,25 @@ def _solve_jit(committee, algorithm, key, config):
 
 
 def _unit_draws(key, problem, algorithm, config, dtype):
-    """The randomness: unit 0's ``u0`` and ``zeta`` are the single-unit draws of ``key``; unit
-    ``a`` takes those of ``fold_in(key, a)``. Returns the single-unit draws, ``u0`` ``(N, K)``
-    and ``zeta`` ``(S, N, K)``."""
+    """The randomness: unit 0's ``u0``, ``zeta`` (and Langevin ``zeta_l``) are the single-unit
+    draws of ``key``; unit ``a`` takes those of ``fold_in(key, a)``. Returns the single-unit
+    draws, ``u0`` ``(N, K)``, ``zeta`` and ``zeta_l`` ``(S, N, K)`` (``None`` without Langevin
+    noise)."""
     draw = lambda k: process.draw(k, problem, algorithm, config.n_steps, config.n_traj, config.antithetic, dtype,
                                   config.moment_matching)
     rnd = draw(key)
     others = [draw(jax.random.fold_in(key, a)) for a in range(1, config.K)]
     u0 = jnp.stack([rnd.u0] + [o.u0 for o in others], axis=-1)
     zeta = jnp.stack([rnd.zeta] + [o.zeta for o in others], axis=-1)
-    return rnd, u0, zeta
+    zeta_l = None
+    if rnd.zeta_l is not None:
+        zeta_l = jnp.stack([rnd.zeta_l] + [o.zeta_l for o in others], axis=-1)
+    return rnd, u0, zeta, zeta_l
 
 
 class _Carry(eqx.Module):
     m: Any  # (K,)
+    m_prev: Any  # (K,) m[k-1] (m[-1] = m[0]) for momentum
     u: Any  # (N, K) u[k]
     u_hist: Any  # (S, N, K)
     g_hist: Any  # (S, N, K)
@@ -206,7 +209,8 @@ def committee_sweep(committee, algorithm, key, config):
     dtype = problem.alpha.dtype
     alpha, delta, lam = problem.alpha, problem.delta, problem.lam
     eye = jnp.eye(K, dtype=dtype)
-    rnd, u0, zeta = _unit_draws(key, problem, algorithm, config, dtype)
+    rnd, u0, zeta, zeta_l = _unit_draws(key, problem, algorithm, config, dtype)
+    beta, temperature = algorithm.beta, algorithm.temperature
     N = u0.shape[0]
     dts = rnd.dts
     zeta_flat = jnp.transpose(zeta, (0, 2, 1)).reshape(S * K, N)  # row j K + b: zeta[j, :, b]
@@ -272,11 +276,18 @@ def committee_sweep(committee, algorithm, key, config):
             + dt * jnp.einsum("jab,jlnbc->lnac", KR, carry.chi)
         chi_next = chi_next.at[k].add(dt * delta * H_chi)  # the source: chi[k+1, k] = eta_k Delta H[k]
         m_next = carry.m - dt * (lam * carry.m + out["mu"])
-        carry = _Carry(m=m_next, u=u_next, u_hist=carry.u_hist, g_hist=carry.g_hist,
+        if temperature is not None:  # Langevin noise on every unit (section 5.2)
+            u_next = u_next + jnp.sqrt(2.0 * dt * temperature * delta) * zeta_l[k]
+        if beta is not None:  # heavy ball (section 5.1); at k = 0 the previous rows are row 0's
+            prev = jnp.maximum(k - 1, 0)
+            u_next = u_next + beta * (carry.u - carry.u_hist[prev])
+            chi_next = chi_next + beta * (carry.chi[k] - carry.chi[prev])
+            m_next = m_next + beta * (carry.m - carry.m_prev)
+        carry = _Carry(m=m_next, m_prev=carry.m, u=u_next, u_hist=carry.u_hist, g_hist=carry.g_hist,
                        chi=carry.chi.at[k + 1].set(chi_next), L=L, log_w=carry.log_w)
         return carry, out
 
-    init = _Carry(m=committee.m0, u=jnp.sqrt(delta) * jnp.sqrt(problem.R0) * u0,
+    init = _Carry(m=committee.m0, m_prev=committee.m0, u=jnp.sqrt(delta) * jnp.sqrt(problem.R0) * u0,
                   u_hist=jnp.zeros((S, N, K), dtype), g_hist=jnp.zeros((S, N, K), dtype),
                   chi=jnp.zeros((S, S, n_chi, K, K), dtype), L=jnp.eye(S * K, dtype=dtype),
                   log_w=jnp.zeros(N, dtype))
@@ -290,8 +301,8 @@ def committee_sweep(committee, algorithm, key, config):
     _, last, _, _ = row(carry, T)
     rows = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), rows, last)
     m = jnp.concatenate([m, carry.m[None]])  # (S, K)
-    R, P = response_blocks(lam, rows["lam_hat"], rows["M_R"], dts)
-    C_perp = correlation_blocks(R, P, rows["M_C"], problem.R0, dts)
+    R, P = response_blocks(lam, rows["lam_hat"], rows["M_R"], dts, beta)
+    C_perp = correlation_blocks(R, P, rows["M_C"], problem.R0, dts, temperature)
     C_kk = jnp.einsum("kakb->kab", C_perp)
     Q = m[:, :, None] * m[:, None, :] + C_kk
     eps, eps_se = test_error(committee, rnd, m, C_kk, key, config)
@@ -319,9 +330,10 @@ def exchangeable(B):
     return diag * eye + off * (1 - eye)
 
 
-def response_blocks(lam, lam_hat, M_R, dts):
+def response_blocks(lam, lam_hat, M_R, dts, beta=None):
     """``R[k, l]`` (``K x K`` blocks, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``): section 2.4
-    with matrix products. ``lam_hat`` ``(S, K, K)``, ``M_R`` ``(S, S, K, K)``."""
+    with matrix products (and ``beta (R[k] - R[k-1])`` with momentum, ``P[-1] = P[0]``).
+    ``lam_hat`` ``(S, K, K)``, ``M_R`` ``(S, S, K, K)``."""
     S, K = lam_hat.shape[0], lam_hat.shape[1]
     dtype = lam_hat.dtype
     eye = jnp.eye(K, dtype=dtype)
@@ -332,6 +344,8 @@ def response_blocks(lam, lam_hat, M_R, dts):
         decay = eye - dt * (lam * eye + lam_hat[k])
         new = jnp.einsum("ab,lbc->lac", decay, RP[k]) + dt * jnp.einsum("jab,jlbc->lac", M_R[k] * dts[:, None, None],
                                                                            RP)
+        if beta is not None:
+            new = new + beta * (RP[k] - RP[jnp.maximum(k - 1, 0)])
         new = new.at[k].add(eye)
         return RP.at[k + 1].set(new), None
 
@@ -339,9 +353,10 @@ def response_blocks(lam, lam_hat, M_R, dts):
     return RP[:, :S], RP[:, S]
 
 
-def correlation_blocks(R, P, M_C, R0, dts):
+def correlation_blocks(R, P, M_C, R0, dts, temperature=None):
     """``C_perp[k, a, l, b]`` = ``R0 (P[k] P[l]^T)_ab + sum_{i, j} eta_i eta_j (R[k, i] M_C[i, j] R[l, j]^T)_ab``
-    with ``M_C[i, j] = M_C[j, i]^T`` above the diagonal; returned as ``(S, K, S, K)``."""
+    with ``M_C[i, j] = M_C[j, i]^T`` above the diagonal (plus ``2 T_L sum_i eta_i R[k, i] R[l, i]^T``
+    with Langevin noise); returned as ``(S, K, S, K)``."""
     S, K = P.shape[0], P.shape[1]
     flat = lambda X: jnp.transpose(X, (0, 2, 1, 3)).reshape(S * K, S * K)  # [k, l, a, b] -> [(k, a), (l, b)]
     lower = flat(M_C)
@@ -349,7 +364,10 @@ def correlation_blocks(R, P, M_C, R0, dts):
     M = lower + strict.T
     Rw = flat(R) * jnp.repeat(dts, K)[None, :]
     P2 = P.reshape(S * K, K)
-    return (R0 * P2 @ P2.T + Rw @ M @ Rw.T).reshape(S, K, S, K)
+    C = R0 * P2 @ P2.T + Rw @ M @ Rw.T
+    if temperature is not None:
+        C = C + 2.0 * temperature * (Rw @ flat(R).T)
+    return C.reshape(S, K, S, K)
 
 
 def _clean_labels(model, c, y, h0):

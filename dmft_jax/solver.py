@@ -152,10 +152,12 @@ def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, n_st
     from .committee_sweep import solve_committee
 
     for name, value in others.items():
-        if value is not None and not (name == "save_trajectories" and value == 0):
+        default = value is None or (name == "save_trajectories" and value == 0) or (
+            name == "adjoint" and type(value) is AutodiffAdjoint) or (name == "errors" and type(value) is NoErrors)
+        if not default:
             raise ValueError(f"{name}: not available for committee machines yet (the K x K block sweep has the exact "
-                             "response, no solver, adjoint, errors, sharding, progress or saved trajectories "
-                             "options)")
+                             "response and JAX's own derivatives; no solver, adjoint, errors, sharding, progress or "
+                             "saved trajectories options)")
     if response is not None and not isinstance(response, ExactResponse):
         raise ValueError(f"response: committee machines use ExactResponse(n_chi); got {response!r}")
     n_chi = None if response is None else response.n_chi

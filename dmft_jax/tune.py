@@ -1,7 +1,9 @@
 """Hyperparameter optimisation through the DMFT with optax.
 
 ``tune`` minimises an objective of the :class:`~dmft_jax.Solution` (default: ``eps_gen`` at
-the final step) over a chosen subset of ``lam``, ``R0``, ``eta``, ``b``, ``tau`` by gradient
+the final step; the problem may be a :class:`~dmft_jax.Committee`, tuned through JAX's own
+reverse mode and without the noise report) over a chosen subset of ``lam``, ``R0``, ``eta``,
+``b``, ``tau`` by gradient
 descent through the whole solver (pathwise derivatives; likelihood-ratio weights for the
 parameters that shape the discrete draws, see :mod:`dmft_jax.process`).
 
@@ -39,6 +41,7 @@ import numpy as np
 from ._util import as_dtype, as_key, cast_tree
 from .adjoint import AutodiffAdjoint, SweepAdjoint
 from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
+from .committee import Committee
 from .errors import AbstractErrors, GroupErrors
 from .problem import Problem
 from .response import ExactResponse, as_response
@@ -105,6 +108,11 @@ def _b_field_is_fraction(field):
     return field != "rate"
 
 
+def _base(problem):
+    """The :class:`Problem` whose scalars are tuned (a committee's own problem)."""
+    return problem.problem if isinstance(problem, Committee) else problem
+
+
 def _to_theta(problem, algorithm, names, T):
     theta = {}
     for n in names:
@@ -120,7 +128,7 @@ def _to_theta(problem, algorithm, names, T):
             value = np.asarray(getattr(algorithm.eta, n[4:]), dtype=float)
             theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
         elif n in PROBLEM_PARAMS:
-            value = float(getattr(problem, n))
+            value = float(getattr(_base(problem), n))
             if n == "R0" and not value > 0:
                 raise ValueError("R0: tuning R0 needs a start R0 > 0 (the pathwise derivative in R0 is undefined "
                                  "at R0 = 0)")
@@ -161,7 +169,7 @@ def _from_theta(theta, problem, algorithm, T):
 def _from_theta_base(theta, problem, algorithm, T):
     sp = jax.nn.softplus
     prob_vals = {n: theta[n] for n in PROBLEM_PARAMS if n in theta}
-    problem = eqx.tree_at(lambda p: [getattr(p, n) for n in prob_vals], problem, list(prob_vals.values()))
+    problem = eqx.tree_at(lambda p: [getattr(_base(p), n) for n in prob_vals], problem, list(prob_vals.values()))
     eta = sp(theta["eta"]) if "eta" in theta else algorithm.eta
     sched = {n[4:]: sp(v) for n, v in theta.items() if n.startswith("eta.")}
     if sched:
@@ -186,7 +194,7 @@ def _value(problem, algorithm, name):
     elif name.startswith("b."):
         v = np.asarray(getattr(algorithm.b, name[2:]))
     else:
-        v = np.asarray(getattr(problem if name in PROBLEM_PARAMS else algorithm, name))
+        v = np.asarray(getattr(_base(problem) if name in PROBLEM_PARAMS else algorithm, name))
     return float(v) if v.ndim == 0 else v.tolist()
 
 
@@ -328,14 +336,21 @@ def tune(
     theta = _to_theta(problem, algorithm, params, T)
     base_key = as_key(key)
 
-    mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm, problem.bias is not None)
+    committee = isinstance(problem, Committee)
+    mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm,
+                          committee or problem.bias is not None)
 
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
-    errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
-    config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
-                       **{k: v for k, v in solve_kwargs.items() if k != "throw"})
+    if committee:  # the block sweep has no error replicas yet: no noise report
+        if errors not in ("auto", None):
+            raise ValueError("errors: committee machines have no error replicas yet; use errors=None")
+        errors, config = None, None
+    else:
+        errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
+        config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
+                           **{k: v for k, v in solve_kwargs.items() if k != "throw"})
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))

@@ -97,8 +97,9 @@ def test_committee_simulation_checks_its_options(two):
 SOLVE = dict(n_steps=12, n_traj=256, key=2)  # sizes no other test uses
 
 
-def test_one_unit_block_sweep_is_the_single_unit_dmft(two):
-    algo = dj.PersistentSGD(0.2, 0.3, 2.0)
+@pytest.mark.parametrize("algo", [dj.PersistentSGD(0.2, 0.3, 2.0), dj.SGD(0.2, 0.4, beta=0.5, temperature=0.05)],
+                         ids=["psgd", "sgd-momentum-langevin"])
+def test_one_unit_block_sweep_is_the_single_unit_dmft(two, algo):
     single = dj.solve(two, algo, response=dj.ExactResponse(64), **SOLVE)
     one = dj.solve(dj.Committee(two, dj.CustomReadout(1, lambda r: r[..., 0])), algo,
                    response=dj.ExactResponse(64), **SOLVE)
@@ -106,6 +107,7 @@ def test_one_unit_block_sweep_is_the_single_unit_dmft(two):
     pairs = [("m", one.m[:, 0], single.m), ("Q", one.Q[:, 0, 0], single.q), ("lam_hat", one.lam_hat[:, 0, 0],
              single.lam_hat), ("mu", one.mu[:, 0], single.mu), ("M_C", one.M_C[..., 0, 0], single.M_C),
              ("M_R", one.M_R[..., 0, 0], single.M_R), ("R", one.R[..., 0, 0], single.R),
+             ("C_perp", one.C_perp[..., 0, 0], single.C_perp),
              ("train_loss", one.train_loss, single.train_loss), ("train_acc", one.train_acc, single.train_acc)]
     for name, a, b in pairs:
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12, err_msg=name)
@@ -164,8 +166,6 @@ def test_bad_committee_solve_options(two, kwargs, match):
 
 def test_committee_solve_refuses_what_it_does_not_cover(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))
-    with pytest.raises(ValueError, match="momentum .* not built into the committee DMFT"):
-        dj.solve(committee, dj.GD(0.2, beta=0.5), **SOLVE)
     regression = dj.Problem(dj.TeacherRegression(0.1), alpha=2.0)
     with pytest.raises(ValueError, match="covers TwoCluster, ThreeCluster and TeacherStudent"):
         dj.solve(dj.Committee(regression, dj.SoftCommittee(2)), dj.GD(0.2), **SOLVE)
@@ -186,3 +186,17 @@ def test_symmetric_solve_is_exactly_exchangeable(two):
     np.testing.assert_allclose(Q[:, 0, 1], Q[:, 1, 0], rtol=1e-12)
     # the same law: the free solve's units scatter around the symmetric values by Monte Carlo noise
     assert np.max(np.abs(np.asarray(free.m) - m)) < 0.02 and np.max(np.abs(np.asarray(free.Q) - Q)) < 0.03
+
+
+def test_tune_through_the_committee_dmft():
+    import optax
+
+    problem = dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.3)
+    committee = dj.Committee(problem, dj.SoftCommittee(2), m0=[0.2, -0.05])
+    res = dj.tune(committee, dj.SGD(0.2, 0.4), ["lam", "b"], t_max=1.0, n_traj=96, steps=3, key=1,
+                  optimizer=optax.adam(0.1))
+    objective = res.history["objective"]
+    assert bool(res.ok) and objective[-1] < objective[0] and res.objective < objective[0]
+    assert isinstance(res.problem, dj.Committee) and float(res.problem.problem.lam) == res.params["lam"]
+    with pytest.raises(ValueError, match="committee machines have no error replicas"):
+        dj.tune(committee, dj.SGD(0.2, 0.4), ["lam"], t_max=1.0, n_traj=96, steps=1, errors=dj.GroupErrors(4))
