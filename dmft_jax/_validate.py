@@ -139,3 +139,35 @@ def float_field(name: str, **kwargs):
     import equinox as eqx
 
     return eqx.field(converter=lambda x: as_float_array(x, name), **kwargs)
+
+
+def run_checks(obj):
+    """Every ``__check_init__`` of ``obj``'s classes, as equinox runs them at construction.
+    Inside a trace, a check written with plain Python comparisons (not
+    :func:`dmft_jax.check_parameter`) cannot run on traced values: it is skipped there (it ran
+    when the object was built)."""
+    for cls in type(obj).__mro__:
+        if "__check_init__" in vars(cls):
+            try:
+                vars(cls)["__check_init__"](obj)
+            except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError,
+                    jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError):
+                pass
+
+
+def traced_checks(problem, algorithm, n_steps):
+    """The parameter checks of ``problem`` and ``algorithm`` as traced predicates (inside the
+    compiled program, where values set by ``vmap`` or ``eqx.tree_at`` were never checked).
+    Returns the checks' descriptions (static), whether all hold, and the index of the first
+    that fails (-1 if none)."""
+    with collect() as found:
+        for obj in (problem.model, problem.loss, problem, algorithm):
+            run_checks(obj)
+        steps = algorithm.step_sizes(n_steps)
+        check("eta", steps, lambda a: a > 0, "eta_k > 0 at every step")
+        algorithm.check_steps(steps)
+    if not found:
+        return (), jnp.asarray(True), jnp.asarray(-1)
+    ok = jnp.stack([p for _, p in found])
+    first_bad = jnp.where(jnp.all(ok), -1, jnp.argmin(ok))
+    return tuple(d for d, _ in found), jnp.all(ok), first_bad

@@ -75,6 +75,7 @@ import io as _io  # noqa: E402
 import pickle  # noqa: E402
 import sys  # noqa: E402
 import types  # noqa: E402
+import uuid  # noqa: E402
 
 import equinox as eqx  # noqa: E402
 
@@ -91,6 +92,18 @@ class _Unkeyable(Exception):
     pass
 
 
+class _SafeUnpickler(pickle.Unpickler):
+    """Loads only classes and functions of the libraries the key covers (a file planted in a
+    shared cache folder cannot name anything else to run)."""
+
+    def find_class(self, module, name):
+        if module.split(".")[0] not in _SAFE_ROOTS - {"builtins"} and not (
+                module == "builtins" and name in ("tuple", "list", "dict", "set", "frozenset", "slice", "complex",
+                                                  "bytearray", "range")):
+            raise pickle.UnpicklingError(f"{module}.{name} is not loaded from the trace cache")
+        return super().find_class(module, name)
+
+
 class _KeyPickler(pickle.Pickler):
     """Pickles a description of the arguments; refuses functions and classes from outside the
     libraries whose code the key covers (their code could change under the same name)."""
@@ -104,14 +117,26 @@ class _KeyPickler(pickle.Pickler):
         return NotImplemented
 
 
-def _source_digest(_memo={}):  # noqa: B006 (computed once per process)
-    if "digest" not in _memo:
-        h = hashlib.sha256()
-        for path in sorted(Path(__file__).parent.glob("*.py")):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-        _memo["digest"] = h.hexdigest()
-    return _memo["digest"]
+def _digest_sources():
+    """The hash of every source file of the package, taken when it is imported (the code that
+    runs), or ``None`` when there are no source files to hash (then nothing is cached)."""
+    files = sorted(Path(__file__).parent.rglob("*.py"))
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for path in files:
+        h.update(str(path.relative_to(Path(__file__).parent)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+_SOURCES = _digest_sources()
+
+
+def _source_digest():
+    if _SOURCES is None:
+        raise _Unkeyable("no source files of dmft_jax to key on")
+    return _SOURCES
 
 
 def _environment():
@@ -120,7 +145,9 @@ def _environment():
     options = sorted((k, repr(v)) for k, v in jax.config.values.items()
                      if k not in _UNKEYED_OPTIONS and not k.startswith("jax_persistent_cache"))
     devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-    return (_FORMAT, _source_digest(), jax.__version__, jaxlib.__version__, eqx.__version__, sys.version_info[:2],
+    from . import __version__
+
+    return (_FORMAT, _source_digest(), __version__, jax.__version__, jaxlib.__version__, eqx.__version__, sys.version_info[:2],
             options, devices)
 
 
@@ -128,10 +155,10 @@ def _mark(x):
     return ("array", tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False)))
 
 
-def _key(args) -> str:
+def _key(args, fn=None) -> str:
     marked = jax.tree_util.tree_map(lambda x: _mark(x) if eqx.is_array(x) else x, args)
     buf = _io.BytesIO()
-    _KeyPickler(buf, protocol=4).dump((_environment(), marked))
+    _KeyPickler(buf, protocol=4).dump((_environment(), fn, marked))
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
@@ -158,7 +185,7 @@ def disable_trace_cache() -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)  # readers see the whole file or none
@@ -176,7 +203,7 @@ def _jitted(exported, name: str):
 
 def _load(path: Path, name: str):
     try:
-        blob = pickle.loads(path.read_bytes())
+        blob = _SafeUnpickler(_io.BytesIO(path.read_bytes())).load()
         exported = jax.export.deserialize(bytearray(blob["exported"]))
         return _jitted(exported, name), jax.tree_util.tree_structure(blob["skeleton"])
     except Exception:  # a damaged or foreign file is a miss: it is rewritten below
@@ -213,7 +240,7 @@ def cached_call(fn, jitted, args):
     if folder is None or jax.config.jax_disable_jit or any(isinstance(x, jax.core.Tracer) for x in leaves):
         return jitted(*args)
     try:
-        key = _key(args)
+        key = _key(args, fn)
     except (_Unkeyable, pickle.PicklingError, TypeError, AttributeError):
         return jitted(*args)
     if key not in _MEMO:

@@ -148,14 +148,16 @@ class Committee(eqx.Module):
                              f"another dmft_jax.committee.AbstractReadout; got {readout!r}")
         if problem.bias is not None:
             raise ValueError("problem: a learnable bias is not built for committee machines; use bias=None")
-        try:  # the read-out maps the K fields of each sample to one number (shapes only: nothing runs)
-            shape = jax.eval_shape(readout, jax.ShapeDtypeStruct((3, readout.K), jnp.result_type(float))).shape
-        except Exception as err:
-            raise ValueError(f"readout: f(r) fails on fields of shape (samples, K) = (3, {readout.K}) "
-                             f"({type(err).__name__}: {err})") from None
-        if shape != (3,):
-            raise ValueError(f"readout: f(r) must map fields of shape (samples, K) to one output per sample; for "
-                             f"(3, {readout.K}) it returned shape {shape} (a sum over samples is not a read-out)")
+        K = readout.K
+        for shape, want in (((K + 2, K), (K + 2,)), ((K,), ())):  # a batch of samples, and one sample
+            try:  # shapes only: nothing runs
+                got = jax.eval_shape(readout, jax.ShapeDtypeStruct(shape, jnp.result_type(float))).shape
+            except Exception as err:
+                raise ValueError(f"readout: f(r) fails on fields of shape {shape} ({type(err).__name__}: {err}); it "
+                                 "must map the K fields on the last axis to one output") from None
+            if got != want:
+                raise ValueError(f"readout: f(r) must map the K fields on the last axis to one output; for fields "
+                                 f"of shape {shape} it returned shape {got} (a sum over samples is not a read-out)")
         self.problem = problem
         self.readout = readout
         m0 = problem.m0 if m0 is None else m0

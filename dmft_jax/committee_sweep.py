@@ -33,6 +33,7 @@ from jax import lax
 from jax.scipy.special import ndtr
 
 from . import _validate, process
+from ._validate import traced_checks
 from ._util import as_dtype, as_key, cast_tree, seed_of
 from .algorithms import AbstractAlgorithm
 from .committee import Committee
@@ -133,16 +134,14 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
     n_chi = min(n_traj, 1024) if n_chi is None else n_chi
-    if isinstance(n_chi, bool) or int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
+    if isinstance(n_chi, bool) or not isinstance(n_chi, (int, np.integer)) or not 1 <= n_chi <= n_traj:
         raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi!r}")
     for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
                        ("cross_memory", cross_memory), ("symmetric", symmetric)):
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False; got {flag!r}")
-    if symmetric and _validate.is_concrete(committee.m0) and not np.all(np.asarray(committee.m0) ==
-                                                                          np.asarray(committee.m0)[0]):
-        raise ValueError(f"symmetric: exchangeable units need equal initial overlaps m0; got "
-                         f"{np.asarray(committee.m0).tolist()} (symmetric=False solves unequal ones)")
+    if symmetric:
+        _check_exchangeable(committee)
     dtype = as_dtype(dtype)
     K = committee.K
     need = dtype.itemsize * ((T + 1) ** 2 * int(n_chi) * K * K * 2 + 4 * (T + 1) * n_traj * K)
@@ -165,6 +164,25 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
 
         warnings.warn(f"dmft_jax.solve: {sol.message}", RuntimeWarning, stacklevel=2)
     return sol
+
+
+def _check_exchangeable(committee):
+    """``symmetric=True`` needs units that are exchangeable: equal ``m0`` and a read-out that
+    does not change when the units are permuted (checked on random fields)."""
+    m0 = committee.m0
+    if not _validate.is_concrete(m0):
+        raise ValueError("symmetric: needs concrete initial overlaps m0 (it cannot check traced ones for equality)")
+    if not np.all(np.asarray(m0) == np.asarray(m0)[0]):
+        raise ValueError(f"symmetric: exchangeable units need equal initial overlaps m0; got "
+                         f"{np.asarray(m0).tolist()} (symmetric=False solves unequal ones)")
+    K = committee.K
+    if K > 1:
+        r = np.random.default_rng(0).standard_normal((16, K))
+        f = np.asarray(committee.readout(jnp.asarray(r)))
+        for perm in (np.roll(np.arange(K), 1), np.r_[1, 0, np.arange(2, K)]):
+            if not np.allclose(np.asarray(committee.readout(jnp.asarray(r[:, perm]))), f, rtol=1e-6, atol=1e-9):
+                raise ValueError("symmetric: the read-out changes when the units are permuted, so the units are not "
+                                 "exchangeable; use symmetric=False")
 
 
 @eqx.filter_jit
@@ -311,10 +329,15 @@ def committee_sweep(committee, algorithm, key, config):
     diag = jnp.diagonal(Q, axis1=-2, axis2=-1)
     exploding = jnp.max(jnp.abs(diag)) > DIVERGENCE_FACTOR * (1 + jnp.max(jnp.abs(diag[0])))
     code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged, RESULTS.successful), RESULTS.nonfinite)
+    # values set under vmap / eqx.tree_at were never checked: the checks run here too, and a
+    # point that fails one is an invalid input, named, whatever its numbers
+    checks, valid, first_bad = traced_checks(problem, algorithm, T)
+    code = jnp.where(valid, code, RESULTS.invalid_input)
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:T])])
     return dict(t=t, m=m, Q=Q, C_perp=jnp.transpose(C_perp, (0, 2, 1, 3)), R=R, lam_hat=rows["lam_hat"],
                 mu=rows["mu"], M_C=rows["M_C"], M_R=rows["M_R"], eps_gen=eps, eps_gen_se=eps_se,
-                train_loss=rows["train_loss"], train_acc=rows["train_acc"], result=Result.of(code))
+                train_loss=rows["train_loss"], train_acc=rows["train_acc"],
+                result=Result.of(code, first_bad, checks))
 
 
 def exchangeable(B):

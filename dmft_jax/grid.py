@@ -29,7 +29,8 @@ from ._util import as_key, cast_tree, seed_of
 from .algorithms import AbstractMinibatch, PersistentSGD
 from .schedules import Schedule
 from .solution import Solution, finish
-from .solver import configure, run_checks, solve_traced
+from ._validate import run_checks
+from .solver import configure, solve_traced
 
 PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
 MODEL = ("rho", "L")

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _validate, process, weights
+from ._validate import traced_checks
 from ._util import as_dtype, as_key, cast_tree, seed_of
 from .cache import cached_call
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
@@ -153,13 +154,16 @@ def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, n_st
 
     for name, value in others.items():
         default = value is None or (name == "save_trajectories" and value == 0) or (
-            name == "adjoint" and type(value) is AutodiffAdjoint) or (name == "errors" and type(value) is NoErrors)
+            name == "adjoint" and type(value) is AutodiffAdjoint) or (name == "errors" and type(value) is NoErrors) or (
+            name == "progress_meter" and type(value) is NoProgressMeter) or (
+            name == "solver" and value == CausalSweep())
         if not default:
             raise ValueError(f"{name}: not available for committee machines yet (the K x K block sweep has the exact "
                              "response and JAX's own derivatives; no solver, adjoint, errors, sharding, progress or "
                              "saved trajectories options)")
-    if response is not None and not isinstance(response, ExactResponse):
-        raise ValueError(f"response: committee machines use ExactResponse(n_chi); got {response!r}")
+    if response is not None and (not isinstance(response, ExactResponse) or response.max_memory is not None):
+        raise ValueError(f"response: committee machines use ExactResponse(n_chi) (no max_memory bound yet); got "
+                         f"{response!r}")
     n_chi = None if response is None else response.n_chi
     return solve_committee(committee, algorithm, t_max, n_traj, key, n_chi=n_chi, n_steps=n_steps,
                            antithetic=antithetic, moment_matching=moment_matching, dtype=dtype, throw=throw)
@@ -401,35 +405,3 @@ def _zero_past(x, stop):
     keep = jnp.arange(size) <= stop
     mask = keep if x.ndim == 1 else keep[:, None] & keep[None, :]
     return jnp.where(mask, x, jnp.zeros_like(x))
-
-
-def run_checks(obj):
-    """Every ``__check_init__`` of ``obj``'s classes, as equinox runs them at construction.
-    Inside a trace, a check written with plain Python comparisons (not
-    :func:`dmft_jax.check_parameter`) cannot run on traced values: it is skipped there (it ran
-    when the object was built)."""
-    for cls in type(obj).__mro__:
-        if "__check_init__" in vars(cls):
-            try:
-                vars(cls)["__check_init__"](obj)
-            except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError,
-                    jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError):
-                pass
-
-
-def traced_checks(problem, algorithm, n_steps):
-    """The parameter checks of ``problem`` and ``algorithm`` as traced predicates (inside the
-    compiled program, where values set by ``vmap`` or ``eqx.tree_at`` were never checked).
-    Returns the checks' descriptions (static), whether all hold, and the index of the first
-    that fails (-1 if none)."""
-    with _validate.collect() as found:
-        for obj in (problem.model, problem.loss, problem, algorithm):
-            run_checks(obj)
-        steps = algorithm.step_sizes(n_steps)
-        _validate.check("eta", steps, lambda a: a > 0, "eta_k > 0 at every step")
-        algorithm.check_steps(steps)
-    if not found:
-        return (), jnp.asarray(True), jnp.asarray(-1)
-    ok = jnp.stack([p for _, p in found])
-    first_bad = jnp.where(jnp.all(ok), -1, jnp.argmin(ok))
-    return tuple(d for d, _ in found), jnp.all(ok), first_bad

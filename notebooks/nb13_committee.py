@@ -63,7 +63,7 @@ axes[1].set(xlabel="t", title="overlaps m_a with the teacher")
 axes[2].set(xlabel="t", title="cross overlap Q_12")
 axes[0].legend(fontsize=7)
 axes[1].legend(fontsize=8)
-save(fig, "nb13_committee_symmetry.png");
+save(fig, "nb13_committee.png");
 
 # %% [markdown]
 # ## Batch size and persistence
@@ -73,8 +73,9 @@ save(fig, "nb13_committee_symmetry.png");
 # %%
 broken = runs["broken symmetry, m0 = (0.1, -0.1)"]
 fig, ax = plt.subplots(figsize=(5, 3.8), constrained_layout=True)
-for algo_b, label in ((dj.GD(0.2), "GD"), (dj.SGD(0.2, 0.3), "SGD, b = 0.3"),
-                      (dj.PersistentSGD(0.2, 0.3, 2.0), "persistent SGD, b = 0.3, tau = 2")):
+algos = ((dj.GD(0.2), "GD"), (dj.SGD(0.2, 0.3), "SGD, b = 0.3"),
+         (dj.PersistentSGD(0.2, 0.3, 2.0), "persistent SGD, b = 0.3, tau = 2"))
+for algo_b, label in algos[2:] if SMALL else algos:  # the test suite's small run: one (compiled above)
     sol = dj.solve(broken, algo_b, **kw)
     ax.plot(sol.t, sol.eps_gen, label=label)
     ax.fill_between(sol.t, sol.eps_gen - 2 * sol.eps_gen_se, sol.eps_gen + 2 * sol.eps_gen_se, alpha=0.2, lw=0)

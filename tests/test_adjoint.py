@@ -34,7 +34,7 @@ def _compare(f, x0, rtol=1e-9):
         np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-12 * np.max(np.abs(a)), err_msg=name)
 
 
-@pytest.mark.parametrize("problem", [TWO, THREE], ids=["two", "three"])
+@pytest.mark.parametrize("problem", [TWO, pytest.param(THREE, marks=pytest.mark.slow)], ids=["two", "three"])
 def test_adjoint_equals_autodiff_all_parameters(problem):
     # T = 36 steps: 2 blocks in the backward pass; rho (two clusters) enters through the
     # cluster draw only (likelihood ratio), L (three clusters) pathwise

@@ -62,6 +62,7 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
         io.load(path)
 
 
+@pytest.mark.slow  # heavy; run with -m slow (the default suite stays near 10 minutes)
 def test_cli_tune_writes_history(tmp_path, capsys):
     out = tmp_path / "tune"
     rc = cli.main(["tune", "--no-cache", "--params", "lam", "--lam", "0.1", "--t-max", "1.0", "--n-traj", "256",

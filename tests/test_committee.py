@@ -76,7 +76,9 @@ def test_saved_and_loaded(linear, tmp_path):
     (lambda p: dj.Committee(p, dj.SoftCommittee(2), m0=[0.1, float("nan")]), "m0 must be finite"),
     (lambda p: dj.Committee(p, dj.SoftCommittee(2), m0=[[0.1]]), "m0 must be a number or a vector"),
     (lambda p: dj.Committee(dj.Problem(bias=0.1), dj.SoftCommittee(2)), "learnable bias is not built"),
-    (lambda p: dj.Committee(p, dj.CustomReadout(2, jnp.sum)), r"one output per sample; for \(3, 2\) it returned shape \(\)"),
+    (lambda p: dj.Committee(p, dj.CustomReadout(2, jnp.sum)), r"one output; for fields of shape \(4, 2\) it returned shape \(\)"),
+    (lambda p: dj.Committee(p, dj.CustomReadout(3, lambda r: jnp.tanh(r).mean(axis=0))), r"shape \(5, 3\) it returned shape \(3,\)"),
+    (lambda p: dj.Committee(p, dj.CustomReadout(2, lambda r: r[:, 0] * r[:, 1])), r"fails on fields of shape \(2,\)"),
     (lambda p: dj.Committee(p, dj.CustomReadout(2, lambda r, s: r)), "readout: f\\(r\\) fails"),
 ])
 def test_bad_committee_input(two, make, match):
@@ -113,6 +115,19 @@ def test_one_unit_block_sweep_is_the_single_unit_dmft(two, algo):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12, err_msg=name)
     # the test error: a Monte Carlo average of the indicator (this read-out gives no root)
     assert np.all(np.abs(np.asarray(one.eps_gen - single.eps_gen)) <= 4 * np.asarray(one.eps_gen_se) + 1e-12)
+
+
+def test_two_units_against_simulation(two):
+    # unequal units (so that a swap of unit indices anywhere would show): DMFT against d = 1000
+    committee = dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1])
+    algo = dj.PersistentSGD(0.2, 0.3, 2.0)
+    sol = dj.solve(committee, algo, n_steps=15, n_traj=8192, response=dj.ExactResponse(512), key=1)
+    sim = dj.simulate(committee, algo, n_steps=15, d=1000, n_seeds=6, key=2, n_test=2000)
+    pairs = [(sol.m[-1], sim.m[-1], sim.m_se[-1]), (sol.Q[-1], sim.Q[-1], sim.Q_se[-1]),
+             (sol.eps_gen[-1], sim.test_error[-1], np.hypot(sim.test_error_se[-1], sol.eps_gen_se[-1]))]
+    for dmft, mean, se in pairs:  # 4 se plus the O(1/d) finite-size shift
+        assert np.all(np.abs(np.asarray(dmft) - np.asarray(mean)) <= 4 * np.asarray(se) + 5e-3), (dmft, mean, se)
+    assert float(sol.m[-1, 0]) > float(sol.m[-1, 1]) + 0.1  # the units stay apart
 
 
 def test_two_unit_test_error_is_the_gaussian_integral(two):
@@ -171,6 +186,13 @@ def test_committee_solve_refuses_what_it_does_not_cover(two):
         dj.solve(dj.Committee(regression, dj.SoftCommittee(2)), dj.GD(0.2), **SOLVE)
     with pytest.raises(ValueError, match="cross_memory must be True or False"):
         dj.solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, cross_memory="yes")
+    with pytest.raises(ValueError, match="symmetric: the read-out changes when the units are permuted"):
+        dj.solve_committee(dj.Committee(two, dj.CustomReadout(2, lambda r: jnp.tanh(r[..., 0]) + 0.2 * r[..., 1])),
+                           dj.GD(0.2), n_steps=4, n_traj=16, symmetric=True)
+    with pytest.raises(ValueError, match="n_chi must be an integer"):
+        dj.solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, n_chi=float("nan"))
+    with pytest.raises(ValueError, match="no max_memory bound"):
+        dj.solve(committee, dj.GD(0.2), response=dj.ExactResponse(max_memory=1e6), **SOLVE)
     with pytest.raises(ValueError, match="symmetric: exchangeable units need equal initial overlaps"):
         dj.solve_committee(dj.Committee(two, dj.SoftCommittee(2), m0=[0.1, 0.2]), dj.GD(0.2), n_steps=4, n_traj=16,
                            symmetric=True)
@@ -188,6 +210,7 @@ def test_symmetric_solve_is_exactly_exchangeable(two):
     assert np.max(np.abs(np.asarray(free.m) - m)) < 0.02 and np.max(np.abs(np.asarray(free.Q) - Q)) < 0.03
 
 
+@pytest.mark.slow  # heavy; run with -m slow (the default suite stays near 10 minutes)
 def test_tune_through_the_committee_dmft():
     import optax
 
@@ -200,3 +223,15 @@ def test_tune_through_the_committee_dmft():
     assert isinstance(res.problem, dj.Committee) and float(res.problem.problem.lam) == res.params["lam"]
     with pytest.raises(ValueError, match="committee machines have no error replicas"):
         dj.tune(committee, dj.SGD(0.2, 0.4), ["lam"], t_max=1.0, n_traj=96, steps=1, errors=dj.GroupErrors(4))
+
+
+def test_bad_value_under_vmap_is_a_failed_point(two):
+    import jax
+
+    def final(lam):
+        problem = dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=lam, R0=0.3)
+        return dj.solve_committee(dj.Committee(problem, dj.SoftCommittee(2), m0=[0.2, -0.1]), dj.GD(0.2), n_steps=3,
+                                  n_traj=16).result
+
+    result = jax.vmap(final)(jnp.asarray([0.1, -0.5]))
+    assert list(np.asarray(result.ok)) == [True, False] and "lam" in result.message

@@ -190,6 +190,7 @@ def test_float32_full_batch_matches_float64(seed_two_cluster):
     np.testing.assert_allclose(s32.eps_gen, s64.eps_gen, atol=5e-4)
 
 
+@pytest.mark.slow  # heavy; run with -m slow (the default suite stays near 10 minutes)
 def test_float32_warns_when_it_loses_what_float64_keeps():
     """With a pivot floor below float32 rounding, full-batch GD's rank-deficient M_C gives
     negative float32 pivots (warned about), none in float64 at the same floor. (Float64's own

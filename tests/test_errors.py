@@ -93,6 +93,7 @@ def test_failed_replicas_give_nan_errors_and_a_warning():
     assert any("standard errors are NaN" in str(w.message) for w in caught)
 
 
+@pytest.mark.slow  # heavy; run with -m slow (the default suite stays near 10 minutes)
 @pytest.mark.filterwarnings("ignore:.*never moved from the start")
 def test_tune_reports_the_noise_of_its_improvement():
     # a short tune: common random numbers make the difference far more precise than the value

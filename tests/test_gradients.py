@@ -49,7 +49,7 @@ def test_pathwise_gradients_against_central_differences(problem):
         assert abs(g - fd) <= 1e-5 * abs(fd) + 1e-9, (n, g, fd)
 
 
-@pytest.mark.parametrize("problem", [TWO, THREE], ids=["two", "three"])
+@pytest.mark.parametrize("problem", [TWO, pytest.param(THREE, marks=pytest.mark.slow)], ids=["two", "three"])
 def test_likelihood_ratio_gradients_b_and_tau(problem):
     """b on both models, tau on two clusters, each with a floor on the finite difference so
     that a zero gradient cannot pass. On the three-cluster model no setting tried had a tau
@@ -119,6 +119,7 @@ def test_tune_decreases_objective_and_respects_constraints():
     assert 0 < b < 1 and tau >= eta and b * eta <= (1 - b) * tau + 1e-12 and res.params["lam"] > 0
 
 
+@pytest.mark.slow  # heavy; run with -m slow (the default suite stays near 10 minutes)
 def test_tune_twice_compiles_once():
     kw = dict(t_max=1.0, n_traj=128, response=dj.ExactResponse(32), steps=2, errors=None)
     dj.tune(TWO, dj.GD(0.2), ["lam"], **kw)

@@ -80,6 +80,7 @@ def test_constant_batch_schedule_equals_constant_b(make):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow  # heavy; run with -m slow (the default suite stays near 10 minutes)
 def test_batch_schedule_against_simulation():
     """SGD with b = 0.2 for 20 steps, then 0.6 (i.i.d. Bernoulli(b_k) batches): DMFT vs d = 1000
     simulation with the same schedule, criterion of tests/test_physics.py. The jump in b is
