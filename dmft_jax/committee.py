@@ -22,14 +22,13 @@ import numpy as np
 from jax import lax
 
 from . import _validate, selection
-from ._util import as_dtype, as_key, cast_tree, seed_of, tolist
+from ._util import cast_tree, tolist
 from .algorithms import AbstractAlgorithm
 from .memory import fit_batch, memory_per_seed
 from .problem import Problem
-from .progress import AbstractProgressMeter, NoProgressMeter, compile_notice
+from .progress import compile_notice
 from .results import AbstractOutcome, Result
-from .seeds import run_seeds, summarise
-from .timegrid import count_steps
+from .seeds import check_inputs, run_seeds, summarise
 
 
 class AbstractReadout(eqx.Module):
@@ -251,25 +250,10 @@ def simulate_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max
     ``W <- W - eta (lam W + sum_mu s_mu grad_r Lambda(y_mu, r_mu) x_mu^T / sqrt(d))`` (plus
     momentum and Langevin noise when the algorithm has them). The options are those of
     :func:`dmft_jax.simulate`."""
-    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
-    if not isinstance(progress_meter, AbstractProgressMeter):
-        raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
     if not isinstance(committee, Committee):
         raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
-    if not isinstance(algorithm, AbstractAlgorithm):
-        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
-                         f"got {type(algorithm).__name__}")
-    problem = committee.problem
-    T = count_steps(algorithm, t_max, n_steps)
-    d = _validate.integer("d", d, 2)
-    n_seeds = _validate.integer("n_seeds", n_seeds, 1)
-    n_test = _validate.integer("n_test", n_test, 1)
-    problem.check_scalars()
-    key = as_key(key), seed_of(key)
-    n = int(round(float(problem.alpha) * d))
-    if n < 1:
-        raise ValueError(f"alpha * d must give at least one sample; got alpha={float(problem.alpha)}, d={d}")
-    dtype = as_dtype(dtype)
+    T, d, n_seeds, n_test, n, key, dtype, progress_meter = check_inputs(
+        committee.problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dtype, progress_meter)
     K = committee.K
     per_seed = memory_per_seed(d, n, n_test, T, dtype.itemsize) + dtype.itemsize * (2 * K * d + 2 * K * n)
     batch_size = fit_batch(batch_size, n_seeds, per_seed)

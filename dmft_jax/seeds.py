@@ -9,7 +9,33 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import _validate
+from ._util import as_dtype, as_key, seed_of
+from .algorithms import AbstractAlgorithm
+from .progress import AbstractProgressMeter, NoProgressMeter
 from .results import DIVERGENCE_FACTOR, RESULTS, Result
+from .timegrid import count_steps
+
+
+def check_inputs(problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dtype, progress_meter):
+    """The options of a simulation, checked (``problem`` is the :class:`~dmft_jax.Problem` whose
+    scalars are used): returns ``T, d, n_seeds, n_test, n, (key, seed), dtype, progress_meter``."""
+    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
+    if not isinstance(progress_meter, AbstractProgressMeter):
+        raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
+                         f"got {type(algorithm).__name__}")
+    T = count_steps(algorithm, t_max, n_steps)
+    d = _validate.integer("d", d, 2)
+    n_seeds = _validate.integer("n_seeds", n_seeds, 1)
+    n_test = _validate.integer("n_test", n_test, 1)
+    problem.check_scalars()
+    key = as_key(key), seed_of(key)
+    n = int(round(float(problem.alpha) * d))
+    if n < 1:
+        raise ValueError(f"alpha * d must give at least one sample; got alpha={float(problem.alpha)}, d={d}")
+    return T, d, n_seeds, n_test, n, key, as_dtype(dtype), progress_meter
 
 
 @eqx.filter_jit

@@ -22,16 +22,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import selection
-from . import _validate
-from ._util import as_dtype, as_key, cast_tree, seed_of
+from ._util import cast_tree
 from .memory import fit_batch, memory_per_seed
-from .progress import AbstractProgressMeter, NoProgressMeter, compile_notice
+from .progress import compile_notice
 from .algorithms import AbstractAlgorithm
 from .committee import Committee, simulate_committee
 from .problem import Problem
 from .results import AbstractOutcome, Result
-from .seeds import run_seeds, summarise
-from .timegrid import count_steps
+from .seeds import check_inputs, run_seeds, summarise
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
 
@@ -128,24 +126,10 @@ def simulate(
     if isinstance(problem, Committee):  # K hidden units (docs/equations.md, section 6)
         return simulate_committee(problem, algorithm, t_max, d, n_seeds, key, n_test=n_test, n_steps=n_steps,
                                   batch_size=batch_size, dtype=dtype, progress_meter=progress_meter)
-    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
-    if not isinstance(progress_meter, AbstractProgressMeter):
-        raise ValueError(f"progress_meter must be a dmft_jax.AbstractProgressMeter; got {progress_meter!r}")
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a dmft_jax.Problem or a dmft_jax.Committee; got {type(problem).__name__}")
-    if not isinstance(algorithm, AbstractAlgorithm):
-        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
-                         f"got {type(algorithm).__name__}")
-    T = count_steps(algorithm, t_max, n_steps)
-    d = _validate.integer("d", d, 2)
-    n_seeds = _validate.integer("n_seeds", n_seeds, 1)
-    n_test = _validate.integer("n_test", n_test, 1)
-    problem.check_scalars()
-    key = as_key(key), seed_of(key)
-    n = int(round(float(problem.alpha) * d))
-    if n < 1:
-        raise ValueError(f"alpha * d must give at least one sample; got alpha={float(problem.alpha)}, d={d}")
-    dtype = as_dtype(dtype)
+    T, d, n_seeds, n_test, n, key, dtype, progress_meter = check_inputs(
+        problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dtype, progress_meter)
     batch_size = fit_batch(batch_size, n_seeds, memory_per_seed(d, n, n_test, T, dtype.itemsize))
     config = SimulationConfig(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
                               batch_size=int(batch_size), dtype=str(dtype))
