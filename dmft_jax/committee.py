@@ -160,6 +160,8 @@ class Committee(eqx.Module):
         self.problem = problem
         self.readout = readout
         m0 = problem.m0 if m0 is None else m0
+        if isinstance(m0, (list, tuple)) and any(isinstance(x, jax.Array) for x in m0):
+            m0 = jnp.stack([_validate.as_float_array(x, "m0") for x in m0])  # traced entries (jax.grad of one unit's m0)
         m0 = _validate.as_float_array(m0, "m0")
         if not isinstance(m0, jax.core.Tracer) and np.ndim(m0) not in (0, 1):
             raise ValueError(f"m0 must be a number or a vector of {readout.K} overlaps; got shape {np.shape(m0)}")

@@ -23,6 +23,7 @@ Everything is plain ``jax``: ``jax.grad``/``jax.jvp`` and ``jax.vmap`` go throug
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -37,38 +38,78 @@ from ._validate import traced_checks
 from ._util import as_dtype, as_key, cast_tree, seed_of
 from .algorithms import AbstractAlgorithm
 from .committee import Committee
+from .committee_response import ExactBlocks, block_estimator
+from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient, replica_keys
 from .losses import check_for_solver
 from .memory import device_bytes
+from .noise import NoiseFactor, noise_row
 from .problem import AbstractMixture
+from .response import ExactResponse
 from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
+from .sharding import device_ids, sharder
 from .teacher import TeacherStudent
 from .timegrid import count_steps
 
 
+# the committee observables that get a standard error with errors=GroupErrors(...)
+OBSERVABLES = ("m", "Q", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "C_perp", "R", "M_C", "M_R")
+
+
 class CommitteeSolveConfig(eqx.Module):
-    """The static sizes and options of a committee solve."""
+    """The static sizes and options of a committee solve: ``response`` is the block estimator
+    (:class:`~dmft_jax.committee_response.ExactBlocks` or ``ProbeBlocks``), ``errors`` the error
+    estimator, ``devices`` the ids of the devices the trajectories are split over (``None``: one)."""
 
     n_steps: int = eqx.field(static=True)
     n_traj: int = eqx.field(static=True)
-    n_chi: int = eqx.field(static=True)
     K: int = eqx.field(static=True)
     antithetic: bool = eqx.field(static=True)
     moment_matching: bool = eqx.field(static=True)
     cross_memory: bool = eqx.field(static=True)
     symmetric: bool = eqx.field(static=True)
     dtype: str = eqx.field(static=True)
+    response: Any = eqx.field(static=True)
+    errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
+    devices: tuple | None = eqx.field(static=True, default=None)
+
+    @property
+    def n_chi(self) -> int:
+        """Trajectories carrying the exact response (0 with probes)."""
+        return getattr(self.response, "n_chi", 0)
 
     def to_dict(self) -> dict:
-        return {n: getattr(self, n) for n in ("n_steps", "n_traj", "n_chi", "K", "antithetic", "moment_matching",
-                                             "cross_memory", "symmetric", "dtype")}
+        out = {n: getattr(self, n) for n in ("n_steps", "n_traj", "n_chi", "K", "antithetic", "moment_matching",
+                                            "cross_memory", "symmetric", "dtype")}
+        errors = {"type": type(self.errors).__name__, **({"groups": self.errors.groups}
+                                                          if isinstance(self.errors, GroupErrors) else {})}
+        return {**out, "response": self.response.to_dict(), "errors": errors,
+                "devices": None if self.devices is None else list(self.devices)}
+
+
+def _se_property(name: str) -> property:
+    def get(self):
+        return None if self.se is None else self.se[name]
+
+    get.__doc__ = f"The standard error of ``{name}`` (``None`` when solved without ``errors=``)."
+    return property(get)
 
 
 class CommitteeSolution(AbstractOutcome):
     """The DMFT of a committee machine, indexed by step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``,
     the kernels ``lam_hat`` ``(T+1, K, K)``, ``mu`` ``(T+1, K)``, ``M_C`` and ``M_R``
     ``(T+1, T+1, K, K)`` (``[k, l]`` the block of times ``k, l``), the weight-side ``R`` and
-    ``C_perp`` (same layout), ``eps_gen`` with its Monte Carlo standard error ``eps_gen_se``,
-    ``train_loss`` and ``train_acc``."""
+    ``C_perp`` (same layout), ``eps_gen``, ``train_loss`` and ``train_acc``.
+
+    ``eps_gen_integral_se``: the Monte Carlo error of the test-error integral alone (at the
+    solve's own ``m`` and ``Q``). ``se``: with ``errors=dj.GroupErrors()``, the standard errors
+    of the whole solve (the kernels' Monte Carlo error included) of every observable in
+    :data:`OBSERVABLES`, also read as ``sol.eps_gen_se``, ``sol.Q_se``, ...; ``None`` otherwise.
+    ``stats``: ``n_clipped`` noise-factor pivots clipped to zero (rounding or a rank-deficient
+    ``M_C`` estimate, as in :class:`~dmft_jax.Solution`), ``n_negative`` those clipped because
+    they came out negative beyond rounding, and with errors ``n_groups_failed``, the failed
+    replicas (their standard errors are then NaN).
+    A grid's result (:func:`dmft_jax.solve_grid`) has the grid's shape in front of every array
+    and its points in ``grid``."""
 
     t: Any
     m: Any
@@ -80,7 +121,7 @@ class CommitteeSolution(AbstractOutcome):
     M_C: Any
     M_R: Any
     eps_gen: Any
-    eps_gen_se: Any
+    eps_gen_integral_se: Any
     train_loss: Any
     train_acc: Any
     result: Result
@@ -88,10 +129,30 @@ class CommitteeSolution(AbstractOutcome):
     problem: Committee
     algorithm: AbstractAlgorithm
     config: CommitteeSolveConfig
+    stats: Any = None
+    se: Any = None
+    grid: Any = None
 
     kind: ClassVar[str] = "committee_solution"
-    saved_arrays: ClassVar[tuple] = ("t", "m", "Q", "lam_hat", "mu", "eps_gen", "eps_gen_se", "train_loss",
-                                     "train_acc", "status")
+    base_arrays: ClassVar[tuple] = ("t", "m", "Q", "C_perp", "R", "lam_hat", "mu", "M_C", "M_R", "eps_gen",
+                                    "eps_gen_integral_se", "train_loss", "train_acc", "status", "n_clipped",
+                                    "n_negative")
+
+    @property
+    def n_clipped(self):
+        return self.stats["n_clipped"]
+
+    @property
+    def n_negative(self):
+        return self.stats["n_negative"]
+
+    @property
+    def saved_arrays(self) -> tuple:
+        """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
+        return self.base_arrays + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
+
+    m_se, Q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_perp_se, R_se, M_C_se, M_R_se = (
+        _se_property(n) for n in OBSERVABLES)
 
     def save(self, path, *, overwrite: bool = False):
         """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""
@@ -100,23 +161,11 @@ class CommitteeSolution(AbstractOutcome):
         return save(self, path, overwrite=overwrite)
 
 
-def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
-                    key=0, *, n_chi: int | None = None, n_steps: int | None = None, antithetic: bool = True,
-                    moment_matching: bool = True, cross_memory: bool = True, symmetric: bool = False, dtype=None,
-                    throw: bool = False) -> CommitteeSolution:
-    """Solve the DMFT of ``committee`` trained by ``algorithm`` up to ``t_max``
-    (docs/equations.md, section 6.2); also reached through :func:`dmft_jax.solve`.
-
-    ``n_traj``: trajectories ``N``; ``n_chi``: those that carry the exact response
-    (default ``min(N, 1024)``; ``chi`` holds ``(T+1)^2 n_chi K^2`` numbers). ``cross_memory``
-    (default on): keep the cross-unit entries ``a != b`` of ``M_R``; ``False`` drops them (to
-    show what they do; the result is then not the DMFT). ``symmetric``: the units are
-    exchangeable (equal ``m0``, required): every kernel is averaged over the permutations of
-    the units (diagonal entries together, off-diagonal entries together), which the exact
-    solution satisfies, so that ``m`` and ``Q`` come out exactly exchangeable with less Monte
-    Carlo noise. ``antithetic``, ``moment_matching``,
-    ``dtype``, ``throw``: as in :func:`dmft_jax.solve`.
-    """
+def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, *, response=None,
+                        n_chi=None, errors=None, sharding=None, n_steps=None, antithetic=True, moment_matching=True,
+                        cross_memory=True, symmetric=False, dtype=None, batch: int = 1) -> CommitteeSolveConfig:
+    """Validate a committee solve's inputs (named errors) and return its static configuration;
+    ``batch``: points solved at once (a grid), for the memory check."""
     if not isinstance(committee, Committee):
         raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
     if not isinstance(algorithm, AbstractAlgorithm):
@@ -131,38 +180,100 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
     check_for_solver(problem.loss)
     T = count_steps(algorithm, t_max, n_steps)
     n_traj = _validate.integer("n_traj", n_traj, 2)
-    if antithetic and n_traj % 2:
-        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
-    n_chi = min(n_traj, 1024) if n_chi is None else n_chi
-    if isinstance(n_chi, bool) or not isinstance(n_chi, (int, np.integer)) or not 1 <= n_chi <= n_traj:
-        raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi!r}")
     for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
                        ("cross_memory", cross_memory), ("symmetric", symmetric)):
         if not isinstance(flag, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False; got {flag!r}")
+    if antithetic and n_traj % 2:
+        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
+    if n_chi is not None:
+        if response is not None:
+            raise ValueError("n_chi: give either n_chi or response=dj.ExactResponse(n_chi), not both")
+        response = ExactResponse(n_chi)
+    estimator = block_estimator(response, n_traj)
+    errors = NoErrors() if errors is None else errors
+    if not isinstance(errors, (NoErrors, GroupErrors)):
+        raise ValueError(f"errors: committee machines take dmft_jax.NoErrors() or dmft_jax.GroupErrors(groups); "
+                         f"got {errors!r}")
+    errors.check(n_traj, antithetic)
+    if isinstance(errors, GroupErrors) and estimator.n < errors.groups:
+        name = "n_chi" if isinstance(estimator, ExactBlocks) else "ProbeResponse.n_traj"
+        raise ValueError(f"{name} = {estimator.n} is below GroupErrors.groups = {errors.groups}: each replica needs at "
+                         "least one response trajectory; raise it or lower groups")
+    devices = device_ids(sharding)
+    if devices is not None and n_traj % len(devices):
+        raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(devices)} devices")
     if symmetric:
         _check_exchangeable(committee)
     dtype = as_dtype(dtype)
     K = committee.K
-    need = dtype.itemsize * ((T + 1) ** 2 * int(n_chi) * K * K * 2 + 4 * (T + 1) * n_traj * K)
+    replicas = 2 if isinstance(errors, GroupErrors) else 1  # the G replicas hold as much as the full solve
+    need = batch * replicas * dtype.itemsize * (estimator.numbers(T + 1, K) + 4 * (T + 1) * n_traj * K
+                                                + 4 * ((T + 1) * K) ** 2)
     avail = device_bytes()
     if avail is not None and need > 0.6 * avail:
-        raise ValueError(f"n_chi: the response of {n_chi} trajectories over T = {T} steps with K = {K} units needs "
-                         f"about {need / 2**30:.1f} GiB, above 60% of the device's {avail / 2**30:.1f} GiB; lower "
-                         "n_chi or T")
-    config = CommitteeSolveConfig(n_steps=T, n_traj=n_traj, n_chi=int(n_chi), K=K, antithetic=bool(antithetic),
-                                  moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
-                                  symmetric=bool(symmetric), dtype=str(dtype))
-    seed = seed_of(key)
-    out = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), config)
-    sol = CommitteeSolution(**out, seed=jnp.asarray(seed), problem=committee, algorithm=algorithm, config=config)
+        raise ValueError(f"n_traj: the solve over T = {T} steps with K = {K} units, {type(response).__name__ if response else 'ExactResponse'} "
+                         f"{estimator.to_dict()} and {batch} point(s) at once needs about {need / 2**30:.1f} GiB, above "
+                         f"60% of the device's {avail / 2**30:.1f} GiB; lower n_traj, the response's size or T (or "
+                         "batch_size in a grid)")
+    return CommitteeSolveConfig(n_steps=T, n_traj=n_traj, K=K, antithetic=bool(antithetic),
+                                moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
+                                symmetric=bool(symmetric), dtype=str(dtype), response=estimator, errors=errors,
+                                devices=devices)
+
+
+def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
+                    key=0, *, response=None, n_chi: int | None = None, errors=None, sharding=None,
+                    n_steps: int | None = None, antithetic: bool = True, moment_matching: bool = True,
+                    cross_memory: bool = True, symmetric: bool = False, dtype=None,
+                    throw: bool = False) -> CommitteeSolution:
+    """Solve the DMFT of ``committee`` trained by ``algorithm`` up to ``t_max``
+    (docs/equations.md, section 6.2); also reached through :func:`dmft_jax.solve`.
+
+    ``n_traj``: trajectories ``N``. ``response``: ``dj.ExactResponse(n_chi)`` (the default,
+    ``n_chi = min(N, 1024)`` trajectories carry ``chi``, ``(T+1)^2 n_chi K^2`` numbers; ``n_chi=``
+    says the same) or ``dj.ProbeResponse(n_probes)`` (``O(n_probes N T K)`` memory: long
+    times). ``errors=dj.GroupErrors(G)``: standard errors of every observable from ``G``
+    replicas on ``N / G`` trajectories (``sol.eps_gen_se``, ...; about twice the cost).
+    ``sharding="all"`` (or a list of devices): the trajectories are split over the devices;
+    the result equals the one-device solve to rounding. ``cross_memory`` (default on): keep
+    the cross-unit entries ``a != b`` of ``M_R``; ``False`` drops them (to show what they do;
+    the result is then not the DMFT). ``symmetric``: the units are exchangeable (equal
+    ``m0``, required): every kernel is averaged over the permutations of the units (diagonal
+    entries together, off-diagonal entries together), which the exact solution satisfies, so
+    that ``m`` and ``Q`` come out exactly exchangeable with less Monte Carlo noise.
+    ``antithetic``, ``moment_matching``, ``dtype``, ``throw``: as in :func:`dmft_jax.solve`.
+    """
+    config = configure_committee(committee, algorithm, t_max, n_traj, response=response, n_chi=n_chi, errors=errors,
+                                 sharding=sharding, n_steps=n_steps, antithetic=antithetic,
+                                 moment_matching=moment_matching, cross_memory=cross_memory, symmetric=symmetric,
+                                 dtype=dtype)
+    dtype = jnp.dtype(config.dtype)
+    sol = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), jnp.asarray(seed_of(key)),
+                     config)
+    return finish_committee(eqx.tree_at(lambda s: s.problem, sol, committee), throw)
+
+
+def finish_committee(sol: CommitteeSolution, throw: bool, who: str = "dmft_jax.solve") -> CommitteeSolution:
+    """Warn about (or, with ``throw``, raise on) a failed concrete result and NaN standard errors."""
+    import warnings
+
+    n_negative = sol.stats["n_negative"]
+    if _validate.is_concrete(n_negative) and sol.m.dtype == jnp.float32 and np.any(np.asarray(n_negative) > 0):
+        warnings.warn(f"{who}: float32 lost positive definiteness of the noise covariance: "
+                      f"{int(np.max(np.asarray(n_negative)))} Cholesky pivots of Delta M_C came out negative beyond "
+                      "the rounding floor and were clipped; float64 keeps this accuracy", RuntimeWarning, stacklevel=3)
+    failed = sol.stats.get("n_groups_failed")
+    if failed is not None and _validate.is_concrete(failed) and np.any(np.asarray(failed) > 0):
+        warnings.warn(f"{who}: the standard errors are NaN: {int(np.max(np.asarray(failed)))} of "
+                      f"{sol.config.errors.groups} replica solves on N / groups trajectories failed (each replica is "
+                      "too small for this setting; raise n_traj or lower GroupErrors.groups)", RuntimeWarning,
+                      stacklevel=3)
     code = sol.result.code
     if _validate.is_concrete(code) and not bool(np.all(np.asarray(code) == RESULTS.successful)):
         if throw:
-            raise RuntimeError(f"dmft_jax.solve: {sol.message}")
-        import warnings
-
-        warnings.warn(f"dmft_jax.solve: {sol.message}", RuntimeWarning, stacklevel=2)
+            raise RuntimeError(f"{who}: {sol.message}")
+        warnings.warn(f"{who}: {sol.message}", RuntimeWarning, stacklevel=3)
     return sol
 
 
@@ -186,8 +297,32 @@ def _check_exchangeable(committee):
 
 
 @eqx.filter_jit
-def _solve_jit(committee, algorithm, key, config):
-    return committee_sweep(committee, algorithm, key, config)
+def _solve_jit(committee, algorithm, key, seed, config):
+    return solve_traced(committee, algorithm, key, seed, config)
+
+
+def group_config(config: CommitteeSolveConfig, groups: int) -> CommitteeSolveConfig:
+    """The configuration of one error replica: ``N / groups`` trajectories, the response
+    estimator split likewise, one device, no errors of its own."""
+    return dataclasses.replace(config, n_traj=config.n_traj // groups, response=config.response.per_group(groups),
+                               errors=NoErrors(), devices=None)
+
+
+def solve_traced(committee, algorithm, key, seed, config) -> CommitteeSolution:
+    """The traced solve with its standard errors (``config.errors``): the body of
+    :func:`solve_committee` and of a grid's points."""
+    out = committee_sweep(committee, algorithm, key, config)
+    se, stats = None, out.pop("stats")
+    if isinstance(config.errors, GroupErrors):
+        G = config.errors.groups
+        small = group_config(config, G)
+        frozen = no_gradient((committee, algorithm))
+        reps = jax.vmap(lambda k: committee_sweep(*frozen, k, small))(replica_keys(key, G))
+        failed = jnp.sum(reps["result"].code != RESULTS.successful)
+        se = {n: jnp.where(failed > 0, jnp.nan, jnp.std(reps[n], axis=0, ddof=1) / np.sqrt(G)) for n in OBSERVABLES}
+        stats["n_groups_failed"] = failed
+    return CommitteeSolution(**out, seed=seed, problem=committee, algorithm=algorithm, config=config, se=se,
+                             stats=stats)
 
 
 def _unit_draws(key, problem, algorithm, config, dtype):
@@ -213,8 +348,8 @@ class _Carry(eqx.Module):
     u: Any  # (N, K) u[k]
     u_hist: Any  # (S, N, K)
     g_hist: Any  # (S, N, K)
-    chi: Any  # (S, S, n_chi, K, K): chi[j, l]
-    L: Any  # (S K, S K) the causal factor's rows so far (identity rows beyond)
+    response: Any  # the block estimator's state (committee_response.py)
+    L: Any  # the causal factor's rows so far over the flattened (time, unit) index (noise.NoiseFactor)
     log_w: Any  # (N,)
 
 
@@ -222,17 +357,23 @@ def committee_sweep(committee, algorithm, key, config):
     """The traced solve (see the module docstring); returns the solution's fields."""
     problem, readout = committee.problem, committee.readout
     model = problem.model
-    K, T, n_chi = config.K, config.n_steps, config.n_chi
+    K, T = config.K, config.n_steps
+    est = config.response
+    put = _sharder(config.devices)
     S = T + 1
     dtype = problem.alpha.dtype
     alpha, delta, lam = problem.alpha, problem.delta, problem.lam
     eye = jnp.eye(K, dtype=dtype)
     rnd, u0, zeta, zeta_l = _unit_draws(key, problem, algorithm, config, dtype)
+    if config.devices is not None:
+        rnd = sharder(config.devices)(rnd)  # the single-unit draws: trajectories last
+        u0, zeta = put(u0, 0), put(zeta, 1)
+        zeta_l = None if zeta_l is None else put(zeta_l, 1)
     beta, temperature = algorithm.beta, algorithm.temperature
     N = u0.shape[0]
     dts = rnd.dts
     zeta_flat = jnp.transpose(zeta, (0, 2, 1)).reshape(S * K, N)  # row j K + b: zeta[j, :, b]
-    jitter = (1e-12 if dtype == jnp.float64 else 1e-6) * eye
+    rtol = 1e-7 if dtype == jnp.float64 else 1e-4  # the single-unit sweep's pivot floor
 
     def sample_loss(y, r):  # one sample: r (K,)
         return problem.loss(model.loss_argument(y, readout(r)))
@@ -255,8 +396,7 @@ def committee_sweep(committee, algorithm, key, config):
         u_hist = carry.u_hist.at[k].set(carry.u)
         x1 = alpha * delta * w[:, None] * g / total
         M_C = jnp.einsum("na,jnb->jab", x1, g_hist)  # M_C[k, j], zero beyond k
-        wc = w[:n_chi] / jnp.sum(w[:n_chi])
-        M_R = alpha * delta * jnp.einsum("n,nab,lnbc->lac", wc, H[:n_chi], carry.chi[k]) / dts[:, None, None]
+        M_R = alpha * delta * est.row(carry.response, k, w, H, dts, delta)
         if not config.cross_memory:
             M_R = M_R * eye
         out = dict(lam_hat=alpha * delta * mean(H), mu=alpha * mean(g * proj[:, None]), M_C=M_C, M_R=M_R,
@@ -266,48 +406,43 @@ def committee_sweep(committee, algorithm, key, config):
             out.update(lam_hat=exchangeable(out["lam_hat"]), mu=jnp.broadcast_to(jnp.mean(out["mu"]), (K,)),
                        M_C=exchangeable(M_C), M_R=exchangeable(M_R))
         carry = eqx.tree_at(lambda c: (c.u_hist, c.g_hist, c.log_w), carry, (u_hist, g_hist, log_w))
-        return carry, out, g, H[:n_chi]
+        return carry, out, g, H
 
-    def noise(L, M_C_row, k):
-        """Rows ``(k, 0..K-1)`` of the causal factor of ``Delta M_C`` and the noise ``xi[k]`` (N, K)."""
+    def noise(factor, M_C_row, k):
+        """Rows ``(k, 0..K-1)`` of the causal factor of ``Delta M_C`` over the flattened index
+        ``(j, b) -> j K + b``, one row at a time as in the single-unit sweep (a pivot below
+        ``rtol`` times its variance, rounding or a rank-deficient estimate, is clipped to zero and
+        flagged), and the noise ``xi[k]`` (N, K)."""
         A = delta * M_C_row  # (S, K, K): Cov(xi[k]_a, xi[j]_b)
-        B = jnp.transpose(A, (1, 0, 2)).reshape(K, S * K)
-        past = (jnp.arange(S * K) // K) < k
-        X = jax.scipy.linalg.solve_triangular(L, jnp.where(past[None, :], B, 0.0).T, lower=True)  # (S K, K)
-        X = jnp.where(past[:, None], X, 0.0)
-        schur = A[k] - X.T @ X
-        schur = 0.5 * (schur + schur.T)
-        L_kk = jnp.linalg.cholesky(schur + jitter * jnp.maximum(jnp.trace(A[k]) / K, jnp.finfo(dtype).tiny))
-        rows = lax.dynamic_update_slice(X.T, L_kk, (0, k * K))  # (K, S K)
-        return lax.dynamic_update_slice(L, rows, (k * K, 0)), (rows @ zeta_flat).T
+        rows = []
+        for a in range(K):
+            L_row, factor = noise_row(factor, A[:, a, :].reshape(S * K), k * K + a, rtol)
+            rows.append(L_row)
+        return factor, (jnp.stack(rows) @ zeta_flat).T
 
     def step(carry, k):
-        carry, out, g, H_chi = row(carry, k)
+        carry, out, g, H = row(carry, k)
         L, xi = noise(carry.L, out["M_C"], k)
         dt = dts[k]
         KR = out["M_R"] * dts[:, None, None]  # memory weights eta_l M_R[k, l]
         decay = lam * eye + out["lam_hat"]
         memory = jnp.einsum("lab,lnb->na", KR, carry.u_hist)
         u_next = carry.u + dt * (-carry.u @ decay.T + memory + xi - delta * g)
-        A = eye - dt * (decay + delta * H_chi)  # (n_chi, K, K)
-        chi_next = jnp.einsum("nab,lnbc->lnac", A, carry.chi[k]) \
-            + dt * jnp.einsum("jab,jlnbc->lnac", KR, carry.chi)
-        chi_next = chi_next.at[k].add(dt * delta * H_chi)  # the source: chi[k+1, k] = eta_k Delta H[k]
+        response = est.advance(carry.response, k, KR, dt, decay, delta, H, beta)
         m_next = carry.m - dt * (lam * carry.m + out["mu"])
         if temperature is not None:  # Langevin noise on every unit (section 5.2)
             u_next = u_next + jnp.sqrt(2.0 * dt * temperature * delta) * zeta_l[k]
         if beta is not None:  # heavy ball (section 5.1); at k = 0 the previous rows are row 0's
             prev = jnp.maximum(k - 1, 0)
             u_next = u_next + beta * (carry.u - carry.u_hist[prev])
-            chi_next = chi_next + beta * (carry.chi[k] - carry.chi[prev])
             m_next = m_next + beta * (carry.m - carry.m_prev)
-        carry = _Carry(m=m_next, m_prev=carry.m, u=u_next, u_hist=carry.u_hist, g_hist=carry.g_hist,
-                       chi=carry.chi.at[k + 1].set(chi_next), L=L, log_w=carry.log_w)
+        carry = _Carry(m=m_next, m_prev=carry.m, u=put(u_next, 0), u_hist=put(carry.u_hist, 1),
+                       g_hist=put(carry.g_hist, 1), response=est.shard(response, put), L=L, log_w=carry.log_w)
         return carry, out
 
     init = _Carry(m=committee.m0, m_prev=committee.m0, u=jnp.sqrt(delta) * jnp.sqrt(problem.R0) * u0,
                   u_hist=jnp.zeros((S, N, K), dtype), g_hist=jnp.zeros((S, N, K), dtype),
-                  chi=jnp.zeros((S, S, n_chi, K, K), dtype), L=jnp.eye(S * K, dtype=dtype),
+                  response=est.init(key, S, K, dtype), L=NoiseFactor.empty(S * K, dtype),
                   log_w=jnp.zeros(N, dtype))
 
     def scan_step(carry, k):
@@ -334,10 +469,33 @@ def committee_sweep(committee, algorithm, key, config):
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
     code = jnp.where(valid, code, RESULTS.invalid_input)
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:T])])
+    pivots = carry.L.pivots[: T * K]  # the step-T rows enter no noise
+    n_clipped, n_negative = jnp.sum(pivots <= 0), jnp.sum(pivots < 0)
     return dict(t=t, m=m, Q=Q, C_perp=jnp.transpose(C_perp, (0, 2, 1, 3)), R=R, lam_hat=rows["lam_hat"],
-                mu=rows["mu"], M_C=rows["M_C"], M_R=rows["M_R"], eps_gen=eps, eps_gen_se=eps_se,
+                mu=rows["mu"], M_C=rows["M_C"], M_R=rows["M_R"], eps_gen=eps, eps_gen_integral_se=eps_se,
                 train_loss=rows["train_loss"], train_acc=rows["train_acc"],
-                result=Result.of(code, first_bad, checks))
+                result=Result.of(code, first_bad, checks), stats=dict(n_clipped=n_clipped, n_negative=n_negative))
+
+
+def _sharder(ids):
+    """``put(x, axis)``: ``x`` with its trajectory axis ``axis`` split over the devices ``ids``
+    (a layout only: the values are unchanged); the identity for one device, or where the axis
+    does not split evenly."""
+    if ids is None:
+        return lambda x, axis: x
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    by_id = {d.id: d for d in jax.devices()}
+    mesh = Mesh(np.array([by_id[i] for i in ids]), ("traj",))
+
+    def put(x, axis):
+        if x.shape[axis] % len(ids):
+            return x
+        spec = [None] * x.ndim
+        spec[axis] = "traj"
+        return lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
+
+    return put
 
 
 def exchangeable(B):

@@ -109,6 +109,33 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
         :func:`dmft_jax.solver.memory_estimate`, checked before allocation.
     throw : raise if any point fails; default returns failures as ``result`` per point.
     """
+    from .committee import Committee
+
+    if isinstance(problem, Committee):
+        return _committee_grid(problem, algorithm, params, t_max, n_traj, key, product=product,
+                               batch_size=batch_size, throw=throw, **solve_options)
+    names, points, shape = _points(problem, algorithm, params, product)
+    n_points = points.shape[0]
+    if "eta" in names and solve_options.get("n_steps") is None:
+        raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
+                         "static shape shared by all points)")
+    batch_size = _batch(batch_size, n_points)
+    config = configure(problem, algorithm, t_max, n_traj, batch=batch_size, **solve_options)
+    for row in points:  # validate every point as a single solve would
+        p, a = set_params(problem, algorithm, dict(zip(names, row)))
+        _validate_point(p, a, config.n_steps)
+    dtype = jnp.dtype(config.dtype)
+    values = jnp.asarray(points, dtype)
+    sol = _grid_jit(problem.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
+                    jnp.asarray(seed_of(key)), config, batch_size)
+    sol = finish(sol, throw, "dmft_jax.solve_grid")
+    sol = jax.tree_util.tree_map(lambda a: jnp.reshape(a, shape + a.shape[1:]), sol)
+    return eqx.tree_at(lambda s: s.grid, sol, {n: np.reshape(points[:, i], shape) for i, n in enumerate(names)},
+                       is_leaf=lambda x: x is None)
+
+
+def _points(problem, algorithm, params, product):
+    """``(names, points (n_points, n_names), grid shape)`` of ``params`` (checked by name)."""
     if not isinstance(params, dict) or not params:
         raise ValueError("params must be a non-empty dict {name: values}")
     names = tuple(params)
@@ -128,27 +155,62 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
                              f"{ {n: len(v) for n, v in zip(names, lists)} }")
         points = np.stack(lists, axis=1)
         shape = (points.shape[0],)
-    n_points = points.shape[0]
+    return names, points, shape
+
+
+def _batch(batch_size, n_points):
+    if batch_size is None:
+        return n_points
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
+    return min(int(batch_size), n_points)
+
+
+def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product, batch_size, throw,
+                    **solve_options):
+    """:func:`solve_grid` of a committee machine: the block sweep (committee_sweep.py) vmapped
+    over the points; the parameters of ``committee.problem`` and of the algorithm are gridded
+    (not the per-unit ``m0``: build the committees yourself)."""
+    from .committee_sweep import configure_committee, finish_committee
+
+    problem = committee.problem
+    if isinstance(params, dict) and "m0" in params:
+        raise ValueError("params: m0 of a committee is one overlap per unit; grid it by building the Committee "
+                         "objects yourself (Committee(problem, readout, m0=[...]))")
+    if problem.bias is not None:
+        raise ValueError("params: committee machines have no learnable bias")
+    names, points, shape = _points(problem, algorithm, params, product)
     if "eta" in names and solve_options.get("n_steps") is None:
         raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
                          "static shape shared by all points)")
-    if batch_size is None:
-        batch_size = n_points
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
-    batch_size = min(int(batch_size), n_points)
-    config = configure(problem, algorithm, t_max, n_traj, batch=batch_size, **solve_options)
+    batch_size = _batch(batch_size, points.shape[0])
+    config = configure_committee(committee, algorithm, t_max, n_traj, batch=batch_size, **solve_options)
     for row in points:  # validate every point as a single solve would
         p, a = set_params(problem, algorithm, dict(zip(names, row)))
         _validate_point(p, a, config.n_steps)
     dtype = jnp.dtype(config.dtype)
     values = jnp.asarray(points, dtype)
-    sol = _grid_jit(problem.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
-                    jnp.asarray(seed_of(key)), config, batch_size)
-    sol = finish(sol, throw, "dmft_jax.solve_grid")
+
+    sol = _committee_grid_jit(committee.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
+                              jnp.asarray(seed_of(key)), config, batch_size)
     sol = jax.tree_util.tree_map(lambda a: jnp.reshape(a, shape + a.shape[1:]), sol)
-    return eqx.tree_at(lambda s: s.grid, sol, {n: np.reshape(points[:, i], shape) for i, n in enumerate(names)},
-                       is_leaf=lambda x: x is None)
+    sol = eqx.tree_at(lambda s: (s.problem, s.grid), sol,
+                      (committee, {n: np.reshape(points[:, i], shape) for i, n in enumerate(names)}),
+                      is_leaf=lambda x: x is None)
+    return finish_committee(sol, throw, "dmft_jax.solve_grid")
+
+
+@eqx.filter_jit
+def _committee_grid_jit(committee, algorithm, names, values, key, seed, config, batch_size):
+    from .committee_sweep import solve_traced
+
+    def solve(row):
+        p, a = set_params(committee.problem, algorithm, dict(zip(names, row)))
+        return solve_traced(eqx.tree_at(lambda x: x.problem, committee, p), a, key, seed, config)
+
+    if batch_size >= values.shape[0]:
+        return jax.vmap(solve)(values)
+    return jax.lax.map(solve, values, batch_size=batch_size)
 
 
 @eqx.filter_jit

@@ -146,27 +146,23 @@ def solve(
     return finish(sol, throw)
 
 
-def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, n_steps, antithetic, moment_matching,
-                     dtype, throw, **others):
-    """:func:`solve` of a committee machine: the exact response on ``response.n_chi``
-    trajectories; the strategies the block sweep does not have yet are refused by name."""
+def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, errors, sharding, n_steps, antithetic,
+                     moment_matching, dtype, throw, **others):
+    """:func:`solve` of a committee machine (the block sweep, committee_sweep.py); the
+    strategies it does not have are refused by name."""
     from .committee_sweep import solve_committee
 
     for name, value in others.items():
         default = value is None or (name == "save_trajectories" and value == 0) or (
-            name == "adjoint" and type(value) is AutodiffAdjoint) or (name == "errors" and type(value) is NoErrors) or (
+            name == "adjoint" and type(value) is AutodiffAdjoint) or (
             name == "progress_meter" and type(value) is NoProgressMeter) or (
             name == "solver" and value == CausalSweep())
         if not default:
-            raise ValueError(f"{name}: not available for committee machines yet (the K x K block sweep has the exact "
-                             "response and JAX's own derivatives; no solver, adjoint, errors, sharding, progress or "
-                             "saved trajectories options)")
-    if response is not None and (not isinstance(response, ExactResponse) or response.max_memory is not None):
-        raise ValueError(f"response: committee machines use ExactResponse(n_chi) (no max_memory bound yet); got "
-                         f"{response!r}")
-    n_chi = None if response is None else response.n_chi
-    return solve_committee(committee, algorithm, t_max, n_traj, key, n_chi=n_chi, n_steps=n_steps,
-                           antithetic=antithetic, moment_matching=moment_matching, dtype=dtype, throw=throw)
+            raise ValueError(f"{name}: not available for committee machines (the K x K block sweep is differentiated "
+                             "by JAX itself; it has no solver, adjoint, progress or saved-trajectories options)")
+    return solve_committee(committee, algorithm, t_max, n_traj, key, response=response, errors=errors,
+                           sharding=sharding, n_steps=n_steps, antithetic=antithetic,
+                           moment_matching=moment_matching, dtype=dtype, throw=throw)
 
 
 def _bucket(config: SolveConfig, problem, algorithm, response):

@@ -343,14 +343,15 @@ def tune(
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
-    if committee:  # the block sweep has no error replicas yet: no noise report
-        if errors not in ("auto", None):
-            raise ValueError("errors: committee machines have no error replicas yet; use errors=None")
-        errors, config = None, None
+    errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
+    others = {k: v for k, v in solve_kwargs.items() if k != "throw"}
+    if committee:
+        from .committee_sweep import configure_committee
+
+        config = configure_committee(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
+                                     **others)
     else:
-        errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
-        config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
-                           **{k: v for k, v in solve_kwargs.items() if k != "throw"})
+        config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors, **others)
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))

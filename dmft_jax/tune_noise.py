@@ -7,6 +7,7 @@ import sys
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .errors import AbstractErrors, GroupErrors, NoErrors, group_config, replica_keys
@@ -29,10 +30,19 @@ def resolve_errors(errors, n_traj: int, antithetic: bool) -> AbstractErrors:
 @eqx.filter_jit
 def replica_objectives(problem, algorithm, key, config, objective, groups):
     """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax.errors`)."""
-    small = group_config(config, groups)
+    from .committee_sweep import CommitteeSolveConfig
+
+    if isinstance(config, CommitteeSolveConfig):  # a committee machine: the block sweep's replicas
+        from . import committee_sweep
+
+        small = committee_sweep.group_config(config, groups)
+        run = lambda k: committee_sweep.solve_traced(problem, algorithm, k, jnp.zeros((), jnp.int32), small)
+    else:
+        small = group_config(config, groups)
+        run = lambda k: solve_traced(problem, algorithm, k, small)
 
     def one(k):
-        sol = solve_traced(problem, algorithm, k, small)
+        sol = run(k)
         return objective(sol), sol.result.code
 
     return jax.vmap(one)(replica_keys(key, groups))

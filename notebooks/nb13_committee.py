@@ -68,7 +68,9 @@ save(fig, "nb13_committee.png");
 # %% [markdown]
 # ## Batch size and persistence
 # The broken-symmetry committee trained by full-batch GD, by SGD with batch fraction `b = 0.3`
-# and by persistent SGD with the same `b` and persistence time `tau = 2`.
+# and by persistent SGD with the same `b` and persistence time `tau = 2`. The bands are two
+# standard errors of the whole solve, from 8 replicas on `N / 8` trajectories each
+# (`errors=dj.GroupErrors(8)`).
 
 # %%
 broken = runs["broken symmetry, m0 = (0.1, -0.1)"]
@@ -76,7 +78,7 @@ fig, ax = plt.subplots(figsize=(5, 3.8), constrained_layout=True)
 algos = ((dj.GD(0.2), "GD"), (dj.SGD(0.2, 0.3), "SGD, b = 0.3"),
          (dj.PersistentSGD(0.2, 0.3, 2.0), "persistent SGD, b = 0.3, tau = 2"))
 for algo_b, label in algos[2:] if SMALL else algos:  # the test suite's small run: one (compiled above)
-    sol = dj.solve(broken, algo_b, **kw)
+    sol = dj.solve(broken, algo_b, errors=dj.GroupErrors(8), **kw)
     ax.plot(sol.t, sol.eps_gen, label=label)
     ax.fill_between(sol.t, sol.eps_gen - 2 * sol.eps_gen_se, sol.eps_gen + 2 * sol.eps_gen_se, alpha=0.2, lw=0)
 ax.set(xlabel="t", ylabel="test error", title="two units, three clusters")

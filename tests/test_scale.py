@@ -196,6 +196,19 @@ SHARDED = textwrap.dedent("""
     cfg = solver.configure(prob, alg, 2, 4096, sharding="all")
     txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
+    # committee machines: the block sweep splits its (time, trajectory, unit) arrays likewise
+    from dmft_jax import committee_sweep as cs
+    committee = dj.Committee(prob, dj.SoftCommittee(2), m0=[0.3, -0.1])
+    for resp in (dj.ExactResponse(256), dj.ProbeResponse(2)):
+        one = dj.solve(committee, alg, n_steps=8, n_traj=1024, key=3, response=resp)
+        two = dj.solve(committee, alg, n_steps=8, n_traj=1024, key=3, response=resp, sharding="all")
+        for f in ("eps_gen", "Q", "M_R", "M_C", "train_loss"):
+            a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
+            assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
+    cfg = cs.configure_committee(committee, alg, None, 1024, n_steps=8, sharding="all")
+    txt = eqx.filter_jit(cs.solve_traced).lower(committee, alg, jax.random.PRNGKey(3), np.asarray(3),
+                                                cfg).compile().compiled.as_text()
+    assert "all-reduce" in txt and "f64[9,512,2]" in txt and "f64[9,1024,2]" not in txt
     print("OK")
 """)
 
