@@ -13,6 +13,7 @@ memory of ``chi`` is ``(T+1)^2 n_chi K^2`` numbers.
 
     python benchmarks/committee.py                 # everything (about 10 minutes on 2 cores)
     python benchmarks/committee.py --only cost
+    python benchmarks/committee.py --only agreement --probes 4   # the probe estimator
 """
 from __future__ import annotations
 
@@ -79,8 +80,12 @@ def extrapolate(dims, ys, ses):
 def agreement(dj, args):
     from dmft_jax.committee_sweep import solve_committee
 
+    import dmft_jax as dj
+
+    response = dj.ProbeResponse(args.probes) if args.probes else dj.ExactResponse(args.n_chi)
+    what = f"ProbeResponse({args.probes}) on all N" if args.probes else f"n_chi = {args.n_chi}"
     print(f"## Agreement: DMFT against A + B/d at d = {args.dims}, {args.seeds} seeds each; DMFT {args.keys} keys x "
-          f"N = {args.n_traj}, n_chi = {args.n_chi}")
+          f"N = {args.n_traj}, {what}")
     for label, committee, algo, t_max in settings(dj):
         if args.settings and not any(word in label for word in args.settings):
             continue
@@ -90,7 +95,7 @@ def agreement(dj, args):
                 for d in args.dims}
         for cross in (True, False) if "square" in label else (True,):
             t0 = time.perf_counter()
-            sols = [solve_committee(committee, algo, t_max, args.n_traj, key=k, n_chi=args.n_chi, cross_memory=cross)
+            sols = [solve_committee(committee, algo, t_max, args.n_traj, key=k, response=response, cross_memory=cross)
                     for k in range(args.keys)]
             wall = time.perf_counter() - t0
             T = sols[0].t.shape[0] - 1
@@ -120,41 +125,46 @@ def agreement(dj, args):
                       f"{M_R[..., ~eye].sum():.3g}")
 
 
+def _median_time(run) -> float:
+    """Median wall time of three runs after a first (compiling) one."""
+    run(0)
+    times = []
+    for k in range(1, 4):
+        t0 = time.perf_counter()
+        run(k)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[1]
+
+
 def cost(dj, args):
     import jax
 
     from dmft_jax.committee_sweep import solve_committee
 
-    N, T, n_chi = 2**13, 50, 512
-    print(f"\n## Cost of K: soft committee, two clusters, PSGD, N = {N}, n_chi = {n_chi}, T = {T}, float64; one solve "
-          "after compile (median of 3)")
-    print("| K | solve after compile | / K = 1 | chi (MiB) | / K = 1 |")
-    print("|---|---|---|---|---|")
+    N, T, n_chi, P, G = 2**13, 50, 512, 4, 8
+    print(f"\n## Cost of K: soft committee, two clusters, PSGD, N = {N}, T = {T}, float64; one solve after compile "
+          f"(median of 3). Exact response on n_chi = {n_chi}; probes: ProbeResponse({P}) on all N; errors: "
+          f"GroupErrors({G}) with the exact response")
+    print("| K | exact | / K = 1 | chi (MiB) | / K = 1 | probes | v, eps (MiB) | exact + errors | / exact |")
+    print("|---|---|---|---|---|---|---|---|---|")
     problem = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, R0=0.3)
+    algo = dj.PersistentSGD(0.2, 0.3, 2.0)
     base = None
     for K in (1, 2, 3, 4):
         committee = dj.Committee(problem, dj.SoftCommittee(K), m0=np.linspace(0.3, -0.1, K))
-        algo = dj.PersistentSGD(0.2, 0.3, 2.0)
-        run = lambda k: solve_committee(committee, algo, n_steps=T, n_traj=N, key=k, n_chi=n_chi).m.block_until_ready()
-        run(0)
-        times = []
-        for k in range(1, 4):
-            t0 = time.perf_counter()
-            run(k)
-            times.append(time.perf_counter() - t0)
-        wall = sorted(times)[1]
+        timed = lambda **kw: _median_time(lambda k: solve_committee(committee, algo, n_steps=T, n_traj=N, key=k,
+                                                                    **kw).m.block_until_ready())
+        wall = timed(response=dj.ExactResponse(n_chi))
+        probes = timed(response=dj.ProbeResponse(P))
+        errors = timed(response=dj.ExactResponse(n_chi), errors=dj.GroupErrors(G))
         mib = (T + 1) ** 2 * n_chi * K * K * 8 / 2**20
+        probe_mib = 2 * (T + 1) * N * P * K * 8 / 2**20
         base = base or (wall, mib)
-        print(f"| {K} | {wall:.2f} s | {wall / base[0]:.2f}x | {mib:.0f} | {mib / base[1]:.0f}x |")
-    dj.solve(problem, dj.PersistentSGD(0.2, 0.3, 2.0), n_steps=T, n_traj=N, key=1,
-             response=dj.ExactResponse(n_chi)).m.block_until_ready()
-    dj.solve(problem, dj.PersistentSGD(0.2, 0.3, 2.0), n_steps=T, n_traj=N, key=2,
-             response=dj.ExactResponse(n_chi)).m.block_until_ready()
-    t0 = time.perf_counter()
-    dj.solve(problem, dj.PersistentSGD(0.2, 0.3, 2.0), n_steps=T, n_traj=N, key=3,
-             response=dj.ExactResponse(n_chi)).m.block_until_ready()
-    print(f"\nThe single-unit sweep (dj.solve of the Problem, same sizes): {time.perf_counter() - t0:.2f} s "
-          f"(jax {jax.__version__})")
+        print(f"| {K} | {wall:.2f} s | {wall / base[0]:.2f}x | {mib:.0f} | {mib / base[1]:.0f}x | {probes:.2f} s | "
+              f"{probe_mib:.0f} | {errors:.2f} s | {errors / wall:.2f}x |")
+    single = _median_time(lambda k: dj.solve(problem, algo, n_steps=T, n_traj=N, key=k,
+                                              response=dj.ExactResponse(n_chi)).m.block_until_ready())
+    print(f"\nThe single-unit sweep (dj.solve of the Problem, same sizes): {single:.2f} s (jax {jax.__version__})")
 
 
 def main():
@@ -166,6 +176,8 @@ def main():
     parser.add_argument("--keys", type=int, default=4)
     parser.add_argument("--n-traj", type=int, default=2**14)
     parser.add_argument("--n-chi", type=int, default=1024)
+    parser.add_argument("--probes", type=int, default=0, help="the probe estimator with this many probes (default: "
+                        "the exact response on --n-chi trajectories)")
     args = parser.parse_args()
     import jax
 

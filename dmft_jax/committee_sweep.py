@@ -71,6 +71,7 @@ class CommitteeSolveConfig(eqx.Module):
     response: Any = eqx.field(static=True)
     errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
     devices: tuple | None = eqx.field(static=True, default=None)
+    quadrature: int = eqx.field(static=True, default=0)  # points of the test error's quadrature (0: Monte Carlo)
 
     @property
     def n_chi(self) -> int:
@@ -79,7 +80,7 @@ class CommitteeSolveConfig(eqx.Module):
 
     def to_dict(self) -> dict:
         out = {n: getattr(self, n) for n in ("n_steps", "n_traj", "n_chi", "K", "antithetic", "moment_matching",
-                                            "cross_memory", "symmetric", "dtype")}
+                                            "cross_memory", "symmetric", "dtype", "quadrature")}
         errors = {"type": type(self.errors).__name__, **({"groups": self.errors.groups}
                                                           if isinstance(self.errors, GroupErrors) else {})}
         return {**out, "response": self.response.to_dict(), "errors": errors,
@@ -101,7 +102,9 @@ class CommitteeSolution(AbstractOutcome):
     ``C_perp`` (same layout), ``eps_gen``, ``train_loss`` and ``train_acc``.
 
     ``eps_gen_integral_se``: the Monte Carlo error of the test-error integral alone (at the
-    solve's own ``m`` and ``Q``). ``se``: with ``errors=dj.GroupErrors()``, the standard errors
+    solve's own ``m`` and ``Q``; where it is computed by quadrature, on ``config.quadrature``
+    points, the difference from a rule with half the nodes per dimension, an estimate of the
+    quadrature error from above). ``se``: with ``errors=dj.GroupErrors()``, the standard errors
     of the whole solve (the kernels' Monte Carlo error included) of every observable in
     :data:`OBSERVABLES`, also read as ``sol.eps_gen_se``, ``sol.Q_se``, ...; ``None`` otherwise.
     ``stats``: ``n_clipped`` noise-factor pivots clipped to zero (rounding or a rank-deficient
@@ -219,7 +222,7 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
     return CommitteeSolveConfig(n_steps=T, n_traj=n_traj, K=K, antithetic=bool(antithetic),
                                 moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
                                 symmetric=bool(symmetric), dtype=str(dtype), response=estimator, errors=errors,
-                                devices=devices)
+                                devices=devices, quadrature=quadrature_size(committee))
 
 
 def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
@@ -551,51 +554,97 @@ def correlation_blocks(R, P, M_C, R0, dts, temperature=None):
     return C.reshape(S, K, S, K)
 
 
-def _clean_labels(model, c, y, h0):
-    """The labels a fresh test sample is scored against: a mixture's own, the teacher's sign
-    without label noise."""
-    if isinstance(model, TeacherStudent):
-        return jnp.where(h0 >= 0, 1.0, -1.0).astype(h0.dtype)
-    return y
+# quadrature of the test error: Gauss-Legendre nodes on [-8, 0] and [0, 8] per Gaussian
+# dimension (the normal density in the weights; its mass beyond 8 is 1e-15), used while the
+# product grid over the model's atoms stays within QUADRATURE_POINTS
+HALF_NODES, QUADRATURE_POINTS = 20, 200_000
+
+
+def quadrature_size(committee) -> int:
+    """Points of the test error's product quadrature (0: Monte Carlo). The quadrature needs the
+    read-out's root (the last field integrated exactly) and the model's atoms; the other
+    ``K - 1`` fields and ``h0`` take ``2 HALF_NODES`` nodes each."""
+    model = committee.problem.model
+    atoms = model.test_atoms()
+    has_root = jax.eval_shape(lambda: committee.readout.root_last(jnp.zeros((1, committee.K - 1)))) is not None
+    if atoms is None or not has_root:
+        return 0
+    size = atoms[0].shape[0] * (2 * HALF_NODES) ** committee.K
+    return size if size <= QUADRATURE_POINTS else 0
+
+
+def _nodes(dims: int, half: int):
+    """Product Gauss-Legendre nodes ``(n, dims)``, ``half`` per half-line and dimension, and
+    their weights (the normal density included)."""
+    x, w = np.polynomial.legendre.leggauss(half)
+    t, wt = 4.0 * (x + 1.0), 4.0 * w * np.exp(-0.5 * (4.0 * (x + 1.0)) ** 2) / np.sqrt(2 * np.pi)
+    t, wt = np.concatenate([-t, t]), np.concatenate([wt, wt])
+    grid = np.stack(np.meshgrid(*([t] * dims), indexing="ij"), -1).reshape(-1, dims)
+    weights = np.prod(np.stack(np.meshgrid(*([wt] * dims), indexing="ij"), -1).reshape(-1, dims), axis=1)
+    return grid, weights
 
 
 def test_error(committee, rnd, m, C_kk, key, config):
     """``P(y f(r) <= 0)`` at every step for a fresh sample, ``r = m proj + sqrt(Delta) L z``
-    (``L L^T = C_perp[k, k]``), averaged over the ``N`` samples ``(c, y, h0)`` of the solve
-    with fresh ``z``; with the read-out's root in the last unit that unit is integrated exactly
-    (smooth), else an indicator. Returns the mean and its standard error."""
+    (``L L^T = C_perp[k, k]``, ``y`` the clean label). With the read-out's root the last field
+    is integrated exactly, and the rest (``h0``, the first ``K - 1`` entries of ``z`` and the
+    model's atoms) by product quadrature when :func:`quadrature_size` allows (its error estimated
+    by the difference from the rule with half the nodes), else by Monte Carlo over the solve's ``N`` samples ``(c, h0)`` with fresh ``z`` (smooth);
+    without a root by the indicator's Monte Carlo average. Returns the mean and its standard
+    error."""
     problem, readout = committee.problem, committee.readout
     model, delta = problem.model, problem.delta
     K = config.K
     dtype = m.dtype
-    c, y, h0 = rnd.c, rnd.y, rnd.h0
-    N = c.shape[0]
-    proj = model.projection(c, h0, delta)
-    y_clean = _clean_labels(model, c, y, h0)
-    lp = model.log_prob(c, y)
-    w = jnp.exp(lp - lax.stop_gradient(lp))  # the law of c (rho) in gradients
-    z = jax.random.normal(jax.random.fold_in(key, 0x7E57), (N, K), jnp.float32).astype(dtype)
     eye = jnp.eye(K, dtype=dtype)
     tiny = jnp.finfo(dtype).tiny
 
-    def at(m_k, C_k):
+    def error(m_k, C_k, proj, y, z, exact_last):
+        """The error of every point ``(proj, y, z)`` (``z`` ``(P, K)``)."""
         cov = delta * 0.5 * (C_k + C_k.T)
         L = jnp.linalg.cholesky(cov + 1e-12 * jnp.maximum(jnp.trace(cov), tiny) * eye)
         mean = proj[:, None] * m_k[None, :]
-        root = readout.root_last(mean[:, :-1] + z[:, :-1] @ L[:-1, :-1].T) if K > 1 else readout.root_last(
-            jnp.zeros((N, 0), dtype))
-        if root is None:
-            r = mean + z @ L.T
-            err = (y_clean * readout(r) <= 0).astype(dtype)
-        else:
-            base = mean[:, -1] + z[:, :-1] @ L[-1, :-1]
-            sd = jnp.maximum(L[-1, -1], tiny)
-            # P(r_K <= root): f <= 0. An infinite root (f of one sign for every r_K) is a constant,
-            # kept out of the arithmetic so that its derivatives are 0, not inf * 0
-            finite = jnp.isfinite(root)
-            ratio = (jnp.where(finite, root, 0.0) - base) / sd
-            below = jnp.where(finite, ndtr(ratio), jnp.where(root > 0, 1.0, 0.0))
-            err = jnp.where(y_clean > 0, below, 1.0 - below)
+        if not exact_last:
+            return (y * readout(mean + z @ L.T) <= 0).astype(dtype)
+        root = readout.root_last(mean[:, :-1] + z[:, :-1] @ L[:-1, :-1].T)
+        base = mean[:, -1] + z[:, :-1] @ L[-1, :-1]
+        sd = jnp.maximum(L[-1, -1], tiny)
+        # P(r_K <= root): f <= 0. An infinite root (f of one sign for every r_K) is a constant,
+        # kept out of the arithmetic so that its derivatives are 0, not inf * 0
+        finite = jnp.isfinite(root)
+        below = jnp.where(finite, ndtr((jnp.where(finite, root, 0.0) - base) / sd), jnp.where(root > 0, 1.0, 0.0))
+        return jnp.where(y > 0, below, 1.0 - below)
+
+    if config.quadrature:
+        c_atoms, p_atoms = model.test_atoms()
+
+        def rule(half):  # the points (proj, y, z) and weights over the atoms x nodes
+            grid, weights = _nodes(K, half)  # columns: h0, z_1 .. z_{K-1}
+            n_atoms, n = c_atoms.shape[0], grid.shape[0]
+            c = jnp.repeat(c_atoms.astype(dtype), n)
+            h0 = jnp.tile(jnp.asarray(grid[:, 0], dtype), n_atoms)
+            z = jnp.tile(jnp.asarray(np.concatenate([grid[:, 1:], np.zeros((n, 1))], 1), dtype), (n_atoms, 1))
+            w = (p_atoms.astype(dtype)[:, None] * jnp.asarray(weights, dtype)[None, :]).reshape(-1)
+            return model.projection(c, h0, delta), model.clean_label(c, h0), z, w
+
+        fine, coarse = rule(HALF_NODES), rule(HALF_NODES // 2)
+
+        def at(mC):
+            value = lambda proj, y, z, w: jnp.sum(w * error(*mC, proj, y, z, True)) / jnp.sum(w)
+            est = value(*fine)
+            return est, jnp.abs(lax.stop_gradient(est - value(*coarse)))
+
+        return lax.map(at, (m, C_kk))
+    c, h0 = rnd.c, rnd.h0
+    N = c.shape[0]
+    proj, y = model.projection(c, h0, delta), model.clean_label(c, h0)
+    lp = model.log_prob(c, rnd.y)
+    w = jnp.exp(lp - lax.stop_gradient(lp))  # the law of c (rho) in gradients
+    z = jax.random.normal(jax.random.fold_in(key, 0x7E57), (N, K), jnp.float32).astype(dtype)
+    exact_last = jax.eval_shape(lambda: readout.root_last(jnp.zeros((1, K - 1), dtype))) is not None
+
+    def at(m_k, C_k):
+        err = error(m_k, C_k, proj, y, z, exact_last)
         est = jnp.sum(w * err) / jnp.sum(w)
         pairs = err.reshape(-1, 2).mean(axis=1) if config.antithetic else err
         se = jnp.std(lax.stop_gradient(pairs), ddof=1) / jnp.sqrt(pairs.shape[0])

@@ -65,6 +65,16 @@ class AbstractModel(eqx.Module):
         a bias (:class:`Problem` refuses)."""
         raise NotImplementedError
 
+    def test_atoms(self):
+        """The discrete part of a fresh test sample as atoms ``(c, weights)`` (arrays, weights
+        summing to 1; ``h0`` is the continuous part), for quadrature of a test error over them
+        (the committee DMFT); ``None`` when the model does not give them (Monte Carlo then)."""
+        return None
+
+    def clean_label(self, c, h0):
+        """The label a fresh test sample is scored against (without label noise)."""
+        raise NotImplementedError
+
 
 def _has_bias_error(model) -> bool:
     return type(model).eps_gen_bias is not AbstractModel.eps_gen_bias
@@ -156,6 +166,12 @@ class TwoCluster(AbstractMixture):
     def log_prob(self, c, y):
         return jnp.log(jnp.where(c > 0, self.rho, 1 - self.rho))
 
+    def test_atoms(self):
+        return jnp.asarray([1.0, -1.0], self.rho.dtype), jnp.stack([self.rho, 1 - self.rho])
+
+    def clean_label(self, c, h0):
+        return c
+
     def eps_gen(self, m, q, delta):
         positive = q > 0
         sigma = jnp.where(positive, jnp.sqrt(delta * jnp.where(positive, q, 1.0)), 0.0)  # no sqrt'(0) in gradients
@@ -203,6 +219,12 @@ class ThreeCluster(AbstractMixture):
 
     def log_prob(self, c, y):
         return jnp.log(jnp.where(c != 0, 0.5 * self.rho, 1 - self.rho))
+
+    def test_atoms(self):
+        return jnp.asarray([1.0, -1.0, 0.0], self.rho.dtype), jnp.stack([0.5 * self.rho, 0.5 * self.rho, 1 - self.rho])
+
+    def clean_label(self, c, h0):
+        return jnp.where(c != 0, 1.0, -1.0).astype(c.dtype)
 
     def eps_gen(self, m, q, delta):
         positive = q > 0

@@ -85,6 +85,13 @@ class TeacherStudent(AbstractTeacher):
     def log_prob(self, c, y):
         return jnp.log(jnp.where(c > 0, self.label_noise, 1 - self.label_noise))
 
+    def test_atoms(self):  # the test labels are clean: one atom, no flip
+        dtype = self.label_noise.dtype
+        return jnp.zeros(1, dtype), jnp.ones(1, dtype)
+
+    def clean_label(self, c, h0):
+        return jnp.where(h0 >= 0, 1.0, -1.0).astype(h0.dtype)
+
     def eps_gen(self, m, q, delta):
         # arccos(m / sqrt q) = atan2(sqrt(q - m^2), m): no infinite derivative at q = m^2
         positive = q > 0
