@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .response import AbstractResponse, ExactResponse, ProbeResponse
+from .response import ExactResponse, ProbeResponse
 
 
 class ExactBlocksState(eqx.Module):
