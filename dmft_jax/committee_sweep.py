@@ -7,19 +7,23 @@ stream of ``u0`` and of the noise ``zeta`` per unit; unit 0's are the single-uni
 - fields ``r = m[k] proj + u[k]`` (``N x K``), ``g = s grad_r Lambda``, ``H = s Hess_r Lambda``;
 - ``lam_hat[k] = alpha Delta E[H]``, ``mu[k] = alpha E[g proj]``,
   ``M_C[k, j] = alpha Delta E[g[k] g[j]^T]``, ``M_R[k, l] = alpha Delta E[H chi[k, l]] / eta_l``
-  (``chi`` exact on the first ``n_chi`` trajectories);
+  by the block estimator of ``response`` (``committee_response.py``: ``chi`` exact on
+  ``n_chi`` trajectories, or probes);
 - the noise: the causal Cholesky factor of ``Delta M_C`` over the flattened (time, unit) index,
-  extended by ``K`` rows per step (a triangular solve and a ``K x K`` Cholesky);
-- ``u``, ``chi`` and ``m`` advanced with matrix products (with heavy-ball momentum and Langevin
-  noise as in sections 5.1 and 5.2, per unit).
+  extended by ``K`` rows per step (the single-unit row update, pivots clipped and counted);
+- ``u`` and ``m`` advanced with matrix products (with heavy-ball momentum and Langevin noise as in
+  sections 5.1 and 5.2, per unit), the estimator's state likewise.
 
 After the sweep the weight side: ``R``, ``P``, ``C_perp`` (blocks), ``Q[k] = m m^T + C_perp[k, k]``,
 and the test error ``P(y f(r) <= 0)`` of a fresh sample, ``r = m proj + sqrt(Delta) C_perp^(1/2) z``:
-averaged over the trajectories' samples with fresh ``z``, the last unit integrated analytically
-when the read-out gives its root (smooth in every parameter), else an indicator.
+the last unit integrated analytically when the read-out gives its root, the rest by quadrature
+(small ``K``) or over the trajectories' samples with fresh ``z``; without a root an indicator.
 
-Everything is plain ``jax``: ``jax.grad``/``jax.jvp`` and ``jax.vmap`` go through a solve
-(likelihood-ratio weights for the laws of the discrete draws, as in the single-unit sweep).
+``errors=GroupErrors(G)`` adds ``G`` replica solves on ``N / G`` trajectories (vmapped);
+``sharding`` splits the trajectory axis over devices; ``dmft_jax.solve_grid`` vmaps
+:func:`solve_traced` over points. Everything is plain ``jax``: ``jax.grad``/``jax.jvp`` and
+``jax.vmap`` go through a solve (likelihood-ratio weights for the laws of the discrete draws, as
+in the single-unit sweep).
 """
 from __future__ import annotations
 

@@ -70,11 +70,19 @@ def in_sync(script: Path) -> bool:
 
 
 def execute(nb, timeout: int = 1800):
-    """Run ``nb`` in a fresh kernel with the notebooks folder as working directory (in place)."""
+    """Run ``nb`` in a fresh kernel with the notebooks folder as working directory (in place).
+    The kernel talks over unix sockets in a folder of its own: kernels started at once (the
+    test suite runs two) cannot race for the same TCP ports, which once left a cell waiting for
+    its whole timeout."""
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    NotebookClient(nb, timeout=timeout, kernel_name=KERNEL["name"],
-                   resources={"metadata": {"path": str(HERE)}}).execute()
+    with tempfile.TemporaryDirectory(prefix="dmft_jax_kernel_") as folder:
+        km = KernelManager(kernel_name=KERNEL["name"], transport="ipc", ip=str(Path(folder) / "kernel"))
+        NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL["name"],
+                       resources={"metadata": {"path": str(HERE)}}).execute()
     return nb
 
 
