@@ -32,6 +32,7 @@ def settings(dj):
     square = dj.Problem(dj.TwoCluster(0.5), "square", alpha=1.5, delta=0.5, lam=0.02, R0=0.05)
     three = dj.Problem(dj.ThreeCluster(0.6, 0.7), "logistic", alpha=3.0, delta=0.1, lam=0.0, R0=0.3, m0=0.1)
     teacher = dj.Problem(dj.TeacherStudent(0.0), "logistic", alpha=3.0, lam=0.01, R0=0.5)
+    regression = dj.Problem(dj.TeacherRegression(0.3, f=jnp.tanh), alpha=2.0, lam=0.05, R0=0.3)
 
     def quadratic(r):  # the committee form of the single-unit quadratic read-out of three clusters
         return jnp.mean(r * r, axis=-1) - 0.49
@@ -45,6 +46,8 @@ def settings(dj):
                                                                       m0=[0.1, 0.05]), dj.SGD(0.2, 0.5), 8.0),
         ("teacher-student, sign K=3 (beta 2), logistic, PSGD",
          dj.Committee(teacher, dj.SignCommittee(3, 2.0), m0=[0.2, 0.1, 0.0]), dj.PersistentSGD(0.2, 0.4, 1.5), 8.0),
+        ("teacher regression (tanh teacher, noise 0.3), soft K=2, square loss, PSGD",
+         dj.Committee(regression, dj.SoftCommittee(2), m0=[0.3, -0.1]), dj.PersistentSGD(0.2, 0.3, 2.0), 8.0),
         ("two clusters, soft K=2, logistic, SGD with momentum 0.5 and Langevin noise T_L = 0.05",
          dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1]), dj.SGD(0.2, 0.3, beta=0.5, temperature=0.05), 8.0),
     ]
@@ -78,7 +81,7 @@ def extrapolate(dims, ys, ses):
 
 
 def agreement(dj, args):
-    from dmft_jax.committee_sweep import solve_committee
+    from dmft_jax.committee_solve import solve_committee
 
     import dmft_jax as dj
 
@@ -139,7 +142,7 @@ def _median_time(run) -> float:
 def cost(dj, args):
     import jax
 
-    from dmft_jax.committee_sweep import solve_committee
+    from dmft_jax.committee_solve import solve_committee
 
     N, T, n_chi, P, G = 2**13, 50, 512, 4, 8
     print(f"\n## Cost of K: soft committee, two clusters, PSGD, N = {N}, T = {T}, float64; one solve after compile "

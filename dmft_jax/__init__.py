@@ -6,7 +6,7 @@ from .cache import default_cache_dir, disable_compilation_cache, enable_compilat
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
                         SoftCommittee)
-from .committee_sweep import CommitteeSolution, solve_committee
+from .committee_solve import CommitteeSolution, solve_committee
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .errors import AbstractErrors, GroupErrors, NoErrors
 from .fdt import FDT, fdt

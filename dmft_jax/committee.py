@@ -8,7 +8,7 @@ Built so far: the problems (:class:`Committee` with the read-outs :class:`SoftCo
 (:func:`simulate_committee`, also reached through :func:`dmft_jax.simulate`), with the order
 parameters ``m`` (a ``K``-vector) and ``Q = W W^T / d`` (``K x K``), the held-out test error,
 the training loss and accuracy; and the DMFT with ``K x K`` kernel blocks
-(:mod:`dmft_jax.committee_sweep`, reached through :func:`dmft_jax.solve`).
+(:mod:`dmft_jax.committee_solve`, reached through :func:`dmft_jax.solve`).
 """
 from __future__ import annotations
 

@@ -168,10 +168,10 @@ def _batch(batch_size, n_points):
 
 def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product, batch_size, throw,
                     **solve_options):
-    """:func:`solve_grid` of a committee machine: the block sweep (committee_sweep.py) vmapped
+    """:func:`solve_grid` of a committee machine: the block sweep (committee_solve.py) vmapped
     over the points; the parameters of ``committee.problem`` and of the algorithm are gridded
     (not the per-unit ``m0``: build the committees yourself)."""
-    from .committee_sweep import configure_committee, finish_committee
+    from .committee_solve import configure_committee, finish_committee
 
     problem = committee.problem
     if isinstance(params, dict) and "m0" in params:
@@ -202,7 +202,7 @@ def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product
 
 @eqx.filter_jit
 def _committee_grid_jit(committee, algorithm, names, values, key, seed, config, batch_size):
-    from .committee_sweep import solve_traced
+    from .committee_solve import solve_traced
 
     def solve(row):
         p, a = set_params(committee.problem, algorithm, dict(zip(names, row)))

@@ -148,9 +148,9 @@ def solve(
 
 def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, errors, sharding, n_steps, antithetic,
                      moment_matching, dtype, throw, **others):
-    """:func:`solve` of a committee machine (the block sweep, committee_sweep.py); the
+    """:func:`solve` of a committee machine (the block sweep, committee_solve.py); the
     strategies it does not have are refused by name."""
-    from .committee_sweep import solve_committee
+    from .committee_solve import solve_committee
 
     for name, value in others.items():
         default = value is None or (name == "save_trajectories" and value == 0) or (

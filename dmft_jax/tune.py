@@ -346,7 +346,7 @@ def tune(
     errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
     others = {k: v for k, v in solve_kwargs.items() if k != "throw"}
     if committee:
-        from .committee_sweep import configure_committee
+        from .committee_solve import configure_committee
 
         config = configure_committee(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
                                      **others)

@@ -30,13 +30,13 @@ def resolve_errors(errors, n_traj: int, antithetic: bool) -> AbstractErrors:
 @eqx.filter_jit
 def replica_objectives(problem, algorithm, key, config, objective, groups):
     """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax.errors`)."""
-    from .committee_sweep import CommitteeSolveConfig
+    from .committee_solve import CommitteeSolveConfig
 
     if isinstance(config, CommitteeSolveConfig):  # a committee machine: the block sweep's replicas
-        from . import committee_sweep
+        from . import committee_solve
 
-        small = committee_sweep.group_config(config, groups)
-        run = lambda k: committee_sweep.solve_traced(problem, algorithm, k, jnp.zeros((), jnp.int32), small)
+        small = committee_solve.group_config(config, groups)
+        run = lambda k: committee_solve.solve_traced(problem, algorithm, k, jnp.zeros((), jnp.int32), small)
     else:
         small = group_config(config, groups)
         run = lambda k: solve_traced(problem, algorithm, k, small)

@@ -99,13 +99,18 @@ def test_committee_simulation_checks_its_options(two):
 SOLVE = dict(n_steps=12, n_traj=256, key=2)  # sizes no other test uses
 
 
-@pytest.mark.parametrize("algo, root", [(dj.PersistentSGD(0.2, 0.3, 2.0), True),
-                                         (dj.SGD(0.2, 0.4, beta=0.5, temperature=0.05), False)],
-                         ids=["psgd-quadrature", "sgd-momentum-langevin-monte-carlo"])
-def test_one_unit_block_sweep_is_the_single_unit_dmft(two, algo, root):
-    single = dj.solve(two, algo, response=dj.ExactResponse(64), **SOLVE)
+REGRESSION = dj.Problem(dj.TeacherRegression(0.3), alpha=2.0, lam=0.05, R0=0.3)
+
+
+@pytest.mark.parametrize("regression, algo, root", [(False, dj.PersistentSGD(0.2, 0.3, 2.0), True),
+                                                    (False, dj.SGD(0.2, 0.4, beta=0.5, temperature=0.05), False),
+                                                    (True, dj.PersistentSGD(0.2, 0.3, 2.0), False)],
+                         ids=["psgd-quadrature", "sgd-momentum-langevin-monte-carlo", "regression-quadrature"])
+def test_one_unit_block_sweep_is_the_single_unit_dmft(two, regression, algo, root):
+    problem = REGRESSION if regression else two
+    single = dj.solve(problem, algo, response=dj.ExactResponse(64), **SOLVE)
     readout = dj.CustomReadout(1, lambda r: r[..., 0], root=(lambda rest: jnp.zeros(rest.shape[:-1])) if root else None)
-    one = dj.solve(dj.Committee(two, readout), algo, response=dj.ExactResponse(64), **SOLVE)
+    one = dj.solve(dj.Committee(problem, readout), algo, response=dj.ExactResponse(64), **SOLVE)
     assert bool(one.ok) and one.m.shape == (13, 1) and one.M_R.shape == (13, 13, 1, 1)
     pairs = [("m", one.m[:, 0], single.m), ("Q", one.Q[:, 0, 0], single.q), ("lam_hat", one.lam_hat[:, 0, 0],
              single.lam_hat), ("mu", one.mu[:, 0], single.mu), ("M_C", one.M_C[..., 0, 0], single.M_C),
@@ -114,8 +119,8 @@ def test_one_unit_block_sweep_is_the_single_unit_dmft(two, algo, root):
              ("train_loss", one.train_loss, single.train_loss), ("train_acc", one.train_acc, single.train_acc)]
     for name, a, b in pairs:
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12, err_msg=name)
-    if root:  # the test error by quadrature (its root is 0): the closed form of the single unit
-        assert one.config.quadrature == 80
+    if root or regression:  # the test error by quadrature: the single unit's closed form
+        assert one.config.quadrature == (1600 if regression else 80)
         np.testing.assert_allclose(np.asarray(one.eps_gen), np.asarray(single.eps_gen), rtol=1e-9, atol=1e-12)
     else:  # a Monte Carlo average of the indicator
         assert one.config.quadrature == 0
@@ -203,9 +208,6 @@ def test_bad_committee_solve_options(two, kwargs, match):
 
 def test_committee_solve_refuses_what_it_does_not_cover(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))
-    regression = dj.Problem(dj.TeacherRegression(0.1), alpha=2.0)
-    with pytest.raises(ValueError, match="covers TwoCluster, ThreeCluster and TeacherStudent"):
-        dj.solve(dj.Committee(regression, dj.SoftCommittee(2)), dj.GD(0.2), **SOLVE)
     with pytest.raises(ValueError, match="cross_memory must be True or False"):
         dj.solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, cross_memory="yes")
     with pytest.raises(ValueError, match="symmetric: the read-out changes when the units are permuted"):

@@ -197,7 +197,7 @@ SHARDED = textwrap.dedent("""
     txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
     # committee machines: the block sweep splits its (time, trajectory, unit) arrays likewise
-    from dmft_jax import committee_sweep as cs
+    from dmft_jax import committee_solve as cs
     committee = dj.Committee(prob, dj.SoftCommittee(2), m0=[0.3, -0.1])
     for resp in (dj.ExactResponse(256), dj.ProbeResponse(2)):
         one = dj.solve(committee, alg, n_steps=8, n_traj=1024, key=3, response=resp)

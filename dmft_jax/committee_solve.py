@@ -1,0 +1,306 @@
+"""Committee-machine solves (docs/equations.md, section 6.2): the options and their checks
+(:func:`configure_committee`), the result (:class:`CommitteeSolution`), error replicas, and
+:func:`solve_committee`; the traced sweep is ``committee_sweep.py``."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _validate
+from ._util import as_dtype, as_key, cast_tree, seed_of
+from .algorithms import AbstractAlgorithm
+from .committee import Committee
+from .committee_error import quadrature_size
+from .committee_response import ExactBlocks, block_estimator
+from .committee_sweep import committee_sweep
+from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient, replica_keys
+from .losses import check_for_solver
+from .memory import device_bytes
+from .problem import AbstractMixture
+from .response import ExactResponse
+from .results import RESULTS, AbstractOutcome, Result
+from .sharding import device_ids
+from .teacher import TeacherRegression, TeacherStudent
+from .timegrid import count_steps
+
+
+# the committee observables that get a standard error with errors=GroupErrors(...)
+OBSERVABLES = ("m", "Q", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "C_perp", "R", "M_C", "M_R")
+
+
+class CommitteeSolveConfig(eqx.Module):
+    """The static sizes and options of a committee solve: ``response`` is the block estimator
+    (:class:`~dmft_jax.committee_response.ExactBlocks` or ``ProbeBlocks``), ``errors`` the error
+    estimator, ``devices`` the ids of the devices the trajectories are split over (``None``: one)."""
+
+    n_steps: int = eqx.field(static=True)
+    n_traj: int = eqx.field(static=True)
+    K: int = eqx.field(static=True)
+    antithetic: bool = eqx.field(static=True)
+    moment_matching: bool = eqx.field(static=True)
+    cross_memory: bool = eqx.field(static=True)
+    symmetric: bool = eqx.field(static=True)
+    dtype: str = eqx.field(static=True)
+    response: Any = eqx.field(static=True)
+    errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
+    devices: tuple | None = eqx.field(static=True, default=None)
+    quadrature: int = eqx.field(static=True, default=0)  # points of the test error's quadrature (0: Monte Carlo)
+
+    @property
+    def n_chi(self) -> int:
+        """Trajectories carrying the exact response (0 with probes)."""
+        return getattr(self.response, "n_chi", 0)
+
+    def to_dict(self) -> dict:
+        out = {n: getattr(self, n) for n in ("n_steps", "n_traj", "n_chi", "K", "antithetic", "moment_matching",
+                                            "cross_memory", "symmetric", "dtype", "quadrature")}
+        errors = {"type": type(self.errors).__name__, **({"groups": self.errors.groups}
+                                                          if isinstance(self.errors, GroupErrors) else {})}
+        return {**out, "response": self.response.to_dict(), "errors": errors,
+                "devices": None if self.devices is None else list(self.devices)}
+
+
+def _se_property(name: str) -> property:
+    def get(self):
+        return None if self.se is None else self.se[name]
+
+    get.__doc__ = f"The standard error of ``{name}`` (``None`` when solved without ``errors=``)."
+    return property(get)
+
+
+class CommitteeSolution(AbstractOutcome):
+    """The DMFT of a committee machine, indexed by step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``,
+    the kernels ``lam_hat`` ``(T+1, K, K)``, ``mu`` ``(T+1, K)``, ``M_C`` and ``M_R``
+    ``(T+1, T+1, K, K)`` (``[k, l]`` the block of times ``k, l``), the weight-side ``R`` and
+    ``C_perp`` (same layout), ``eps_gen``, ``train_loss`` and ``train_acc``.
+
+    ``eps_gen_integral_se``: the Monte Carlo error of the test-error integral alone (at the
+    solve's own ``m`` and ``Q``; where it is computed by quadrature, on ``config.quadrature``
+    points, the difference from a rule with half the nodes per dimension, an estimate of the
+    quadrature error from above). ``se``: with ``errors=dj.GroupErrors()``, the standard errors
+    of the whole solve (the kernels' Monte Carlo error included) of every observable in
+    :data:`OBSERVABLES`, also read as ``sol.eps_gen_se``, ``sol.Q_se``, ...; ``None`` otherwise.
+    ``stats``: ``n_clipped`` noise-factor pivots clipped to zero (rounding or a rank-deficient
+    ``M_C`` estimate, as in :class:`~dmft_jax.Solution`), ``n_negative`` those clipped because
+    they came out negative beyond rounding, and with errors ``n_groups_failed``, the failed
+    replicas (their standard errors are then NaN).
+    A grid's result (:func:`dmft_jax.solve_grid`) has the grid's shape in front of every array
+    and its points in ``grid``."""
+
+    t: Any
+    m: Any
+    Q: Any
+    C_perp: Any
+    R: Any
+    lam_hat: Any
+    mu: Any
+    M_C: Any
+    M_R: Any
+    eps_gen: Any
+    eps_gen_integral_se: Any
+    train_loss: Any
+    train_acc: Any
+    result: Result
+    seed: Any
+    problem: Committee
+    algorithm: AbstractAlgorithm
+    config: CommitteeSolveConfig
+    stats: Any = None
+    se: Any = None
+    grid: Any = None
+
+    kind: ClassVar[str] = "committee_solution"
+    base_arrays: ClassVar[tuple] = ("t", "m", "Q", "C_perp", "R", "lam_hat", "mu", "M_C", "M_R", "eps_gen",
+                                    "eps_gen_integral_se", "train_loss", "train_acc", "status", "n_clipped",
+                                    "n_negative")
+
+    @property
+    def n_clipped(self):
+        return self.stats["n_clipped"]
+
+    @property
+    def n_negative(self):
+        return self.stats["n_negative"]
+
+    @property
+    def saved_arrays(self) -> tuple:
+        """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
+        return self.base_arrays + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
+
+    m_se, Q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_perp_se, R_se, M_C_se, M_R_se = (
+        _se_property(n) for n in OBSERVABLES)
+
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""
+        from .io import save
+
+        return save(self, path, overwrite=overwrite)
+
+
+def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, *, response=None,
+                        n_chi=None, errors=None, sharding=None, n_steps=None, antithetic=True, moment_matching=True,
+                        cross_memory=True, symmetric=False, dtype=None, batch: int = 1) -> CommitteeSolveConfig:
+    """Validate a committee solve's inputs (named errors) and return its static configuration;
+    ``batch``: points solved at once (a grid), for the memory check."""
+    if not isinstance(committee, Committee):
+        raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
+                         f"got {type(algorithm).__name__}")
+    problem = committee.problem
+    model = problem.model
+    if not isinstance(model, (AbstractMixture, TeacherStudent, TeacherRegression)):
+        raise ValueError(f"problem.model: the committee DMFT covers TwoCluster, ThreeCluster, TeacherStudent and "
+                         f"TeacherRegression; got {type(model).__name__}")
+    problem.check_scalars()
+    check_for_solver(problem.loss)
+    T = count_steps(algorithm, t_max, n_steps)
+    n_traj = _validate.integer("n_traj", n_traj, 2)
+    for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
+                       ("cross_memory", cross_memory), ("symmetric", symmetric)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {flag!r}")
+    if antithetic and n_traj % 2:
+        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
+    if n_chi is not None:
+        if response is not None:
+            raise ValueError("n_chi: give either n_chi or response=dj.ExactResponse(n_chi), not both")
+        response = ExactResponse(n_chi)
+    estimator = block_estimator(response, n_traj)
+    errors = NoErrors() if errors is None else errors
+    if not isinstance(errors, (NoErrors, GroupErrors)):
+        raise ValueError(f"errors: committee machines take dmft_jax.NoErrors() or dmft_jax.GroupErrors(groups); "
+                         f"got {errors!r}")
+    errors.check(n_traj, antithetic)
+    if isinstance(errors, GroupErrors) and estimator.n < errors.groups:
+        name = "n_chi" if isinstance(estimator, ExactBlocks) else "ProbeResponse.n_traj"
+        raise ValueError(f"{name} = {estimator.n} is below GroupErrors.groups = {errors.groups}: each replica needs at "
+                         "least one response trajectory; raise it or lower groups")
+    devices = device_ids(sharding)
+    if devices is not None and n_traj % len(devices):
+        raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(devices)} devices")
+    if symmetric:
+        _check_exchangeable(committee)
+    dtype = as_dtype(dtype)
+    K = committee.K
+    replicas = 2 if isinstance(errors, GroupErrors) else 1  # the G replicas hold as much as the full solve
+    need = batch * replicas * dtype.itemsize * (estimator.numbers(T + 1, K) + 4 * (T + 1) * n_traj * K
+                                                + 4 * ((T + 1) * K) ** 2)
+    avail = device_bytes()
+    if avail is not None and need > 0.6 * avail:
+        raise ValueError(f"n_traj: the solve over T = {T} steps with K = {K} units, {type(response).__name__ if response else 'ExactResponse'} "
+                         f"{estimator.to_dict()} and {batch} point(s) at once needs about {need / 2**30:.1f} GiB, above "
+                         f"60% of the device's {avail / 2**30:.1f} GiB; lower n_traj, the response's size or T (or "
+                         "batch_size in a grid)")
+    return CommitteeSolveConfig(n_steps=T, n_traj=n_traj, K=K, antithetic=bool(antithetic),
+                                moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
+                                symmetric=bool(symmetric), dtype=str(dtype), response=estimator, errors=errors,
+                                devices=devices, quadrature=quadrature_size(committee))
+
+
+def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
+                    key=0, *, response=None, n_chi: int | None = None, errors=None, sharding=None,
+                    n_steps: int | None = None, antithetic: bool = True, moment_matching: bool = True,
+                    cross_memory: bool = True, symmetric: bool = False, dtype=None,
+                    throw: bool = False) -> CommitteeSolution:
+    """Solve the DMFT of ``committee`` trained by ``algorithm`` up to ``t_max``
+    (docs/equations.md, section 6.2); also reached through :func:`dmft_jax.solve`.
+
+    ``n_traj``: trajectories ``N``. ``response``: ``dj.ExactResponse(n_chi)`` (the default,
+    ``n_chi = min(N, 1024)`` trajectories carry ``chi``, ``(T+1)^2 n_chi K^2`` numbers; ``n_chi=``
+    says the same) or ``dj.ProbeResponse(n_probes)`` (``O(n_probes N T K)`` memory: long
+    times). ``errors=dj.GroupErrors(G)``: standard errors of every observable from ``G``
+    replicas on ``N / G`` trajectories (``sol.eps_gen_se``, ...; about twice the cost).
+    ``sharding="all"`` (or a list of devices): the trajectories are split over the devices;
+    the result equals the one-device solve to rounding. ``cross_memory`` (default on): keep
+    the cross-unit entries ``a != b`` of ``M_R``; ``False`` drops them (to show what they do;
+    the result is then not the DMFT). ``symmetric``: the units are exchangeable (equal
+    ``m0``, required): every kernel is averaged over the permutations of the units (diagonal
+    entries together, off-diagonal entries together), which the exact solution satisfies, so
+    that ``m`` and ``Q`` come out exactly exchangeable with less Monte Carlo noise.
+    ``antithetic``, ``moment_matching``, ``dtype``, ``throw``: as in :func:`dmft_jax.solve`.
+    """
+    config = configure_committee(committee, algorithm, t_max, n_traj, response=response, n_chi=n_chi, errors=errors,
+                                 sharding=sharding, n_steps=n_steps, antithetic=antithetic,
+                                 moment_matching=moment_matching, cross_memory=cross_memory, symmetric=symmetric,
+                                 dtype=dtype)
+    dtype = jnp.dtype(config.dtype)
+    sol = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), jnp.asarray(seed_of(key)),
+                     config)
+    return finish_committee(eqx.tree_at(lambda s: s.problem, sol, committee), throw)
+
+
+def finish_committee(sol: CommitteeSolution, throw: bool, who: str = "dmft_jax.solve") -> CommitteeSolution:
+    """Warn about (or, with ``throw``, raise on) a failed concrete result and NaN standard errors."""
+    import warnings
+
+    n_negative = sol.stats["n_negative"]
+    if _validate.is_concrete(n_negative) and sol.m.dtype == jnp.float32 and np.any(np.asarray(n_negative) > 0):
+        warnings.warn(f"{who}: float32 lost positive definiteness of the noise covariance: "
+                      f"{int(np.max(np.asarray(n_negative)))} Cholesky pivots of Delta M_C came out negative beyond "
+                      "the rounding floor and were clipped; float64 keeps this accuracy", RuntimeWarning, stacklevel=3)
+    failed = sol.stats.get("n_groups_failed")
+    if failed is not None and _validate.is_concrete(failed) and np.any(np.asarray(failed) > 0):
+        warnings.warn(f"{who}: the standard errors are NaN: {int(np.max(np.asarray(failed)))} of "
+                      f"{sol.config.errors.groups} replica solves on N / groups trajectories failed (each replica is "
+                      "too small for this setting; raise n_traj or lower GroupErrors.groups)", RuntimeWarning,
+                      stacklevel=3)
+    code = sol.result.code
+    if _validate.is_concrete(code) and not bool(np.all(np.asarray(code) == RESULTS.successful)):
+        if throw:
+            raise RuntimeError(f"{who}: {sol.message}")
+        warnings.warn(f"{who}: {sol.message}", RuntimeWarning, stacklevel=3)
+    return sol
+
+
+def _check_exchangeable(committee):
+    """``symmetric=True`` needs units that are exchangeable: equal ``m0`` and a read-out that
+    does not change when the units are permuted (checked on random fields)."""
+    m0 = committee.m0
+    if not _validate.is_concrete(m0):
+        raise ValueError("symmetric: needs concrete initial overlaps m0 (it cannot check traced ones for equality)")
+    if not np.all(np.asarray(m0) == np.asarray(m0)[0]):
+        raise ValueError(f"symmetric: exchangeable units need equal initial overlaps m0; got "
+                         f"{np.asarray(m0).tolist()} (symmetric=False solves unequal ones)")
+    K = committee.K
+    if K > 1:
+        r = np.random.default_rng(0).standard_normal((16, K))
+        f = np.asarray(committee.readout(jnp.asarray(r)))
+        for perm in (np.roll(np.arange(K), 1), np.r_[1, 0, np.arange(2, K)]):
+            if not np.allclose(np.asarray(committee.readout(jnp.asarray(r[:, perm]))), f, rtol=1e-6, atol=1e-9):
+                raise ValueError("symmetric: the read-out changes when the units are permuted, so the units are not "
+                                 "exchangeable; use symmetric=False")
+
+
+@eqx.filter_jit
+def _solve_jit(committee, algorithm, key, seed, config):
+    return solve_traced(committee, algorithm, key, seed, config)
+
+
+def group_config(config: CommitteeSolveConfig, groups: int) -> CommitteeSolveConfig:
+    """The configuration of one error replica: ``N / groups`` trajectories, the response
+    estimator split likewise, one device, no errors of its own."""
+    return dataclasses.replace(config, n_traj=config.n_traj // groups, response=config.response.per_group(groups),
+                               errors=NoErrors(), devices=None)
+
+
+def solve_traced(committee, algorithm, key, seed, config) -> CommitteeSolution:
+    """The traced solve with its standard errors (``config.errors``): the body of
+    :func:`solve_committee` and of a grid's points."""
+    out = committee_sweep(committee, algorithm, key, config)
+    se, stats = None, out.pop("stats")
+    if isinstance(config.errors, GroupErrors):
+        G = config.errors.groups
+        small = group_config(config, G)
+        frozen = no_gradient((committee, algorithm))
+        reps = jax.vmap(lambda k: committee_sweep(*frozen, k, small))(replica_keys(key, G))
+        failed = jnp.sum(reps["result"].code != RESULTS.successful)
+        se = {n: jnp.where(failed > 0, jnp.nan, jnp.std(reps[n], axis=0, ddof=1) / np.sqrt(G)) for n in OBSERVABLES}
+        stats["n_groups_failed"] = failed
+    return CommitteeSolution(**out, seed=seed, problem=committee, algorithm=algorithm, config=config, se=se,
+                             stats=stats)
