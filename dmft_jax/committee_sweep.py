@@ -45,18 +45,19 @@ from .sharding import sharder
 
 def _unit_draws(key, problem, algorithm, config, dtype):
     """The randomness: unit 0's ``u0``, ``zeta`` (and Langevin ``zeta_l``) are the single-unit
-    draws of ``key``; unit ``a`` takes those of ``fold_in(key, a)``. Returns the single-unit
-    draws, ``u0`` ``(N, K)``, ``zeta`` and ``zeta_l`` ``(S, N, K)`` (``None`` without Langevin
-    noise)."""
-    draw = lambda k: process.draw(k, problem, algorithm, config.n_steps, config.n_traj, config.antithetic, dtype,
-                                  config.moment_matching)
-    rnd = draw(key)
-    others = [draw(jax.random.fold_in(key, a)) for a in range(1, config.K)]
-    u0 = jnp.stack([rnd.u0] + [o.u0 for o in others], axis=-1)
-    zeta = jnp.stack([rnd.zeta] + [o.zeta for o in others], axis=-1)
+    draws of ``key``; unit ``a`` takes the Gaussian streams of ``fold_in(key, a)``. Returns the
+    single-unit draws, ``u0`` ``(N, K)``, ``zeta`` and ``zeta_l`` ``(S, N, K)`` (``None`` without
+    Langevin noise)."""
+    rnd = process.draw(key, problem, algorithm, config.n_steps, config.n_traj, config.antithetic, dtype,
+                       config.moment_matching)
+    others = [process.gaussian_streams(jax.random.fold_in(key, a), config.n_steps, config.n_traj, config.antithetic,
+                                       dtype, config.moment_matching, rnd.zeta_l is not None)
+              for a in range(1, config.K)]
+    u0 = jnp.stack([rnd.u0] + [o[0] for o in others], axis=-1)
+    zeta = jnp.stack([rnd.zeta] + [o[1] for o in others], axis=-1)
     zeta_l = None
     if rnd.zeta_l is not None:
-        zeta_l = jnp.stack([rnd.zeta_l] + [o.zeta_l for o in others], axis=-1)
+        zeta_l = jnp.stack([rnd.zeta_l] + [o[2] for o in others], axis=-1)
     return rnd, u0, zeta, zeta_l
 
 

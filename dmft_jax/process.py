@@ -79,6 +79,41 @@ class StepDraws(eqx.Module):
     live: Any = None  # see Randomness
 
 
+# Draw in float32 and cast, so that float32 and float64 solves share their random numbers (a
+# float32 solve can then be compared with float64 at equal noise).
+DRAW_DTYPE = jnp.float32
+
+
+def _unit_fn(n_base, antithetic, moment_matching, n_live):
+    """Moment matching (mean square 1 over the live trajectories), or the identity."""
+    if not moment_matching:
+        return lambda a: a
+    live_base = None
+    if n_live is not None:
+        live_base = jnp.arange(n_base) < (n_live // 2 if antithetic else n_live)
+    return lambda a: _unit_mean_square(a, live_base)
+
+
+def gaussian_streams(key, n_steps: int, n_traj: int, antithetic: bool, dtype, moment_matching: bool = True,
+                     langevin: bool = False, n_live=None):
+    """The Gaussian streams of :func:`draw` with ``key`` alone: ``u0`` ``(N,)``, ``zeta``
+    ``(T+1, N)`` and, with ``langevin``, the Langevin normals ``zeta_l`` (else ``None``); the
+    committee sweep draws them for its other units."""
+    _, _, _, ku, kz = jax.random.split(key, 5)
+    n_base = n_traj // 2 if antithetic else n_traj
+    unit = _unit_fn(n_base, antithetic, moment_matching, n_live)
+    u0 = unit(jax.random.normal(ku, (n_base,), DRAW_DTYPE).astype(dtype))
+    zeta = unit(grid_normal(kz, n_steps + 1, n_base).astype(dtype))
+    zeta_l = None
+    if langevin:  # Langevin noise: its own counter-based draws (the others unchanged)
+        zeta_l = unit(grid_normal(jax.random.fold_in(key, 0x1A6E), n_steps + 1, n_base).astype(dtype))
+    if antithetic:
+        mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
+        u0, zeta = mirror(u0), mirror(zeta)
+        zeta_l = None if zeta_l is None else mirror(zeta_l)
+    return u0, zeta, zeta_l
+
+
 def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype,
          moment_matching: bool = True, n_live=None) -> Randomness:
     """Draw the randomness of ``n_traj`` trajectories.
@@ -95,32 +130,20 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     ``n_live`` (traced, optional): only the first ``n_live`` trajectories belong to the solve,
     the rest pad a shape bucket (``live`` is 0 for them; moment matching ignores them).
     """
-    kc, kh, ks, ku, kz = jax.random.split(key, 5)
+    kc, kh, ks, _, _ = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
-    # Draw in float32 and cast, so that float32 and float64 solves share their random
-    # numbers (a float32 solve can then be compared with float64 at equal noise).
-    draw_dtype = jnp.float32
-    live_base = None
-    if n_live is not None:
-        live_base = jnp.arange(n_base) < (n_live // 2 if antithetic else n_live)
-    unit = (lambda a: _unit_mean_square(a, live_base)) if moment_matching else (lambda a: a)
+    unit = _unit_fn(n_base, antithetic, moment_matching, n_live)
     # moment matching in the working dtype: the same in a compiled solve as in an eager call
-    h0 = unit(jax.random.normal(kh, (n_base,), draw_dtype).astype(dtype))
-    c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0.astype(draw_dtype)))
+    h0 = unit(jax.random.normal(kh, (n_base,), DRAW_DTYPE).astype(dtype))
+    c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0.astype(DRAW_DTYPE)))
     b0, p_on, p_off = selection.law(algorithm, n_steps, dtype)
-    s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), draw_dtype).astype(dtype)
-    u0 = unit(jax.random.normal(ku, (n_base,), draw_dtype).astype(dtype))
-    zeta = unit(grid_normal(kz, n_steps + 1, n_base).astype(dtype))
+    s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), DRAW_DTYPE).astype(dtype)
     temperature = algorithm.temperature
-    zeta_l = None
-    if temperature is not None:  # Langevin noise: its own counter-based draws (the others unchanged)
-        zeta_l = unit(grid_normal(jax.random.fold_in(key, 0x1A6E), n_steps + 1, n_base).astype(dtype))
+    u0, zeta, zeta_l = gaussian_streams(key, n_steps, n_traj, antithetic, dtype, moment_matching,
+                                        temperature is not None, n_live)
     if antithetic:
         pair = lambda a: jnp.repeat(a, 2, axis=-1)
-        mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
         c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
-        u0, zeta = mirror(u0), mirror(zeta)
-        zeta_l = None if zeta_l is None else mirror(zeta_l)
     log_p0 = problem.model.log_prob(c, y) + jnp.log(jnp.where(s[0] > 0, b0, 1 - b0))
     steps = algorithm.step_sizes(n_steps, dtype)
     dts = jnp.concatenate([steps, steps[-1:]])
