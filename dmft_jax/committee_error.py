@@ -11,9 +11,11 @@ from jax.scipy.special import ndtr
 
 
 # quadrature of the test error: Gauss-Legendre nodes on [-8, 0] and [0, 8] per Gaussian
-# dimension (the normal density in the weights; its mass beyond 8 is 1e-15), used while the
-# product grid over the model's atoms stays within QUADRATURE_POINTS
-HALF_NODES, QUADRATURE_POINTS = 20, 200_000
+# dimension (the normal density in the weights; its mass beyond 8 is 1e-15), for up to
+# QUADRATURE_MAX_K units. Beyond, the grid grows as 40^K per atom, costs more than the sweep (K = 3:
+# 128000 points a step, a solve 2x slower and its replicas 4x), and where the read-out's root turns
+# infinite its kinks cost the rule its accuracy (K = 3 sign units: 5e-4), so Monte Carlo takes over
+HALF_NODES, QUADRATURE_MAX_K = 20, 2
 
 
 def _has_root(readout, K) -> bool:
@@ -21,17 +23,17 @@ def _has_root(readout, K) -> bool:
 
 
 def quadrature_size(committee) -> int:
-    """Points of the test error's product quadrature (0: Monte Carlo). It needs the model's
-    atoms, and for classification the read-out's root (the last field integrated exactly):
-    ``h0`` and the other ``K - 1`` fields (regression: all ``K``) take ``2 HALF_NODES`` nodes
-    each."""
+    """Points of the test error's product quadrature (0: Monte Carlo). It needs at most
+    ``QUADRATURE_MAX_K`` units, the model's atoms, and for classification the read-out's root
+    (the last field integrated exactly): ``h0`` and the other ``K - 1`` fields (regression: all
+    ``K``) take ``2 HALF_NODES`` nodes each."""
     model = committee.problem.model
     atoms = model.test_atoms()
     regression = model.argument == "residual"
-    if atoms is None or not (regression or _has_root(committee.readout, committee.K)):
+    if committee.K > QUADRATURE_MAX_K or atoms is None or not (regression or _has_root(committee.readout,
+                                                                                        committee.K)):
         return 0
-    size = atoms[0].shape[0] * (2 * HALF_NODES) ** (committee.K + regression)
-    return size if size <= QUADRATURE_POINTS else 0
+    return atoms[0].shape[0] * (2 * HALF_NODES) ** (committee.K + regression)
 
 
 def _nodes(dims: int, half: int):

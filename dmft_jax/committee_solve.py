@@ -77,7 +77,9 @@ class CommitteeSolution(AbstractOutcome):
     """The DMFT of a committee machine, indexed by step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``,
     the kernels ``lam_hat`` ``(T+1, K, K)``, ``mu`` ``(T+1, K)``, ``M_C`` and ``M_R``
     ``(T+1, T+1, K, K)`` (``[k, l]`` the block of times ``k, l``), the weight-side ``R`` and
-    ``C_perp`` (same layout), ``eps_gen``, ``train_loss`` and ``train_acc``.
+    ``C_perp`` (same layout), ``eps_gen`` (regression: the mean squared error against the
+    noiseless target), ``train_loss`` and ``train_acc`` (regression: the fraction of samples
+    where output and label have the same sign, as for a single unit).
 
     ``eps_gen_integral_se``: the Monte Carlo error of the test-error integral alone (at the
     solve's own ``m`` and ``Q``; where it is computed by quadrature, on ``config.quadrature``
@@ -142,6 +144,36 @@ class CommitteeSolution(AbstractOutcome):
         return save(self, path, overwrite=overwrite)
 
 
+# the options of a committee solve (configure_committee's keywords)
+OPTIONS = ("response", "n_chi", "errors", "sharding", "n_steps", "antithetic", "moment_matching", "cross_memory",
+           "symmetric", "dtype")
+
+
+def committee_options(options: dict) -> dict:
+    """The committee-solve options among ``options`` (the keywords of ``dj.solve`` or
+    ``dj.solve_grid``). A strategy the block sweep does not have (``solver``, ``adjoint``,
+    ``progress_meter``, ``save_trajectories``) is refused by name unless it is the default, as is
+    an unknown keyword."""
+    from .adjoint import AutodiffAdjoint
+    from .progress import NoProgressMeter
+    from .sweep import CausalSweep
+
+    defaults = {"solver": lambda v: v == CausalSweep(), "adjoint": lambda v: type(v) is AutodiffAdjoint,
+                "progress_meter": lambda v: type(v) is NoProgressMeter, "save_trajectories": lambda v: v == 0}
+    out = {}
+    for name, value in options.items():
+        if name in OPTIONS:
+            out[name] = value
+        elif name in defaults:
+            if not (value is None or defaults[name](value)):
+                raise ValueError(f"{name}: not available for committee machines (the K x K block sweep is "
+                                 "differentiated by JAX itself; it has no solver, adjoint, progress or "
+                                 "saved-trajectories options)")
+        else:
+            raise ValueError(f"{name}: not an option of a committee solve (its options: {', '.join(OPTIONS)})")
+    return out
+
+
 def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, *, response=None,
                         n_chi=None, errors=None, sharding=None, n_steps=None, antithetic=True, moment_matching=True,
                         cross_memory=True, symmetric=False, dtype=None, batch: int = 1) -> CommitteeSolveConfig:
@@ -189,8 +221,9 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
     dtype = as_dtype(dtype)
     K = committee.K
     replicas = 2 if isinstance(errors, GroupErrors) else 1  # the G replicas hold as much as the full solve
+    quadrature = quadrature_size(committee)  # two rules' points, (K + 4) numbers each
     need = batch * replicas * dtype.itemsize * (estimator.numbers(T + 1, K) + 4 * (T + 1) * n_traj * K
-                                                + 4 * ((T + 1) * K) ** 2)
+                                                + 4 * ((T + 1) * K) ** 2 + 2 * quadrature * (K + 4))
     avail = device_bytes()
     if avail is not None and need > 0.6 * avail:
         raise ValueError(f"n_traj: the solve over T = {T} steps with K = {K} units, {type(response).__name__ if response else 'ExactResponse'} "
@@ -200,7 +233,7 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
     return CommitteeSolveConfig(n_steps=T, n_traj=n_traj, K=K, antithetic=bool(antithetic),
                                 moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
                                 symmetric=bool(symmetric), dtype=str(dtype), response=estimator, errors=errors,
-                                devices=devices, quadrature=quadrature_size(committee))
+                                devices=devices, quadrature=quadrature)
 
 
 def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,

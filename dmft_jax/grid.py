@@ -171,14 +171,16 @@ def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product
     """:func:`solve_grid` of a committee machine: the block sweep (committee_solve.py) vmapped
     over the points; the parameters of ``committee.problem`` and of the algorithm are gridded
     (not the per-unit ``m0``: build the committees yourself)."""
-    from .committee_solve import configure_committee, finish_committee
+    from .committee_solve import committee_options, configure_committee, finish_committee
 
     problem = committee.problem
     if isinstance(params, dict) and "m0" in params:
         raise ValueError("params: m0 of a committee is one overlap per unit; grid it by building the Committee "
                          "objects yourself (Committee(problem, readout, m0=[...]))")
-    if problem.bias is not None:
-        raise ValueError("params: committee machines have no learnable bias")
+    if isinstance(params, dict) and "L" in params:
+        raise ValueError("params: L (the three-cluster read-out's threshold) plays no part in a committee, whose "
+                         "read-out f replaces the model's; put a threshold into f")
+    solve_options = committee_options(solve_options)
     names, points, shape = _points(problem, algorithm, params, product)
     if "eta" in names and solve_options.get("n_steps") is None:
         raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "

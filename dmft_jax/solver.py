@@ -146,23 +146,13 @@ def solve(
     return finish(sol, throw)
 
 
-def _solve_committee(committee, algorithm, t_max, n_traj, key, *, response, errors, sharding, n_steps, antithetic,
-                     moment_matching, dtype, throw, **others):
+def _solve_committee(committee, algorithm, t_max, n_traj, key, *, throw, **options):
     """:func:`solve` of a committee machine (the block sweep, committee_solve.py); the
-    strategies it does not have are refused by name."""
-    from .committee_solve import solve_committee
+    strategies it does not have are refused by name, and its own options (``symmetric``,
+    ``cross_memory``) are passed on."""
+    from .committee_solve import committee_options, solve_committee
 
-    for name, value in others.items():
-        default = value is None or (name == "save_trajectories" and value == 0) or (
-            name == "adjoint" and type(value) is AutodiffAdjoint) or (
-            name == "progress_meter" and type(value) is NoProgressMeter) or (
-            name == "solver" and value == CausalSweep())
-        if not default:
-            raise ValueError(f"{name}: not available for committee machines (the K x K block sweep is differentiated "
-                             "by JAX itself; it has no solver, adjoint, progress or saved-trajectories options)")
-    return solve_committee(committee, algorithm, t_max, n_traj, key, response=response, errors=errors,
-                           sharding=sharding, n_steps=n_steps, antithetic=antithetic,
-                           moment_matching=moment_matching, dtype=dtype, throw=throw)
+    return solve_committee(committee, algorithm, t_max, n_traj, key, throw=throw, **committee_options(options))
 
 
 def _bucket(config: SolveConfig, problem, algorithm, response):

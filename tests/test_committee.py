@@ -161,9 +161,9 @@ def test_two_unit_test_error_is_the_gaussian_integral(two):
 def test_committee_gradient_against_finite_differences(two):
     """Reverse-mode derivatives of the final training loss and test error in every pathwise
     parameter against central differences. The training loss is smooth: 1e-5. The test error
-    (quadrature over 128000 points) is smooth except where a point's root in the last field
-    turns infinite (f of one sign whatever that field is), a kink that a difference step may
-    cross: 1e-3 there."""
+    (K = 3: an average over the solve's samples, the last field exact) is smooth except where a
+    sample's root in the last field turns infinite (f of one sign whatever that field is), a
+    kink that a difference step may cross: 1e-3 there."""
     import jax
 
     def curves(x):
@@ -224,7 +224,7 @@ def test_committee_solve_refuses_what_it_does_not_cover(two):
 
 def test_symmetric_solve_is_exactly_exchangeable(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))  # m0 = 0.1 for every unit
-    sym = dj.solve_committee(committee, dj.SGD(0.2, 0.4), symmetric=True, **SOLVE)
+    sym = dj.solve(committee, dj.SGD(0.2, 0.4), symmetric=True, **SOLVE)  # dj.solve passes it on
     free = dj.solve_committee(committee, dj.SGD(0.2, 0.4), **SOLVE)
     m, Q = np.asarray(sym.m), np.asarray(sym.Q)
     np.testing.assert_allclose(m, np.broadcast_to(m[:, :1], m.shape), rtol=1e-12)
@@ -299,16 +299,14 @@ def test_probes_carry_the_block_response():
 
 def test_probe_and_exact_solves_agree_within_their_error_bars(two, tmp_path):
     committee = dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1])
-    kw = dict(n_steps=10, n_traj=2048, key=1, errors=dj.GroupErrors(8))
-    exact = dj.solve(committee, dj.PersistentSGD(0.2, 0.3, 2.0), response=dj.ExactResponse(512), **kw)
-    probe = dj.solve(committee, dj.PersistentSGD(0.2, 0.3, 2.0), response=dj.ProbeResponse(4), **kw)
+    kw = dict(n_steps=10, n_traj=2048, errors=dj.GroupErrors(8))  # independent keys: independent noise
+    exact = dj.solve(committee, dj.PersistentSGD(0.2, 0.3, 2.0), response=dj.ExactResponse(512), key=1, **kw)
+    probe = dj.solve(committee, dj.PersistentSGD(0.2, 0.3, 2.0), response=dj.ProbeResponse(4), key=2, **kw)
     assert bool(exact.ok) and bool(probe.ok) and probe.config.n_chi == 0
     for name in ("m", "Q", "eps_gen", "train_loss"):
         a, b = np.asarray(getattr(exact, name)), np.asarray(getattr(probe, name))
         se = np.hypot(np.asarray(getattr(exact, name + "_se")), np.asarray(getattr(probe, name + "_se")))
         assert np.all(se[1:] > 0) and np.all(np.abs(a - b) <= 4 * se + 1e-12), name
-    # the error bars cover the integral's own Monte Carlo error and more
-    assert np.all(np.asarray(exact.eps_gen_se[1:]) > 0.5 * np.asarray(exact.eps_gen_integral_se[1:]))
     back = dj.load(dj.save(probe, tmp_path / "probe"))  # the solution and its error bars
     np.testing.assert_array_equal(back.Q_se, np.asarray(probe.Q_se))
     np.testing.assert_array_equal(back.M_R, np.asarray(probe.M_R))
@@ -337,6 +335,13 @@ def test_committee_grid_is_the_single_solves_compiled_once(two):
         dj.solve_grid(committee, dj.SGD(0.2, 0.4), {"m0": [0.1, 0.2]}, **kw)
     with pytest.raises(ValueError, match="GroupErrors.groups = 3"):
         dj.solve_grid(committee, dj.SGD(0.2, 0.4), {"lam": [0.1]}, errors=dj.GroupErrors(3), **kw)
+    with pytest.raises(ValueError, match="adjoint: not available for committee machines"):
+        dj.solve_grid(committee, dj.SGD(0.2, 0.4), {"lam": [0.1]}, adjoint=dj.SweepAdjoint(), **kw)
+    with pytest.raises(ValueError, match="colour: not an option of a committee solve"):
+        dj.solve_grid(committee, dj.SGD(0.2, 0.4), {"lam": [0.1]}, colour="red", **kw)
+    with pytest.raises(ValueError, match="L .* plays no part in a committee"):
+        dj.solve_grid(dj.Committee(dj.Problem(dj.ThreeCluster(), m0=0.1), dj.SoftCommittee(2)), dj.SGD(0.2, 0.4),
+                      {"L": [0.5, 0.7]}, **kw)
 
 
 @pytest.mark.slow  # about a minute: five solves at N = 2^15
