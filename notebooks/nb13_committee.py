@@ -89,14 +89,14 @@ save(fig, "nb13_committee_batch.png");
 # ## Tuning through the committee DMFT
 # `dj.tune` takes a committee like a single-unit problem: Adam on the ridge `lambda`, the batch
 # fraction `b` and the persistence time `tau` of persistent SGD (the latter two through the
-# likelihood ratio of the selection), from a poor start (`lambda = 0.3`, `b = 0.9`, `tau = 1`), on
+# likelihood ratio of the selection), from a poor start (`lambda = 0.3`, `b = 0.8`, `tau = 2`), on
 # the test error at `t = 10`. The tuned point comes with its standard error and that of the
 # improvement (error replicas with common random numbers).
 
 # %%
 start = dj.Committee(dj.Problem(dj.ThreeCluster(0.6, 0.7), "logistic", alpha=3.0, delta=0.1, lam=0.3, R0=0.1,
                                 m0=0.1), readout, m0=[0.1, -0.1])
-res = dj.tune(start, dj.PersistentSGD(0.2, 0.9, 1.0), ["lam", "b", "tau"], t_max=10.0 if not SMALL else 2.0,
+res = dj.tune(start, dj.PersistentSGD(0.2, 0.8, 2.0), ["lam", "b", "tau"], t_max=10.0 if not SMALL else 2.0,
               n_traj=min(n_traj, 2**12), response=dj.ExactResponse(min(n_chi, 256)), steps=10 if not SMALL else 2,
               key=3, optimizer=optax.adam(0.05))
 for i, value in enumerate(res.history["objective"]):
