@@ -25,6 +25,7 @@ from .problem import AbstractMixture
 from .response import ExactResponse
 from .results import RESULTS, AbstractOutcome, Result
 from .sharding import device_ids
+from .solution import se_property
 from .teacher import TeacherRegression, TeacherStudent
 from .timegrid import count_steps
 
@@ -63,14 +64,6 @@ class CommitteeSolveConfig(eqx.Module):
                                                           if isinstance(self.errors, GroupErrors) else {})}
         return {**out, "response": self.response.to_dict(), "errors": errors,
                 "devices": None if self.devices is None else list(self.devices)}
-
-
-def _se_property(name: str) -> property:
-    def get(self):
-        return None if self.se is None else self.se[name]
-
-    get.__doc__ = f"The standard error of ``{name}`` (``None`` when solved without ``errors=``)."
-    return property(get)
 
 
 class CommitteeSolution(AbstractOutcome):
@@ -135,7 +128,7 @@ class CommitteeSolution(AbstractOutcome):
         return self.base_arrays + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
 
     m_se, Q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_perp_se, R_se, M_C_se, M_R_se = (
-        _se_property(n) for n in OBSERVABLES)
+        se_property(n) for n in OBSERVABLES)
 
     def save(self, path, *, overwrite: bool = False):
         """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax.io.save`)."""

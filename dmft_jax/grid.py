@@ -114,18 +114,10 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
     if isinstance(problem, Committee):
         return _committee_grid(problem, algorithm, params, t_max, n_traj, key, product=product,
                                batch_size=batch_size, throw=throw, **solve_options)
-    names, points, shape = _points(problem, algorithm, params, product)
-    n_points = points.shape[0]
-    if "eta" in names and solve_options.get("n_steps") is None:
-        raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
-                         "static shape shared by all points)")
-    batch_size = _batch(batch_size, n_points)
-    config = configure(problem, algorithm, t_max, n_traj, batch=batch_size, **solve_options)
-    for row in points:  # validate every point as a single solve would
-        p, a = set_params(problem, algorithm, dict(zip(names, row)))
-        _validate_point(p, a, config.n_steps)
+    names, points, shape, batch_size, config, values = _prepare(
+        problem, algorithm, params, product, batch_size, solve_options,
+        lambda batch: configure(problem, algorithm, t_max, n_traj, batch=batch, **solve_options))
     dtype = jnp.dtype(config.dtype)
-    values = jnp.asarray(points, dtype)
     sol = _grid_jit(problem.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
                     jnp.asarray(seed_of(key)), config, batch_size)
     sol = finish(sol, throw, "dmft_jax.solve_grid")
@@ -158,6 +150,22 @@ def _points(problem, algorithm, params, product):
     return names, points, shape
 
 
+def _prepare(problem, algorithm, params, product, batch_size, solve_options, configure_for):
+    """The points of a grid, checked by name and validated one by one as single solves would
+    be: ``(names, points, shape, batch_size, config, values)``; ``configure_for(batch)`` gives
+    the solve configuration (its checks, the memory of ``batch`` points at once)."""
+    names, points, shape = _points(problem, algorithm, params, product)
+    if "eta" in names and solve_options.get("n_steps") is None:
+        raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
+                         "static shape shared by all points)")
+    batch_size = _batch(batch_size, points.shape[0])
+    config = configure_for(batch_size)
+    for row in points:
+        p, a = set_params(problem, algorithm, dict(zip(names, row)))
+        _validate_point(p, a, config.n_steps)
+    return names, points, shape, batch_size, config, jnp.asarray(points, jnp.dtype(config.dtype))
+
+
 def _batch(batch_size, n_points):
     if batch_size is None:
         return n_points
@@ -181,18 +189,10 @@ def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product
         raise ValueError("params: L (the three-cluster read-out's threshold) plays no part in a committee, whose "
                          "read-out f replaces the model's; put a threshold into f")
     solve_options = committee_options(solve_options)
-    names, points, shape = _points(problem, algorithm, params, product)
-    if "eta" in names and solve_options.get("n_steps") is None:
-        raise ValueError("n_steps: eta is gridded, so the number of steps must be given (it is a "
-                         "static shape shared by all points)")
-    batch_size = _batch(batch_size, points.shape[0])
-    config = configure_committee(committee, algorithm, t_max, n_traj, batch=batch_size, **solve_options)
-    for row in points:  # validate every point as a single solve would
-        p, a = set_params(problem, algorithm, dict(zip(names, row)))
-        _validate_point(p, a, config.n_steps)
+    names, points, shape, batch_size, config, values = _prepare(
+        problem, algorithm, params, product, batch_size, solve_options,
+        lambda batch: configure_committee(committee, algorithm, t_max, n_traj, batch=batch, **solve_options))
     dtype = jnp.dtype(config.dtype)
-    values = jnp.asarray(points, dtype)
-
     sol = _committee_grid_jit(committee.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
                               jnp.asarray(seed_of(key)), config, batch_size)
     sol = jax.tree_util.tree_map(lambda a: jnp.reshape(a, shape + a.shape[1:]), sol)

@@ -63,11 +63,12 @@ def _describe(v):
     return v
 
 
-def _se_property(name: str) -> property:
+def se_property(name: str) -> property:
     def get(self):
         return None if self.se is None else self.se[name]
 
     get.__doc__ = f"The standard error of ``{name}`` (``None`` when solved without ``errors=``)."
+    get.__name__ = f"{name}_se"
     return property(get)
 
 
@@ -126,7 +127,7 @@ class Solution(AbstractOutcome):
             tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
 
     m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, R_se, M_C_se, M_R_se = (
-        _se_property(n) for n in OBSERVABLES)
+        se_property(n) for n in OBSERVABLES)
 
     @property
     def n_clipped(self):

@@ -186,12 +186,16 @@ SHARDED = textwrap.dedent("""
     assert len(jax.devices()) == 2
     prob = dj.Problem(dj.TwoCluster(), "logistic", alpha=2.0, delta=0.5, lam=0.05)
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
-    for resp in (dj.ExactResponse(1024), dj.ProbeResponse(2)):
-        one = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp)
-        two = dj.solve(prob, alg, t_max=2, n_traj=4096, key=3, response=resp, sharding="all")
-        for f in ("eps_gen", "C", "M_R", "M_C", "train_loss"):
-            a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
-            assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
+
+    def sharded_equals_one_device(problem, fields, **kw):
+        for resp in (dj.ExactResponse(kw.pop("n_chi")), dj.ProbeResponse(2)):
+            one = dj.solve(problem, alg, key=3, response=resp, **kw)
+            two = dj.solve(problem, alg, key=3, response=resp, sharding="all", **kw)
+            for f in fields:
+                a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
+                assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
+
+    sharded_equals_one_device(prob, ("eps_gen", "C", "M_R", "M_C", "train_loss"), t_max=2, n_traj=4096, n_chi=1024)
     # the trajectories really are split: per-device buffers hold N / 2 and kernels all-reduce
     cfg = solver.configure(prob, alg, 2, 4096, sharding="all")
     txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
@@ -199,12 +203,8 @@ SHARDED = textwrap.dedent("""
     # committee machines: the block sweep splits its (time, trajectory, unit) arrays likewise
     from dmft_jax import committee_solve as cs
     committee = dj.Committee(prob, dj.SoftCommittee(2), m0=[0.3, -0.1])
-    for resp in (dj.ExactResponse(256), dj.ProbeResponse(2)):
-        one = dj.solve(committee, alg, n_steps=8, n_traj=1024, key=3, response=resp)
-        two = dj.solve(committee, alg, n_steps=8, n_traj=1024, key=3, response=resp, sharding="all")
-        for f in ("eps_gen", "Q", "M_R", "M_C", "train_loss"):
-            a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
-            assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
+    sharded_equals_one_device(committee, ("eps_gen", "Q", "M_R", "M_C", "train_loss"), n_steps=8, n_traj=1024,
+                              n_chi=256)
     cfg = cs.configure_committee(committee, alg, None, 1024, n_steps=8, sharding="all")
     txt = eqx.filter_jit(cs.solve_traced).lower(committee, alg, jax.random.PRNGKey(3), np.asarray(3),
                                                 cfg).compile().compiled.as_text()
