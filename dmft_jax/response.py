@@ -29,17 +29,28 @@ Where the balance lies is measured by ``benchmarks/work_precision.py``.
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
 from ._util import pad_to
 from .past import Past, padded_size
 from .process import grid_bits
+
+
+def _whole(v) -> bool:
+    """Whether ``v`` is a whole number (an integer, or a float equal to one; not NaN, not a
+    boolean, not a string): the sizes' checks then compare it and name it, where ``int(nan)``
+    had raised an error that named nothing."""
+    if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)) or not np.isfinite(v):
+        return False
+    return float(v) == int(v)
 
 
 class AbstractResponse(eqx.Module):
@@ -156,7 +167,7 @@ class ExactResponse(AbstractResponse):
                     f"n_chi = {fit} fits")
         if n_chi is None:
             n_chi = min(n_traj, 4096)
-        if int(n_chi) != n_chi or not 1 <= n_chi <= n_traj:
+        if not _whole(n_chi) or not 1 <= n_chi <= n_traj:
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
         return ExactResponse(int(n_chi), self.max_memory)
 
@@ -322,10 +333,10 @@ class ProbeResponse(AbstractResponse):
     n_traj: int | None = eqx.field(static=True, default=None)
 
     def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "ProbeResponse":
-        if int(self.n_probes) != self.n_probes or self.n_probes < 1:
+        if not _whole(self.n_probes) or self.n_probes < 1:
             raise ValueError(f"n_probes must be an integer >= 1; got {self.n_probes}")
         n = n_traj if self.n_traj is None else self.n_traj
-        if int(n) != n or not 1 <= n <= n_traj:
+        if not _whole(n) or not 1 <= n <= n_traj:
             raise ValueError(f"ProbeResponse.n_traj must be an integer with 1 <= n_traj <= N = {n_traj}; got {n}")
         return ProbeResponse(int(self.n_probes), int(n))
 
