@@ -25,7 +25,7 @@ from .problem import AbstractMixture
 from .response import ExactResponse
 from .results import RESULTS, AbstractOutcome, Result
 from .sharding import device_ids
-from .solution import se_property
+from .solution import finish, se_property
 from .teacher import TeacherRegression, TeacherStudent
 from .timegrid import count_steps
 
@@ -258,30 +258,7 @@ def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: f
     dtype = jnp.dtype(config.dtype)
     sol = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), jnp.asarray(seed_of(key)),
                      config)
-    return finish_committee(eqx.tree_at(lambda s: s.problem, sol, committee), throw)
-
-
-def finish_committee(sol: CommitteeSolution, throw: bool, who: str = "dmft_jax.solve") -> CommitteeSolution:
-    """Warn about (or, with ``throw``, raise on) a failed concrete result and NaN standard errors."""
-    import warnings
-
-    n_negative = sol.stats["n_negative"]
-    if _validate.is_concrete(n_negative) and sol.m.dtype == jnp.float32 and np.any(np.asarray(n_negative) > 0):
-        warnings.warn(f"{who}: float32 lost positive definiteness of the noise covariance: "
-                      f"{int(np.max(np.asarray(n_negative)))} Cholesky pivots of Delta M_C came out negative beyond "
-                      "the rounding floor and were clipped; float64 keeps this accuracy", RuntimeWarning, stacklevel=3)
-    failed = sol.stats.get("n_groups_failed")
-    if failed is not None and _validate.is_concrete(failed) and np.any(np.asarray(failed) > 0):
-        warnings.warn(f"{who}: the standard errors are NaN: {int(np.max(np.asarray(failed)))} of "
-                      f"{sol.config.errors.groups} replica solves on N / groups trajectories failed (each replica is "
-                      "too small for this setting; raise n_traj or lower GroupErrors.groups)", RuntimeWarning,
-                      stacklevel=3)
-    code = sol.result.code
-    if _validate.is_concrete(code) and not bool(np.all(np.asarray(code) == RESULTS.successful)):
-        if throw:
-            raise RuntimeError(f"{who}: {sol.message}")
-        warnings.warn(f"{who}: {sol.message}", RuntimeWarning, stacklevel=3)
-    return sol
+    return finish(eqx.tree_at(lambda s: s.problem, sol, committee), throw)
 
 
 def _check_exchangeable(committee):

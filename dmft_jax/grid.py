@@ -179,7 +179,7 @@ def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product
     """:func:`solve_grid` of a committee machine: the block sweep (committee_solve.py) vmapped
     over the points; the parameters of ``committee.problem`` and of the algorithm are gridded
     (not the per-unit ``m0``: build the committees yourself)."""
-    from .committee_solve import committee_options, configure_committee, finish_committee
+    from .committee_solve import committee_options, configure_committee
 
     problem = committee.problem
     if isinstance(params, dict) and "m0" in params:
@@ -199,20 +199,18 @@ def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product
     sol = eqx.tree_at(lambda s: (s.problem, s.grid), sol,
                       (committee, {n: np.reshape(points[:, i], shape) for i, n in enumerate(names)}),
                       is_leaf=lambda x: x is None)
-    return finish_committee(sol, throw, "dmft_jax.solve_grid")
+    return finish(sol, throw, "dmft_jax.solve_grid")
 
 
 @eqx.filter_jit
 def _committee_grid_jit(committee, algorithm, names, values, key, seed, config, batch_size):
     from .committee_solve import solve_traced
 
-    def solve(row):
+    def one(row):
         p, a = set_params(committee.problem, algorithm, dict(zip(names, row)))
         return solve_traced(eqx.tree_at(lambda x: x.problem, committee, p), a, key, seed, config)
 
-    if batch_size >= values.shape[0]:
-        return jax.vmap(solve)(values)
-    return jax.lax.map(solve, values, batch_size=batch_size)
+    return _over_points(one, values, batch_size)
 
 
 @eqx.filter_jit
@@ -221,6 +219,11 @@ def _grid_jit(problem, algorithm, names, values, key, seed, config, batch_size):
         p, a = set_params(problem, algorithm, dict(zip(names, row)))
         return solve_traced(p, a, key, config, seed)
 
+    return _over_points(one, values, batch_size)
+
+
+def _over_points(one, values, batch_size):
+    """``one`` over the rows of ``values``: vmapped at once, or ``batch_size`` rows at a time."""
     if batch_size >= values.shape[0]:
         return jax.vmap(one)(values)
     return jax.lax.map(one, values, batch_size=batch_size)
