@@ -10,7 +10,9 @@ nor compiles a solve it has seen. The cache lives in
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import stat
 from pathlib import Path
 
 import jax
@@ -25,30 +27,55 @@ def default_cache_dir() -> Path:
     return Path(base) / "dmft_jax" / "jax"
 
 
-def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 1.0, trace_cache: bool = True) -> Path:
+def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 1.0, trace_cache: bool = True,
+                             shared: bool = False) -> Path:
     """Turn on JAX's on-disk compilation cache in ``path`` (default :func:`default_cache_dir`)
     for programs that took at least ``min_compile_time_secs`` to compile; returns the folder.
 
     With ``trace_cache`` (default), the lowered programs of :func:`dmft_jax.solve` are kept
     too, in ``path / "exported"``, so that a new process skips tracing as well as compiling
-    (section "The trace cache" of this module)."""
-    if not isinstance(trace_cache, (bool, np.bool_)):
-        raise ValueError(f"trace_cache must be True or False; got {trace_cache!r}")
+    (section "The trace cache" of this module).
+
+    The folder holds compiled programs (machine code, run as they are) and lowered programs:
+    whoever can write it decides what a solve computes. A folder owned by another user, or
+    writable by the group or by everyone, is refused (``ValueError``) unless ``shared=True``
+    says that everyone who can write it is trusted (docs/equations.md, section 8.1)."""
+    for name, flag in (("trace_cache", trace_cache), ("shared", shared)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {flag!r}")
     path = Path(default_cache_dir() if path is None else path).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"path: cannot create the compilation cache folder {path} ({err})") from None
+    if not shared:
+        check_private(path)
     if not min_compile_time_secs >= 0:
         raise ValueError(f"min_compile_time_secs must be >= 0; got {min_compile_time_secs}")
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     if trace_cache:
+        if not shared and (path / "exported").is_dir():
+            check_private(path / "exported")
         enable_trace_cache(path / "exported")
     else:
         disable_trace_cache()
     return path
+
+
+def check_private(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` (a folder) is owned by this user and writable by
+    no one else: a file planted there would be run by the next solve."""
+    st = os.stat(path)
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise ValueError(f"path: the cache folder {path} belongs to another user (uid {st.st_uid}); programs "
+                         "planted there would run in your solves. Use a folder of your own, or shared=True if "
+                         "everyone who can write it is trusted")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ValueError(f"path: the cache folder {path} is writable by other users (mode "
+                         f"{stat.S_IMODE(st.st_mode):o}); programs planted there would run in your solves. "
+                         "Use a private folder (chmod go-w), or shared=True if everyone who can write it is trusted")
 
 
 def disable_compilation_cache() -> None:
@@ -69,13 +96,31 @@ def disable_compilation_cache() -> None:
 # and array shapes/dtypes of the arguments. An argument holding a function or class defined
 # outside dmft_jax, JAX, equinox, NumPy or the standard library (a user's loss or teacher) is
 # not keyed on its code, so such solves bypass the trace cache.
+#
+# Trust model (docs/equations.md, section 8.1). Nothing read from the folder can run Python
+# code: an entry is a fixed binary layout (magic, a JSON header, jax.export's own serialized
+# bytes), never a pickle. Before use an entry must prove that it belongs where it lies: its
+# header names its format, its key (equal to the file's name and to the key computed now) and
+# the SHA-256 and size of its program; the program's custom calls must all be among those JAX
+# guarantees stable (no host callbacks); the output's tree is rebuilt only from dmft_jax
+# classes already imported, field by field. Only regular files of bounded size are opened (no
+# FIFO, symbolic link or device). A file that fails any check is ignored with a
+# CacheWarning naming it and the check, and replaced by a fresh entry. What a hash without a
+# secret cannot prove is who wrote an entry: a person who can write the folder can plant a
+# well-formed program that computes other numbers. Hence the folder-permission check of
+# ``enable_compilation_cache`` (a folder writable by other users is refused unless
+# ``shared=True``), which also guards JAX's own compiled programs (machine code) beside it.
 
 import hashlib  # noqa: E402
 import io as _io  # noqa: E402
-import pickle  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402  (used to *describe* arguments for the key; nothing is unpickled)
+import re  # noqa: E402
+import struct  # noqa: E402
 import sys  # noqa: E402
 import types  # noqa: E402
 import uuid  # noqa: E402
+import warnings  # noqa: E402
 
 import equinox as eqx  # noqa: E402
 
@@ -85,28 +130,28 @@ _SAFE_ROOTS = {"dmft_jax", "jax", "jaxlib", "equinox", "numpy", "builtins", "mat
                "collections", "dataclasses", "enum", "typing", "abc"}
 _UNKEYED_OPTIONS = ("jax_log_compiles", "jax_explain_cache_misses", "jax_compilation_cache_dir",
                     "jax_enable_compilation_cache", "jax_traceback_filtering", "jax_raise_persistent_cache_errors")
-_FORMAT = 1
+_FORMAT = 2
+_MAGIC = b"DMFT-JAX trace cache\n"
+_MAX_BYTES = 64 * 2**20  # an entry larger than this is not read (programs are tens of kB)
+_MAX_HEADER = 2**20
+
+
+class CacheWarning(UserWarning):
+    """A file in the trace cache was ignored (it failed a check; the message names it)."""
 
 
 class _Unkeyable(Exception):
     pass
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Loads only classes and functions of the libraries the key covers (a file planted in a
-    shared cache folder cannot name anything else to run)."""
-
-    def find_class(self, module, name):
-        if module.split(".")[0] not in _SAFE_ROOTS - {"builtins"} and not (
-                module == "builtins" and name in ("tuple", "list", "dict", "set", "frozenset", "slice", "complex",
-                                                  "bytearray", "range")):
-            raise pickle.UnpicklingError(f"{module}.{name} is not loaded from the trace cache")
-        return super().find_class(module, name)
+class _Rejected(Exception):
+    """A cache file that fails a check (the message says which)."""
 
 
 class _KeyPickler(pickle.Pickler):
-    """Pickles a description of the arguments; refuses functions and classes from outside the
-    libraries whose code the key covers (their code could change under the same name)."""
+    """Pickles a description of the arguments, to hash it (it is never unpickled); refuses
+    functions and classes from outside the libraries whose code the key covers (their code could
+    change under the same name)."""
 
     def reducer_override(self, obj):
         if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)) \
@@ -184,13 +229,181 @@ def disable_trace_cache() -> None:
     _TRACES["dir"] = None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+# --- the entry's layout: magic, 4-byte header length, JSON header, payload ---------------------
+
+def _pack(header: dict, payload: bytes) -> bytes:
+    header = dict(header, format=_FORMAT, payload_sha256=hashlib.sha256(payload).hexdigest(),
+                  payload_size=len(payload))
+    text = json.dumps(header, sort_keys=True, allow_nan=False).encode()
+    return _MAGIC + struct.pack("<I", len(text)) + text + payload
+
+
+def _unpack(data: bytes, key: str, kind: str):
+    """The header and payload of an entry, after every check that needs no parsing of the
+    payload; raises :class:`_Rejected` naming the failed check."""
+    if not data.startswith(_MAGIC):
+        raise _Rejected("not a dmft-jax trace cache entry (no magic bytes; another version's or a foreign file)")
+    at = len(_MAGIC)
+    if len(data) < at + 4:
+        raise _Rejected("truncated header")
+    (size,) = struct.unpack("<I", data[at:at + 4])
+    if size > _MAX_HEADER or len(data) < at + 4 + size:
+        raise _Rejected("truncated or oversized header")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers see the whole file or none
+        header = json.loads(data[at + 4:at + 4 + size].decode())
+    except (UnicodeDecodeError, ValueError):
+        raise _Rejected("header is not JSON") from None
+    if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        raise _Rejected(f"format {header.get('format') if isinstance(header, dict) else '?'!r}, "
+                        f"this version reads format {_FORMAT}")
+    if header.get("key") != key or header.get("kind") != kind:
+        raise _Rejected(f"it belongs to another key or kind ({header.get('key')!r}, {header.get('kind')!r})")
+    payload = data[at + 4 + size:]
+    if header.get("payload_size") != len(payload) or \
+            header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
+        raise _Rejected("its content does not match the hash in its header (truncated or altered)")
+    return header, payload
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file of at most ``_MAX_BYTES`` (``None`` if it
+    does not exist); a FIFO, link, device or oversized file raises :class:`_Rejected` without
+    being opened for reading (so nothing blocks or balloons)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise _Rejected("not a regular file (a link, FIFO or device is never read)")
+    if st.st_size > _MAX_BYTES:
+        raise _Rejected(f"larger than {_MAX_BYTES} bytes")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise _Rejected(f"cannot be opened ({err.strerror})") from None
+    try:
+        st = os.fstat(fd)  # the file opened is the file checked (no swap in between)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES:
+            raise _Rejected("not a regular file of bounded size")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(_MAX_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _ignored(path: Path, reason: str) -> None:
+    warnings.warn(f"dmft-jax trace cache: ignored {path} ({reason}); it is replaced by a fresh entry",
+                  CacheWarning, stacklevel=4)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name[:80]}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # readers see the whole file or none; a link or FIFO there is replaced
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+# --- the output's tree, as JSON: plain values and dmft_jax classes only -------------------------
+
+class _Leaf:
+    """A placeholder for an array of the output."""
+
+
+_LEAF = _Leaf()
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _encode(obj):
+    """A JSON description of ``obj`` (the output skeleton); raises ``TypeError`` for anything
+    but plain values, containers and instances of dmft_jax's dataclass-like classes."""
+    if obj is _LEAF:
+        return {"leaf": 1}
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, float)) and type(obj) in (int, float):
+        return {"float": repr(obj)} if type(obj) is float else obj
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        return {type(obj).__name__: [_encode(x) for x in obj]}
+    if type(obj) is dict and all(isinstance(k, str) for k in obj):
+        return {"dict": [[k, _encode(v)] for k, v in obj.items()]}
+    cls = type(obj)
+    if cls.__module__.split(".")[0] == "dmft_jax" and _NAME.match(cls.__qualname__) and \
+            hasattr(cls, "__dataclass_fields__"):
+        fields = [f.name for f in dataclasses.fields(obj)]
+        return {"object": [cls.__module__, cls.__qualname__], "fields": [[n, _encode(getattr(obj, n))]
+                                                                         for n in fields]}
+    raise TypeError(f"{cls.__qualname__} cannot be written to the trace cache")
+
+
+def _decode(obj):
+    """The inverse of :func:`_encode`. A class is looked up among dmft_jax's modules already
+    imported (nothing is imported, no attribute path is followed) and rebuilt field by field
+    without running its ``__init__``; anything else raises :class:`_Rejected`."""
+    if obj is None or isinstance(obj, (bool, str, int)) and not isinstance(obj, float):
+        return obj
+    if not isinstance(obj, dict) or len(obj) not in (1, 2):
+        raise _Rejected("malformed output tree")
+    if obj.get("leaf") == 1 and len(obj) == 1:
+        return _LEAF
+    if "float" in obj and isinstance(obj["float"], str):
+        return float(obj["float"])
+    for name, kind in (("list", list), ("tuple", tuple)):
+        if name in obj and isinstance(obj[name], list):
+            return kind(_decode(x) for x in obj[name])
+    if "dict" in obj and isinstance(obj["dict"], list):
+        if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in obj["dict"]):
+            raise _Rejected("malformed output tree")
+        return {k: _decode(v) for k, v in obj["dict"]}
+    if "object" in obj and isinstance(obj.get("fields"), list):
+        ref = obj["object"]
+        if not (isinstance(ref, list) and len(ref) == 2 and all(isinstance(x, str) for x in ref)):
+            raise _Rejected("malformed output tree")
+        module, name = ref
+        mod = sys.modules.get(module)
+        if mod is None or module.split(".")[0] != "dmft_jax" or not _NAME.match(name):
+            raise _Rejected(f"the output names {module}.{name}, which is not a dmft_jax class")
+        cls = vars(mod).get(name)
+        if not (isinstance(cls, type) and cls.__module__ == module and hasattr(cls, "__dataclass_fields__")):
+            raise _Rejected(f"the output names {module}.{name}, which is not a dmft_jax class")
+        names = [f.name for f in dataclasses.fields(cls)]
+        pairs = obj["fields"]
+        if not all(isinstance(p, list) and len(p) == 2 for p in pairs) or [p[0] for p in pairs] != names:
+            raise _Rejected(f"the fields of {name} do not match this version's")
+        new = object.__new__(cls)
+        for field, value in pairs:
+            object.__setattr__(new, field, _decode(value))
+        return new
+    raise _Rejected("malformed output tree")
+
+
+_STABLE_CALLS = None
+
+
+def _custom_calls_allowed(exported) -> None:
+    """Raise :class:`_Rejected` unless every custom call of the program is one that JAX
+    guarantees stable (no host callback can be reached from a planted program)."""
+    global _STABLE_CALLS
+    if _STABLE_CALLS is None:
+        try:
+            from jax._src.export._export import _CUSTOM_CALL_TARGETS_GUARANTEED_STABLE as stable
+        except ImportError:  # an internal of JAX: without the list, no saved program is trusted
+            stable = frozenset()
+        _STABLE_CALLS = frozenset(stable)
+    if exported.disabled_safety_checks:
+        raise _Rejected("the program disables JAX's safety checks")
+    text = exported.mlir_module()
+    targets = set(re.findall(r"custom_call\s*@([\w.$-]+)", text))
+    targets |= set(re.findall(r'call_target_name\s*=\s*"([^"]*)"', text))
+    bad = sorted(targets - _STABLE_CALLS)
+    if bad:
+        raise _Rejected(f"the program calls {', '.join(bad)}, which JAX does not guarantee safe")
+    if tuple(exported.platforms) != (jax.default_backend(),):
+        raise _Rejected(f"the program is for {exported.platforms}, not {jax.default_backend()}")
 
 
 def _jitted(exported, name: str):
@@ -201,16 +414,33 @@ def _jitted(exported, name: str):
     return jax.jit(run)
 
 
-def _load(path: Path, name: str):
+def _load(path: Path, key: str, name: str, n_in: int):
+    """The saved program of ``key`` (a jitted call and the output tree), ``None`` when there is
+    none, or ``None`` with a :class:`CacheWarning` when the file fails a check."""
     try:
-        blob = _SafeUnpickler(_io.BytesIO(path.read_bytes())).load()
-        exported = jax.export.deserialize(bytearray(blob["exported"]))
-        return _jitted(exported, name), jax.tree_util.tree_structure(blob["skeleton"])
-    except Exception:  # a damaged or foreign file is a miss: it is rewritten below
+        data = _read_regular(path)
+        if data is None:
+            return None
+        header, payload = _unpack(data, key, "program")
+        try:
+            exported = jax.export.deserialize(bytearray(payload))
+        except Exception:  # noqa: BLE001 (the hash matched, so this is another version's bytes)
+            raise _Rejected("the program cannot be read by this JAX") from None
+        _custom_calls_allowed(exported)
+        out_tree = jax.tree_util.tree_structure(_decode(header.get("out_tree")),
+                                                is_leaf=lambda x: x is _LEAF)
+        if len(exported.in_avals) != n_in or out_tree.num_leaves != len(exported.out_avals):
+            raise _Rejected("the program's inputs or outputs do not match its key")
+        return _jitted(exported, name), out_tree
+    except _Rejected as err:
+        _ignored(path, str(err))
+        return None
+    except RecursionError:
+        _ignored(path, "output tree nested too deeply")
         return None
 
 
-def _export(fn, args, path: Path):
+def _export(fn, args, path: Path, key: str):
     dyn, static = eqx.partition(args, eqx.is_array)
     flat, tree = jax.tree_util.tree_flatten(dyn)
     out_tree = []
@@ -223,12 +453,16 @@ def _export(fn, args, path: Path):
 
     try:
         exported = jax.export.export(jax.jit(core))(*flat)
-        skeleton = jax.tree_util.tree_unflatten(out_tree[0], list(range(out_tree[0].num_leaves)))
-        buf = _io.BytesIO()
-        _KeyPickler(buf, protocol=4).dump({"exported": bytes(exported.serialize()), "skeleton": skeleton})
-    except Exception:  # host callbacks, extended dtypes, unpicklable results: not cached
+        skeleton = jax.tree_util.tree_unflatten(out_tree[0], [_LEAF] * out_tree[0].num_leaves)
+        encoded = _encode(skeleton)
+        # what is written must read back as the same tree (else it is not cached)
+        if jax.tree_util.tree_structure(_decode(encoded), is_leaf=lambda x: x is _LEAF) != out_tree[0]:
+            return None
+        payload = bytes(exported.serialize())
+    except Exception:  # host callbacks, extended dtypes, results outside the encoding: not cached
         return None
-    _write_atomic(path, buf.getvalue())
+    _write_atomic(path, _pack({"key": key, "kind": "program", "function": fn.__name__,
+                               "out_tree": encoded}, payload))
     return _jitted(exported, fn.__name__), out_tree[0]
 
 
@@ -245,7 +479,8 @@ def cached_call(fn, jitted, args):
         return jitted(*args)
     if key not in _MEMO:
         path = folder / f"{key}.exported"
-        _MEMO[key] = (_load(path, fn.__name__) if path.exists() else None) or _export(fn, args, path)
+        n_in = sum(1 for x in leaves if eqx.is_array(x))
+        _MEMO[key] = _load(path, key, fn.__name__, n_in) or _export(fn, args, path, key)
     if _MEMO[key] is None:
         return jitted(*args)
     call, out_tree = _MEMO[key]
@@ -254,13 +489,27 @@ def cached_call(fn, jitted, args):
 
 def known(tag: str, obj) -> bool:
     """Whether :func:`record` noted ``obj`` under ``tag`` in the trace cache (a check that
-    passed in an earlier process with the same key); ``False`` when the cache is off."""
+    passed in an earlier process with the same key); ``False`` when the cache is off. A marker
+    must name its key, its tag and the check's verdict (an empty or foreign file is ignored
+    with a :class:`CacheWarning`)."""
     folder = _TRACES["dir"]
     if folder is None or _has_arrays(obj):  # the key holds an array's shape, not its values
         return False
     try:
-        return (folder / f"{_key((tag, obj))}.{tag}").exists()
+        key = _key((tag, obj))
     except (_Unkeyable, pickle.PicklingError, TypeError, AttributeError):
+        return False
+    path = folder / f"{key}.{tag}"
+    try:
+        data = _read_regular(path)
+        if data is None:
+            return False
+        header, payload = _unpack(data, key, tag)
+        if header.get("verdict") != "passed" or payload:
+            raise _Rejected("it records no passed check")
+        return True
+    except _Rejected as err:
+        _ignored(path, str(err))
         return False
 
 
@@ -269,9 +518,10 @@ def record(tag: str, obj) -> None:
     folder = _TRACES["dir"]
     if folder is not None and not _has_arrays(obj):
         try:
-            _write_atomic(folder / f"{_key((tag, obj))}.{tag}", b"")
+            key = _key((tag, obj))
         except (_Unkeyable, pickle.PicklingError, TypeError, AttributeError):
-            pass
+            return
+        _write_atomic(folder / f"{key}.{tag}", _pack({"key": key, "kind": tag, "verdict": "passed"}, b""))
 
 
 def _has_arrays(obj) -> bool:

@@ -99,3 +99,129 @@ def test_a_passed_loss_check_is_remembered_by_value(trace_dir):
         losses.check_for_solver(dj.SmoothHinge(1e5))
     # an array-valued parameter is never taken from the cache (its key would hold the shape only)
     assert not cache.known("curvature", dj.SmoothHinge(jax.numpy.asarray(10.0)))
+
+
+# --- planted files (docs/equations.md, section 8.1): nothing runs, hangs or balloons; the numbers
+# are a cold solve's and a warning names each ignored file
+
+class _Payload:  # a pickle that would run code when unpickled (the first campaign's exploit)
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.flag}",)
+
+
+def _hostile_files(entry, tmp_path, key):
+    """Each kind of hostile file, as bytes (or a callable that plants it at a path)."""
+    import json
+    import os
+    import pickle
+    import struct
+
+    good = entry.read_bytes()
+    magic = cache._MAGIC
+    (size,) = struct.unpack("<I", good[len(magic):len(magic) + 4])
+    header = json.loads(good[len(magic) + 4:len(magic) + 4 + size])
+    payload = good[len(magic) + 4 + size:]
+
+    def packed(h, p=payload, fix_hash=True):
+        h = dict(h)
+        if fix_hash:
+            import hashlib
+
+            h.update(payload_sha256=hashlib.sha256(p).hexdigest(), payload_size=len(p))
+        text = json.dumps(h).encode()
+        return magic + struct.pack("<I", len(text)) + text + p
+
+    flag = tmp_path / "planted_code_ran"
+    evil_tree = {"object": ["os", "system"], "fields": []}
+    return flag, {
+        "crafted pickle": pickle.dumps(_Payload(flag)),
+        "another version's (format 1, a pickle)": pickle.dumps({"exported": payload, "skeleton": None}),
+        "truncated": good[: len(good) // 2],
+        "altered program, old hash": good[:-10] + bytes(10),
+        "wrong key in the header": packed(dict(header, key="0" * 64)),
+        "another format number": packed(dict(header, format=cache._FORMAT + 1)),
+        "a class outside dmft_jax in the output tree": packed(dict(header, out_tree=evil_tree)),
+        "a dmft_jax function, not a class": packed(dict(header, out_tree={
+            "object": ["dmft_jax.cache", "enable_compilation_cache"], "fields": []})),
+        "a FIFO": lambda path: os.mkfifo(path),
+        "a link to /dev/zero": lambda path: os.symlink("/dev/zero", path),
+        "a link to a good entry": lambda path: os.symlink(tmp_path / "good_copy", path),
+    }
+
+
+def test_planted_files_are_ignored_with_a_warning(seed_two_cluster, tmp_path):
+    import warnings
+
+    algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+    cold = dj.solve(seed_two_cluster, algo, **KW)
+    folder = tmp_path / "traces"
+    cache.enable_trace_cache(folder)
+    cache._MEMO.clear()
+    try:
+        dj.solve(seed_two_cluster, algo, **KW)
+        (entry,) = folder.glob("*.exported")
+        (tmp_path / "good_copy").write_bytes(entry.read_bytes())
+        flag, planted = _hostile_files(entry, tmp_path, entry.stem)
+        for kind, content in planted.items():
+            entry.unlink()
+            content(entry) if callable(content) else entry.write_bytes(content)
+            cache._MEMO.clear()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                sol = dj.solve(seed_two_cluster, algo, **KW)
+            assert not flag.exists(), kind
+            _same(sol, cold)
+            named = [w for w in caught if issubclass(w.category, cache.CacheWarning) and entry.name in str(w.message)]
+            assert named, f"{kind}: no warning names the ignored file"
+            # the hostile file was replaced by a good entry, which the next process reads
+            assert entry.is_file() and not entry.is_symlink(), kind
+            header, _ = cache._unpack(entry.read_bytes(), entry.stem, "program")  # raises if not
+            assert header["key"] == entry.stem
+        assert not list(folder.glob(".*tmp"))
+    finally:
+        cache.disable_trace_cache()
+        cache._MEMO.clear()
+
+
+def test_a_planted_marker_does_not_pass_a_refused_loss(tmp_path):
+    from dmft_jax import losses
+
+    cache.enable_trace_cache(tmp_path)
+    try:
+        sharp = dj.SmoothHinge(1e6)
+        path = tmp_path / f"{cache._key(('curvature', sharp))}.curvature"
+        for planted in (b"", cache._pack({"key": "0" * 64, "kind": "curvature", "verdict": "passed"}, b""),
+                        cache._pack({"key": path.stem, "kind": "curvature", "verdict": "failed"}, b"")):
+            path.write_bytes(planted)
+            losses._PASSED.clear()
+            with pytest.warns(cache.CacheWarning, match=path.name):
+                with pytest.raises(ValueError, match="second derivative|curvature|kink|differentiable"):
+                    losses.check_for_solver(sharp)
+        # a marker the library wrote is read back
+        losses._PASSED.clear()
+        losses.check_for_solver(dj.SmoothHinge(10.0))
+        assert cache.known("curvature", dj.SmoothHinge(10.0))
+    finally:
+        cache.disable_trace_cache()
+        losses._PASSED.clear()
+
+
+def test_a_cache_folder_others_can_write_is_refused(tmp_path):
+    import os
+
+    folder = tmp_path / "group"
+    folder.mkdir()
+    os.chmod(folder, 0o775)
+    with pytest.raises(ValueError, match="writable by other users.*shared=True"):
+        dj.enable_compilation_cache(folder)
+    with pytest.raises(ValueError, match="shared must be True or False"):
+        dj.enable_compilation_cache(folder, shared="yes")
+    try:
+        assert dj.enable_compilation_cache(folder, shared=True) == folder
+    finally:
+        dj.disable_compilation_cache()
