@@ -42,6 +42,36 @@ class AbstractModel(eqx.Module):
     default_delta: ClassVar[float] = 0.5
     unit_delta: ClassVar[bool] = False  # True: Delta must be 1 (inputs of unit variance)
 
+    @abc.abstractmethod
+    def sample(self, key, h0):
+        """``(c, y)`` for effective samples whose teacher-direction noise is ``h0`` (shape and
+        dtype from ``h0``; labels may depend on it)."""
+
+    @abc.abstractmethod
+    def log_prob(self, c, y):
+        """Log-probability of the discrete draws ``(c, y)`` (zero for continuous ones)."""
+
+    @abc.abstractmethod
+    def projection(self, c, h0, delta):
+        """The sample's field along the teacher per unit ``m``."""
+
+    @abc.abstractmethod
+    def phi(self, r):
+        """Read-out of the pre-activation ``r``: the prediction is ``sign(phi(r))``."""
+
+    @abc.abstractmethod
+    def eps_gen(self, m, q, delta):
+        """Generalisation error of a fresh sample given ``m``, ``q = C(t,t)`` and ``Delta``."""
+
+    @abc.abstractmethod
+    def data(self, keys, teacher, size: int, delta, dtype):
+        """``(X, y)``: ``size`` samples at finite ``d = len(teacher)`` for the simulator, inputs
+        as rows (``teacher`` is ``v*`` with ``|v*|^2 ~ d``); ``keys`` a pair ``(labels, inputs)``."""
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict:
+        """JSON-friendly description."""
+
     def loss_argument(self, y, p):
         """What the loss is evaluated at for label ``y`` and read-out ``p = Phi(r)``."""
         return y * p if self.argument == "margin" else p - y
@@ -97,36 +127,6 @@ def safe_sqrt(x):
 def _sigma(delta, q):
     positive = q > 0
     return jnp.where(positive, jnp.sqrt(delta * jnp.where(positive, q, 1.0)), 0.0)  # no sqrt'(0) in gradients
-
-    @abc.abstractmethod
-    def sample(self, key, h0):
-        """``(c, y)`` for effective samples whose teacher-direction noise is ``h0`` (shape and
-        dtype from ``h0``; labels may depend on it)."""
-
-    @abc.abstractmethod
-    def log_prob(self, c, y):
-        """Log-probability of the discrete draws ``(c, y)`` (zero for continuous ones)."""
-
-    @abc.abstractmethod
-    def projection(self, c, h0, delta):
-        """The sample's field along the teacher per unit ``m``."""
-
-    @abc.abstractmethod
-    def phi(self, r):
-        """Read-out of the pre-activation ``r``: the prediction is ``sign(phi(r))``."""
-
-    @abc.abstractmethod
-    def eps_gen(self, m, q, delta):
-        """Generalisation error of a fresh sample given ``m``, ``q = C(t,t)`` and ``Delta``."""
-
-    @abc.abstractmethod
-    def data(self, keys, teacher, size: int, delta, dtype):
-        """``(X, y)``: ``size`` samples at finite ``d = len(teacher)`` for the simulator, inputs
-        as rows (``teacher`` is ``v*`` with ``|v*|^2 ~ d``); ``keys`` a pair ``(labels, inputs)``."""
-
-    @abc.abstractmethod
-    def to_dict(self) -> dict:
-        """JSON-friendly description."""
 
 
 class AbstractMixture(AbstractModel):

@@ -165,3 +165,23 @@ def test_a_model_without_a_biased_error_refuses_a_bias():
     define it is refused by name, not solved with a wrong error."""
     with pytest.raises(ValueError, match="NoisyTwoCluster has no generalisation error with a bias"):
         dj.Problem(NoisyTwoCluster(0.5, 0.1), bias=0.0)
+
+
+def test_a_model_missing_an_abstract_method_fails_at_construction():
+    class NoError(dj.AbstractMixture):  # no eps_gen: refused when built, not late inside a solve
+        rho: Any = eqx.field(converter=jnp.asarray)
+
+        def sample(self, key, h0):
+            return jnp.ones_like(h0), jnp.ones_like(h0)
+
+        def log_prob(self, c, y):
+            return jnp.zeros_like(c)
+
+        def phi(self, r):
+            return r
+
+        def to_dict(self):
+            return {"model": "no_error"}
+
+    with pytest.raises(TypeError, match="abstract.*eps_gen"):
+        NoError(0.5)
