@@ -3,12 +3,13 @@
 the ``K``-vector of fields; the loss is ``ell`` of the margin ``y f(r)`` (or of the residual
 ``f(r) - y`` for regression data).
 
-Built so far: the problems (:class:`Committee` with the read-outs :class:`SoftCommittee`,
-:class:`SignCommittee` and :class:`CustomReadout`) and their finite-``d`` simulation
-(:func:`simulate_committee`, also reached through :func:`dmft_jax.simulate`), with the order
-parameters ``m`` (a ``K``-vector) and ``Q = W W^T / d`` (``K x K``), the held-out test error,
-the training loss and accuracy; and the DMFT with ``K x K`` kernel blocks
-(:mod:`dmft_jax.committee_solve`, reached through :func:`dmft_jax.solve`).
+Here: the problems (:class:`Committee` with the read-outs :class:`SoftCommittee`,
+:class:`SignCommittee` and :class:`CustomReadout`) and the result of their finite-``d``
+simulation (:class:`CommitteeSimulation`: the order parameters ``m``, a ``K``-vector, and
+``Q = W W^T / d``, ``K x K``, the held-out test error, the training loss and accuracy). The
+simulation is :func:`dmft_jax.simulate`'s, the one simulator for every ``K``; the DMFT with
+``K x K`` kernel blocks is :mod:`dmft_jax.committee_solve`, reached through
+:func:`dmft_jax.solve`.
 """
 from __future__ import annotations
 
@@ -19,16 +20,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from . import _validate, selection
+from . import _validate
 from ._util import cast_tree, tolist
 from .algorithms import AbstractAlgorithm
-from .memory import fit_batch, memory_per_seed
 from .problem import Problem
-from .progress import compile_notice
 from .results import AbstractOutcome, Result
-from .seeds import check_inputs, run_seeds, summarise
 
 
 class AbstractReadout(eqx.Module):
@@ -190,25 +187,6 @@ class Committee(eqx.Module):
         return cast_tree(self, dtype)
 
 
-class CommitteeConfig(eqx.Module):
-    """The static sizes of a committee simulation (as :class:`~dmft_jax.simulate.SimulationConfig`)."""
-
-    d: int = eqx.field(static=True)
-    n: int = eqx.field(static=True)
-    K: int = eqx.field(static=True)
-    n_seeds: int = eqx.field(static=True)
-    n_test: int = eqx.field(static=True)
-    n_steps: int = eqx.field(static=True)
-    batch_size: int = eqx.field(static=True)
-    dtype: str = eqx.field(static=True)
-
-    def to_dict(self) -> dict:
-        return {n: getattr(self, n) for n in ("d", "n", "K", "n_seeds", "n_test", "n_steps", "batch_size", "dtype")}
-
-    def __getitem__(self, name):
-        return getattr(self, name)
-
-
 OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
 
 
@@ -233,7 +211,7 @@ class CommitteeSimulation(AbstractOutcome):
     seed: Any
     problem: Committee
     algorithm: AbstractAlgorithm
-    config: CommitteeConfig
+    config: Any = eqx.field(static=True)  # dmft_jax.simulate.SimulationConfig
 
     kind: ClassVar[str] = "committee_simulation"
     saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
@@ -243,84 +221,3 @@ class CommitteeSimulation(AbstractOutcome):
         from .io import save
 
         return save(self, path, overwrite=overwrite)
-
-
-def simulate_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, d: int = 1000,
-                       n_seeds: int = 10, key=0, *, n_test: int = 1000, n_steps: int | None = None,
-                       batch_size: int | None = None, dtype=None, progress_meter=None) -> CommitteeSimulation:
-    """Simulate SGD on a committee machine at finite ``d`` over ``n_seeds`` seeds:
-    ``W <- W - eta (lam W + sum_mu s_mu grad_r Lambda(y_mu, r_mu) x_mu^T / sqrt(d))`` (plus
-    momentum and Langevin noise when the algorithm has them). The options are those of
-    :func:`dmft_jax.simulate`."""
-    if not isinstance(committee, Committee):
-        raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
-    T, d, n_seeds, n_test, n, key, dtype, progress_meter = check_inputs(
-        committee.problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dtype, progress_meter)
-    K = committee.K
-    per_seed = memory_per_seed(d, n, n_test, T, dtype.itemsize) + dtype.itemsize * (2 * K * d + 2 * K * n)
-    batch_size = fit_batch(batch_size, n_seeds, per_seed)
-    config = CommitteeConfig(d=int(d), n=n, K=K, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
-                             batch_size=int(batch_size), dtype=str(dtype))
-    keys = jax.random.split(key[0], n_seeds)
-    with compile_notice(progress_meter, f"the committee simulation for d = {d}, K = {K}, T = {T}"):
-        runs = run_seeds(_one_seed, committee.astype(dtype), cast_tree(algorithm, dtype), keys, config,
-                         progress_meter)
-    norms = jnp.diagonal(runs["Q"], axis1=-2, axis2=-1)  # |w_a|^2 / d per seed, step and unit
-    result, stats, t = summarise(runs, OBSERVABLES, norms, algorithm, T, dtype)
-    return CommitteeSimulation(t=t, runs=runs, result=result, seed=jnp.asarray(key[1]), problem=committee,
-                               algorithm=algorithm, config=config, **stats)
-
-
-def _one_seed(committee, algorithm, key, config):
-    """One seed, with the draws of :func:`dmft_jax.simulate` (the same keys and shapes; the
-    initial weights have a leading unit axis), so that ``K = 1`` with the identity read-out
-    repeats a single-unit simulation."""
-    problem, readout = committee.problem, committee.readout
-    model = problem.model
-    d, n, n_test, T, K = config.d, config.n, config.n_test, config.n_steps, config.K
-    dtype = problem.alpha.dtype
-    kv, kc, kz, kw, ks, kct, kzt = jax.random.split(key, 7)
-    sqd = jnp.sqrt(jnp.asarray(d, dtype))
-    v = model.teacher(kv, d, dtype)
-    X, y = model.data((kc, kz), v, n, problem.delta, dtype)
-    X_test, y_test = model.test_data((kct, kzt), v, n_test, problem.delta, dtype)
-    vv = v @ v
-    Z = jnp.sqrt(problem.R0) * jax.random.normal(kw, (K, d), dtype)
-    # each row: the prescribed overlap m0_a along v exactly, isotropic with variance R0 across it
-    W0 = Z - jnp.outer(Z @ v / vv, v) + jnp.outer(committee.m0 * d / vv, v)
-    b0, p_on, p_off = selection.law(algorithm, T, dtype)
-    s = selection.draw_paths(ks, b0, p_on, p_off, (n,), dtype)
-    lam = problem.lam
-    steps = algorithm.step_sizes(T, dtype)
-
-    def sample_loss(yy, r):  # Lambda(y, r) = ell(y f(r)) (or ell(f(r) - y)) for fields r (..., K)
-        return problem.loss(model.loss_argument(yy, readout(r)))
-
-    def observe(W, r):
-        out = readout(r)
-        return dict(m=W @ v / d, Q=W @ W.T / d,
-                    test_error=model.test_error(y_test, readout(X_test @ W.T / sqd)),
-                    train_loss=problem.alpha * jnp.mean(sample_loss(y, r)),
-                    train_acc=jnp.mean((y * out > 0).astype(dtype)))
-
-    grad_r = jax.grad(lambda r: jnp.sum(sample_loss(y, r)))
-    beta, temperature = algorithm.beta, algorithm.temperature
-    k_langevin = jax.random.fold_in(key, 0x1A6E)
-
-    def step(carry, x):
-        W, W_prev = carry
-        s_k, eta, k = x
-        r = X @ W.T / sqd  # (n, K)
-        obs = observe(W, r)
-        force = s_k[:, None] * grad_r(r)
-        W_next = W - eta * (lam * W + force.T @ X / sqd)
-        if beta is not None:
-            W_next = W_next + beta * (W - W_prev)
-        if temperature is not None:
-            W_next = W_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
-                jax.random.fold_in(k_langevin, k), (K, d), dtype)
-        return (W_next, W), obs
-
-    (W_T, _), obs = lax.scan(step, (W0, W0), (s[:-1], steps, jnp.arange(T)))
-    last = observe(W_T, X @ W_T.T / sqd)
-    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

@@ -26,18 +26,20 @@ from ._util import cast_tree
 from .memory import fit_batch, memory_per_seed
 from .progress import compile_notice
 from .algorithms import AbstractAlgorithm
-from .committee import Committee, simulate_committee
+from .committee import Committee
 from .problem import Problem
 from .results import AbstractOutcome, Result
 from .seeds import check_inputs, run_seeds, summarise
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
+COMMITTEE_OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
 
 
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
-    """The static sizes of a simulation (``n = round(alpha d)`` samples, ``T`` steps, seeds
-    ``batch_size`` at a time); hashable, so that it can be a compiled program's static part."""
+    """The static sizes of a simulation (``n = round(alpha d)`` samples, ``K`` units, ``T``
+    steps, seeds ``batch_size`` at a time); hashable, so that it can be a compiled program's
+    static part."""
 
     d: int
     n: int
@@ -46,6 +48,7 @@ class SimulationConfig:
     n_steps: int
     batch_size: int
     dtype: str
+    K: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,81 +126,104 @@ def simulate(
     works here, including the non-smooth :class:`~dmft_jax.Hinge`. ``progress_meter``: e.g.
     ``dj.TextProgressMeter("simulation", "seeds")`` reports the finished seeds on stderr.
     """
+    from .committee import CommitteeSimulation
+
     if isinstance(problem, Committee):  # K hidden units (docs/equations.md, section 6)
-        return simulate_committee(problem, algorithm, t_max, d, n_seeds, key, n_test=n_test, n_steps=n_steps,
-                                  batch_size=batch_size, dtype=dtype, progress_meter=progress_meter)
-    if not isinstance(problem, Problem):
+        net, readout, m0, base = problem, problem.readout, problem.m0, problem.problem
+    elif isinstance(problem, Problem):  # one unit: K = 1, its read-out the model's phi
+        net, readout, m0, base = problem, None, problem.m0[None], problem
+    else:
         raise ValueError(f"problem must be a dmft_jax.Problem or a dmft_jax.Committee; got {type(problem).__name__}")
     T, d, n_seeds, n_test, n, key, dtype, progress_meter = check_inputs(
-        problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dtype, progress_meter)
-    batch_size = fit_batch(batch_size, n_seeds, memory_per_seed(d, n, n_test, T, dtype.itemsize))
+        base, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dtype, progress_meter)
+    K = m0.shape[0]
+    per_seed = memory_per_seed(d, n, n_test, T, dtype.itemsize) + dtype.itemsize * (2 * (K - 1) * d + 2 * K * n)
+    batch_size = fit_batch(batch_size, n_seeds, per_seed)
     config = SimulationConfig(d=int(d), n=n, n_seeds=int(n_seeds), n_test=int(n_test), n_steps=T,
-                              batch_size=int(batch_size), dtype=str(dtype))
+                              batch_size=int(batch_size), dtype=str(dtype), K=K)
     keys = jax.random.split(key[0], n_seeds)
+    units = f", K = {K}" if readout is not None else ""
     # the seed is data, not part of the compiled program: a new seed must not recompile
-    with compile_notice(progress_meter, f"the simulation for d = {d}, T = {T}"):
-        runs = run_seeds(_one_seed, problem.astype(dtype), cast_tree(algorithm, dtype), keys, config,
+    with compile_notice(progress_meter, f"the simulation for d = {d}{units}, T = {T}"):
+        runs = run_seeds(_one_seed, (base.astype(dtype), cast_tree(readout, dtype),
+                                     jnp.asarray(m0, dtype)), cast_tree(algorithm, dtype), keys, config,
                          progress_meter)
+    norms = jnp.diagonal(runs["Q"], axis1=-2, axis2=-1)  # |w_a|^2 / d per seed, step and unit
+    common = dict(seed=jnp.asarray(key[1]), problem=net, algorithm=algorithm, config=config)
+    if readout is not None:
+        result, stats, t = summarise(runs, COMMITTEE_OBSERVABLES, norms, algorithm, T, dtype)
+        return CommitteeSimulation(t=t, runs=runs, result=result, **common, **stats)
+    runs = {name: x[..., 0] if name in ("m", "bias") else x for name, x in runs.items() if name != "Q"} | {
+        "q": norms[..., 0]}
     names = OBSERVABLES + (("bias",) if "bias" in runs else ())
     result, stats, t = summarise(runs, names, runs["q"], algorithm, T, dtype)
-    return Simulation(t=t, runs=runs, result=result, seed=jnp.asarray(key[1]), problem=problem,
-                      algorithm=algorithm, config=config, **stats)
+    return Simulation(t=t, runs=runs, result=result, **common, **stats)
 
 
-def _one_seed(problem, algorithm, key, config):
-    d, n, n_test, T = config.d, config.n, config.n_test, config.n_steps
+def _one_seed(network, algorithm, key, config):
+    """One seed, for ``K >= 1`` units: ``network`` is ``(problem, readout, m0)``, the read-out
+    ``None`` for a single unit (its output is the model's ``phi`` of the one field). The rows
+    of ``W`` are the units; ``K = 1`` draws the numbers of a single unit (``(1, d)`` normals are
+    the ``(d,)`` ones). A learnable bias ``b`` (one per unit) shifts the fields, ``r -> r + b``.
+    Returns the curves ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``, the test error, training loss
+    and accuracy (and ``eps_gen``, ``bias`` for a single unit)."""
+    problem, readout, m0 = network
+    model = problem.model
+    d, n, n_test, T, K = config.d, config.n, config.n_test, config.n_steps, config.K
     dtype = problem.alpha.dtype
     kv, kc, kz, kw, ks, kct, kzt = jax.random.split(key, 7)
     sqd = jnp.sqrt(jnp.asarray(d, dtype))
-    v = problem.model.teacher(kv, d, dtype)
-
-    X, y = problem.model.data((kc, kz), v, n, problem.delta, dtype)
-    X_test, y_test = problem.model.test_data((kct, kzt), v, n_test, problem.delta, dtype)
-    z = jnp.sqrt(problem.R0) * jax.random.normal(kw, (d,), dtype)
+    v = model.teacher(kv, d, dtype)
+    X, y = model.data((kc, kz), v, n, problem.delta, dtype)
+    X_test, y_test = model.test_data((kct, kzt), v, n_test, problem.delta, dtype)
     vv = v @ v
-    w0 = z - (z @ v) / vv * v + problem.m0 * d / vv * v
+    Z = jnp.sqrt(problem.R0) * jax.random.normal(kw, (K, d), dtype)
+    # each row: the prescribed overlap m0_a along v exactly, isotropic with variance R0 across it
+    W0 = Z - jnp.outer(Z @ v / vv, v) + jnp.outer(m0 * d / vv, v)
     b0, p_on, p_off = selection.law(algorithm, T, dtype)
     s = selection.draw_paths(ks, b0, p_on, p_off, (n,), dtype)
     lam = problem.lam
     steps = algorithm.step_sizes(T, dtype)
+    output = (lambda r: model.phi(r[..., 0])) if readout is None else readout
 
-    def observe(w, b, r):
-        m = w @ v / d
-        q = w @ w / d
-        margin = y * problem.model.phi(r)
-        shift = 0.0 if b is None else b
-        return dict(
-            m=m, q=q, eps_gen=problem.eps_gen(m, q, b),
-            test_error=problem.model.test_error(y_test, problem.model.phi(X_test @ w / sqd + shift)),
-            train_loss=problem.alpha * jnp.mean(problem.sample_loss(y, r)),
-            train_acc=jnp.mean((margin > 0).astype(dtype)),
-        ) | ({} if b is None else {"bias": b})
+    def sample_loss(yy, r):  # Lambda(y, r) = ell(y f(r)) (or ell(f(r) - y)) for fields r (..., K)
+        return problem.loss(model.loss_argument(yy, output(r)))
 
-    grad_r = jax.grad(lambda r: jnp.sum(problem.sample_loss(y, r)))
+    def fields(W, b, X):
+        r = X @ W.T / sqd
+        return r if b is None else r + b
+
+    def observe(W, b, r):
+        m, Q = W @ v / d, W @ W.T / d
+        out = dict(m=m, Q=Q, test_error=model.test_error(y_test, output(fields(W, b, X_test))),
+                   train_loss=problem.alpha * jnp.mean(sample_loss(y, r)),
+                   train_acc=jnp.mean((y * output(r) > 0).astype(dtype)))
+        if readout is None:  # a single unit: the error of a fresh sample at (m, q), exact at finite d
+            out["eps_gen"] = problem.eps_gen(m[0], Q[0, 0], None if b is None else b[0])
+        return out | ({} if b is None else {"bias": b})
+
+    grad_r = jax.grad(lambda r: jnp.sum(sample_loss(y, r)))
     beta, temperature = algorithm.beta, algorithm.temperature
     k_langevin = jax.random.fold_in(key, 0x1A6E)  # the other draws do not depend on the Langevin term
 
-    def field(w, b):
-        r = X @ w / sqd
-        return r if b is None else r + b
-
     def step(carry, x):
-        w, w_prev, b, b_prev = carry
+        W, W_prev, b, b_prev = carry
         s_k, eta, k = x
-        r = field(w, b)
-        obs = observe(w, b, r)
-        force = s_k * grad_r(r)
-        w_next = w - eta * (lam * w + X.T @ force / sqd)
-        b_next = None if b is None else b - eta * jnp.sum(force) / d  # one coordinate's rate, no ridge
-        if beta is not None:  # heavy ball, w_{-1} = w_0 (the bias too)
-            w_next = w_next + beta * (w - w_prev)
+        r = fields(W, b, X)  # (n, K)
+        obs = observe(W, b, r)
+        force = s_k[:, None] * grad_r(r)
+        W_next = W - eta * (lam * W + force.T @ X / sqd)
+        b_next = None if b is None else b - eta * jnp.sum(force, axis=0) / d  # one coordinate's rate, no ridge
+        if beta is not None:  # heavy ball, W_{-1} = W_0 (the bias too)
+            W_next = W_next + beta * (W - W_prev)
             b_next = None if b is None else b_next + beta * (b - b_prev)
-        if temperature is not None:  # Langevin noise (on w only)
-            w_next = w_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
-                jax.random.fold_in(k_langevin, k), (d,), dtype)
-        return (w_next, w, b_next, b), obs
+        if temperature is not None:  # Langevin noise (on W only)
+            W_next = W_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
+                jax.random.fold_in(k_langevin, k), (K, d), dtype)
+        return (W_next, W, b_next, b), obs
 
-    b0 = problem.bias
-    (w_T, _, b_T, _), obs = lax.scan(step, (w0, w0, b0, b0), (s[:-1], steps, jnp.arange(T)))
-    last = observe(w_T, b_T, field(w_T, b_T))
+    bias = problem.bias
+    bias = None if bias is None else jnp.broadcast_to(bias, (K,))
+    (W_T, _, b_T, _), obs = lax.scan(step, (W0, W0, bias, bias), (s[:-1], steps, jnp.arange(T)))
+    last = observe(W_T, b_T, fields(W_T, b_T, X))
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)
