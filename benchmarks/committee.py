@@ -81,8 +81,6 @@ def extrapolate(dims, ys, ses):
 
 
 def agreement(dj, args):
-    from dmft_jax.committee_solve import solve_committee
-
     import dmft_jax as dj
 
     response = dj.ProbeResponse(args.probes) if args.probes else dj.ExactResponse(args.n_chi)
@@ -98,7 +96,7 @@ def agreement(dj, args):
                 for d in args.dims}
         for cross in (True, False) if "square" in label else (True,):
             t0 = time.perf_counter()
-            sols = [solve_committee(committee, algo, t_max, args.n_traj, key=k, response=response, cross_memory=cross)
+            sols = [dj.solve(committee, algo, t_max, args.n_traj, key=k, response=response, cross_memory=cross)
                     for k in range(args.keys)]
             wall = time.perf_counter() - t0
             T = sols[0].t.shape[0] - 1
@@ -142,8 +140,6 @@ def _median_time(run) -> float:
 def cost(dj, args):
     import jax
 
-    from dmft_jax.committee_solve import solve_committee
-
     N, T, n_chi, P, G = 2**13, 50, 512, 4, 8
     print(f"\n## Cost of K: soft committee, two clusters, PSGD, N = {N}, T = {T}, float64; one solve after compile "
           f"(median of 3). Exact response on n_chi = {n_chi}; probes: ProbeResponse({P}) on all N; errors: "
@@ -155,7 +151,7 @@ def cost(dj, args):
     base = None
     for K in (1, 2, 3, 4):
         committee = dj.Committee(problem, dj.SoftCommittee(K), m0=np.linspace(0.3, -0.1, K))
-        timed = lambda **kw: _median_time(lambda k: solve_committee(committee, algo, n_steps=T, n_traj=N, key=k,
+        timed = lambda **kw: _median_time(lambda k: dj.solve(committee, algo, n_steps=T, n_traj=N, key=k,
                                                                     **kw).m.block_until_ready())
         wall = timed(response=dj.ExactResponse(n_chi))
         probes = timed(response=dj.ProbeResponse(P))

@@ -45,7 +45,7 @@ def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 1.0, t
             raise ValueError(f"{name} must be True or False; got {flag!r}")
     path = Path(default_cache_dir() if path is None else path).expanduser()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # private whatever the umask
     except OSError as err:
         raise ValueError(f"path: cannot create the compilation cache folder {path} ({err})") from None
     if not shared:
@@ -56,9 +56,7 @@ def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 1.0, t
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     if trace_cache:
-        if not shared and (path / "exported").is_dir():
-            check_private(path / "exported")
-        enable_trace_cache(path / "exported")
+        enable_trace_cache(path / "exported", shared=shared)
     else:
         disable_trace_cache()
     return path
@@ -207,14 +205,19 @@ def _key(args, fn=None) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-def enable_trace_cache(path) -> None:
+def enable_trace_cache(path, *, shared: bool = False) -> None:
     """Keep the lowered programs of :func:`dmft_jax.solve` in ``path`` (the notes above);
-    :func:`enable_compilation_cache` calls it by default."""
+    :func:`enable_compilation_cache` calls it by default. ``shared``: as there (a folder others
+    can write is refused unless ``shared=True``)."""
+    if not isinstance(shared, (bool, np.bool_)):
+        raise ValueError(f"shared must be True or False; got {shared!r}")
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as err:
         raise ValueError(f"path: cannot create the trace cache folder {path} ({err})") from None
+    if not shared:
+        check_private(path)
     try:  # calling a saved CPU program first loads the LAPACK kernels (0.1-0.15 s, scipy's
         # import); do it here, once, rather than inside the first solve
         from jax._src.lax import linalg as _linalg
@@ -253,6 +256,8 @@ def _unpack(data: bytes, key: str, kind: str):
         header = json.loads(data[at + 4:at + 4 + size].decode())
     except (UnicodeDecodeError, ValueError):
         raise _Rejected("header is not JSON") from None
+    except RecursionError:
+        raise _Rejected("header nested too deeply") from None
     if not isinstance(header, dict) or header.get("format") != _FORMAT:
         raise _Rejected(f"format {header.get('format') if isinstance(header, dict) else '?'!r}, "
                         f"this version reads format {_FORMAT}")
@@ -273,6 +278,8 @@ def _read_regular(path: Path) -> bytes | None:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
+    except OSError as err:  # the folder became unreadable, a file, ...
+        raise _Rejected(f"cannot be examined ({err.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
         raise _Rejected("not a regular file (a link, FIFO or device is never read)")
     if st.st_size > _MAX_BYTES:
@@ -293,7 +300,7 @@ def _read_regular(path: Path) -> bytes | None:
 
 
 def _ignored(path: Path, reason: str) -> None:
-    warnings.warn(f"dmft-jax trace cache: ignored {path} ({reason}); it is replaced by a fresh entry",
+    warnings.warn(f"dmft-jax trace cache: ignored {path} ({reason}); not used",
                   CacheWarning, stacklevel=4)
 
 
@@ -305,7 +312,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)  # readers see the whole file or none; a link or FIFO there is replaced
     except OSError:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself is gone or unwritable: nothing was written
+            pass
 
 
 # --- the output's tree, as JSON: plain values and dmft_jax classes only -------------------------
@@ -351,7 +361,10 @@ def _decode(obj):
     if obj.get("leaf") == 1 and len(obj) == 1:
         return _LEAF
     if "float" in obj and isinstance(obj["float"], str):
-        return float(obj["float"])
+        try:
+            return float(obj["float"])
+        except ValueError:
+            raise _Rejected("malformed number in the output tree") from None
     for name, kind in (("list", list), ("tuple", tuple)):
         if name in obj and isinstance(obj[name], list):
             return kind(_decode(x) for x in obj[name])
@@ -382,6 +395,37 @@ def _decode(obj):
 
 
 _STABLE_CALLS = None
+_WHOLE = re.compile(rb"\d{1,9}\Z")
+
+
+def _check_signature(payload: bytes) -> None:
+    """Read the serialized program's flatbuffer before ``jax.export`` parses it: one device, and
+    every abstract value a plain shape of whole numbers (a symbolic dimension such as
+    ``a^1000000000`` makes the parser itself run for hours). Raises :class:`_Rejected`."""
+    try:
+        from jax._src.export import serialization_generated as fb
+
+        root = fb.Exported.GetRootAsExported(bytearray(payload), 0)
+        if root.NrDevices() != 1:
+            raise _Rejected(f"the program is for {root.NrDevices()} devices, not one")
+        avals = [root.UniqueAvals(i) for i in range(root.UniqueAvalsLength())]
+        avals += [root.InAvals(i) for i in range(root.InAvalsLength())]
+        avals += [root.OutAvals(i) for i in range(root.OutAvalsLength())]
+        for aval in avals:
+            if aval.ShapeLength() > 64 or not all(_WHOLE.match(aval.Shape(i) or b"x")
+                                                    for i in range(aval.ShapeLength())):
+                raise _Rejected("the program's shapes are not plain whole numbers")
+    except _Rejected:
+        raise
+    except Exception:  # noqa: BLE001 (a malformed flatbuffer)
+        raise _Rejected("the program's flatbuffer is malformed") from None
+
+
+def _check_inputs(exported, leaves) -> None:
+    want = [(tuple(x.shape), str(x.dtype)) for x in leaves]
+    got = [(tuple(a.shape), str(a.dtype)) for a in exported.in_avals]
+    if got != want:
+        raise _Rejected("the program's inputs are not the shapes and dtypes of its key")
 
 
 def _custom_calls_allowed(exported) -> None:
@@ -396,7 +440,10 @@ def _custom_calls_allowed(exported) -> None:
         _STABLE_CALLS = frozenset(stable)
     if exported.disabled_safety_checks:
         raise _Rejected("the program disables JAX's safety checks")
-    text = exported.mlir_module()
+    try:
+        text = exported.mlir_module()
+    except Exception:  # noqa: BLE001 (bytes that are no StableHLO)
+        raise _Rejected("the program's StableHLO cannot be read") from None
     targets = set(re.findall(r"custom_call\s*@([\w.$-]+)", text))
     targets |= set(re.findall(r'call_target_name\s*=\s*"([^"]*)"', text))
     bad = sorted(targets - _STABLE_CALLS)
@@ -414,23 +461,26 @@ def _jitted(exported, name: str):
     return jax.jit(run)
 
 
-def _load(path: Path, key: str, name: str, n_in: int):
+def _load(path: Path, key: str, name: str, leaves):
     """The saved program of ``key`` (a jitted call and the output tree), ``None`` when there is
-    none, or ``None`` with a :class:`CacheWarning` when the file fails a check."""
+    none, or ``None`` with a :class:`CacheWarning` when the file fails a check. ``leaves``: the
+    arrays the program will be called with."""
     try:
         data = _read_regular(path)
         if data is None:
             return None
         header, payload = _unpack(data, key, "program")
+        _check_signature(payload)
         try:
             exported = jax.export.deserialize(bytearray(payload))
         except Exception:  # noqa: BLE001 (the hash matched, so this is another version's bytes)
             raise _Rejected("the program cannot be read by this JAX") from None
         _custom_calls_allowed(exported)
+        _check_inputs(exported, leaves)
         out_tree = jax.tree_util.tree_structure(_decode(header.get("out_tree")),
                                                 is_leaf=lambda x: x is _LEAF)
-        if len(exported.in_avals) != n_in or out_tree.num_leaves != len(exported.out_avals):
-            raise _Rejected("the program's inputs or outputs do not match its key")
+        if out_tree.num_leaves != len(exported.out_avals):
+            raise _Rejected("the program's outputs do not match its output tree")
         return _jitted(exported, name), out_tree
     except _Rejected as err:
         _ignored(path, str(err))
@@ -477,14 +527,27 @@ def cached_call(fn, jitted, args):
         key = _key(args, fn)
     except (_Unkeyable, pickle.PicklingError, TypeError, AttributeError):
         return jitted(*args)
+    arrays = [x for x in leaves if eqx.is_array(x)]
+    path = folder / f"{key}.exported"
     if key not in _MEMO:
-        path = folder / f"{key}.exported"
-        n_in = sum(1 for x in leaves if eqx.is_array(x))
-        _MEMO[key] = _load(path, key, fn.__name__, n_in) or _export(fn, args, path, key)
+        loaded = _load(path, key, fn.__name__, arrays)
+        if loaded is not None:  # a first call proves the program runs and fits its tree
+            try:
+                return _remember(key, loaded, arrays)
+            except Exception as err:  # noqa: BLE001 (a forged entry; the numbers come from a fresh trace)
+                _ignored(path, f"it fails when run ({type(err).__name__})")
+        _MEMO[key] = _export(fn, args, path, key)
     if _MEMO[key] is None:
         return jitted(*args)
     call, out_tree = _MEMO[key]
-    return jax.tree_util.tree_unflatten(out_tree, call(*[x for x in leaves if eqx.is_array(x)]))
+    return jax.tree_util.tree_unflatten(out_tree, call(*arrays))
+
+
+def _remember(key, loaded, arrays):
+    call, out_tree = loaded
+    out = jax.tree_util.tree_unflatten(out_tree, call(*arrays))
+    _MEMO[key] = loaded
+    return out
 
 
 def known(tag: str, obj) -> bool:

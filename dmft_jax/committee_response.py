@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .response import ExactResponse, ProbeResponse
+from .response import ExactResponse, ProbeResponse, default_n_chi
 
 
 class ExactBlocksState(eqx.Module):
@@ -135,17 +135,17 @@ class ProbeBlocks(eqx.Module):
         return ProbeBlocksState(v=v.at[k + 1].set(new), eps=st.eps, H_prev=H)
 
 
-def block_estimator(response, n_traj: int):
-    """The block estimator for ``solve(response=...)`` on a committee: ``None`` (the exact
-    response on ``min(N, 1024)`` trajectories), :class:`~dmft_jax.ExactResponse` ``(n_chi)``
+def block_estimator(response, n_traj: int, K: int):
+    """The block estimator for ``solve(response=...)`` on a committee of ``K`` units: ``None``
+    (the exact response on :func:`~dmft_jax.response.default_n_chi` trajectories), :class:`~dmft_jax.ExactResponse` ``(n_chi)``
     or :class:`~dmft_jax.ProbeResponse` ``(n_probes, n_traj)``."""
     if response is None:
-        return ExactBlocks(min(n_traj, 1024))
+        return ExactBlocks(default_n_chi(n_traj, K))
     if isinstance(response, ExactResponse) and type(response) is ExactResponse:
         if response.max_memory is not None:
             raise ValueError(f"response: committee machines take ExactResponse(n_chi) without max_memory (the solve "
                              f"checks the device's memory itself); got {response!r}")
-        n_chi = min(n_traj, 1024) if response.n_chi is None else response.n_chi
+        n_chi = default_n_chi(n_traj, K) if response.n_chi is None else response.n_chi
         if isinstance(n_chi, (bool, np.bool_)) or not isinstance(n_chi, (int, np.integer)) or not 1 <= n_chi <= n_traj:
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi!r}")
         return ExactBlocks(int(n_chi))

@@ -196,7 +196,7 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
         if response is not None:
             raise ValueError("n_chi: give either n_chi or response=dj.ExactResponse(n_chi), not both")
         response = ExactResponse(n_chi)
-    estimator = block_estimator(response, n_traj)
+    estimator = block_estimator(response, n_traj, committee.K)
     errors = NoErrors() if errors is None else errors
     if not isinstance(errors, (NoErrors, GroupErrors)):
         raise ValueError(f"errors: committee machines take dmft_jax.NoErrors() or dmft_jax.GroupErrors(groups); "
@@ -229,32 +229,34 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
                                 devices=devices, quadrature=quadrature)
 
 
-def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**14,
-                    key=0, *, response=None, n_chi: int | None = None, errors=None, sharding=None,
-                    n_steps: int | None = None, antithetic: bool = True, moment_matching: bool = True,
-                    cross_memory: bool = True, symmetric: bool = False, dtype=None,
-                    throw: bool = False) -> CommitteeSolution:
-    """Solve the DMFT of ``committee`` trained by ``algorithm`` up to ``t_max``
-    (docs/equations.md, section 6.2); also reached through :func:`dmft_jax.solve`.
+def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**15,
+                    key=0, **options) -> CommitteeSolution:
+    """Deprecated: :func:`dmft_jax.solve` solves committees (one entry, one set of defaults;
+    this alias stays for one release). Until 0.2 its default was ``n_traj = 2**14``."""
+    import warnings
 
-    ``n_traj``: trajectories ``N``. ``response``: ``dj.ExactResponse(n_chi)`` (the default,
-    ``n_chi = min(N, 1024)`` trajectories carry ``chi``, ``(T+1)^2 n_chi K^2`` numbers; ``n_chi=``
-    says the same) or ``dj.ProbeResponse(n_probes)`` (``O(n_probes N T K)`` memory: long
-    times). ``errors=dj.GroupErrors(G)``: standard errors of every observable from ``G``
-    replicas on ``N / G`` trajectories (``sol.eps_gen_se``, ...; about twice the cost).
-    ``sharding="all"`` (or a list of devices): the trajectories are split over the devices;
-    the result equals the one-device solve to rounding. ``cross_memory`` (default on): keep
-    the cross-unit entries ``a != b`` of ``M_R``; ``False`` drops them (to show what they do;
-    the result is then not the DMFT). ``symmetric``: the units are exchangeable (equal
-    ``m0``, required): every kernel is averaged over the permutations of the units (diagonal
-    entries together, off-diagonal entries together), which the exact solution satisfies, so
-    that ``m`` and ``Q`` come out exactly exchangeable with less Monte Carlo noise.
-    ``antithetic``, ``moment_matching``, ``dtype``, ``throw``: as in :func:`dmft_jax.solve`.
+    from .solver import solve
+
+    warnings.warn("dj.solve_committee is deprecated: call dj.solve(committee, algorithm, ...) (the same options "
+                  "and defaults for one unit and for K units)", DeprecationWarning, stacklevel=2)
+    return solve(committee, algorithm, t_max, n_traj, key, **options)
+
+
+def run_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, key, *, throw: bool = False,
+                  **options) -> CommitteeSolution:
+    """The committee solve behind :func:`dmft_jax.solve` (docs/equations.md, section 6.2).
+
+    Its own options: ``cross_memory`` (default on): keep the cross-unit entries ``a != b`` of
+    ``M_R``; ``False`` drops them (to show what they do; the result is then not the DMFT).
+    ``symmetric``: the units are exchangeable (equal ``m0``, required): every kernel is averaged
+    over the permutations of the units (diagonal entries together, off-diagonal entries
+    together), which the exact solution satisfies, so that ``m`` and ``Q`` come out exactly
+    exchangeable with less Monte Carlo noise. The shared ones (``response``, ``errors``,
+    ``sharding``, ``n_steps``, ``antithetic``, ``moment_matching``, ``dtype``) are those of
+    :func:`dmft_jax.solve`; the default response is the exact one on
+    :func:`~dmft_jax.response.default_n_chi` trajectories (``(T+1)^2 n_chi K^2`` numbers).
     """
-    config = configure_committee(committee, algorithm, t_max, n_traj, response=response, n_chi=n_chi, errors=errors,
-                                 sharding=sharding, n_steps=n_steps, antithetic=antithetic,
-                                 moment_matching=moment_matching, cross_memory=cross_memory, symmetric=symmetric,
-                                 dtype=dtype)
+    config = configure_committee(committee, algorithm, t_max, n_traj, **options)
     dtype = jnp.dtype(config.dtype)
     sol = _solve_jit(committee.astype(dtype), cast_tree(algorithm, dtype), as_key(key), jnp.asarray(seed_of(key)),
                      config)

@@ -135,8 +135,17 @@ class ProbeState(eqx.Module):
     past: Past = Past()  # how the products over the history are taken
 
 
+def default_n_chi(n_traj: int, K: int = 1) -> int:
+    """The default number of trajectories carrying the exact response, for every ``K`` (one
+    rule for single units and committees): ``min(N, max(4096 // K^2, 1024))``. ``chi`` holds
+    ``K^2`` numbers per trajectory and pair of times, so up to ``K = 2`` this keeps a single
+    unit's memory; beyond, at least 1024 trajectories keep the estimate's noise in bounds."""
+    return min(int(n_traj), max(4096 // (K * K), 1024))
+
+
 class ExactResponse(AbstractResponse):
-    """Exact per-trajectory response on ``n_chi`` trajectories (default ``min(N, 4096)``).
+    """Exact per-trajectory response on ``n_chi`` trajectories (default
+    :func:`default_n_chi`: ``min(N, 4096)`` for a single unit).
 
     ``max_memory`` (bytes, optional): upper bound on the memory of ``chi``
     (``(T+1)^2 n_chi`` numbers). With ``n_chi=None`` the largest ``n_chi <= min(N, 4096)``
@@ -154,7 +163,7 @@ class ExactResponse(AbstractResponse):
                 raise ValueError(f"max_memory must be > 0 bytes; got {self.max_memory}")
             fit = int(self.max_memory // (size * size * itemsize))
             if n_chi is None:
-                n_chi = min(n_traj, 4096, fit)
+                n_chi = min(default_n_chi(n_traj), fit)
                 if n_chi < 1:
                     raise ValueError(
                         f"max_memory: {self.max_memory:.3g} bytes cannot hold the response of one "
@@ -166,7 +175,7 @@ class ExactResponse(AbstractResponse):
                     f"response, above max_memory = {self.max_memory / 2**20:.1f} MiB; at most "
                     f"n_chi = {fit} fits")
         if n_chi is None:
-            n_chi = min(n_traj, 4096)
+            n_chi = default_n_chi(n_traj)
         if not _whole(n_chi) or not 1 <= n_chi <= n_traj:
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
         return ExactResponse(int(n_chi), self.max_memory)

@@ -150,9 +150,13 @@ def _solve_committee(committee, algorithm, t_max, n_traj, key, *, throw, **optio
     """:func:`solve` of a committee machine (the block sweep, committee_solve.py); the
     strategies it does not have are refused by name, and its own options (``symmetric``,
     ``cross_memory``) are passed on."""
-    from .committee_solve import committee_options, solve_committee
+    from .committee_solve import committee_options, run_committee
 
-    return solve_committee(committee, algorithm, t_max, n_traj, key, throw=throw, **committee_options(options))
+    for name in set(options) & set(_DEPRECATED):  # deprecated for every K alike
+        if options[name] is not None:
+            warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
+                          stacklevel=3)
+    return run_committee(committee, algorithm, t_max, n_traj, key, throw=throw, **committee_options(options))
 
 
 def _bucket(config: SolveConfig, problem, algorithm, response):

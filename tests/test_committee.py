@@ -209,23 +209,23 @@ def test_bad_committee_solve_options(two, kwargs, match):
 def test_committee_solve_refuses_what_it_does_not_cover(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))
     with pytest.raises(ValueError, match="cross_memory must be True or False"):
-        dj.solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, cross_memory="yes")
+        dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, cross_memory="yes")
     with pytest.raises(ValueError, match="symmetric: the read-out changes when the units are permuted"):
-        dj.solve_committee(dj.Committee(two, dj.CustomReadout(2, lambda r: jnp.tanh(r[..., 0]) + 0.2 * r[..., 1])),
+        dj.solve(dj.Committee(two, dj.CustomReadout(2, lambda r: jnp.tanh(r[..., 0]) + 0.2 * r[..., 1])),
                            dj.GD(0.2), n_steps=4, n_traj=16, symmetric=True)
     with pytest.raises(ValueError, match="n_chi must be an integer"):
-        dj.solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, n_chi=float("nan"))
+        dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, n_chi=float("nan"))
     with pytest.raises(ValueError, match="without max_memory"):
         dj.solve(committee, dj.GD(0.2), response=dj.ExactResponse(max_memory=1e6), **SOLVE)
     with pytest.raises(ValueError, match="symmetric: exchangeable units need equal initial overlaps"):
-        dj.solve_committee(dj.Committee(two, dj.SoftCommittee(2), m0=[0.1, 0.2]), dj.GD(0.2), n_steps=4, n_traj=16,
+        dj.solve(dj.Committee(two, dj.SoftCommittee(2), m0=[0.1, 0.2]), dj.GD(0.2), n_steps=4, n_traj=16,
                            symmetric=True)
 
 
 def test_symmetric_solve_is_exactly_exchangeable(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))  # m0 = 0.1 for every unit
     sym = dj.solve(committee, dj.SGD(0.2, 0.4), symmetric=True, **SOLVE)  # dj.solve passes it on
-    free = dj.solve_committee(committee, dj.SGD(0.2, 0.4), **SOLVE)
+    free = dj.solve(committee, dj.SGD(0.2, 0.4), **SOLVE)
     m, Q = np.asarray(sym.m), np.asarray(sym.Q)
     np.testing.assert_allclose(m, np.broadcast_to(m[:, :1], m.shape), rtol=1e-12)
     np.testing.assert_allclose(Q[:, 0, 0], Q[:, 1, 1], rtol=1e-12)
@@ -256,8 +256,28 @@ def test_bad_value_under_vmap_is_a_failed_point(two):
 
     def final(lam):
         problem = dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=lam, R0=0.3)
-        return dj.solve_committee(dj.Committee(problem, dj.SoftCommittee(2), m0=[0.2, -0.1]), dj.GD(0.2), n_steps=3,
+        return dj.solve(dj.Committee(problem, dj.SoftCommittee(2), m0=[0.2, -0.1]), dj.GD(0.2), n_steps=3,
                                   n_traj=16).result
 
     result = jax.vmap(final)(jnp.asarray([0.1, -0.5]))
     assert list(np.asarray(result.ok)) == [True, False] and "lam" in result.message
+
+
+def test_solve_committee_is_a_deprecated_alias_of_solve(two):
+    # one entry and one set of defaults for every K: the alias warns and gives dj.solve's numbers
+    committee = dj.Committee(two, dj.SoftCommittee(2), m0=[0.2, -0.1])
+    with pytest.warns(DeprecationWarning, match="dj.solve"):
+        old = dj.solve_committee(committee, dj.GD(0.2), n_steps=4, n_traj=16, key=1)
+    new = dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, key=1)
+    np.testing.assert_array_equal(np.asarray(old.Q), np.asarray(new.Q))
+    assert old.config.n_chi == new.config.n_chi == 16
+    # n_chi= is deprecated for committees as for one unit
+    with pytest.warns(DeprecationWarning, match="ExactResponse"):
+        dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, n_chi=8)
+
+
+def test_one_default_response_size_for_every_K():
+    from dmft_jax.response import default_n_chi
+
+    assert [default_n_chi(2**15, K) for K in (1, 2, 3)] == [4096, 1024, 1024]
+    assert default_n_chi(100, 1) == 100

@@ -225,3 +225,77 @@ def test_a_cache_folder_others_can_write_is_refused(tmp_path):
         assert dj.enable_compilation_cache(folder, shared=True) == folder
     finally:
         dj.disable_compilation_cache()
+
+
+def test_second_campaign_entries_are_ignored_quickly(seed_two_cluster, tmp_path):
+    """What a review's campaign found past the first test: a symbolic dimension that makes JAX's
+    parser run for hours, a program for two devices or of other input shapes, a number that is no
+    number, a marker nested too deeply, a folder that became a file."""
+    import json
+    import struct
+    import time
+
+    import jax.numpy as jnp
+
+    algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+    folder = tmp_path / "traces"
+    cache.enable_trace_cache(folder)
+    cache._MEMO.clear()
+    try:
+        cold = dj.solve(seed_two_cluster, algo, **KW)
+        (entry,) = folder.glob("*.exported")
+        good = entry.read_bytes()
+        magic = cache._MAGIC
+        (size,) = struct.unpack("<I", good[len(magic):len(magic) + 4])
+        header = json.loads(good[len(magic) + 4:len(magic) + 4 + size])
+        bomb = "a^999999999"
+        (dim,) = jax.export.symbolic_shape("q" * len(bomb))
+        symbolic = bytes(jax.export.export(jax.jit(lambda x: x))(jax.ShapeDtypeStruct((dim,), jnp.float64))
+                         .serialize()).replace(b"q" * len(bomb), bomb.encode())
+        other_inputs = bytes(jax.export.export(jax.jit(lambda x: [x] * 17))(jnp.zeros(3)).serialize())
+        for kind, content in {
+            "a symbolic-dimension bomb": cache._pack(dict(header), symbolic),
+            "other input shapes": cache._pack(dict(header), other_inputs),
+            "a number that is no number": cache._pack(dict(header, out_tree={"float": "abc"}),
+                                                     good[len(magic) + 4 + size:]),
+        }.items():
+            entry.write_bytes(content)
+            cache._MEMO.clear()
+            start = time.perf_counter()
+            with pytest.warns(cache.CacheWarning, match=entry.name):
+                _same(dj.solve(seed_two_cluster, algo, **KW), cold)
+            assert time.perf_counter() - start < 30, kind
+        # a marker nested too deeply
+        sharp = dj.SmoothHinge(1e6)
+        marker = folder / f"{cache._key(('curvature', sharp))}.curvature"
+        text = b"[" * 100000 + b"]" * 100000
+        marker.write_bytes(magic + struct.pack("<I", len(text)) + text)
+        with pytest.warns(cache.CacheWarning, match="nested too deeply"):
+            assert not cache.known("curvature", sharp)
+        # the folder replaced by a file: a warning, and the solve goes on
+        import shutil
+
+        shutil.rmtree(folder)
+        folder.write_text("")
+        cache._MEMO.clear()
+        with pytest.warns(cache.CacheWarning, match="cannot be examined"):
+            _same(dj.solve(seed_two_cluster, algo, **KW), cold)
+    finally:
+        cache.disable_trace_cache()
+        cache._MEMO.clear()
+
+
+def test_cache_folders_are_created_private_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0)
+    try:
+        path = dj.enable_compilation_cache(tmp_path / "new")
+        for p in (path, path / "exported"):
+            assert stat.S_IMODE(os.stat(p).st_mode) & 0o077 == 0, oct(os.stat(p).st_mode)
+        with pytest.raises(ValueError, match="shared must be True or False"):
+            cache.enable_trace_cache(path, shared="no")
+    finally:
+        os.umask(old)
+        dj.disable_compilation_cache()
