@@ -1,9 +1,10 @@
 """dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
 high-dimensional Gaussian mixtures (docs/equations.md)."""
-from . import io, plot
+from . import bounds, io, plot
 from ._validate import check as check_parameter
 from .cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
+from .bounds import AbstractBound, Above, Positive, UnitInterval
 from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
                         SoftCommittee)
 from .committee_solve import CommitteeSolution, solve_committee
@@ -38,6 +39,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "AbstractReadout", "Committee", "CommitteeSimulation", "CommitteeSolution", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
+    "AbstractBound", "Above", "Positive", "UnitInterval", "bounds",
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
     "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",

@@ -37,6 +37,7 @@ import numpy as np
 
 from . import _validate
 from ._util import tolist
+from .bounds import Above, Positive, UnitInterval
 from .schedules import Schedule, as_eta, step_sizes
 
 
@@ -102,12 +103,30 @@ class AbstractAlgorithm(eqx.Module):
     def to_dict(self) -> dict:
         """JSON-friendly description."""
 
+    def tunable(self) -> dict:
+        """The fields :func:`dmft_jax.tune` may optimise and :func:`dmft_jax.solve_grid` may grid,
+        ``name -> bound`` (:mod:`dmft_jax.bounds`), in the order their bounds are mapped: here
+        ``eta > 0`` and, when present, momentum ``0 < beta < 1`` and ``temperature > 0``. A
+        subclass adds its own fields (``{**super().tunable(), "p": UnitInterval()}``)."""
+        out = {"eta": Positive()}
+        if self.beta is not None:
+            out["beta"] = UnitInterval()
+        if self.temperature is not None:
+            out["temperature"] = Positive()
+        return out
+
 
 class AbstractMinibatch(AbstractAlgorithm):
     """An algorithm with a batch fraction ``b`` in ``(0, 1]`` (a number or a schedule
     ``b_k``)."""
 
     b: eqx.AbstractVar[Any]
+
+    def tunable(self) -> dict:
+        """``eta``, the batch fraction ``0 < b < 1`` and the update's terms (see
+        :meth:`AbstractAlgorithm.tunable`)."""
+        out = super().tunable()
+        return {"eta": out.pop("eta"), "b": UnitInterval(), **out}
 
     def batch_fractions(self, n_steps: int, dtype=None):
         """``b_k``, ``k = 0..n_steps-1``."""
@@ -183,6 +202,12 @@ class PersistentSGD(AbstractMinibatch):
             lambda a: a <= 1e-12 * xp.abs(tau),
             f"b * eta <= (1 - b) * tau at every step ({at}), i.e. b <= tau / (tau + eta)", shown=b,
         )
+
+    def tunable(self) -> dict:
+        """``eta``, ``b``, then ``tau > eta max(1, b / (1 - b))`` (the persistence constraints at
+        the mapped ``eta`` and ``b``) and the update's terms."""
+        out = super().tunable()
+        return {"eta": out.pop("eta"), "b": out.pop("b"), "tau": Above(_tau_min), **out}
 
     def selection(self, steps):
         b0, b = self._b_steps(steps)
@@ -269,6 +294,14 @@ class GD(AbstractAlgorithm):
 
     def to_dict(self):
         return {"algorithm": "gd", "eta": _eta_dict(self.eta)} | _dynamics_dict(self)
+
+
+def _tau_min(algorithm, n_steps):
+    """The smallest ``tau`` persistent SGD allows at ``algorithm``'s ``eta`` and ``b``:
+    ``max_k eta_k max(1, b / (1 - b))`` (``b``: its largest ``b_k`` for a schedule)."""
+    b = algorithm.b
+    b = jnp.max(step_sizes(b, n_steps)) if isinstance(b, Schedule) else b
+    return jnp.max(step_sizes(algorithm.eta, n_steps)) * jnp.maximum(1.0, b / (1.0 - b))
 
 
 def _eta_dict(eta):

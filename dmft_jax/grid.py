@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._util import as_key, cast_tree, seed_of
-from .algorithms import AbstractMinibatch, PersistentSGD
 from .schedules import Schedule
 from .solution import Solution, finish
 from ._validate import run_checks
@@ -41,8 +40,7 @@ GridSolution = Solution  # the former name of a grid's result
 
 
 def _targets(problem, algorithm, names):
-    has = {"eta": True, "b": isinstance(algorithm, AbstractMinibatch), "tau": isinstance(algorithm, PersistentSGD),
-           "beta": algorithm.beta is not None, "temperature": algorithm.temperature is not None}
+    declared = algorithm.tunable()  # what the algorithm declares (a user-written one too)
     model_params = _model_params(problem.model)
     for n in names:
         if n in PROBLEM:
@@ -56,8 +54,8 @@ def _targets(problem, algorithm, names):
             if n not in model_params:
                 raise ValueError(f"params: {type(problem.model).__name__} has no parameter {n!r}")
             continue
-        if n in ALGORITHM:
-            if not has[n]:
+        if n in ALGORITHM or n in declared:
+            if n not in declared:
                 hint = (f" (build it with {type(algorithm).__name__}(..., {n}=...) to grid {n})"
                         if n in ("beta", "temperature") else "")
                 raise ValueError(f"params: {type(algorithm).__name__} has no parameter {n!r}{hint}")
@@ -65,7 +63,7 @@ def _targets(problem, algorithm, names):
                 raise ValueError(f"params: {n} is a schedule; grid its fields by building the algorithms yourself")
             continue
         raise ValueError(f"params: unknown hyperparameter {n!r}; gridded parameters are "
-                         f"{', '.join(PROBLEM + tuple(model_params) + ALGORITHM)}")
+                         f"{', '.join(PROBLEM + tuple(model_params) + tuple(declared))}")
 
 
 def _model_params(model) -> tuple:

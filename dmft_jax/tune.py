@@ -40,20 +40,19 @@ import numpy as np
 
 from ._util import as_dtype, as_key, cast_tree
 from .adjoint import AutodiffAdjoint, SweepAdjoint
-from .algorithms import GD, SGD, AbstractAlgorithm, PersistentSGD
+from .algorithms import AbstractAlgorithm
+from .bounds import expand
 from .committee import Committee
 from .errors import AbstractErrors, GroupErrors
 from .problem import Problem
 from .response import ExactResponse, as_response
 from .results import AbstractOutcome, Result
-from .schedules import Schedule, step_sizes
 from .solver import configure, solve
 from .sweep import CausalSweep
 from .timegrid import count_steps
 from .tune_noise import announce, noise_report, resolve_errors
 
 PROBLEM_PARAMS = ("lam", "R0")
-ALGO_PARAMS = ("eta", "b", "tau")
 
 
 class TuneResult(AbstractOutcome):
@@ -95,106 +94,66 @@ def _project(theta):
     return {n: (jnp.maximum(v, bounds[n]) if n in bounds else v) for n, v in theta.items()}
 
 
-def _inv_softplus(x):
-    return float(np.log(np.expm1(x))) if x < 30 else float(x)
-
-
-def _tau_min(eta, b, T):
-    b = jnp.max(step_sizes(b, T)) if isinstance(b, Schedule) else b
-    return jnp.max(step_sizes(eta, T)) * jnp.maximum(1.0, b / (1.0 - b))
-
-
-def _b_field_is_fraction(field):
-    return field != "rate"
-
-
 def _base(problem):
     """The :class:`Problem` whose scalars are tuned (a committee's own problem)."""
     return problem.problem if isinstance(problem, Committee) else problem
 
 
+def _declared(algorithm) -> dict:
+    """Every tunable name of ``algorithm`` (its declared fields, a schedule's array fields as
+    ``name.<field>``) -> ``(field, sub-field or None, bound)``, in the declared order."""
+    out = {}
+    for name, bound in algorithm.tunable().items():
+        for full, b in expand(name, getattr(algorithm, name, None), bound).items():
+            out[full] = (name, full[len(name) + 1:] or None, b)
+    return out
+
+
+def _get(algorithm, field, sub):
+    value = getattr(algorithm, field)
+    return value if sub is None else getattr(value, sub)
+
+
+def _set(algorithm, field, sub, value):
+    if sub is None:
+        return eqx.tree_at(lambda a: getattr(a, field), algorithm, value, is_leaf=lambda x: x is None)
+    return eqx.tree_at(lambda a: getattr(getattr(a, field), sub), algorithm, value)
+
+
 def _to_theta(problem, algorithm, names, T):
     theta = {}
     for n in names:
-        if n.startswith("b."):
-            value = np.asarray(getattr(algorithm.b, n[2:]), dtype=float)
-            if _b_field_is_fraction(n[2:]):
-                if np.any((value <= 0) | (value >= 1)):
-                    raise ValueError(f"{n}: tuning needs starting values strictly inside (0, 1)")
-                theta[n] = np.log(value / (1 - value))
-            else:
-                theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
-        elif n.startswith("eta."):
-            value = np.asarray(getattr(algorithm.eta, n[4:]), dtype=float)
-            theta[n] = np.log(np.expm1(np.maximum(value, 1e-12)))
-        elif n in PROBLEM_PARAMS:
+        if n in PROBLEM_PARAMS:
             value = float(getattr(_base(problem), n))
             if n == "R0" and not value > 0:
                 raise ValueError("R0: tuning R0 needs a start R0 > 0 (the pathwise derivative in R0 is undefined "
                                  "at R0 = 0)")
             theta[n] = value
-        elif n == "eta":
-            theta[n] = _inv_softplus(float(algorithm.eta))
-        elif n == "b":
-            b = float(algorithm.b)
-            if not b < 1:
-                raise ValueError("b: tuning b needs a starting value b < 1")
-            theta[n] = float(np.log(b / (1 - b)))
-        elif n == "tau":
-            gap = float(algorithm.tau - _tau_min(algorithm.eta, algorithm.b, T))
-            theta[n] = _inv_softplus(max(gap, 1e-6))
-        elif n == "beta":
-            beta = float(algorithm.beta)
-            if not 0 < beta < 1:
-                raise ValueError("beta: tuning beta needs a starting value 0 < beta < 1")
-            theta[n] = float(np.log(beta / (1 - beta)))
-        elif n == "temperature":
-            temp = float(algorithm.temperature)
-            if not temp > 0:
-                raise ValueError("temperature: tuning the temperature needs a starting value > 0")
-            theta[n] = _inv_softplus(temp)
+    declared = _declared(algorithm)
+    for n, (field, sub, bound) in declared.items():  # in order: a bound may read the fields before it
+        if n in names:
+            theta[n] = bound.inverse(n, np.asarray(_get(algorithm, field, sub)), algorithm, T)
     return {k: jnp.asarray(v) for k, v in theta.items()}
 
 
 def _from_theta(theta, problem, algorithm, T):
-    """The problem and algorithm at ``theta`` (every tuned value mapped into its valid range)."""
-    problem, algorithm = _from_theta_base(theta, problem, algorithm, T)
-    if "beta" in theta:
-        algorithm = eqx.tree_at(lambda a: a.beta, algorithm, jax.nn.sigmoid(theta["beta"]))
-    if "temperature" in theta:
-        algorithm = eqx.tree_at(lambda a: a.temperature, algorithm, jax.nn.softplus(theta["temperature"]))
-    return problem, algorithm
-
-
-def _from_theta_base(theta, problem, algorithm, T):
-    sp = jax.nn.softplus
+    """The problem and algorithm at ``theta`` (every tuned value mapped into its declared range,
+    in the declared order)."""
     prob_vals = {n: theta[n] for n in PROBLEM_PARAMS if n in theta}
     problem = eqx.tree_at(lambda p: [getattr(_base(p), n) for n in prob_vals], problem, list(prob_vals.values()))
-    eta = sp(theta["eta"]) if "eta" in theta else algorithm.eta
-    sched = {n[4:]: sp(v) for n, v in theta.items() if n.startswith("eta.")}
-    if sched:
-        eta = eqx.tree_at(lambda e: [getattr(e, f) for f in sched], eta, list(sched.values()))
-    if isinstance(algorithm, GD):
-        return problem, eqx.tree_at(lambda a: a.eta, algorithm, eta)
-    b = jax.nn.sigmoid(theta["b"]) if "b" in theta else algorithm.b
-    sched_b = {n[2:]: (jax.nn.sigmoid(v) if _b_field_is_fraction(n[2:]) else sp(v))
-               for n, v in theta.items() if n.startswith("b.")}
-    if sched_b:
-        b = eqx.tree_at(lambda e: [getattr(e, f) for f in sched_b], b, list(sched_b.values()))
-    if isinstance(algorithm, SGD):
-        return problem, eqx.tree_at(lambda a: (a.eta, a.b), algorithm, (eta, b))
-    tau = _tau_min(eta, b, T) + sp(theta["tau"]) if "tau" in theta else algorithm.tau
-    return problem, eqx.tree_at(lambda a: (a.eta, a.b, a.tau), algorithm, (eta, b, tau))
+    for n, (field, sub, bound) in _declared(algorithm).items():
+        if n in theta:
+            algorithm = _set(algorithm, field, sub, bound.forward(theta[n], algorithm, T))
+    return problem, algorithm
 
 
 def _value(problem, algorithm, name):
     """Current value of a tuned parameter (a float, or a list for array schedule fields)."""
-    if name.startswith("eta."):
-        v = np.asarray(getattr(algorithm.eta, name[4:]))
-    elif name.startswith("b."):
-        v = np.asarray(getattr(algorithm.b, name[2:]))
+    if name in PROBLEM_PARAMS:
+        v = np.asarray(getattr(_base(problem), name))
     else:
-        v = np.asarray(getattr(_base(problem) if name in PROBLEM_PARAMS else algorithm, name))
+        field, _, sub = name.partition(".")
+        v = np.asarray(_get(algorithm, field, sub or None))
     return float(v) if v.ndim == 0 else v.tolist()
 
 
@@ -204,23 +163,17 @@ def final_eps_gen(sol):
 
 
 def _checked_params(algorithm, params) -> list:
-    """The names to tune, each checked against what ``algorithm`` has."""
+    """The names to tune, each checked against what ``algorithm`` declares
+    (:meth:`~dmft_jax.AbstractAlgorithm.tunable`)."""
+    allowed = list(PROBLEM_PARAMS) + list(_declared(algorithm))
+    if isinstance(params, str) or not all(isinstance(n, str) for n in params):
+        raise ValueError(f"params must be a list of names, e.g. [\"lam\", \"eta\"]; got {params!r} (valid names: "
+                         f"{', '.join(allowed)})")
     params = list(params)
     if not params:
-        raise ValueError("params: give at least one of " + ", ".join(PROBLEM_PARAMS + ALGO_PARAMS))
-    if isinstance(algorithm.eta, Schedule):
-        allowed = set(PROBLEM_PARAMS) | {f"eta.{f}" for f in algorithm.eta.__dataclass_fields__
-                                         if eqx.is_array(getattr(algorithm.eta, f))}
-    else:
-        allowed = set(PROBLEM_PARAMS) | {"eta"}
-    if isinstance(algorithm, (SGD, PersistentSGD)):
-        if isinstance(algorithm.b, Schedule):
-            allowed |= {f"b.{f}" for f in algorithm.b.__dataclass_fields__ if eqx.is_array(getattr(algorithm.b, f))}
-        else:
-            allowed |= {"b"}
-    if isinstance(algorithm, PersistentSGD):
-        allowed |= {"tau"}
-    allowed |= {n for n in ("beta", "temperature") if getattr(algorithm, n) is not None}
+        raise ValueError("params: give at least one of " + ", ".join(allowed))
+    if len(set(params)) != len(params):
+        raise ValueError(f"params: each name once; got {params}")
     for n in params:
         if n not in allowed:
             raise ValueError(f"params: {n!r} cannot be tuned for {type(algorithm).__name__}; "

@@ -185,3 +185,82 @@ def test_a_model_missing_an_abstract_method_fails_at_construction():
 
     with pytest.raises(TypeError, match="abstract.*eps_gen"):
         NoError(0.5)
+
+
+class ToggleSGD(dj.AbstractAlgorithm):
+    """A selection law written here: every sample leaves or joins the batch with probability
+    ``q`` at each step (``s[0] ~ Bernoulli(1/2)``, ``p_on = p_off = q``). It is persistent SGD with
+    ``b = 1/2`` and ``tau = eta / q``, which the tests use as the exact check. It declares its own
+    tunable field ``q`` in ``(0, 1)``: tune and grids take it like a built-in one."""
+
+    eta: Any = eqx.field(converter=jnp.asarray)
+    q: Any = eqx.field(converter=jnp.asarray)
+
+    def selection(self, steps):
+        q = self.q * jnp.ones_like(steps)
+        return jnp.asarray(0.5, jnp.result_type(steps)), q, q
+
+    def check_steps(self, steps):
+        dj.check_parameter("q", self.q, lambda a: (a > 0) & (a < 1), "0 < q < 1")
+
+    def tunable(self):
+        return {**super().tunable(), "q": dj.UnitInterval()}
+
+    def to_dict(self):
+        return {"algorithm": "toggle_sgd", "eta": float(self.eta), "q": float(self.q)}
+
+
+KWT = dict(n_steps=6, n_traj=256, response=dj.ExactResponse(64))
+
+
+def test_a_new_selection_law_is_solved_simulated_gridded_and_tuned():
+    q = 0.25
+    toy = dj.solve(TWO, ToggleSGD(0.2, q), **KWT)
+    same = dj.solve(TWO, dj.PersistentSGD(0.2, 0.5, 0.2 / q), **KWT)  # the same law: equal to rounding
+    for f in ("m", "q", "eps_gen", "M_R"):
+        np.testing.assert_allclose(getattr(toy, f), getattr(same, f), rtol=1e-9, atol=1e-12)
+    assert not np.allclose(toy.q, dj.solve(TWO, ToggleSGD(0.2, 0.6), **KWT).q)  # q matters
+    # the grid takes the declared field
+    grid = dj.solve_grid(TWO, ToggleSGD(0.2, q), {"q": [0.1, 0.25]}, **KWT)
+    np.testing.assert_allclose(grid.eps_gen[1], toy.eps_gen, rtol=1e-10)
+    # tune: the declared field stays in (0, 1) and moves; an undeclared name is refused by name
+    res = dj.tune(TWO, ToggleSGD(0.2, q), ["q", "lam"], t_max=1.2, n_traj=256, response=dj.ExactResponse(64),
+                  steps=3, errors=None)
+    assert 0 < res.params["q"] < 1 and res.history["q"][0] == pytest.approx(q) and res.params["q"] != q
+    with pytest.raises(ValueError, match="'tau' cannot be tuned for ToggleSGD.*'q'"):
+        dj.tune(TWO, ToggleSGD(0.2, q), ["tau"], t_max=1.0, n_traj=64, steps=1)
+    # the finite-d simulator reads the same law: the same selection draws as persistent SGD's
+    kws = dict(t_max=1.2, d=300, n_seeds=2, key=1)
+    sim, sim_same = dj.simulate(TWO, ToggleSGD(0.2, q), **kws), dj.simulate(TWO, dj.PersistentSGD(0.2, 0.5, 0.8), **kws)
+    np.testing.assert_allclose(sim.q, sim_same.q, rtol=1e-10)
+    np.testing.assert_allclose(sim.train_loss, sim_same.train_loss, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_a_new_selection_law_against_simulation_and_its_gradient():
+    q = 0.25
+    # its declared field is differentiable (likelihood ratio): d/dq = d/dtau dtau/dq, tau = eta / q
+    g_q = jax.grad(lambda x: dj.solve(TWO, ToggleSGD(0.2, x), **KWT).eps_gen[-1])(q)
+    g_tau = jax.grad(lambda t: dj.solve(TWO, dj.PersistentSGD(0.2, 0.5, t), **KWT).eps_gen[-1])(0.2 / q)
+    np.testing.assert_allclose(g_q, g_tau * (-0.2 / q**2), rtol=1e-8)
+    assert abs(float(g_q)) > 1e-6
+    # DMFT against the finite-d simulation (d = 800, 6 seeds)
+    toy = dj.solve(TWO, ToggleSGD(0.2, q), t_max=2.0, n_traj=2**12, response=dj.ExactResponse(512), key=3)
+    sim = dj.simulate(TWO, ToggleSGD(0.2, q), t_max=2.0, d=800, n_seeds=6, key=1)
+    k = len(toy.t) - 1
+    assert abs(float(toy.eps_gen[k] - sim.eps_gen[k])) < 4 * float(sim.eps_gen_se[k]) + 5e-3
+    assert abs(float(toy.q[k] / sim.q[k]) - 1) < 4 * float(sim.q_se[k] / sim.q[k]) + 0.02
+
+
+@pytest.mark.slow
+def test_a_new_selection_law_for_two_units():
+    committee = dj.Committee(TWO, dj.SoftCommittee(2), m0=[0.3, -0.1])
+    kw = dict(t_max=1.6, n_traj=2**11, response=dj.ExactResponse(256), key=2)
+    toy = dj.solve(committee, ToggleSGD(0.2, 0.25), **kw)
+    same = dj.solve(committee, dj.PersistentSGD(0.2, 0.5, 0.8), **kw)
+    np.testing.assert_allclose(toy.Q, same.Q, rtol=1e-9, atol=1e-12)
+    sim = dj.simulate(committee, ToggleSGD(0.2, 0.25), t_max=1.6, d=600, n_seeds=4, key=1)
+    assert bool(sim.ok) and sim.Q.shape == toy.Q.shape
+    k = len(toy.t) - 1
+    np.testing.assert_allclose(np.asarray(toy.Q[k]), np.asarray(sim.Q[k]),
+                               atol=float(4 * np.max(np.asarray(sim.Q_se[k]))) + 0.02)
