@@ -40,6 +40,7 @@ from ._validate import traced_checks
 from .committee_error import test_error
 from .noise import NoiseFactor, noise_row
 from .results import DIVERGENCE_FACTOR, RESULTS, Result
+from .weights import correlation_blocks, response_blocks
 from .sharding import sharder
 
 
@@ -228,43 +229,3 @@ def exchangeable(B):
     diag = jnp.einsum("...aa->...", B)[..., None, None] / K
     off = (jnp.sum(B, axis=(-2, -1))[..., None, None] - diag * K) / (K * (K - 1))
     return diag * eye + off * (1 - eye)
-
-
-def response_blocks(lam, lam_hat, M_R, dts, beta=None):
-    """``R[k, l]`` (``K x K`` blocks, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``): section 2.4
-    with matrix products (and ``beta (R[k] - R[k-1])`` with momentum, ``P[-1] = P[0]``).
-    ``lam_hat`` ``(S, K, K)``, ``M_R`` ``(S, S, K, K)``."""
-    S, K = lam_hat.shape[0], lam_hat.shape[1]
-    dtype = lam_hat.dtype
-    eye = jnp.eye(K, dtype=dtype)
-    RP = jnp.zeros((S, S + 1, K, K), dtype).at[0, S].set(eye)  # column S holds P
-
-    def body(RP, k):
-        dt = dts[k]
-        decay = eye - dt * (lam * eye + lam_hat[k])
-        new = jnp.einsum("ab,lbc->lac", decay, RP[k]) + dt * jnp.einsum("jab,jlbc->lac", M_R[k] * dts[:, None, None],
-                                                                           RP)
-        if beta is not None:
-            new = new + beta * (RP[k] - RP[jnp.maximum(k - 1, 0)])
-        new = new.at[k].add(eye)
-        return RP.at[k + 1].set(new), None
-
-    RP, _ = lax.scan(body, RP, jnp.arange(S - 1))
-    return RP[:, :S], RP[:, S]
-
-
-def correlation_blocks(R, P, M_C, R0, dts, temperature=None):
-    """``C_perp[k, a, l, b]`` = ``R0 (P[k] P[l]^T)_ab + sum_{i, j} eta_i eta_j (R[k, i] M_C[i, j] R[l, j]^T)_ab``
-    with ``M_C[i, j] = M_C[j, i]^T`` above the diagonal (plus ``2 T_L sum_i eta_i R[k, i] R[l, i]^T``
-    with Langevin noise); returned as ``(S, K, S, K)``."""
-    S, K = P.shape[0], P.shape[1]
-    flat = lambda X: jnp.transpose(X, (0, 2, 1, 3)).reshape(S * K, S * K)  # [k, l, a, b] -> [(k, a), (l, b)]
-    lower = flat(M_C)
-    strict = flat(M_C * (jnp.arange(S)[:, None] > jnp.arange(S)[None, :])[:, :, None, None])
-    M = lower + strict.T
-    Rw = flat(R) * jnp.repeat(dts, K)[None, :]
-    P2 = P.reshape(S * K, K)
-    C = R0 * P2 @ P2.T + Rw @ M @ Rw.T
-    if temperature is not None:
-        C = C + 2.0 * temperature * (Rw @ flat(R).T)
-    return C.reshape(S, K, S, K)

@@ -1,44 +1,73 @@
-"""Weight side of the DMFT (section 2.4): response ``R``, homogeneous solution ``P``,
-correlation ``C_perp`` and ``C = m m^T + C_perp``, from the kernels, by ``lax.scan``."""
+"""Weight side of the DMFT (section 2.4; section 6.2 for ``K`` units): response ``R``,
+homogeneous solution ``P`` and correlation ``C_perp`` from the kernels, by ``lax.scan``.
+
+One implementation for every ``K``: the kernels are ``K x K`` blocks (``lam_hat`` ``(S, K, K)``,
+``M_R`` and ``M_C`` ``(S, S, K, K)``), and a single unit is ``K = 1`` (:func:`response` and
+:func:`correlation` take and return its plain ``(S,)`` and ``(S, S)`` arrays, through the same
+block code).
+"""
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import lax
 
 
-def response(lam, lam_hat, M_R, dts, beta=None):
-    """``R[k, l]`` (per unit time; ``R[l+1, l] = 1``) and ``P[k]`` (``P[0] = 1``); with heavy-ball
-    momentum ``beta`` every row also gets ``beta (R[k] - R[k-1])`` (``P[-1] = P[0]``, section 5.1).
-
-    ``lam_hat``: (T+1,), ``M_R``: (T+1, T+1) strictly lower triangular, ``dts``: step sizes
-    ``eta_k`` (T+1,); step ``k`` advances by ``eta_k`` and the memory integral weights
-    ``M_R[k, j]`` by ``eta_j``.
-    """
-    size = lam_hat.shape[0]
+def response_blocks(lam, lam_hat, M_R, dts, beta=None):
+    """``R[k, l]`` (``K x K`` blocks per unit time, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``):
+    ``R[k+1] = (I - eta_k (lam I + lam_hat[k])) R[k] + eta_k sum_j eta_j M_R[k, j] R[j]`` (plus the
+    source ``I`` at ``l = k``), and with heavy-ball momentum ``beta`` every row also gets
+    ``beta (R[k] - R[k-1])`` (``R[-1] = R[0]``, section 5.1). ``dts``: the step sizes ``eta_k``."""
+    S, K = lam_hat.shape[0], lam_hat.shape[-1]
     dtype = lam_hat.dtype
-    eye = jnp.eye(size, dtype=dtype)
-    # Stack P as an extra column so that one scan handles both (P has no source term).
-    R0 = jnp.zeros((size, size + 1), dtype).at[0, size].set(1.0)
+    eye = jnp.eye(K, dtype=dtype)
+    width = (S + 1) * K
+    # carried as RP[k, a, (l, c)], column block S holding P (no source term), so that every
+    # product is one matrix product (a matrix-vector product at K = 1)
+    RP = jnp.zeros((S, K, S + 1, K), dtype).at[0, :, S, :].set(eye).reshape(S, K, width)
+    weighted = jnp.transpose(M_R * dts[None, :, None, None], (0, 2, 1, 3)).reshape(S, K, S * K)  # [k, a, (j, b)]
 
-    def body(R, k):
+    def body(RP, k):
         dt = dts[k]
-        decay = 1.0 - dt * (lam + lam_hat[k])
-        row = decay * R[k] + dt * ((M_R[k] * dts) @ R)
-        if beta is not None:  # R[-1] = R[0]: zero for the R columns, P[0] for P (no first-step momentum)
-            row = row + beta * (R[k] - R[jnp.maximum(k - 1, 0)])
-        row = row + jnp.concatenate([eye[k], jnp.zeros((1,), dtype)])
-        return R.at[k + 1].set(row), None
+        decay = eye - dt * (lam * eye + lam_hat[k])
+        new = decay @ RP[k] + dt * (weighted[k] @ RP.reshape(S * K, width))
+        if beta is not None:
+            new = new + beta * (RP[k] - RP[jnp.maximum(k - 1, 0)])
+        at = (0, k * K)  # the source I in column block l = k
+        new = lax.dynamic_update_slice(new, lax.dynamic_slice(new, at, (K, K)) + eye, at)
+        return RP.at[k + 1].set(new), None
 
-    R, _ = lax.scan(body, R0, jnp.arange(size - 1))
-    return R[:, :size], R[:, size]
+    RP, _ = lax.scan(body, RP, jnp.arange(S - 1))
+    RP = jnp.transpose(RP.reshape(S, K, S + 1, K), (0, 2, 1, 3))  # [k, l, a, c]
+    return RP[:, :S], RP[:, S]
+
+
+def correlation_blocks(R, P, M_C, R0, dts, temperature=None):
+    """``C_perp[k, a, l, b]`` = ``R0 (P[k] P[l]^T)_ab + sum_{i, j} eta_i eta_j (R[k, i] M_C[i, j] R[l, j]^T)_ab``
+    with ``M_C[i, j] = M_C[j, i]^T`` above the diagonal (plus ``2 T_L sum_i eta_i R[k, i] R[l, i]^T``
+    with Langevin noise, section 5.2); returned as ``(S, K, S, K)``."""
+    S, K = P.shape[0], P.shape[-1]
+    flat = lambda X: jnp.transpose(X, (0, 2, 1, 3)).reshape(S * K, S * K)  # [k, l, a, b] -> [(k, a), (l, b)]
+    steps = jnp.arange(S)
+    lower = flat(M_C * (steps[:, None] >= steps[None, :])[:, :, None, None])  # only k >= l is read
+    strict = flat(M_C * (steps[:, None] > steps[None, :])[:, :, None, None])
+    M = lower + strict.T
+    Rw = flat(R) * jnp.repeat(dts, K)[None, :]
+    P2 = P.reshape(S * K, K)
+    C = R0 * P2 @ P2.T + Rw @ M @ Rw.T
+    if temperature is not None:
+        C = C + 2.0 * temperature * (Rw @ flat(R).T)
+    return C.reshape(S, K, S, K)
+
+
+def response(lam, lam_hat, M_R, dts, beta=None):
+    """A single unit's ``R`` ``(S, S)`` and ``P`` ``(S,)``: :func:`response_blocks` at ``K = 1``
+    (``lam_hat`` ``(S,)``, ``M_R`` ``(S, S)`` strictly lower triangular)."""
+    R, P = response_blocks(lam, lam_hat[:, None, None], M_R[:, :, None, None], dts, beta)
+    return R[:, :, 0, 0], P[:, 0, 0]
 
 
 def correlation(R, P, M_C, R0, dts, temperature=None):
-    """``C_perp[k, l] = R0 P[k] P[l] + sum_{i<k, j<l} eta_i eta_j R[k, i] M_C[i, j] R[l, j]``, plus
-    with Langevin noise ``2 T_L sum_{i < min(k, l)} eta_i R[k, i] R[l, i]`` (section 5.2)."""
-    M_C_full = jnp.tril(M_C) + jnp.tril(M_C, -1).T
-    Rw = R * dts[None, :]
-    C = R0 * jnp.outer(P, P) + Rw @ M_C_full @ Rw.T
-    if temperature is not None:
-        C = C + 2.0 * temperature * (Rw @ R.T)
-    return C
+    """A single unit's ``C_perp`` ``(S, S)``: :func:`correlation_blocks` at ``K = 1`` (``M_C``
+    lower triangular, its upper half read by symmetry)."""
+    C = correlation_blocks(R[:, :, None, None], P[:, None, None], M_C[:, :, None, None], R0, dts, temperature)
+    return C[:, 0, :, 0]
