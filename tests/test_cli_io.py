@@ -55,6 +55,7 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cannot read arrays"):
         io.load(path)
+    path = sol.save(tmp_path / "sol", overwrite=True)
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["format_version"] = 99
     path.with_suffix(".json").write_text(json.dumps(meta))
