@@ -11,6 +11,15 @@ import numpy as np
 from . import _validate
 
 
+def _rounding(x) -> float:
+    """The relative tolerance of a step count: ``1e-9``, or a few roundings of ``x``'s dtype when
+    that is coarser (``eta = 0.2`` in float32 is 0.2000000030: ``t_max = 20`` is still 100 steps,
+    as in float64, so that both dtypes take the same number of steps)."""
+    dtype = np.asarray(x).dtype
+    eps = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else 0.0
+    return max(1e-9, 8 * eps)
+
+
 def count_steps(algorithm, t_max=None, n_steps=None) -> int:
     """Number of steps ``T`` and the validation of every step against the algorithm's
     constraints (``algorithm.check_steps``).
@@ -33,11 +42,12 @@ def count_steps(algorithm, t_max=None, n_steps=None) -> int:
         # constant eta: T = floor(t_max / eta)
         if not _validate.is_concrete(algorithm.eta):
             raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
+        tol = _rounding(algorithm.eta)
         eta = np.asarray(algorithm.eta, dtype=float)
         if eta.ndim:
             raise ValueError("eta is an array: pass n_steps explicitly for a batch of learning rates")
-        _validate.check("t_max", t_max, lambda a: a >= eta * (1 - 1e-9), f"t_max >= eta = {float(eta):g}")
-        T = int(np.floor(float(t_max) / float(eta) + 1e-9))
+        _validate.check("t_max", t_max, lambda a: a >= eta * (1 - tol), f"t_max >= eta = {float(eta):g}")
+        T = int(np.floor(float(t_max) / float(eta) * (1 + tol)))
         _checked_steps(algorithm, T)
         return T
     n = 1024
@@ -46,7 +56,7 @@ def count_steps(algorithm, t_max=None, n_steps=None) -> int:
         if not _validate.is_concrete(steps):
             raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
         t = np.cumsum(np.maximum(np.asarray(steps, dtype=float), 0.0))
-        hit = np.nonzero(t >= float(t_max) * (1 - 1e-9))[0]
+        hit = np.nonzero(t >= float(t_max) * (1 - _rounding(steps)))[0]
         if hit.size:
             T = int(hit[0]) + 1
             _checked_steps(algorithm, T)

@@ -118,3 +118,20 @@ def test_batch_schedule_likelihood_ratio_gradient_and_tune():
     res = dj.tune(PROBLEM, dj.SGD(0.2, dj.PiecewiseConstant([0.3, 0.4], [5])), ["b.values"], t_max=2.0,
                   n_traj=512, response=dj.ExactResponse(128), steps=3, errors=None)
     assert all(0 < x < 1 for x in res.params["b.values"])
+
+
+def test_float32_and_float64_take_the_same_number_of_steps():
+    # eta = 0.2 is 0.2000000030 in float32: t_max = 20 gave 99 steps (t ended at 19.8) and
+    # t_max = 5 gave 24; the count allows for the dtype's rounding
+    import jax.numpy as jnp
+
+    from dmft_jax._util import cast_tree
+    from dmft_jax.timegrid import count_steps
+
+    for algo, t_max, T in [(dj.GD(0.2), 20.0, 100), (dj.PersistentSGD(0.2), 5.0, 25), (dj.SGD(0.1), 1.0, 10),
+                           (dj.GD(0.3), 0.9, 3), (dj.GD(0.7), 7.0, 10), (dj.GD(0.2), 20.1, 100),
+                           (dj.GD(dj.ExponentialDecay(0.4, 0.05, floor=0.05)), 20.0, None)]:
+        counts = {dt: count_steps(cast_tree(algo, dt), t_max) for dt in (jnp.float32, jnp.float64)}
+        assert counts[jnp.float32] == counts[jnp.float64], (algo, t_max, counts)
+        if T is not None:
+            assert counts[jnp.float64] == T
