@@ -115,7 +115,10 @@ def as_float_array(x, name: str = "value"):
         arr = np.asarray(x)
     except Exception:
         raise ValueError(f"{name} must be a real number; got {x!r}") from None
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+    if arr.dtype == bool:  # a flag is not a value: Problem(bias=False) would start a bias at 0
+        raise ValueError(f"{name} must be a real number, not a flag; got {x!r}"
+                         + (" (no bias is bias=None)" if name == "bias" else ""))
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name} must be a real number; got {x!r}")
     return jnp.asarray(arr, dtype=jnp.result_type(float))
 

@@ -365,6 +365,8 @@ def alpha_star(delta, rho=0.5, bias: bool = True) -> float:
     Without a bias the optimum is ``s = 0`` and ``alpha*`` does not depend on ``rho``;
     ``Delta -> infinity`` gives Cover's ``alpha* = 2``.
     """
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueError(f"bias must be True (a hyperplane with a bias) or False (through the origin); got {bias!r}")
     from scipy.optimize import minimize
 
     delta = float(delta)

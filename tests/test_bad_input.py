@@ -42,6 +42,10 @@ API = [
     ("L_zero", lambda: dj.ThreeCluster(0.5, 0.0), ValueError, "L"),
     ("three_cluster_m0_zero", lambda: dj.Problem(dj.ThreeCluster(), m0=0.0), ValueError, "m0"),
     ("model_string", lambda: dj.Problem(model="two"), ValueError, "model"),
+    # flags where a value belongs, values where a flag belongs (bias=False turned a bias on)
+    ("bias_false", lambda: dj.Problem(dj.TwoCluster(0.2), bias=False), ValueError, "bias must be .* not a flag"),
+    ("lam_true", lambda: dj.Problem(lam=True), ValueError, "lam must be a real number, not a flag"),
+    ("alpha_star_bias_string", lambda: dj.alpha_star(0.5, 0.2, bias="no"), ValueError, "bias must be True"),
     # teacher-student data
     ("label_noise_half", lambda: dj.TeacherStudent(0.5), ValueError, "label_noise must satisfy 0 <= label_noise < 0.5"),
     ("label_noise_negative", lambda: dj.TeacherStudent(-0.1), ValueError, "label_noise"),
