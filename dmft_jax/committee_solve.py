@@ -21,12 +21,11 @@ from .committee_sweep import committee_sweep
 from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient, replica_keys
 from .losses import check_for_solver
 from .memory import device_bytes
-from .problem import AbstractMixture
+from .problem import AbstractModel
 from .response import ExactResponse
 from .results import RESULTS, AbstractOutcome, Result
 from .sharding import device_ids
 from .solution import finish, se_property
-from .teacher import TeacherRegression, TeacherStudent
 from .timegrid import count_steps
 
 
@@ -179,9 +178,10 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
                          f"got {type(algorithm).__name__}")
     problem = committee.problem
     model = problem.model
-    if not isinstance(model, (AbstractMixture, TeacherStudent, TeacherRegression)):
-        raise ValueError(f"problem.model: the committee DMFT covers TwoCluster, ThreeCluster, TeacherStudent and "
-                         f"TeacherRegression; got {type(model).__name__}")
+    if type(model).clean_label is AbstractModel.clean_label:  # a capability, asked of the model
+        raise ValueError(f"problem.model: the committee DMFT scores a fresh sample against the model's "
+                         f"clean_label(c, h0) (its label without label noise), which {type(model).__name__} does not "
+                         "define")
     problem.check_scalars()
     check_for_solver(problem.loss)
     T = count_steps(algorithm, t_max, n_steps)
