@@ -8,6 +8,7 @@ kernels they imply. It reaches the sweep's answer at tens of times its cost.
 from __future__ import annotations
 
 import equinox as eqx
+import equinox.internal as eqxi
 import jax.numpy as jnp
 from jax import lax
 
@@ -75,7 +76,10 @@ class DampedIteration(AbstractSolver):
             K = {n: (1 - a) * K[n] + a * getattr(rows, n) for n in K}
             return K, it + 1, e
 
-        K, n_iter, e = lax.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)))
+        # equinox's checkpointed while loop: bounded by max_iter, so that reverse mode (jax.grad,
+        # AutodiffAdjoint) goes through the iterations (lax.while_loop has no reverse mode)
+        K, n_iter, e = eqxi.while_loop(cond, body, (K0, jnp.asarray(0), jnp.asarray(jnp.inf, dtype)),
+                                       max_steps=self.max_iter, kind="checkpointed")
         rows, state, pivots = F(K)
         converged = (e <= 1.0) | (err(K, rows) <= 1.0)
         m = magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts, rnd.beta)

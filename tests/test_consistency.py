@@ -210,3 +210,23 @@ def test_float32_warns_when_it_loses_what_float64_keeps():
     with warnings.catch_warnings():  # the default float32 floor absorbs rounding: quiet
         warnings.simplefilter("error")
         dj.solve(problem, dj.GD(0.2), dtype=jnp.float32, t_max=20.0, n_traj=1024, response=dj.ExactResponse(64))
+
+
+@pytest.mark.slow  # 23 s on 2 cores
+def test_reverse_mode_goes_through_the_damped_iteration(seed_two_cluster):
+    """jax.grad through DampedIteration (a bounded, checkpointed while loop) equals the sweep's
+    gradient at the fixed point; it failed with JAX's raw while-loop error before."""
+    import equinox as eqx
+    import jax
+
+    kw = dict(n_steps=5, n_traj=128, response=dj.ExactResponse(32), key=1)
+    iteration = dj.DampedIteration(damping=1.0, rtol=1e-12, atol=1e-14, max_iter=30)
+
+    def final(lam, solver):
+        return dj.solve(eqx.tree_at(lambda p: p.lam, seed_two_cluster, lam), dj.GD(0.2), solver=solver,
+                        **kw).eps_gen[-1]
+
+    g_iteration = jax.grad(final)(0.1, iteration)
+    g_sweep = jax.grad(final)(0.1, dj.CausalSweep())
+    assert abs(float(g_sweep)) > 1e-6
+    np.testing.assert_allclose(g_iteration, g_sweep, rtol=1e-8)
