@@ -53,11 +53,27 @@ class ExponentialDecay(Schedule):
         return self.floor + (self.init - self.floor) * jnp.exp(-self.rate * k)
 
 
+def _boundaries(b) -> tuple:
+    """Step boundaries: whole numbers >= 1, strictly increasing (a boundary <= 0 never uses the
+    first value, a repeated one drops a phase); refused by name otherwise."""
+    if isinstance(b, (str, bytes)) or not hasattr(b, "__iter__"):
+        raise ValueError(f"boundaries must be a list of step indices; got {b!r}")
+    out = []
+    for x in b:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer, float, np.floating)) \
+                or x != x or int(x) != x:
+            raise ValueError(f"boundaries must be whole step indices; got {list(b)!r}")
+        out.append(int(x))
+    if any(x < 1 for x in out) or any(a >= c for a, c in zip(out, out[1:])):
+        raise ValueError(f"boundaries must be strictly increasing step indices >= 1 (each starts a phase); got {out}")
+    return tuple(out)
+
+
 class PiecewiseConstant(Schedule):
     """``eta_k = values[i]`` for ``boundaries[i-1] <= k < boundaries[i]`` (step indices)."""
 
     values: Any = _validate.float_field("values")
-    boundaries: tuple = eqx.field(static=True, converter=lambda b: tuple(int(x) for x in b))
+    boundaries: tuple = eqx.field(static=True, converter=lambda b: _boundaries(b))
 
     def __check_init__(self):
         _validate.positive("values", self.values)

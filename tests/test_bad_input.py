@@ -45,6 +45,11 @@ API = [
     # flags where a value belongs, values where a flag belongs (bias=False turned a bias on)
     ("bias_false", lambda: dj.Problem(dj.TwoCluster(0.2), bias=False), ValueError, "bias must be .* not a flag"),
     ("lam_true", lambda: dj.Problem(lam=True), ValueError, "lam must be a real number, not a flag"),
+    ("boundary_negative", lambda: dj.PiecewiseConstant([0.2, 0.1], [-3]), ValueError,
+     "boundaries must be strictly increasing step indices >= 1"),
+    ("boundary_repeated", lambda: dj.PiecewiseConstant([0.2, 0.1, 0.05], [4, 4]), ValueError,
+     "boundaries must be strictly increasing"),
+    ("boundary_fraction", lambda: dj.PiecewiseConstant([0.2, 0.1], [2.5]), ValueError, "whole step indices"),
     ("alpha_star_bias_string", lambda: dj.alpha_star(0.5, 0.2, bias="no"), ValueError, "bias must be True"),
     # teacher-student data
     ("label_noise_half", lambda: dj.TeacherStudent(0.5), ValueError, "label_noise must satisfy 0 <= label_noise < 0.5"),
