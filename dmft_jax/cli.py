@@ -146,6 +146,8 @@ def _tune(dj, args, problem, algo, out, parser):
     (out / "tune.json").write_text(json.dumps(out_data, indent=2))
     plot.compare(res.solution, path=out / f"curves.{args.format}")
     print(json.dumps(dict(params=res.params, objective=float(res.objective), out=str(out)), indent=2))
+    if not bool(res.ok):
+        print(f"dmft-jax tune: {res.message}", file=sys.stderr)
     return 0 if bool(res.ok) else 1
 
 

@@ -25,6 +25,7 @@ class RESULTS(enum.IntEnum):
     diverged = 3
     no_minimiser = 4
     invalid_input = 5
+    worse = 6
 
     @property
     def message(self) -> str:
@@ -39,6 +40,9 @@ _MESSAGES = {
     RESULTS.diverged: "the dynamics diverged (q = C(t,t) grew beyond 1e12 (1 + q(0)); try a smaller eta)",
     RESULTS.invalid_input: "a parameter was outside its valid range (checked inside the compiled program, "
     "e.g. under vmap); no numbers are returned for this point",
+    RESULTS.worse: "tuning made the objective worse than at its start (beyond twice the standard error of the "
+    "difference, or on the same random numbers): lower the optimiser's learning rate, take more steps or check "
+    "its sign; the start is the better point",
     RESULTS.no_minimiser: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "
     "when the data are separable, alpha < alpha*(Delta))",
 }

@@ -46,7 +46,7 @@ from .committee import Committee
 from .errors import AbstractErrors, GroupErrors
 from .problem import Problem
 from .response import ExactResponse, as_response
-from .results import AbstractOutcome, Result
+from .results import RESULTS, AbstractOutcome, Result
 from .solver import configure, solve
 from .sweep import CausalSweep
 from .timegrid import count_steps
@@ -155,6 +155,16 @@ def _value(problem, algorithm, name):
         field, _, sub = name.partition(".")
         v = np.asarray(_get(algorithm, field, sub or None))
     return float(v) if v.ndim == 0 else v.tolist()
+
+
+def _got_worse(value, history, noise, refresh) -> bool:
+    """Whether the tuned objective is worse than the start: beyond twice the standard error of
+    the difference when there are errors, else on the same key (``refresh=False``: the objective
+    is a deterministic function, so any increase beyond rounding is real)."""
+    if noise.get("improvement_se") is not None and np.isfinite(noise["improvement_se"]):
+        return noise["improvement"] > 2 * noise["improvement_se"]
+    start = history["objective"][0]
+    return not refresh and float(value) > start + 1e-9 * (1 + abs(start))
 
 
 def final_eps_gen(sol):
@@ -346,7 +356,14 @@ def tune(
                                        **solve_kwargs)) if refresh else history["objective"][0])
         noise = noise_report(objective, start, (prob.astype(dtype), cast_tree(algo, dtype)), base_key, config,
                              errors, start_value, value)
+    result = sol.result
+    if bool(sol.ok) and _got_worse(value, history, noise, refresh):
+        result = Result.of(RESULTS.worse)
+        import warnings
+
+        warnings.warn(f"dmft_jax.tune: {RESULTS.worse.message} (objective {float(value):.6g}, start "
+                      f"{history['objective'][0]:.6g})", RuntimeWarning, stacklevel=2)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
-                     result=sol.result, **noise)
+                     result=result, **noise)
     announce(res, progress)
     return res

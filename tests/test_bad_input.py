@@ -550,3 +550,17 @@ def test_load_refuses_edited_arrays_and_metadata(tmp_path):
         io.load(path)
     with pytest.raises(ValueError, match="overwrite must be True or False"):
         io.save(_Fake(1.0), tmp_path / "run", overwrite="yes")
+
+
+def test_tune_that_makes_the_objective_worse_says_so():
+    # a negative learning rate climbs: `dmft-jax tune --lr -0.3` exited 0 with a worse objective
+    import optax
+
+    with pytest.warns(RuntimeWarning, match="worse than at its start"):
+        res = dj.tune(P, A, ["b"], t_max=1.0, n_traj=64, steps=3, optimizer=optax.adam(-0.3), errors=None)
+    assert res.result.code == dj.RESULTS.worse and not res.ok
+    assert res.objective > res.history["objective"][0]
+    with pytest.raises(ValueError, match="params must be a list of names"):
+        dj.tune(P, A, "lam", t_max=1.0, n_traj=64, steps=1)
+    with pytest.raises(ValueError, match="each name once"):
+        dj.tune(P, A, ["lam", "lam"], t_max=1.0, n_traj=64, steps=1)
