@@ -158,6 +158,12 @@ def run_checks(obj):
                 pass
 
 
+def poison(valid, x):
+    """``x`` where ``valid``, else NaN, and NaN in every derivative of it too (``jnp.where`` would
+    give an invalid point a zero gradient, which an optimiser reads as a stationary point)."""
+    return x * jnp.where(valid, 1.0, jnp.nan).astype(x.dtype)
+
+
 def traced_checks(problem, algorithm, n_steps):
     """The parameter checks of ``problem`` and ``algorithm`` as traced predicates (inside the
     compiled program, where values set by ``vmap`` or ``eqx.tree_at`` were never checked).

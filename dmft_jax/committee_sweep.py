@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 
 from . import process
-from ._validate import traced_checks
+from ._validate import poison, traced_checks
 from .committee_error import test_error
 from .noise import NoiseFactor, noise_row
 from .results import DIVERGENCE_FACTOR, RESULTS, Result
@@ -185,9 +185,12 @@ def committee_sweep(committee, algorithm, key, config):
     exploding = jnp.max(jnp.abs(diag)) > DIVERGENCE_FACTOR * (1 + jnp.max(jnp.abs(diag[0])))
     code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged, RESULTS.successful), RESULTS.nonfinite)
     # values set under vmap / eqx.tree_at were never checked: the checks run here too, and a
-    # point that fails one is an invalid input, named, whatever its numbers
+    # point that fails one is an invalid input, named, with no numbers (NaN, NaN gradients)
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
     code = jnp.where(valid, code, RESULTS.invalid_input)
+    if checks:
+        m, Q, C_perp, R, eps = (poison(valid, x) for x in (m, Q, C_perp, R, eps))
+        rows = {n: poison(valid, x) for n, x in rows.items()}
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:T])])
     pivots = carry.L.pivots[: T * K]  # the step-T rows enter no noise
     n_clipped, n_negative = jnp.sum(pivots <= 0), jnp.sum(pivots < 0)

@@ -359,7 +359,7 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
         q, C_perp, P = cut(q), cut(C_perp), cut(P)
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
     if checks:  # an invalid point returns no numbers
-        nan = lambda x: jnp.where(valid, x, jnp.nan)
+        nan = lambda x: _validate.poison(valid, x)  # NaN values and NaN gradients
         fields = {k: nan(v) for k, v in fields.items()}
         q, C_perp, P = nan(q), nan(C_perp), nan(P)
     result = outcome(fields, q, out.converged, valid, first_bad, checks)

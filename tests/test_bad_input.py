@@ -564,3 +564,20 @@ def test_tune_that_makes_the_objective_worse_says_so():
         dj.tune(P, A, "lam", t_max=1.0, n_traj=64, steps=1)
     with pytest.raises(ValueError, match="each name once"):
         dj.tune(P, A, ["lam", "lam"], t_max=1.0, n_traj=64, steps=1)
+
+
+def test_an_invalid_traced_point_has_nan_gradients():
+    # jax.grad at an invalid lam returned a finite 0.0: an optimiser saw a stationary point
+    import warnings
+
+    def final(lam, problem=P):
+        return dj.solve(eqx.tree_at(lambda p: p.lam, problem, lam), dj.GD(0.2), n_steps=3, n_traj=32).eps_gen[-1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(float(jax.grad(final)(-0.1)))
+        assert np.isfinite(float(jax.grad(final)(0.1)))
+        committee = dj.Committee(P, dj.SoftCommittee(2))
+        sol = jax.jit(lambda lam: dj.solve(eqx.tree_at(lambda c: c.problem.lam, committee, lam), dj.GD(0.2),
+                                           n_steps=3, n_traj=32))(-0.1)
+    assert int(sol.result.code) == dj.RESULTS.invalid_input and np.all(np.isnan(np.asarray(sol.Q)))
