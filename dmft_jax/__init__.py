@@ -7,7 +7,7 @@ from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .bounds import AbstractBound, Above, Positive, UnitInterval
 from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
                         SoftCommittee)
-from .committee_solve import CommitteeSolution, solve_committee
+from .committee_solve import CommitteeSolution
 from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from .errors import AbstractErrors, GroupErrors, NoErrors
 from .fdt import FDT, fdt
@@ -26,6 +26,7 @@ from .schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Sche
 from .simulate import Simulation, simulate
 from .solution import Solution, SolveConfig
 from .solver import solve
+from .deprecated import solve_committee
 from .solvers import AbstractSolver
 from .sweep import CausalSweep
 from .tune import TuneResult, tune

@@ -229,19 +229,6 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
                                 devices=devices, quadrature=quadrature)
 
 
-def solve_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max: float = 20.0, n_traj: int = 2**15,
-                    key=0, **options) -> CommitteeSolution:
-    """Deprecated: :func:`dmft_jax.solve` solves committees (one entry, one set of defaults;
-    this alias stays for one release). Until 0.2 its default was ``n_traj = 2**14``."""
-    import warnings
-
-    from .solver import solve
-
-    warnings.warn("dj.solve_committee is deprecated: call dj.solve(committee, algorithm, ...) (the same options "
-                  "and defaults for one unit and for K units)", DeprecationWarning, stacklevel=2)
-    return solve(committee, algorithm, t_max, n_traj, key, **options)
-
-
 def run_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, key, *, throw: bool = False,
                   **options) -> CommitteeSolution:
     """The committee solve behind :func:`dmft_jax.solve` (docs/equations.md, section 6.2).

@@ -170,24 +170,32 @@ def save(result, path, *, overwrite: bool = False) -> Path:
     except BaseException:
         os.unlink(tmp_npz)
         raise
-    if not overwrite:
-        placed = []
-        try:
-            _place_new(tmp_npz, npz)
-            placed.append(npz)
-            _place_new(tmp_js, js)
-        except BaseException:
-            for p in placed:  # ours: nothing of this save stays
-                p.unlink()
-            raise
-        finally:
-            for tmp in (tmp_npz, tmp_js):
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        return npz
-    # overwrite: the earlier files are kept under temporary names (hard links, no copy) until the
-    # new ones are in place; an exception puts them back. A kill between the two renames leaves
-    # the new .npz (whole) beside the earlier .json, which load recognises and ignores.
+    try:
+        (_place_pair if not overwrite else _replace_pair)(tmp_npz, tmp_js, npz, js)
+    finally:
+        for tmp in (tmp_npz, tmp_js):
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return npz
+
+
+def _place_pair(tmp_npz, tmp_js, npz, js):
+    """A new name: both files placed exclusively; on any failure nothing of this save stays."""
+    placed = []
+    try:
+        _place_new(tmp_npz, npz)
+        placed.append(npz)
+        _place_new(tmp_js, js)
+    except BaseException:
+        for p in placed:  # ours only (a name another save took first is not touched)
+            p.unlink()
+        raise
+
+
+def _replace_pair(tmp_npz, tmp_js, npz, js):
+    """An overwrite: the earlier files are kept under temporary names (hard links, no copy) until
+    the new ones are in place; an exception puts them back. A kill between the two renames leaves
+    the new .npz (whole) beside the earlier .json, which load recognises and ignores."""
     backups, placed = {}, []
     try:
         for p in (npz, js):
@@ -200,9 +208,6 @@ def save(result, path, *, overwrite: bool = False) -> Path:
         _op("rename", os.replace, tmp_js, js)
         placed.append(js)
     except BaseException:
-        for tmp in (tmp_npz, tmp_js):
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         for p in placed:  # undo: the earlier file back, or no new file
             if p in backups:
                 os.replace(backups.pop(p), p)
@@ -213,7 +218,6 @@ def save(result, path, *, overwrite: bool = False) -> Path:
         raise
     for b in backups.values():
         os.unlink(b)
-    return npz
 
 
 class Loaded:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _validate, cache
+from . import _validate, trace_cache
 from ._util import tolist
 
 
@@ -194,9 +194,9 @@ def check_for_solver(loss: AbstractLoss, name: str = "loss") -> None:
             return
     except TypeError:  # unhashable (an array-valued parameter): check every time
         pass
-    if not cache.known("curvature", loss):  # a process before this one checked it (trace cache)
+    if not trace_cache.known("curvature", loss):  # a process before this one checked it (trace cache)
         _check_curvature(loss, name)
-        cache.record("curvature", loss)
+        trace_cache.record("curvature", loss)
     try:
         _PASSED.add(loss)
     except TypeError:

@@ -34,7 +34,7 @@ import numpy as np
 from . import _validate, process, weights
 from ._validate import traced_checks
 from ._util import as_dtype, as_key, cast_tree, seed_of
-from .cache import cached_call
+from .trace_cache import cached_call
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient
 from .algorithms import AbstractAlgorithm
@@ -136,7 +136,7 @@ def solve(
     with compile_notice(config.progress_meter, f"the sweep for T = {run.n_steps}, N = {config.n_traj}"):
         args = (problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jax.device_put(np.asarray(key[1])),
                 run, n_real, n_live)
-        # the trace cache (cache.py) holds single-device programs without host callbacks
+        # the trace cache (trace_cache.py) holds single-device programs without host callbacks
         meter = config.progress_meter
         exportable = run.devices is None and (isinstance(meter, NoProgressMeter) or (
             type(meter) is TextProgressMeter and not meter.steps))

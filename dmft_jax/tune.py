@@ -157,14 +157,23 @@ def _value(problem, algorithm, name):
     return float(v) if v.ndim == 0 else v.tolist()
 
 
-def _got_worse(value, history, noise, refresh) -> bool:
-    """Whether the tuned objective is worse than the start: beyond twice the standard error of
-    the difference when there are errors, else on the same key (``refresh=False``: the objective
-    is a deterministic function, so any increase beyond rounding is real)."""
-    if noise.get("improvement_se") is not None and np.isfinite(noise["improvement_se"]):
-        return noise["improvement"] > 2 * noise["improvement_se"]
+def _outcome(sol, value, history, noise, refresh) -> Result:
+    """The tuning's outcome: the tuned solve's, or ``RESULTS.worse`` (with a warning) when the
+    objective is worse than at the start: beyond twice the standard error of the difference when
+    there are errors, else on the same key (``refresh=False``: the objective is a deterministic
+    function, so any increase beyond rounding is real)."""
     start = history["objective"][0]
-    return not refresh and float(value) > start + 1e-9 * (1 + abs(start))
+    if noise.get("improvement_se") is not None and np.isfinite(noise["improvement_se"]):
+        worse = noise["improvement"] > 2 * noise["improvement_se"]
+    else:
+        worse = not refresh and float(value) > start + 1e-9 * (1 + abs(start))
+    if not (bool(sol.ok) and worse):
+        return sol.result
+    import warnings
+
+    warnings.warn(f"dmft_jax.tune: {RESULTS.worse.message} (objective {float(value):.6g}, start {start:.6g})",
+                  RuntimeWarning, stacklevel=3)
+    return Result.of(RESULTS.worse)
 
 
 def final_eps_gen(sol):
@@ -356,14 +365,7 @@ def tune(
                                        **solve_kwargs)) if refresh else history["objective"][0])
         noise = noise_report(objective, start, (prob.astype(dtype), cast_tree(algo, dtype)), base_key, config,
                              errors, start_value, value)
-    result = sol.result
-    if bool(sol.ok) and _got_worse(value, history, noise, refresh):
-        result = Result.of(RESULTS.worse)
-        import warnings
-
-        warnings.warn(f"dmft_jax.tune: {RESULTS.worse.message} (objective {float(value):.6g}, start "
-                      f"{history['objective'][0]:.6g})", RuntimeWarning, stacklevel=2)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
-                     result=result, **noise)
+                     result=_outcome(sol, value, history, noise, refresh), **noise)
     announce(res, progress)
     return res

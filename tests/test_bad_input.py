@@ -425,9 +425,9 @@ def test_review_findings_stay_fixed(tmp_path):
     assert e.ok and float(e.q) == pytest.approx(45.4361, rel=1e-4)
 
 
-class _Fake:
-    """The least a result needs to be saved (numpy arrays only: safe in a forked child)."""
-
+_FAKE = """
+class Fake:
+    # the least a result needs to be saved (numpy arrays only: no JAX in a child process)
     kind = "solution"
     saved_arrays = ("t", "m", "q", "eps_gen", "train_loss", "train_acc", "status")
 
@@ -436,6 +436,9 @@ class _Fake:
             setattr(self, n, np.full(5, value))
         self.problem = self.algorithm = self.config = type("D", (), {"to_dict": lambda s: {"v": value}})()
         self.seed = value
+"""
+exec(_FAKE)
+_Fake = Fake  # noqa: F821 (defined by the exec above)
 
 
 _KILLED_SAVE = """
@@ -455,14 +458,7 @@ def die(name, fn, *args):
         os.kill(os.getpid(), signal.SIGKILL)
     return fn(*args)
 io._op = die
-class Fake:
-    kind = "solution"
-    saved_arrays = ("t", "m", "q", "eps_gen", "train_loss", "train_acc", "status")
-    def __init__(self, value):
-        for n in self.saved_arrays:
-            setattr(self, n, np.full(5, value))
-        self.problem = self.algorithm = self.config = type("D", (), {"to_dict": lambda s: {"v": value}})()
-        self.seed = value
+""" + _FAKE + """
 io.save(Fake(2.0), path, overwrite=overwrite)
 """
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import dmft_jax as dj
-from dmft_jax import cache, solver
+from dmft_jax import cache_entry, solver
+from dmft_jax import trace_cache as cache
 
 KW = dict(n_steps=7, n_traj=80, key=3)  # sizes no other test uses
 FIELDS = ("m", "q", "eps_gen", "train_loss", "train_acc", "C", "R", "M_R")
@@ -122,7 +123,7 @@ def _hostile_files(entry, tmp_path, key):
     import struct
 
     good = entry.read_bytes()
-    magic = cache._MAGIC
+    magic = cache_entry.MAGIC
     (size,) = struct.unpack("<I", good[len(magic):len(magic) + 4])
     header = json.loads(good[len(magic) + 4:len(magic) + 4 + size])
     payload = good[len(magic) + 4 + size:]
@@ -144,7 +145,7 @@ def _hostile_files(entry, tmp_path, key):
         "truncated": good[: len(good) // 2],
         "altered program, old hash": good[:-10] + bytes(10),
         "wrong key in the header": packed(dict(header, key="0" * 64)),
-        "another format number": packed(dict(header, format=cache._FORMAT + 1)),
+        "another format number": packed(dict(header, format=cache_entry.FORMAT + 1)),
         "a class outside dmft_jax in the output tree": packed(dict(header, out_tree=evil_tree)),
         "a dmft_jax function, not a class": packed(dict(header, out_tree={
             "object": ["dmft_jax.cache", "enable_compilation_cache"], "fields": []})),
@@ -180,7 +181,7 @@ def test_planted_files_are_ignored_with_a_warning(seed_two_cluster, tmp_path):
             assert named, f"{kind}: no warning names the ignored file"
             # the hostile file was replaced by a good entry, which the next process reads
             assert entry.is_file() and not entry.is_symlink(), kind
-            header, _ = cache._unpack(entry.read_bytes(), entry.stem, "program")  # raises if not
+            header, _ = cache_entry.unpack(entry.read_bytes(), entry.stem, "program")  # raises if not
             assert header["key"] == entry.stem
         assert not list(folder.glob(".*tmp"))
     finally:
@@ -195,8 +196,8 @@ def test_a_planted_marker_does_not_pass_a_refused_loss(tmp_path):
     try:
         sharp = dj.SmoothHinge(1e6)
         path = tmp_path / f"{cache._key(('curvature', sharp))}.curvature"
-        for planted in (b"", cache._pack({"key": "0" * 64, "kind": "curvature", "verdict": "passed"}, b""),
-                        cache._pack({"key": path.stem, "kind": "curvature", "verdict": "failed"}, b"")):
+        for planted in (b"", cache_entry.pack({"key": "0" * 64, "kind": "curvature", "verdict": "passed"}, b""),
+                        cache_entry.pack({"key": path.stem, "kind": "curvature", "verdict": "failed"}, b"")):
             path.write_bytes(planted)
             losses._PASSED.clear()
             with pytest.warns(cache.CacheWarning, match=path.name):
@@ -245,7 +246,7 @@ def test_second_campaign_entries_are_ignored_quickly(seed_two_cluster, tmp_path)
         cold = dj.solve(seed_two_cluster, algo, **KW)
         (entry,) = folder.glob("*.exported")
         good = entry.read_bytes()
-        magic = cache._MAGIC
+        magic = cache_entry.MAGIC
         (size,) = struct.unpack("<I", good[len(magic):len(magic) + 4])
         header = json.loads(good[len(magic) + 4:len(magic) + 4 + size])
         bomb = "a^999999999"
@@ -254,9 +255,9 @@ def test_second_campaign_entries_are_ignored_quickly(seed_two_cluster, tmp_path)
                          .serialize()).replace(b"q" * len(bomb), bomb.encode())
         other_inputs = bytes(jax.export.export(jax.jit(lambda x: [x] * 17))(jnp.zeros(3)).serialize())
         for kind, content in {
-            "a symbolic-dimension bomb": cache._pack(dict(header), symbolic),
-            "other input shapes": cache._pack(dict(header), other_inputs),
-            "a number that is no number": cache._pack(dict(header, out_tree={"float": "abc"}),
+            "a symbolic-dimension bomb": cache_entry.pack(dict(header), symbolic),
+            "other input shapes": cache_entry.pack(dict(header), other_inputs),
+            "a number that is no number": cache_entry.pack(dict(header, out_tree={"float": "abc"}),
                                                      good[len(magic) + 4 + size:]),
         }.items():
             entry.write_bytes(content)
