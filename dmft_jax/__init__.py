@@ -3,6 +3,7 @@ high-dimensional Gaussian mixtures (docs/equations.md)."""
 from . import bounds, io, plot
 from ._validate import check as check_parameter
 from .cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
+from .cache_entry import CacheWarning
 from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .bounds import AbstractBound, Above, Positive, UnitInterval
 from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
@@ -40,7 +41,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "AbstractReadout", "Committee", "CommitteeSimulation", "CommitteeSolution", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
-    "AbstractBound", "Above", "Positive", "UnitInterval", "bounds",
+    "CacheWarning", "AbstractBound", "Above", "Positive", "UnitInterval", "bounds",
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
     "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",
