@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .schedules import Schedule
+
 
 def inv_softplus(x):
     """``softplus^-1(x)`` for ``x > 0`` (NumPy; ``x`` itself beyond 30, where they agree)."""
@@ -85,8 +87,6 @@ def expand(name: str, value, bound: AbstractBound) -> dict:
     """The tunable names of one declared field: ``name`` itself for a number, or
     ``name.<field>`` for every array field of a schedule (its ``rate`` kept positive, the others
     in the field's own range)."""
-    from .schedules import Schedule
-
     if isinstance(value, Schedule):
         return {f"{name}.{f}": (Positive() if f == "rate" else bound) for f in value.__dataclass_fields__
                 if eqx.is_array(getattr(value, f))}

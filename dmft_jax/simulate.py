@@ -26,7 +26,7 @@ from ._util import cast_tree
 from .memory import fit_batch, memory_per_seed
 from .progress import compile_notice
 from .algorithms import AbstractAlgorithm
-from .committee import Committee
+from .committee import Committee, CommitteeSimulation
 from .problem import Problem
 from .results import AbstractOutcome, Result
 from .seeds import check_inputs, run_seeds, summarise
@@ -126,8 +126,6 @@ def simulate(
     works here, including the non-smooth :class:`~dmft_jax.Hinge`. ``progress_meter``: e.g.
     ``dj.TextProgressMeter("simulation", "seeds")`` reports the finished seeds on stderr.
     """
-    from .committee import CommitteeSimulation
-
     if isinstance(problem, Committee):  # K hidden units (docs/equations.md, section 6)
         net, readout, m0, base = problem, problem.readout, problem.m0, problem.problem
     elif isinstance(problem, Problem):  # one unit: K = 1, its read-out the model's phi

@@ -152,10 +152,7 @@ def _solve_committee(committee, algorithm, t_max, n_traj, key, *, throw, **optio
     ``cross_memory``) are passed on."""
     from .committee_solve import committee_options, run_committee
 
-    for name in set(options) & set(_DEPRECATED):  # deprecated for every K alike
-        if options[name] is not None:
-            warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
-                          stacklevel=3)
+    _warn_deprecated([n for n in _DEPRECATED if options.get(n) is not None], stacklevel=4)  # for every K alike
     return run_committee(committee, algorithm, t_max, n_traj, key, throw=throw, **committee_options(options))
 
 
@@ -216,13 +213,20 @@ def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
     return dataclasses.replace(sol, config=config, **changes)
 
 
+def _warn_deprecated(names, stacklevel: int) -> None:
+    """A ``DeprecationWarning`` for each former keyword of :func:`solve` in ``names``, naming what
+    replaced it (``stacklevel``: the user's call, counted from here)."""
+    for name in names:
+        warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
+                      stacklevel=stacklevel)
+
+
 def _legacy_options(deprecated, solver, response, adjoint, progress_meter, sharding):
     """Map the former keywords onto strategies, with a ``DeprecationWarning`` each."""
     unknown = set(deprecated) - set(_DEPRECATED) - {"adjoint"}
     if unknown:
         raise TypeError(f"solve() got unexpected keyword arguments {sorted(unknown)}")
-    for name in deprecated:
-        warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning, stacklevel=4)
+    _warn_deprecated(deprecated, stacklevel=5)
     d = dict(deprecated)
     if "n_chi" in d:
         response = as_response(response, d.pop("n_chi"))
