@@ -214,8 +214,7 @@ def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
 
 
 def _warn_deprecated(names, stacklevel: int) -> None:
-    """A ``DeprecationWarning`` for each former keyword of :func:`solve` in ``names``, naming what
-    replaced it (``stacklevel``: the user's call, counted from here)."""
+    """A ``DeprecationWarning`` naming the replacement of each former keyword in ``names``."""
     for name in names:
         warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
                       stacklevel=stacklevel)
