@@ -577,3 +577,11 @@ def test_an_invalid_traced_point_has_nan_gradients():
         sol = jax.jit(lambda lam: dj.solve(eqx.tree_at(lambda c: c.problem.lam, committee, lam), dj.GD(0.2),
                                            n_steps=3, n_traj=32))(-0.1)
     assert int(sol.result.code) == dj.RESULTS.invalid_input and np.all(np.isnan(np.asarray(sol.Q)))
+
+
+def test_tune_refuses_a_start_outside_a_declared_range():
+    # the declared range names the parameter: b = 1 is full batch, which sigmoid(theta) never reaches
+    with pytest.raises(ValueError, match=r"b: tuning b needs starting values strictly inside \(0, 1\)"):
+        dj.tune(P, dj.SGD(0.2, 1.0), ["b"], t_max=1.0, n_traj=64, steps=1)
+    with pytest.raises(ValueError, match="temperature: tuning temperature needs a starting value > 0"):
+        dj.tune(P, dj.GD(0.2, temperature=0.0), ["temperature"], t_max=1.0, n_traj=64, steps=1)
