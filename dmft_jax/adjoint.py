@@ -63,7 +63,7 @@ class AbstractAdjoint(eqx.Module):
     ``check`` refuses combinations it does not support."""
 
     @abc.abstractmethod
-    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard,
+    def run(self, solver, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard,
             **bucket) -> SolverOutput:
         """``solver.run(...)`` with this adjoint's reverse mode (``bucket``: ``n_real`` of a
         shape bucket, passed to the solver where the adjoint supports it)."""
@@ -76,8 +76,8 @@ class AbstractAdjoint(eqx.Module):
 class AutodiffAdjoint(AbstractAdjoint):
     """JAX's own differentiation of the solver (forward and reverse mode)."""
 
-    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, **bucket):
-        return solver.run(problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, **bucket)
+    def run(self, solver, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, **bucket):
+        return solver.run(net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, **bucket)
 
     def check(self, solver, response, sharded):
         return None
@@ -85,16 +85,25 @@ class AutodiffAdjoint(AbstractAdjoint):
 
 class SweepAdjoint(AbstractAdjoint):
     """The hand-written adjoint of :class:`~dmft_jax.CausalSweep` with
-    :class:`~dmft_jax.ExactResponse` on one device (reverse mode only)."""
+    :class:`~dmft_jax.ExactResponse` on one device (reverse mode only), for a single unit
+    (``K = 1``; committees are differentiated by :class:`AutodiffAdjoint`)."""
 
-    def run(self, solver, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
-        theta = (problem, rnd.dts, rnd.p_on, rnd.p_off, rnd.log_p0)
-        consts = (rnd.c, rnd.y, rnd.h0, rnd.s, rnd.u0, rnd.zeta)
+    def run(self, solver, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+        if net.K != 1:
+            raise ValueError(f"adjoint: SweepAdjoint is written for a single unit; this problem has K = {net.K} "
+                             "units: use AutodiffAdjoint() (the default)")
+        theta = (net.problem, rnd.dts, rnd.p_on, rnd.p_off, rnd.log_p0)
+        consts = (rnd.c, rnd.y, rnd.h0, rnd.s, rnd.u0[0], rnd.zeta[:, 0])
         static = _Static(n_steps, response, pivot_rtol, solver.blocks(n_steps), meter)
         rows, m, pivots, u, g, chi = _sweep(theta, consts, static)
-        state = process.State(u=u, g=g, resp=ExactState(chi=chi), u_now=u[-1], log_w=jnp.zeros_like(u[-1]))
-        return SolverOutput(rows=rows, m=m, pivots=pivots, state=lax.stop_gradient(state), n_iter=jnp.asarray(0),
-                            converged=jnp.asarray(True))
+        unit = lambda x: x[:, None]  # the engine's unit axis, K = 1
+        rows = process.Row(lam_hat=rows.lam_hat[:, None, None], mu=unit(rows.mu), M_C=rows.M_C[..., None, None],
+                           M_R=rows.M_R[..., None, None], train_loss=rows.train_loss, train_acc=rows.train_acc)
+        chi = tuple(c[:, :, None, None] for c in chi)
+        state = process.State(u=unit(u), g=unit(g), resp=ExactState(chi=chi), u_now=unit(u)[-1],
+                              log_w=jnp.zeros_like(u[-1]))
+        return SolverOutput(rows=rows, m=unit(m), pivots=unit(pivots), state=lax.stop_gradient(state),
+                            n_iter=jnp.asarray(0), converged=jnp.asarray(True))
 
     def check(self, solver, response, sharded):
         if not isinstance(solver, CausalSweep) or not isinstance(response, ExactResponse) or sharded:
@@ -116,15 +125,21 @@ class _Static:
 def _rnd(theta, consts):
     problem, dts, p_on, p_off, log_p0 = theta
     c, y, h0, s, u0, zeta = consts
-    return process.Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
+    return process.Randomness(c=c, y=y, h0=h0, s=s, u0=u0[None], zeta=zeta[:, None], log_p0=log_p0, p_on=p_on,
+                              p_off=p_off,
                               dts=dts)
 
 
 def _forward(theta, consts, static: _Static):
-    out = forward_sweep(theta[0], _rnd(theta, consts), static.T, static.est, None, static.pivot_rtol,
-                        static.n_blocks, static.meter)
-    chi = static.est.to_column_blocks(out.state.resp, static.T + 1).chi
-    return (out.rows, out.m, out.pivots, out.state.u, out.state.g, chi), out.factor
+    """The forward sweep of the single unit, its outputs without the unit axes (the
+    backward pass below is written for ``K = 1``)."""
+    out = forward_sweep(process.Network.single(theta[0]), _rnd(theta, consts), static.T, static.est, None,
+                        static.pivot_rtol, static.n_blocks, static.meter)
+    chi = tuple(c[:, :, 0, 0] for c in static.est.to_column_blocks(out.state.resp, static.T + 1).chi)
+    r = out.rows
+    rows = process.Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
+                       train_loss=r.train_loss, train_acc=r.train_acc)
+    return (rows, out.m[:, 0], out.pivots[:, 0], out.state.u[:, 0], out.state.g[:, 0], chi), out.factor
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -213,10 +228,10 @@ class _BackwardPass:
         km1 = jnp.maximum(k - 1, 0)
         draws = process.StepDraws(c=self.c, y=self.y, h0=self.h0, s_prev=self.s[km1], s_k=self.s[k],
                                   p_on_prev=p_on_prev, p_off_prev=p_off_prev, log_p0=log_p0)
-        loc = process.local_step(problem, draws, u_k, m_k, log_w_prev, k)
-        x2 = problem.alpha * problem.delta * self.est.source_weights(loc.w, loc.sl2)
-        return (loc.g, loc.sl2, loc.x1, loc.mc_kk, x2, loc.lam_hat, loc.mu, loc.train_loss, loc.train_acc,
-                loc.log_w)
+        loc = process.local_step(process.Network.single(problem), draws, u_k[None], m_k[None], log_w_prev, k)
+        x2 = problem.alpha * problem.delta * self.est.source_weights(loc.w, loc.H)[0, 0]
+        return (loc.g[0], loc.H[0, 0], loc.x1[0], loc.mc_kk[0, 0], x2, loc.lam_hat[0, 0], loc.mu[0], loc.train_loss,
+                loc.train_acc, loc.log_w)
 
     def phase_b(self, problem, mc_row, mr_row, dts, factor_k, k):
         """The noise-factor row ``k`` and the memory weights."""
@@ -226,8 +241,11 @@ class _BackwardPass:
 
     def phase_c(self, problem, dt, u_k, g, sl2_n, lam_hat, mem, xi, chi_k, chimem, m_k, mu, k):
         """The ``u``, ``chi`` and ``m`` updates of step ``k``."""
-        u_next = process.u_step(problem.lam, problem.delta, dt, u_k, g, lam_hat, mem, xi)
-        chi_next = chi_step(chi_k, chimem, k, dt, 1.0 - dt * (problem.lam + lam_hat), problem.delta, sl2_n)
+        u_next = process.u_step(problem.lam, problem.delta, dt, u_k[None], g[None], jnp.reshape(lam_hat, (1, 1)),
+                                mem[None], xi[None])[0]
+        decay = jnp.reshape(1.0 - dt * (problem.lam + lam_hat), (1, 1))
+        chi_next = chi_step(chi_k[:, None, None], chimem[:, None, None], k, dt, decay, problem.delta,
+                            sl2_n[None, None])[:, 0, 0]
         m_next = process.m_step(problem.lam, dt, m_k, mu)
         return u_next, chi_next, m_next
 
@@ -345,7 +363,7 @@ class _BackwardPass:
             mem_all = mem_all.at[a:b].set(hist.mem)
             chimem_blocks.insert(0, (a, hist.chimem))
         # u_0 = sqrt(Delta R0) u0, m_0 = m0
-        _, vjp0 = jax.vjp(lambda p: (process.initial_u(p, self.u0), p.m0), self.problem)
+        _, vjp0 = jax.vjp(lambda p: (process.initial_u(p, self.u0), p.m0), self.problem)  # u0 (N,): one unit
         (prob0,) = vjp0((ct.u, ct.m))
         prob_bar = jax.tree_util.tree_map(jnp.add, ct.problem, prob0)
         return (prob_bar, ct.dts, ct.p_on, ct.p_off, ct.log_p0), zero(self.consts)

@@ -44,8 +44,38 @@ class AbstractReadout(eqx.Module):
         is then a plain Monte Carlo average, without a derivative)."""
         return None
 
+    def loss_derivatives(self, problem, y, r):
+        """The per-sample loss's gradient ``(K, N)`` and Hessian ``(K, K, N)`` in the fields
+        ``r`` ``(K, N)`` (units first, samples last), by autodiff; a read-out with closed forms
+        may override it."""
+        def one(y1, r1):
+            return problem.loss(problem.model.loss_argument(y1, self(r1)))
+
+        g = jax.vmap(jax.grad(one, argnums=1))(y, r.T)
+        H = jax.vmap(jax.hessian(one, argnums=1))(y, r.T)
+        return g.T, jnp.moveaxis(H, 0, -1)
+
     def to_dict(self) -> dict:
         return {"readout": type(self).__name__, "K": self.K}
+
+
+class UnitReadout(AbstractReadout):
+    """One unit read out through its model, ``f(r) = phi(r_0)`` (``K = 1``): a single-layer
+    problem is the committee with this read-out, solved by the same engine. Its loss
+    derivatives are the problem's own (elementwise, no Hessian by autodiff)."""
+
+    model: Any
+
+    def __init__(self, model):
+        self.K = 1
+        self.model = model
+
+    def __call__(self, r):
+        return self.model.phi(r[..., 0])
+
+    def loss_derivatives(self, problem, y, r):
+        d1, d2 = problem.loss_derivatives(y, r[0])
+        return d1[None], d2[None, None]
 
 
 def _arctanh_root(s):

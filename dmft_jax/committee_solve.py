@@ -1,6 +1,8 @@
 """Committee-machine solves (docs/equations.md, section 6.2): the options and their checks
 (:func:`configure_committee`), the result (:class:`CommitteeSolution`), error replicas, and
-:func:`solve_committee`; the traced sweep is ``committee_sweep.py``."""
+:func:`run_committee`. The kernels come from the one causal sweep for every ``K``
+(:func:`dmft_jax.sweep.forward_sweep`, ``K x K`` blocks; a single unit is ``K = 1``); here
+the weight side, the test error and the result."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,22 +13,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _validate
+from . import _validate, process
 from ._util import as_dtype, as_key, cast_tree, seed_of
+from ._validate import poison, traced_checks
 from .algorithms import AbstractAlgorithm
 from .committee import Committee
-from .committee_error import quadrature_size
-from .committee_response import ExactBlocks, block_estimator
-from .committee_sweep import committee_sweep
+from .committee_error import quadrature_size, test_error
 from .errors import AbstractErrors, GroupErrors, NoErrors, no_gradient, replica_keys
 from .losses import check_for_solver
 from .memory import device_bytes
+from .past import padded_size
 from .problem import AbstractModel
-from .response import ExactResponse
-from .results import RESULTS, AbstractOutcome, Result
-from .sharding import device_ids
+from .progress import NoProgressMeter
+from .response import AbstractResponse, ExactResponse, as_response
+from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
+from .sharding import device_ids, sharder
 from .solution import finish, se_property
-from .timegrid import count_steps
+from .sweep import CausalSweep, forward_sweep
+from .timegrid import chunk_width, count_steps
+from .weights import correlation_blocks, response_blocks
 
 
 # the committee observables that get a standard error with errors=GroupErrors(...)
@@ -34,9 +39,9 @@ OBSERVABLES = ("m", "Q", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", 
 
 
 class CommitteeSolveConfig(eqx.Module):
-    """The static sizes and options of a committee solve: ``response`` is the block estimator
-    (:class:`~dmft_jax.committee_response.ExactBlocks` or ``ProbeBlocks``), ``errors`` the error
-    estimator, ``devices`` the ids of the devices the trajectories are split over (``None``: one)."""
+    """The static sizes and options of a committee solve: ``response`` is the resolved
+    estimator (for ``K`` units), ``errors`` the error estimator, ``devices`` the ids of the
+    devices the trajectories are split over (``None``: one)."""
 
     n_steps: int = eqx.field(static=True)
     n_traj: int = eqx.field(static=True)
@@ -196,27 +201,27 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
         if response is not None:
             raise ValueError("n_chi: give either n_chi or response=dj.ExactResponse(n_chi), not both")
         response = ExactResponse(n_chi)
-    estimator = block_estimator(response, n_traj, committee.K)
+    dtype = as_dtype(dtype)
+    K = committee.K
+    estimator = as_response(response).resolve(T, n_traj, dtype.itemsize, K)
     errors = NoErrors() if errors is None else errors
     if not isinstance(errors, (NoErrors, GroupErrors)):
         raise ValueError(f"errors: committee machines take dmft_jax.NoErrors() or dmft_jax.GroupErrors(groups); "
                          f"got {errors!r}")
     errors.check(n_traj, antithetic)
-    if isinstance(errors, GroupErrors) and estimator.n < errors.groups:
-        name = "n_chi" if isinstance(estimator, ExactBlocks) else "ProbeResponse.n_traj"
-        raise ValueError(f"{name} = {estimator.n} is below GroupErrors.groups = {errors.groups}: each replica needs at "
-                         "least one response trajectory; raise it or lower groups")
+    if isinstance(errors, GroupErrors):
+        _group_estimator(estimator, errors.groups, T, n_traj, dtype, K)  # each replica's, checked now
     devices = device_ids(sharding)
     if devices is not None and n_traj % len(devices):
         raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(devices)} devices")
     if symmetric:
         _check_exchangeable(committee)
-    dtype = as_dtype(dtype)
-    K = committee.K
     replicas = 2 if isinstance(errors, GroupErrors) else 1  # the G replicas hold as much as the full solve
     quadrature = quadrature_size(committee)  # two rules' points, (K + 4) numbers each
-    need = batch * replicas * dtype.itemsize * (estimator.numbers(T + 1, K) + 4 * (T + 1) * n_traj * K
-                                                + 4 * ((T + 1) * K) ** 2 + 2 * quadrature * (K + 4))
+    size, width = T + 1, chunk_width(T, CausalSweep().blocks(T))
+    padded = padded_size(size, width)
+    need = batch * replicas * dtype.itemsize * (estimator.peak_numbers(size, width, K) + 6 * padded * n_traj * K
+                                                + 12 * (padded * K) ** 2 + 2 * quadrature * (K + 4))
     avail = device_bytes()
     if avail is not None and need > 0.6 * avail:
         raise ValueError(f"n_traj: the solve over T = {T} steps with K = {K} units, {type(response).__name__ if response else 'ExactResponse'} "
@@ -274,23 +279,75 @@ def _solve_jit(committee, algorithm, key, seed, config):
     return solve_traced(committee, algorithm, key, seed, config)
 
 
+def _group_estimator(est: AbstractResponse, groups: int, T: int, n_traj: int, dtype, K: int) -> AbstractResponse:
+    """The response estimator of one of ``groups`` error replicas, resolved for its ``N / groups``
+    trajectories."""
+    return est.per_group(groups).resolve(T, n_traj // groups, jnp.dtype(dtype).itemsize, K)
+
+
 def group_config(config: CommitteeSolveConfig, groups: int) -> CommitteeSolveConfig:
     """The configuration of one error replica: ``N / groups`` trajectories, the response
     estimator split likewise, one device, no errors of its own."""
-    return dataclasses.replace(config, n_traj=config.n_traj // groups, response=config.response.per_group(groups),
-                               errors=NoErrors(), devices=None)
+    est = _group_estimator(config.response, groups, config.n_steps, config.n_traj, config.dtype, config.K)
+    return dataclasses.replace(config, n_traj=config.n_traj // groups, response=est, errors=NoErrors(), devices=None)
+
+
+def committee_fields(committee, algorithm, key, config):
+    """The traced solve of a committee: the one causal sweep for ``K`` units
+    (:func:`~dmft_jax.sweep.forward_sweep`), then the weight side (``R``, ``P``, ``C_perp`` in
+    blocks, ``Q[k] = m m^T + C_perp[k, k]``), the test error of a fresh sample and the outcome.
+    Returns the solution's fields."""
+    problem = committee.problem
+    K, T = config.K, config.n_steps
+    dtype = problem.alpha.dtype
+    lam = problem.lam
+    net = process.Network(problem, committee.readout, committee.m0, None, symmetric=config.symmetric,
+                          cross_memory=config.cross_memory)
+    rnd = process.draw(key, problem, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching,
+                       K=K)
+    shard = sharder(config.devices)
+    rnd = rnd.map_trajectories(shard)
+    rtol = 1e-7 if dtype == jnp.float64 else 1e-4  # the single-unit solve's pivot floor
+    out = forward_sweep(net, rnd, T, config.response, jax.random.fold_in(key, 0x5EED), rtol,
+                        CausalSweep().blocks(T), NoProgressMeter(), shard)
+    rows, m, dts = out.rows, out.m, rnd.dts
+    R, P = response_blocks(lam, rows.lam_hat, rows.M_R, dts, rnd.beta)
+    C_perp = correlation_blocks(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
+    C_kk = jnp.einsum("kakb->kab", C_perp)
+    Q = m[:, :, None] * m[:, None, :] + C_kk
+    eps, eps_se = test_error(committee, rnd, m, C_kk, key, config)
+    fields = dict(m=m, Q=Q, eps_gen=eps, train_loss=rows.train_loss)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
+    diag = jnp.diagonal(Q, axis1=-2, axis2=-1)
+    exploding = jnp.max(jnp.abs(diag)) > DIVERGENCE_FACTOR * (1 + jnp.max(jnp.abs(diag[0])))
+    code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged, RESULTS.successful), RESULTS.nonfinite)
+    # values set under vmap / eqx.tree_at were never checked: the checks run here too, and a
+    # point that fails one is an invalid input, named, with no numbers (NaN, NaN gradients)
+    checks, valid, first_bad = traced_checks(problem, algorithm, T)
+    code = jnp.where(valid, code, RESULTS.invalid_input)
+    kernels = dict(lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R, train_loss=rows.train_loss,
+                   train_acc=rows.train_acc)
+    if checks:
+        m, Q, C_perp, R, eps = (poison(valid, x) for x in (m, Q, C_perp, R, eps))
+        kernels = {n: poison(valid, x) for n, x in kernels.items()}
+    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:T])])
+    pivots = out.pivots[:T]  # the step-T rows enter no noise
+    n_clipped, n_negative = jnp.sum(pivots <= 0), jnp.sum(pivots < 0)
+    return dict(t=t, m=m, Q=Q, C_perp=jnp.transpose(C_perp, (0, 2, 1, 3)), R=R, eps_gen=eps, eps_gen_integral_se=eps_se,
+                result=Result.of(code, first_bad, checks), stats=dict(n_clipped=n_clipped, n_negative=n_negative),
+                **kernels)
 
 
 def solve_traced(committee, algorithm, key, seed, config) -> CommitteeSolution:
     """The traced solve with its standard errors (``config.errors``): the body of
     :func:`solve_committee` and of a grid's points."""
-    out = committee_sweep(committee, algorithm, key, config)
+    out = committee_fields(committee, algorithm, key, config)
     se, stats = None, out.pop("stats")
     if isinstance(config.errors, GroupErrors):
         G = config.errors.groups
         small = group_config(config, G)
         frozen = no_gradient((committee, algorithm))
-        reps = jax.vmap(lambda k: committee_sweep(*frozen, k, small))(replica_keys(key, G))
+        reps = jax.vmap(lambda k: committee_fields(*frozen, k, small))(replica_keys(key, G))
         failed = jnp.sum(reps["result"].code != RESULTS.successful)
         se = {n: jnp.where(failed > 0, jnp.nan, jnp.std(reps[n], axis=0, ddof=1) / np.sqrt(G)) for n in OBSERVABLES}
         stats["n_groups_failed"] = failed

@@ -45,20 +45,22 @@ class DampedIteration(AbstractSolver):
         if isinstance(self.max_iter, bool) or int(self.max_iter) != self.max_iter or self.max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
 
-    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+    def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
         T = n_steps
         size = T + 1
         dtype = rnd.u0.dtype
         a = self.damping
-        zeros_v, zeros_m = jnp.zeros(size, dtype), jnp.zeros((size, size), dtype)
-        K0 = dict(mu=zeros_v, lam_hat=zeros_v, M_C=zeros_m, M_R=zeros_m)
+        n_units = net.K
+        problem = net.problem
+        K0 = dict(mu=jnp.zeros((size, n_units), dtype), lam_hat=jnp.zeros((size, n_units, n_units), dtype),
+                  M_C=jnp.zeros((size, size, n_units, n_units), dtype),
+                  M_R=jnp.zeros((size, size, n_units, n_units), dtype))
 
         def F(K):
-            m = magnetisation(problem.m0, problem.lam, K["mu"], rnd.dts, rnd.beta)
+            m = magnetisation(net.m0, problem.lam, K["mu"], rnd.dts, rnd.beta)
             L, pivots = noise_factor(K["M_C"], problem.delta, pivot_rtol)
-            rows, state = run_fixed_kernels(problem, rnd, T, response, key_probe, m, K["lam_hat"], K["M_R"], L,
-                                             shard)
-            return rows, state, pivots
+            rows, state = run_fixed_kernels(net, rnd, T, response, key_probe, m, K["lam_hat"], K["M_R"], L, shard)
+            return rows, state, pivots.reshape(size, n_units)
 
         def err(K, rows):
             diffs = [jnp.max(jnp.abs(getattr(rows, n) - K[n])) for n in K]
@@ -82,7 +84,7 @@ class DampedIteration(AbstractSolver):
                                        max_steps=self.max_iter, kind="checkpointed")
         rows, state, pivots = F(K)
         converged = (e <= 1.0) | (err(K, rows) <= 1.0)
-        m = magnetisation(problem.m0, problem.lam, rows.mu, rnd.dts, rnd.beta)
+        m = magnetisation(net.m0, problem.lam, rows.mu, rnd.dts, rnd.beta)
         return SolverOutput(rows=rows, m=m, pivots=pivots, state=state, n_iter=n_iter, converged=converged)
 
 
@@ -97,15 +99,17 @@ def magnetisation(m0, lam, mu, dts, beta=None):
     return jnp.concatenate([m, m_T[None]])
 
 
-def run_fixed_kernels(problem, rnd, T, est, key_probe, m, lam_hat, M_R, L, shard=lambda x: x):
-    """Advance all trajectories with given kernels; return the kernels they imply."""
-    state = shard(process.init_state(problem, rnd, T, est, key_probe))
+def run_fixed_kernels(net, rnd, T, est, key_probe, m, lam_hat, M_R, L, shard=lambda x: x):
+    """Advance all trajectories with given kernels (``m`` ``(S, K)``, ``lam_hat`` ``(S, K, K)``,
+    ``M_R`` ``(S, S, K, K)``, the noise factor ``L`` ``(S, K, S K)``); return the kernels they
+    imply."""
+    state = shard(process.init_state(net, rnd, T, est, key_probe))
 
     def body(state, k):
-        state, row = process.kernel_row(problem, rnd, state, k, m[k], est)
-        state = process.advance(problem, rnd, state, k, lam_hat[k], M_R[k], L[k], row, est)
+        state, row = process.kernel_row(net, rnd, state, k, m[k], est)
+        state = process.advance(net, rnd, state, k, lam_hat[k], M_R[k], L[k], row, est)
         return state, row.public()
 
     state, rows = lax.scan(body, state, jnp.arange(T))
-    state, row_T = process.kernel_row(problem, rnd, state, T, m[T], est)
+    state, row_T = process.kernel_row(net, rnd, state, T, m[T], est)
     return stack_rows(rows, row_T.public()), state

@@ -1,6 +1,7 @@
 """The Gaussian noise ``xi`` of the effective process (docs/equations.md, section 2.6.2):
 covariance ``Delta M_C``, extended causally by a row-by-row lower Cholesky factor, so that
-row ``k`` needs only ``M_C[k, :k+1]`` and the earlier rows (``xi[k] = sum_{j<=k} L[k,j] zeta[j]``)."""
+row ``k`` needs only ``M_C[k, :k+1]`` and the earlier rows (``xi[k] = sum_{j<=k} L[k,j] zeta[j]``).
+For ``K`` units the index is the flattened ``(time, unit)`` pair and a step adds ``K`` rows."""
 from __future__ import annotations
 
 from typing import Any
@@ -48,14 +49,28 @@ def noise_row(factor: NoiseFactor, a_row, k, rtol):
     return L_k, NoiseFactor(rows=Lmod, pivots=pivot_ok.at[k].set(flag))
 
 
+def noise_rows(factor: NoiseFactor, M_C_row, delta, k, rtol):
+    """The factor's rows of step ``k`` for ``K`` units: ``M_C_row`` ``(S, K, K)`` is
+    ``M_C[k, :]``, the covariance ``Delta M_C`` is factored over the flattened (time, unit)
+    index ``(j, b) -> j K + b``, one row at a time (:func:`noise_row`). Returns ``L_k``
+    ``(K, S K)`` and the factor."""
+    A = delta * M_C_row
+    size, K = A.shape[0], A.shape[-1]
+    rows = []
+    for a in range(K):
+        L_row, factor = noise_row(factor, A[:, a, :].reshape(size * K), k * K + a, rtol)
+        rows.append(L_row)
+    return jnp.stack(rows), factor
+
+
 def noise_factor(M_C, delta, rtol):
-    """The full causal factor of ``Delta M_C``, row by row (the damped iteration's), and the
-    pivot flags."""
-    size = M_C.shape[0]
+    """The full causal factor of ``Delta M_C`` ``(S, S, K, K)``, row by row (the damped
+    iteration's): ``L`` ``(S, K, S K)`` and the pivot flags ``(S K,)``."""
+    size, K = M_C.shape[0], M_C.shape[-1]
 
     def body(factor, k):
-        L_k, factor = noise_row(factor, delta * M_C[k], k, rtol)
+        L_k, factor = noise_rows(factor, M_C[k], delta, k, rtol)
         return factor, L_k
 
-    factor, L = lax.scan(body, NoiseFactor.empty(size, M_C.dtype), jnp.arange(size))
+    factor, L = lax.scan(body, NoiseFactor.empty(size * K, M_C.dtype), jnp.arange(size))
     return L, factor.pivots

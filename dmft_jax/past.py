@@ -14,6 +14,7 @@ iteration and the one-chunk sweep).
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -27,39 +28,38 @@ class Past(eqx.Module):
     def chunked(self, size: int) -> bool:
         return self.width is not None and size > self.width
 
-    def matvec(self, hist, x, k):
-        """``out[l] = hist[l] . x`` (contracting every axis but time) for the rows of the
-        chunks up to ``k``'s; zero beyond."""
+    def rows(self, hist, k, f):
+        """``f`` applied to the rows of ``hist`` (time leading) in the chunks up to ``k``'s:
+        ``f`` maps a block of rows to the same rows of the output (e.g. a contraction with
+        this step's vector); rows of later chunks are zero."""
         size = hist.shape[0]
-        flat, xf = hist.reshape(size, -1), x.reshape(-1)
         if not self.chunked(size):
-            return flat @ xf
+            return f(hist)
         w = self.width
         j = k // w
+        shape = jax.eval_shape(f, jax.ShapeDtypeStruct((w,) + hist.shape[1:], hist.dtype))
 
         def body(c, out):
-            take = lambda o: lax.dynamic_update_slice_in_dim(o, lax.dynamic_slice_in_dim(flat, c * w, w) @ xf,
-                                                             c * w, 0)
+            take = lambda o: lax.dynamic_update_slice_in_dim(o, f(lax.dynamic_slice_in_dim(hist, c * w, w)), c * w, 0)
             return lax.cond(c <= j, take, lambda o: o, out)
 
-        return lax.fori_loop(0, size // w, body, jnp.zeros(size, jnp.result_type(flat, xf)))
+        return lax.fori_loop(0, size // w, body, jnp.zeros((size,) + shape.shape[1:], shape.dtype))
 
-    def vecmat(self, v, hist, k):
-        """``sum_l v[l] hist[l]`` over the rows of the chunks up to ``k``'s (``v`` is zero
-        beyond ``k``)."""
-        size = hist.shape[0]
-        flat = hist.reshape(size, -1)
+    def total(self, k, f, *hists):
+        """``sum over chunks up to k's of f(*blocks)``, the blocks the chunk's rows of each of
+        ``hists`` (time leading, equal lengths; rows past ``k`` are zero or unused)."""
+        size = hists[0].shape[0]
         if not self.chunked(size):
-            return (v @ flat).reshape(hist.shape[1:])
+            return f(*hists)
         w = self.width
         j = k // w
+        shape = jax.eval_shape(f, *(jax.ShapeDtypeStruct((w,) + h.shape[1:], h.dtype) for h in hists))
 
         def body(c, acc):
-            add = lambda a: a + lax.dynamic_slice_in_dim(v, c * w, w) @ lax.dynamic_slice_in_dim(flat, c * w, w)
+            add = lambda a: a + f(*(lax.dynamic_slice_in_dim(h, c * w, w) for h in hists))
             return lax.cond(c <= j, add, lambda a: a, acc)
 
-        acc = lax.fori_loop(0, size // w, body, jnp.zeros(flat.shape[1], jnp.result_type(v, flat)))
-        return acc.reshape(hist.shape[1:])
+        return lax.fori_loop(0, size // w, body, jnp.zeros(shape.shape, shape.dtype))
 
 
 def padded_size(size: int, width: int | None) -> int:

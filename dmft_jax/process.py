@@ -40,14 +40,14 @@ class Randomness(eqx.Module):
     y: Traj  # label
     h0: Traj  # teacher-direction noise
     s: History  # (T+1, N) selection paths
-    u0: Traj  # standard normal, scaled by sqrt(Delta R0) in use
-    zeta: History  # (T+1, N) standard normals driving the noise xi
+    u0: Any  # (K, N) standard normals, scaled by sqrt(Delta R0) in use
+    zeta: Any  # (T+1, K, N) standard normals driving the noise xi
     log_p0: Traj  # log-probability of (c, y, s[0])
     p_on: Float[Array, " T"]  # P(s: 0 -> 1) of the transitions k -> k+1
     p_off: Float[Array, " T"]  # P(s: 1 -> 0)
     dts: Float[Array, " steps"]  # step sizes eta_k (the last repeats eta_{T-1}; never used)
     live: Any = None  # (N,) 1 for a trajectory of the solve, 0 for padding of a shape bucket; None: all
-    zeta_l: Any = None  # (T+1, N) standard normals of the Langevin noise (None: no Langevin term)
+    zeta_l: Any = None  # (T+1, K, N) standard normals of the Langevin noise (None: no Langevin term)
     temperature: Any = None  # the Langevin temperature T_L (None: no Langevin term)
     beta: Any = None  # heavy-ball momentum (None: none)
 
@@ -115,7 +115,7 @@ def gaussian_streams(key, n_steps: int, n_traj: int, antithetic: bool, dtype, mo
 
 
 def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype,
-         moment_matching: bool = True, n_live=None) -> Randomness:
+         moment_matching: bool = True, n_live=None, K: int = 1) -> Randomness:
     """Draw the randomness of ``n_traj`` trajectories.
 
     With ``antithetic`` the trajectories come in adjacent pairs ``(2i, 2i+1)`` that share
@@ -129,6 +129,10 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     draw, or of a draw over more steps, are the draws of ``n`` trajectories over fewer steps.
     ``n_live`` (traced, optional): only the first ``n_live`` trajectories belong to the solve,
     the rest pad a shape bucket (``live`` is 0 for them; moment matching ignores them).
+
+    ``K`` units (a committee): the Gaussian streams ``u0`` ``(K, N)``, ``zeta`` and ``zeta_l``
+    ``(T+1, K, N)`` carry a unit axis; unit 0's are those of ``key`` (a single unit's), unit
+    ``a``'s those of ``fold_in(key, a)``. The sample and the selection are shared.
     """
     kc, kh, ks, _, _ = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
@@ -139,8 +143,10 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     b0, p_on, p_off = selection.law(algorithm, n_steps, dtype)
     s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), DRAW_DTYPE).astype(dtype)
     temperature = algorithm.temperature
-    u0, zeta, zeta_l = gaussian_streams(key, n_steps, n_traj, antithetic, dtype, moment_matching,
-                                        temperature is not None, n_live)
+    streams = [gaussian_streams(key if a == 0 else jax.random.fold_in(key, a), n_steps, n_traj, antithetic, dtype,
+                                moment_matching, temperature is not None, n_live) for a in range(K)]
+    u0, zeta = jnp.stack([st[0] for st in streams], axis=-2), jnp.stack([st[1] for st in streams], axis=-2)
+    zeta_l = None if temperature is None else jnp.stack([st[2] for st in streams], axis=-2)
     if antithetic:
         pair = lambda a: jnp.repeat(a, 2, axis=-1)
         c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
@@ -185,46 +191,99 @@ def _unit_mean_square(a, live=None):
     return a / jnp.sqrt(jnp.maximum(ms, jnp.finfo(a.dtype).tiny))
 
 
-class State(eqx.Module):
-    """Carry of the time loop (histories over all steps, padded to the sweep's chunks)."""
+class Network(eqx.Module):
+    """What the engine solves: the problem's data, loss and scalars, and ``K`` units with a
+    read-out (:class:`~dmft_jax.committee.UnitReadout` for a single unit), their initial
+    overlaps ``m0`` ``(K,)`` and the learnable bias ``(K,)`` (``None``: none). ``symmetric``
+    and ``cross_memory``: the committee options (``Committee``'s solve), applied to every
+    kernel row by :meth:`project`."""
 
-    u: History  # row k is written at the start of step k
-    g: History  # g = s Lambda'
+    problem: Any
+    readout: Any
+    m0: Any
+    bias: Any = None
+    symmetric: bool = eqx.field(static=True, default=False)
+    cross_memory: bool = eqx.field(static=True, default=True)
+
+    @staticmethod
+    def single(problem) -> "Network":
+        """A single-unit problem: the committee of one unit read out through its model."""
+        from .committee import UnitReadout
+
+        bias = None if problem.bias is None else jnp.reshape(problem.bias, (1,))
+        return Network(problem, UnitReadout(problem.model), jnp.reshape(problem.m0, (1,)), bias)
+
+    @property
+    def K(self) -> int:
+        return self.readout.K
+
+    def project(self, row: "Row") -> "Row":
+        """The committee options on a kernel row: without ``cross_memory`` the cross-unit
+        entries of ``M_R`` dropped; with ``symmetric`` every block averaged over the
+        permutations of the units. The identity for a single unit."""
+        M_R = row.M_R if self.cross_memory else row.M_R * jnp.eye(self.K, dtype=row.M_R.dtype)
+        row = eqx.tree_at(lambda r: r.M_R, row, M_R)
+        if not self.symmetric:
+            return row
+        return eqx.tree_at(lambda r: (r.lam_hat, r.mu, r.M_C, r.M_R), row,
+                           (exchangeable(row.lam_hat), jnp.broadcast_to(jnp.mean(row.mu), row.mu.shape),
+                            exchangeable(row.M_C), exchangeable(row.M_R)))
+
+
+def exchangeable(B):
+    """``K x K`` blocks (last two axes) averaged over the permutations of the units: every
+    diagonal entry becomes the mean diagonal entry, every off-diagonal one the mean
+    off-diagonal entry."""
+    K = B.shape[-1]
+    if K == 1:
+        return B
+    eye = jnp.eye(K, dtype=B.dtype)
+    diag = jnp.einsum("...aa->...", B)[..., None, None] / K
+    off = (jnp.sum(B, axis=(-2, -1))[..., None, None] - diag * K) / (K * (K - 1))
+    return diag * eye + off * (1 - eye)
+
+
+class State(eqx.Module):
+    """Carry of the time loop (histories over all steps, padded to the sweep's chunks; units
+    before trajectories)."""
+
+    u: Any  # (S, K, N): row k is written at the start of step k
+    g: Any  # (S, K, N): g = s grad_r Lambda
     resp: eqx.Module  # the response estimator's state (dmft_jax.response)
-    u_now: Traj  # u at the current step
+    u_now: Any  # (K, N): u at the current step
     log_w: Traj  # log-likelihood of the discrete draws (c, s[0..k]) so far
 
 
 class Row(eqx.Module):
-    """Kernel row ``k`` and the observables at step ``k``; ``sl2`` and ``g_k`` are the
-    per-trajectory parts ``advance`` needs (``None`` in stacked output)."""
+    """Kernel row ``k`` and the observables at step ``k`` in ``K x K`` blocks; ``H`` and
+    ``g_k`` are the per-trajectory parts ``advance`` needs (``None`` in stacked output)."""
 
-    lam_hat: Any
-    mu: Any
-    M_C: Any  # (S,) M_C[k, :], zero beyond k
-    M_R: Any  # (S,) M_R[k, :], zero from k on
+    lam_hat: Any  # (K, K)
+    mu: Any  # (K,)
+    M_C: Any  # (S, K, K) M_C[k, :], zero beyond k
+    M_R: Any  # (S, K, K) M_R[k, :], zero from k on
     train_loss: Any
     train_acc: Any
-    sl2: Any = None  # (N,) s Lambda''
-    g_k: Any = None  # (N,) g[k]
-    g_mean: Any = None  # alpha E[g[k]]: the force on a learnable bias (None without one)
+    H: Any = None  # (K, K, N) s Hess_r Lambda
+    g_k: Any = None  # (K, N) g[k]
+    g_mean: Any = None  # (K,) alpha E[g[k]]: the force on a learnable bias (None without one)
 
     def public(self) -> "Row":
         return Row(self.lam_hat, self.mu, self.M_C, self.M_R, self.train_loss, self.train_acc, g_mean=self.g_mean)
 
 
-def init_state(problem, rnd: Randomness, n_steps: int, est, key, past: Past | None = None) -> State:
+def init_state(net: Network, rnd: Randomness, n_steps: int, est, key, past: Past | None = None) -> State:
     """Initial carry; ``est`` is the response estimator, ``key`` its randomness (probes).
     With ``past`` (the rolled sweep) the histories are padded to its chunks."""
-    n = rnd.u0.shape[0]
+    K, n = rnd.u0.shape
     dtype = rnd.u0.dtype
     if past is None:
-        resp, size = est.init(key, n_steps, n, dtype), n_steps + 1
+        resp, size = est.init(key, n_steps, n, dtype, K), n_steps + 1
     else:
-        resp, size = est.init_rolled(key, n_steps, n, dtype, past), padded_size(n_steps + 1, past.width)
-    u = jnp.zeros((size, n), dtype)
-    g = jnp.zeros((size, n), dtype)
-    return State(u=u, g=g, resp=resp, u_now=initial_u(problem, rnd.u0), log_w=jnp.zeros(n, dtype))
+        resp, size = est.init_rolled(key, n_steps, n, dtype, past, K), padded_size(n_steps + 1, past.width)
+    u = jnp.zeros((size, K, n), dtype)
+    g = jnp.zeros((size, K, n), dtype)
+    return State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype))
 
 
 def initial_u(problem, u0):
@@ -235,14 +294,14 @@ def initial_u(problem, u0):
 
 
 class Local(eqx.Module):
-    """Per-step quantities that need no history: the trajectories' ``g``, ``s Lambda''``,
-    the likelihood-ratio weights and the averages of step ``k``."""
+    """Per-step quantities that need no history: the trajectories' ``g`` ``(K, N)``, ``H``
+    ``(K, K, N)``, the likelihood-ratio weights and the averages of step ``k``."""
 
-    g: Traj  # s Lambda'
-    sl2: Traj  # s Lambda''
+    g: Any  # s grad_r Lambda
+    H: Any  # s Hess_r Lambda
     w: Traj  # likelihood-ratio weights (value 1)
-    x1: Traj  # alpha Delta w g / sum(w): M_C[k, j] = g[j] . x1
-    mc_kk: Any  # M_C[k, k]
+    x1: Any  # (K, N) alpha Delta w g / sum(w): M_C[k, j]_ab = x1[a] . g[j, b]
+    mc_kk: Any  # M_C[k, k] (K, K)
     lam_hat: Any
     mu: Any
     train_loss: Any
@@ -268,29 +327,33 @@ def likelihood_weights(draws: StepDraws, log_w_prev, k):
     return log_w, w
 
 
-def local_step(problem, draws: StepDraws, u_k, m_k, log_w_prev, k, b_k=None) -> Local:
-    """Step ``k``'s history-free part (shared by the sweep and its adjoint); ``b_k``: the
-    learnable bias at ``k`` (section 5.4), if the problem has one."""
+def local_step(net: Network, draws: StepDraws, u_k, m_k, log_w_prev, k, b_k=None) -> Local:
+    """Step ``k``'s history-free part (shared by the sweep and its adjoint): ``u_k``
+    ``(K, N)``, ``m_k`` ``(K,)``; ``b_k``: the learnable bias at ``k`` (section 5.4), if the
+    problem has one."""
+    problem = net.problem
     alpha, delta = problem.alpha, problem.delta
     proj = problem.model.projection(draws.c, draws.h0, delta)
-    r = m_k * proj + u_k
+    r = m_k[:, None] * proj + u_k
     if b_k is not None:
-        r = r + b_k
-    d1, d2 = problem.loss_derivatives(draws.y, r)
+        r = r + b_k[:, None]
+    d1, d2 = net.readout.loss_derivatives(problem, draws.y, r)
     g = draws.s_k * d1
-    sl2 = draws.s_k * d2
+    H = draws.s_k * d2
     log_w, w = likelihood_weights(draws, log_w_prev, k)
     total = jnp.sum(w)
-    mean = lambda x: jnp.sum(w * x) / total
+    mean = lambda x: jnp.sum(w * x, axis=-1) / total
     x1 = alpha * delta * w * g / total
-    margin = draws.y * problem.model.phi(r)
-    return Local(g=g, sl2=sl2, w=w, x1=x1, mc_kk=jnp.sum(x1 * g), lam_hat=alpha * delta * mean(sl2),
-                 mu=alpha * mean(g * proj), train_loss=alpha * mean(problem.sample_loss(draws.y, r)),
+    out = net.readout(r.T)
+    margin = draws.y * out
+    loss = problem.loss(problem.model.loss_argument(draws.y, out))
+    return Local(g=g, H=H, w=w, x1=x1, mc_kk=x1 @ g.T, lam_hat=alpha * delta * mean(H),
+                 mu=alpha * mean(g * proj), train_loss=alpha * mean(loss),
                  train_acc=mean((margin > 0).astype(r.dtype)), log_w=log_w,
                  g_mean=None if b_k is None else alpha * mean(g))
 
 
-def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past = Past(), b_k=None):
+def kernel_row(net: Network, rnd: Randomness, state: State, k, m_k, est, past: Past = Past(), b_k=None):
     """Evaluate the trajectories at step ``k`` and form kernel row ``k`` (products over the
     history as ``past`` takes them).
 
@@ -298,30 +361,35 @@ def kernel_row(problem, rnd: Randomness, state: State, k, m_k, est, past: Past =
     written before they are read within a step, so XLA updates them in place (writing
     ``u[k+1]`` after the memory product of the same step made it copy the history).
     """
-    alpha, delta = problem.alpha, problem.delta
+    alpha, delta = net.problem.alpha, net.problem.delta
     u_k = state.u_now
     u_hist = state.u.at[k].set(u_k)
-    loc = local_step(problem, rnd.at_step(k), u_k, m_k, state.log_w, k, b_k)
+    loc = local_step(net, rnd.at_step(k), u_k, m_k, state.log_w, k, b_k)
     g_hist = state.g.at[k].set(loc.g)
     row = Row(
         lam_hat=loc.lam_hat,
         mu=loc.mu,
-        M_C=past.matvec(g_hist, loc.x1, k),
-        # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta s Lambda'')
-        M_R=(alpha * delta) * est.row(state.resp, k, loc.w, loc.sl2, rnd.dts, delta),
+        M_C=past.rows(g_hist, k, lambda g: jnp.einsum("an,lbn->lab", loc.x1, g)),
+        # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta H_l)
+        M_R=(alpha * delta) * est.row(state.resp, k, loc.w, loc.H, rnd.dts, delta),
         train_loss=loc.train_loss,
         train_acc=loc.train_acc,
-        sl2=loc.sl2,
+        H=loc.H,
         g_k=loc.g,
         g_mean=loc.g_mean,
     )
-    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, loc.log_w)), row
+    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, loc.log_w)), net.project(row)
+
+
+def decay_matrix(lam, lam_hat_k):
+    """``lam I + lam_hat_k`` ``(K, K)``: the deterministic restoring force of step ``k``."""
+    return lam * jnp.eye(lam_hat_k.shape[-1], dtype=lam_hat_k.dtype) + lam_hat_k
 
 
 def u_step(lam, delta, dt, u_k, g_k, lam_hat_k, memory, xi):
-    """``u[k+1]`` from ``u[k]`` given the memory integral and the noise of step ``k``
+    """``u[k+1]`` from ``u[k]`` ``(K, N)`` given the memory integral and the noise of step ``k``
     (docs/equations.md, section 2.2)."""
-    return u_k + dt * (-(lam + lam_hat_k) * u_k + memory + xi - delta * g_k)
+    return u_k + dt * (-(decay_matrix(lam, lam_hat_k) @ u_k) + memory + xi - delta * g_k)
 
 
 def m_step(lam, dt, m_k, mu_k, beta=None, m_prev=None):
@@ -331,25 +399,35 @@ def m_step(lam, dt, m_k, mu_k, beta=None, m_prev=None):
     return m_next if beta is None else m_next + beta * (m_k - m_prev)
 
 
-def advance(problem, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est,
+def noise_term(L_k, zeta, k, past: Past = Past()):
+    """``xi[k] = sum_j L[(k, a), (j, b)] zeta[j, b]`` ``(K, N)`` from the factor's rows of step
+    ``k``, ``L_k`` ``(K, S K)`` over the flattened (time, unit) index."""
+    K = L_k.shape[0]
+    L_t = jnp.transpose(L_k.reshape(K, -1, K), (1, 0, 2))  # [j, a, b], time leading
+    return past.total(k, lambda L, z: jnp.einsum("jab,jbn->an", L, z), L_t, zeta)
+
+
+def advance(net: Network, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est,
             past: Past = Past()):
     """Advance ``u`` and the response from step ``k`` to ``k + 1``.
 
-    ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``) and ``L_k`` (row ``k`` of the noise
-    factor) are the kernels used for the dynamics; ``row`` supplies this step's
-    per-trajectory ``g[k]`` and ``s Lambda''``. In the sweep the kernels are ``row``'s own;
-    in the damped iteration they are the previous iterate's.
+    ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``, ``(S, K, K)``) and ``L_k`` (the noise
+    factor's rows of step ``k``, ``(K, S K)``) are the kernels used for the dynamics; ``row``
+    supplies this step's per-trajectory ``g[k]`` and ``H``. In the sweep the kernels are
+    ``row``'s own; in the damped iteration they are the previous iterate's.
     """
-    lam, delta = problem.lam, problem.delta
-    xi = past.vecmat(L_k, rnd.zeta, k)
+    lam, delta = net.problem.lam, net.problem.delta
+    xi = noise_term(L_k, rnd.zeta, k, past)
     dt = rnd.dts[k]
-    K_k = M_R_k * rnd.dts  # memory weights eta_l M_R[k, l]
-    u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, past.vecmat(K_k, state.u, k), xi)
+    K_k = M_R_k * rnd.dts[:, None, None]  # memory weights eta_l M_R[k, l]
+    memory = past.total(k, lambda Kl, u: jnp.einsum("lab,lbn->an", Kl, u), K_k, state.u)
+    u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, memory, xi)
     if rnd.temperature is not None:  # Langevin: the weight noise reaches the field through |x|^2/d = Delta
         u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l[k]
     momentum = {}
     if rnd.beta is not None:  # heavy ball; u[-1] = u[0] (row k is written): no momentum at the first step
         u_next = u_next + rnd.beta * (state.u_now - state.u[jnp.maximum(k - 1, 0)])
         momentum = {"beta": rnd.beta}
-    resp = est.advance(state.resp, k, K_k, dt, 1.0 - dt * (lam + lam_hat_k), delta, row.sl2, **momentum)
+    decay = jnp.eye(net.K, dtype=u_next.dtype) - dt * decay_matrix(lam, lam_hat_k)
+    resp = est.advance(state.resp, k, K_k, dt, decay, delta, row.H, **momentum)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)

@@ -1,10 +1,14 @@
 """Estimators of the memory kernel ``M_R[k, l] = alpha Delta E[s_k Lambda''_k chi[k, l]] / eta_l``.
 
-``chi[k, l]`` is the linear response of a trajectory's ``u[k]`` to a field at step ``l``;
-it obeys (docs/equations.md, section 2.3; the estimators are section 2.7)
+``chi[k, l]`` is the linear response of a trajectory's ``u[k]`` to a field at step ``l``
+(``K x K`` per trajectory for ``K`` units, ``H = s Hess_r Lambda``); it obeys
+(docs/equations.md, sections 2.3 and 6.2; the estimators are section 2.7)
 
-    chi[k+1, l] = (1 - eta_k (lam + lam_hat_k + Delta s_k Lambda''_k)) chi[k, l]
-                  + eta_k sum_j eta_j M_R[k, j] chi[j, l] + [l = k] eta_k Delta s_k Lambda''_k.
+    chi[k+1, l] = (I - eta_k (lam I + lam_hat_k + Delta H_k)) chi[k, l]
+                  + eta_k sum_j eta_j M_R[k, j] chi[j, l] + [l = k] eta_k Delta H_k.
+
+One estimator serves every ``K`` (a single unit is ``K = 1``); states keep the unit axes
+before the trajectory axis, which is last.
 
 Two estimators, passed to :func:`dmft_jax.solve` as ``response=``:
 
@@ -57,40 +61,43 @@ class AbstractResponse(eqx.Module):
     """Interface of an ``M_R`` estimator. Options are static fields; the per-solve state is
     a pytree (an ``eqx.Module``) whose array leaves have the trajectory axis last.
 
-    A solve calls ``resolve`` once (fix sizes from ``T``, ``N``; validate), then
-    ``init`` (state over ``S = T + 1`` steps; the causal sweep calls ``init_rolled``, over
-    its padded size), and at every step ``k`` ``row`` (kernel row ``M_R[k, :]`` up to the
-    factor ``alpha Delta``, as long as the state's time axis) and ``advance`` (state
-    ``k -> k + 1`` given the memory weights ``K_k[l] = eta_l M_R[k, l]``). ``peak_numbers``
-    feeds the memory formula."""
+    A solve calls ``resolve`` once (fix sizes from ``T``, ``N`` and the number of units
+    ``K``; validate), then ``init`` (state over ``S = T + 1`` steps; the causal sweep calls
+    ``init_rolled``, over its padded size), and at every step ``k`` ``row`` (kernel row
+    ``M_R[k, :]`` ``(S, K, K)`` up to the factor ``alpha Delta``, as long as the state's time
+    axis) and ``advance`` (state ``k -> k + 1`` given the memory weights
+    ``K_k[l] = eta_l M_R[k, l]``). ``peak_numbers`` feeds the memory formula."""
 
     @abc.abstractmethod
-    def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "AbstractResponse":
-        """A copy with every size fixed (``n_traj`` is ``N``); raise ``ValueError`` for bad options."""
+    def resolve(self, n_steps: int, n_traj: int, itemsize: int, K: int = 1) -> "AbstractResponse":
+        """A copy with every size fixed (``n_traj`` is ``N``, ``K`` the units); raise
+        ``ValueError`` for bad options."""
 
     @abc.abstractmethod
-    def init(self, key, n_steps: int, n_traj: int, dtype) -> eqx.Module:
-        """The state before step 0, sized for ``n_steps + 1`` steps."""
+    def init(self, key, n_steps: int, n_traj: int, dtype, K: int = 1) -> eqx.Module:
+        """The state before step 0, sized for ``n_steps + 1`` steps and ``K`` units."""
 
     @abc.abstractmethod
-    def row(self, state, k, w, sl2, dts, delta):
-        """``E_w[s Lambda''_k chi[k, l]] / eta_l`` for ``l = 0..S-1`` (zero for ``l >= k``):
-        ``w`` likelihood-ratio weights (value 1), ``sl2`` ``s_k Lambda''_k`` per trajectory."""
+    def row(self, state, k, w, H, dts, delta):
+        """``E_w[H_k chi[k, l]] / eta_l`` ``(S, K, K)`` for ``l = 0..S-1`` (zero for
+        ``l >= k``): ``w`` likelihood-ratio weights (value 1), ``H`` ``(K, K, N)`` the
+        trajectories' ``s_k Hess_r Lambda``."""
 
     @abc.abstractmethod
-    def advance(self, state, k, K_k, dt, decay_common, delta, sl2, beta=None):
-        """The state at ``k + 1``: ``chi[k+1] = (decay_common - dt Delta sl2) chi[k]
-        + dt sum_l K_k[l] chi[l]`` plus the source ``dt Delta sl2`` at column ``k``; with
-        heavy-ball momentum (``beta`` not None; docs/equations.md, section 5.1) plus
+    def advance(self, state, k, K_k, dt, decay, delta, H, beta=None):
+        """The state at ``k + 1``: ``chi[k+1] = (decay - dt Delta H) chi[k]
+        + dt sum_l K_k[l] chi[l]`` (``decay = I - dt (lam I + lam_hat_k)`` ``(K, K)``, products
+        of ``K x K`` blocks) plus the source ``dt Delta H`` at column ``k``; with heavy-ball
+        momentum (``beta`` not None; docs/equations.md, section 5.1) plus
         ``beta (chi[k] - chi[k-1])``. ``beta`` is passed only when the algorithm has momentum, so
         an estimator without the keyword works for every other solve."""
 
-    def init_rolled(self, key, n_steps: int, n_traj: int, dtype, past: Past):
+    def init_rolled(self, key, n_steps: int, n_traj: int, dtype, past: Past, K: int = 1):
         """The state for the rolled causal sweep, whose histories have ``padded_size(n_steps +
         1, past.width)`` rows; by default :meth:`init` for that many rows (``row`` and
         ``advance`` then read the whole padded state). Estimators that store a triangle
         override it to read only the past (``past``'s chunks)."""
-        return self.init(key, padded_size(n_steps + 1, past.width) - 1, n_traj, dtype)
+        return self.init(key, padded_size(n_steps + 1, past.width) - 1, n_traj, dtype, K)
 
     def to_column_blocks(self, state, size: int):
         """The state as :class:`ExactState` column blocks over ``size`` steps (what
@@ -98,9 +105,9 @@ class AbstractResponse(eqx.Module):
         raise NotImplementedError(f"{type(self).__name__} has no column blocks of chi")
 
     @abc.abstractmethod
-    def peak_numbers(self, size: int, width: int | None) -> int:
+    def peak_numbers(self, size: int, width: int | None, K: int = 1) -> int:
         """Numbers held at the peak of a rolled sweep over ``size = T + 1`` steps in chunks of
-        ``width`` (``None``: one chunk)."""
+        ``width`` (``None``: one chunk) with ``K`` units."""
 
     def per_group(self, groups: int) -> "AbstractResponse":
         """The (unresolved) estimator of one of ``groups`` replicas on ``N / groups``
@@ -115,9 +122,10 @@ class AbstractResponse(eqx.Module):
 
 class ExactState(eqx.Module):
     """``chi`` as a tuple of column blocks: block ``c`` holds the columns ``[e_c, e_c + w_c)``
-    and the rows ``[e_c, S)`` of ``chi[j, l, n]`` (rows ``j <= l`` are zero by causality)."""
+    and the rows ``[e_c, S)`` of ``chi[j, l, a, b, n]`` (rows ``j <= l`` are zero by
+    causality)."""
 
-    chi: tuple  # of Float[Array, "rows cols n_chi"]
+    chi: tuple  # of Float[Array, "rows cols K K n_chi"]
 
     def column_blocks(self):
         """``(e_c, block_c)`` pairs and the size ``S``."""
@@ -126,12 +134,12 @@ class ExactState(eqx.Module):
 
 
 class ProbeState(eqx.Module):
-    """Probe histories ``v[k, p, n]``, the Rademacher fields ``eps[k, p, n]`` and the previous
-    step's ``s Lambda''`` (for the exactly known first lag)."""
+    """Probe histories ``v[k, p, a, n]``, the Rademacher fields ``eps[k, p, a, n]`` and the
+    previous step's ``H`` (for the exactly known first lag)."""
 
-    v: Float[Array, "steps probes traj"]
-    eps: Float[Array, "steps probes traj"]
-    sl2_prev: Float[Array, " traj"]
+    v: Float[Array, "steps probes K traj"]
+    eps: Float[Array, "steps probes K traj"]
+    H_prev: Float[Array, "K K traj"]
     past: Past = Past()  # how the products over the history are taken
 
 
@@ -148,34 +156,35 @@ class ExactResponse(AbstractResponse):
     :func:`default_n_chi`: ``min(N, 4096)`` for a single unit).
 
     ``max_memory`` (bytes, optional): upper bound on the memory of ``chi``
-    (``(T+1)^2 n_chi`` numbers). With ``n_chi=None`` the largest ``n_chi <= min(N, 4096)``
+    (``(T+1)^2 n_chi K^2`` numbers). With ``n_chi=None`` the largest ``n_chi <= min(N, 4096)``
     within the bound is used; an explicit ``n_chi`` that exceeds it is refused.
     """
 
     n_chi: int | None = eqx.field(static=True, default=None)
     max_memory: float | None = eqx.field(static=True, default=None)
 
-    def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "ExactResponse":
+    def resolve(self, n_steps: int, n_traj: int, itemsize: int, K: int = 1) -> "ExactResponse":
         size = n_steps + 1
         n_chi = self.n_chi
+        one = size * size * K * K * itemsize  # bytes of one trajectory's chi
         if self.max_memory is not None:
             if not self.max_memory > 0:
                 raise ValueError(f"max_memory must be > 0 bytes; got {self.max_memory}")
-            fit = int(self.max_memory // (size * size * itemsize))
+            fit = int(self.max_memory // one)
             if n_chi is None:
-                n_chi = min(default_n_chi(n_traj), fit)
+                n_chi = min(default_n_chi(n_traj, K), fit)
                 if n_chi < 1:
                     raise ValueError(
                         f"max_memory: {self.max_memory:.3g} bytes cannot hold the response of one "
-                        f"trajectory over T = {n_steps} steps ({size * size * itemsize} bytes); "
-                        "raise max_memory or use ProbeResponse (memory O(n_probes N T))")
+                        f"trajectory over T = {n_steps} steps with K = {K} units ({one} bytes); "
+                        "raise max_memory or use ProbeResponse (memory O(n_probes N T K))")
             elif n_chi > fit:
                 raise ValueError(
-                    f"n_chi = {n_chi} needs {n_chi * size * size * itemsize / 2**20:.1f} MiB for the "
+                    f"n_chi = {n_chi} needs {n_chi * one / 2**20:.1f} MiB for the "
                     f"response, above max_memory = {self.max_memory / 2**20:.1f} MiB; at most "
                     f"n_chi = {fit} fits")
         if n_chi is None:
-            n_chi = default_n_chi(n_traj)
+            n_chi = default_n_chi(n_traj, K)
         if not _whole(n_chi) or not 1 <= n_chi <= n_traj:
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
         return ExactResponse(int(n_chi), self.max_memory)
@@ -187,59 +196,59 @@ class ExactResponse(AbstractResponse):
                              "least one response trajectory; raise n_chi or lower groups")
         return ExactResponse(None if self.n_chi is None else self.n_chi // groups)
 
-    def peak_numbers(self, size, width):
-        """Numbers of ``chi``: the square ``S (S - 1) n_chi`` in one chunk, else the lower
-        triangle's ``n (n + 1) / 2`` tiles of ``width^2 n_chi`` (``n`` chunks)."""
+    def peak_numbers(self, size, width, K=1):
+        """Numbers of ``chi``: the square ``S (S - 1) n_chi K^2`` in one chunk, else the lower
+        triangle's ``n (n + 1) / 2`` tiles of ``width^2 n_chi K^2`` (``n`` chunks)."""
         if width is None or width >= size:
-            return self.n_chi * size * (size - 1)
+            return self.n_chi * size * (size - 1) * K * K
         n = padded_size(size, width) // width
-        return self.n_chi * (n * (n + 1) // 2) * width * width
+        return self.n_chi * (n * (n + 1) // 2) * width * width * K * K
 
     # Two layouts. ExactState (the damped iteration, a one-chunk sweep and the adjoint's
     # input): column blocks of the lower triangle. TiledState (the rolled sweep): square
     # tiles of the lower triangle; a step reads the tiles of rows up to its own and writes
     # one row, so the memory traffic over a solve is about a sixth of the square's T^3.
 
-    def init(self, key, n_steps, n_traj, dtype):
+    def init(self, key, n_steps, n_traj, dtype, K=1):
         size = n_steps + 1
-        return ExactState(chi=(jnp.zeros((size, size - 1, self.n_chi), dtype),))
+        return ExactState(chi=(jnp.zeros((size, size - 1, K, K, self.n_chi), dtype),))
 
-    def init_rolled(self, key, n_steps, n_traj, dtype, past):
+    def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
         size = n_steps + 1
         if not past.chunked(size):
-            return self.init(key, n_steps, n_traj, dtype)
+            return self.init(key, n_steps, n_traj, dtype, K)
         n = padded_size(size, past.width) // past.width
         w = past.width
-        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, w, self.n_chi), dtype), n_chunks=n)
+        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, w, K, K, self.n_chi), dtype), n_chunks=n)
 
-    def source_weights(self, w, sl2):
-        """``w s Lambda'' / sum(w)`` on the response trajectories: ``M_R[k, l]`` is
-        ``alpha Delta chi[k, l] . source_weights / eta_l``."""
+    def source_weights(self, w, H):
+        """``w H / sum(w)`` ``(K, K, n_chi)`` on the response trajectories: ``M_R[k, l]`` is
+        ``alpha Delta source_weights . chi[k, l] / eta_l`` (block product, sum over them)."""
         w_chi = w[: self.n_chi]
-        return w_chi * sl2[: self.n_chi] / jnp.sum(w_chi)
+        return w_chi * H[..., : self.n_chi] / jnp.sum(w_chi)
 
-    def row(self, st, k, w, sl2, dts, delta):
-        sw = self.source_weights(w, sl2)
+    def row(self, st, k, w, H, dts, delta):
+        sw = self.source_weights(w, H)
         if isinstance(st, TiledState):
-            return st.row(k, sw) / dts
+            return st.row(k, sw) / dts[:, None, None]
         blocks, _ = st.column_blocks()
-        parts = [lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False) @ sw for e, c in blocks]
-        return jnp.concatenate(parts + [jnp.zeros(1, sw.dtype)]) / dts
+        parts = [chi_row(sw, lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False)) for e, c in blocks]
+        K = sw.shape[0]
+        return jnp.concatenate(parts + [jnp.zeros((1, K, K), sw.dtype)]) / dts[:, None, None]
 
-    def advance(self, st, k, K_k, dt, decay_common, delta, sl2, beta=None):
-        sl2 = sl2[: self.n_chi]
+    def advance(self, st, k, K_k, dt, decay, delta, H, beta=None):
+        H = H[..., : self.n_chi]
         if isinstance(st, TiledState):
             return st.advance(k, K_k, lambda chi_k, mem, offset, chi_prev: chi_step(
-                chi_k, mem, k, dt, decay_common, delta, sl2, offset=offset, chi_prev=chi_prev, beta=beta),
+                chi_k, mem, k, dt, decay, delta, H, offset=offset, chi_prev=chi_prev, beta=beta),
                 with_previous=beta is not None)
         blocks, _ = st.column_blocks()
         new = []
         for e, c in blocks:  # the rows of block c start at e <= k
             # row k - 1 < e of the block's columns is zero by causality, as is its row e (clamped index)
             prev = None if beta is None else lax.dynamic_index_in_dim(c, jnp.maximum(k - 1 - e, 0), 0, keepdims=False)
-            chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False),
-                                jnp.tensordot(K_k[e:], c, axes=(0, 0)), k, dt, decay_common, delta, sl2, offset=e,
-                                chi_prev=prev, beta=beta)
+            chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False), chi_memory(K_k[e:], c), k, dt,
+                                decay, delta, H, offset=e, chi_prev=prev, beta=beta)
             new.append(lax.dynamic_update_index_in_dim(c, chi_next, k + 1 - e, 0))
         return ExactState(chi=tuple(new))
 
@@ -253,10 +262,10 @@ class ExactResponse(AbstractResponse):
 
 class TiledState(eqx.Module):
     """``chi``'s lower triangle in square tiles of ``w`` rows and columns (the chunks): tile
-    ``(r, c)``, ``c <= r``, at index ``r (r + 1) / 2 + c``, holds ``chi[r w + i, c w + j, n]``.
-    Rows past ``T`` are padding."""
+    ``(r, c)``, ``c <= r``, at index ``r (r + 1) / 2 + c``, holds
+    ``chi[r w + i, c w + j, a, b, n]``. Rows past ``T`` are padding."""
 
-    tiles: Float[Array, "tiles w w n_chi"]
+    tiles: Float[Array, "tiles w w K K n_chi"]
     n_chunks: int = eqx.field(static=True)
 
     def _tile_rows(self):
@@ -265,28 +274,28 @@ class TiledState(eqx.Module):
         return jnp.asarray([r for r, _ in rc]), jnp.asarray([c for _, c in rc])
 
     def _row_of(self, tiles, t, i):
-        """Row ``i`` of tile ``t``: ``(w, n_chi)``."""
-        w, n = tiles.shape[2], tiles.shape[3]
-        return lax.dynamic_slice(tiles, (t, i, 0, 0), (1, 1, w, n))[0, 0]
+        """Row ``i`` of tile ``t``: ``(w, K, K, n_chi)``."""
+        shape = tiles.shape[2:]
+        return lax.dynamic_slice(tiles, (t, i) + (0,) * len(shape), (1, 1) + shape)[0, 0]
 
     def row(self, k, sw):
-        """``chi[k, l] . sw`` for every column ``l`` (the padded length)."""
-        w = self.tiles.shape[1]
+        """``sw . chi[k, l]`` (:func:`chi_row`) for every column ``l`` (the padded length)."""
+        w, K = self.tiles.shape[1], self.tiles.shape[3]
         j, i = k // w, k % w
 
         def body(c, out):
-            take = lambda o: lax.dynamic_update_slice_in_dim(o, self._row_of(self.tiles, j * (j + 1) // 2 + c, i) @ sw,
-                                                             c * w, 0)
+            part = chi_row(sw, self._row_of(self.tiles, j * (j + 1) // 2 + c, i))
+            take = lambda o: lax.dynamic_update_slice_in_dim(o, part, c * w, 0)
             return lax.cond(c <= j, take, lambda o: o, out)
 
-        return lax.fori_loop(0, self.n_chunks, body, jnp.zeros(self.n_chunks * w, sw.dtype))
+        return lax.fori_loop(0, self.n_chunks, body, jnp.zeros((self.n_chunks * w, K, K), sw.dtype))
 
     def advance(self, k, K_k, step, with_previous: bool = False):
         """Row ``k + 1`` written from row ``k`` and the memory ``sum_l K_k[l] chi[l]``:
         ``step(chi[k, chunk c], memory of chunk c, c w, chi[k - 1, chunk c])`` gives the new row's
         chunk ``c`` (the last argument ``None`` unless ``with_previous``)."""
         tiles = self.tiles
-        n_tiles, w, _, n = tiles.shape
+        n_tiles, w = tiles.shape[:2]
         j, i = k // w, k % w
         j1, i1 = (k + 1) // w, (k + 1) % w
         r_of, c_of = self._tile_rows()
@@ -295,14 +304,14 @@ class TiledState(eqx.Module):
             r, c = r_of[t], c_of[t]
 
             def plus(mem):
-                part = jnp.tensordot(lax.dynamic_slice_in_dim(K_k, r * w, w),
-                                     lax.dynamic_index_in_dim(tiles, t, 0, keepdims=False), axes=(0, 0))
+                part = chi_memory(lax.dynamic_slice_in_dim(K_k, r * w, w),
+                                  lax.dynamic_index_in_dim(tiles, t, 0, keepdims=False))
                 return lax.dynamic_update_index_in_dim(mem, lax.dynamic_index_in_dim(mem, c, 0, False) + part, c, 0)
 
             return lax.cond(r <= j, plus, lambda m: m, mem)
 
         # the memory of every column chunk first (all reads), then the writes of row k + 1
-        mem = lax.fori_loop(0, n_tiles, add, jnp.zeros((self.n_chunks, w, n), tiles.dtype))
+        mem = lax.fori_loop(0, n_tiles, add, jnp.zeros((self.n_chunks,) + tiles.shape[2:], tiles.dtype))
 
         jm, im = jnp.maximum(k - 1, 0) // w, jnp.maximum(k - 1, 0) % w
 
@@ -315,7 +324,7 @@ class TiledState(eqx.Module):
             def put(tiles):
                 prev = previous(c) if with_previous else None
                 new = step(self._row_of(tiles, j * (j + 1) // 2 + c, i), mem[c], c * w, prev)
-                return lax.dynamic_update_slice(tiles, new[None, None], (j1 * (j1 + 1) // 2 + c, i1, 0, 0))
+                return lax.dynamic_update_slice(tiles, new[None, None], (j1 * (j1 + 1) // 2 + c, i1, 0, 0, 0, 0))
 
             return lax.cond(c <= j, put, lambda t: t, tiles)
 
@@ -323,7 +332,7 @@ class TiledState(eqx.Module):
 
     def column_blocks(self, size):
         """:class:`ExactState` over ``size`` steps, one column block per chunk."""
-        n_tiles, w, _, n = self.tiles.shape
+        w = self.tiles.shape[1]
         blocks = []
         for c in range(self.n_chunks):
             e = c * w
@@ -341,7 +350,7 @@ class ProbeResponse(AbstractResponse):
     n_probes: int = eqx.field(static=True, default=4)
     n_traj: int | None = eqx.field(static=True, default=None)
 
-    def resolve(self, n_steps: int, n_traj: int, itemsize: int) -> "ProbeResponse":
+    def resolve(self, n_steps: int, n_traj: int, itemsize: int, K: int = 1) -> "ProbeResponse":
         if not _whole(self.n_probes) or self.n_probes < 1:
             raise ValueError(f"n_probes must be an integer >= 1; got {self.n_probes}")
         n = n_traj if self.n_traj is None else self.n_traj
@@ -356,64 +365,83 @@ class ProbeResponse(AbstractResponse):
                              "replica needs at least one probed trajectory")
         return ProbeResponse(self.n_probes, None if self.n_traj is None else self.n_traj // groups)
 
-    def peak_numbers(self, size, width):
-        """The ``v`` and ``eps`` histories (padded to the chunks) and the previous
-        ``s Lambda''``, and a copy of them."""
-        return 2 * (2 * self.n_probes * padded_size(size, width) * self.n_traj + self.n_traj)
+    def peak_numbers(self, size, width, K=1):
+        """The ``v`` and ``eps`` histories (padded to the chunks) and the previous ``H``, and a
+        copy of them."""
+        return 2 * (2 * self.n_probes * padded_size(size, width) * K * self.n_traj + K * K * self.n_traj)
 
-    def init(self, key, n_steps, n_traj, dtype):
-        return self.init_rolled(key, n_steps, n_traj, dtype, Past())
+    def init(self, key, n_steps, n_traj, dtype, K=1):
+        return self.init_rolled(key, n_steps, n_traj, dtype, Past(), K)
 
-    def init_rolled(self, key, n_steps, n_traj, dtype, past):
+    def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
         size = n_steps + 1
-        # time first (products are plain mat-vecs); a sign per (step, probe) and trajectory
-        # counter, drawn over the S steps whatever the padding: every layout and shape bucket
-        # has the same probes
-        signs = (grid_bits(key, size * self.n_probes, self.n_traj) >> 31).astype(dtype)  # 0 or 1
-        eps = (2.0 * signs - 1.0).reshape(size, self.n_probes, self.n_traj)
+        # time first; a sign per (step, probe, unit) and trajectory counter, drawn over the S
+        # steps whatever the padding: every layout and shape bucket has the same probes
+        signs = (grid_bits(key, size * self.n_probes * K, self.n_traj) >> 31).astype(dtype)  # 0 or 1
+        eps = (2.0 * signs - 1.0).reshape(size, self.n_probes, K, self.n_traj)
         eps = pad_to(eps, padded_size(size, past.width), (0,))
-        return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, sl2_prev=jnp.zeros(self.n_traj, dtype),
+        return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, H_prev=jnp.zeros((K, K, self.n_traj), dtype),
                           past=past)
 
-    def row(self, st, k, w, sl2, dts, delta):
+    def row(self, st, k, w, H, dts, delta):
         n = self.n_traj
         size = st.v.shape[0]
-        eps = st.eps  # (S, P, n)
         w_n = w[:n]
-        ws = w_n * sl2[:n]
+        H = H[..., :n]
         norm = jnp.sum(w_n)
         km1 = jnp.maximum(k - 1, 0)
-        # v[k] without the exactly known first lag chi[k, k-1] eps[k-1]
-        first = dts[km1] * delta * st.sl2_prev
-        v_k = st.v[k] - first[None, :] * eps[km1]  # (P, n)
-        est = st.past.matvec(eps, ws[None, :] * v_k, k) / self.n_probes / norm / dts
-        exact_first = jnp.sum(ws * st.sl2_prev) * delta / norm
-        idx = jnp.arange(size)
+        # v[k] without the exactly known first lag chi[k, k-1] eps[k-1] = eta Delta H[k-1] eps[k-1]
+        v_k = st.v[k] - dts[km1] * delta * _apply(st.H_prev, st.eps[km1])  # (P, K, n)
+        Hv = w_n * _apply(H, v_k)
+        est = st.past.rows(st.eps, k, lambda e: jnp.einsum("pan,lpcn->lac", Hv, e))
+        est = est / self.n_probes / norm / dts[:, None, None]
+        exact_first = delta * jnp.einsum("n,abn,bcn->ac", w_n, H, st.H_prev) / norm
+        idx = jnp.arange(size)[:, None, None]
         est = jnp.where(idx < km1, est, 0.0)
-        return jnp.where((idx == km1) & (k > 0), exact_first, est)
+        return jnp.where((idx == km1) & (k > 0), exact_first[None], est)
 
-    def advance(self, st, k, K_k, dt, decay_common, delta, sl2, beta=None):
+    def advance(self, st, k, K_k, dt, decay, delta, H, beta=None):
         v = st.v
-        sl2 = sl2[: self.n_traj]
-        decay = decay_common - dt * delta * sl2
-        eps_k = st.eps[k]
-        memory = st.past.vecmat(K_k, v, k)
-        v_next = decay[None, :] * v[k] + dt * memory + (dt * delta * sl2)[None, :] * eps_k
+        H = H[..., : self.n_traj]
+        A = decay[:, :, None] - dt * delta * H
+        memory = st.past.total(k, lambda Kl, vl: jnp.einsum("lab,lpbn->pan", Kl, vl), K_k, v)
+        v_next = _apply(A, v[k]) + dt * memory + dt * delta * _apply(H, st.eps[k])
         if beta is not None:  # heavy ball: v is linear in chi, so it takes the same momentum term
             v_next = v_next + beta * (v[k] - v[jnp.maximum(k - 1, 0)])  # v[-1] = v[0]
-        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, sl2_prev=sl2, past=st.past)
+        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, H_prev=H, past=st.past)
 
 
-def chi_step(chi_k, chi_memory, k, dt, decay_common, delta, sl2, offset=0, chi_prev=None, beta=None):
-    """Row ``chi[k+1, :, :]`` from row ``k`` and the memory term ``sum_j eta_j M_R[k, j] chi[j]``
-    (for the columns ``offset, offset + 1, ...``; the source enters column ``k`` if present).
-    With heavy-ball momentum ``beta`` (section 5.1) plus ``beta (chi[k] - chi[k-1])``."""
-    decay = decay_common - dt * delta * sl2
+def _apply(A, v):
+    """The per-trajectory ``K x K`` blocks ``A`` ``(K, K, n)`` applied to vectors ``v``
+    ``(P, K, n)`` (a broadcast product summed over the inner unit: elementwise at ``K = 1``,
+    where a batched matrix product over trajectories is slow)."""
+    return jnp.sum(A[None] * v[:, None], axis=2)
+
+
+def chi_row(sw, chi_k):
+    """``sum_n sw[n] chi[k, l][n]`` as blocks: ``(cols, K, K)`` from the source weights ``sw``
+    ``(K, K, n)`` and the row ``chi_k`` ``(cols, K, K, n)``."""
+    return jnp.einsum("abn,lbcn->lac", sw, chi_k)
+
+
+def chi_memory(K_k, chi):
+    """``sum_j K_k[j] chi[j]`` (block products) from rows ``chi`` ``(rows, cols, K, K, n)``
+    and the weights ``K_k`` ``(rows, K, K)``."""
+    return jnp.einsum("jab,jlbcn->lacn", K_k, chi)
+
+
+def chi_step(chi_k, chi_memory, k, dt, decay, delta, H, offset=0, chi_prev=None, beta=None):
+    """Row ``chi[k+1, :]`` ``(cols, K, K, n)`` from row ``k`` and the memory term
+    ``sum_j eta_j M_R[k, j] chi[j]`` (for the columns ``offset, offset + 1, ...``; the source
+    ``eta_k Delta H_k`` enters column ``k`` if present). ``decay``: ``I - eta_k (lam I +
+    lam_hat_k)``. With heavy-ball momentum ``beta`` (section 5.1) plus
+    ``beta (chi[k] - chi[k-1])``."""
+    A = decay[:, :, None] - dt * delta * H
     cols = jnp.arange(chi_k.shape[0]) + offset
-    new = decay[None, :] * chi_k + dt * chi_memory
+    new = jnp.sum(A[None, :, :, None] * chi_k[:, None], axis=2) + dt * chi_memory  # A chi_k, per trajectory
     if beta is not None:
         new = new + beta * (chi_k - chi_prev)
-    return jnp.where((cols == k)[:, None], (dt * delta * sl2)[None, :], new)
+    return jnp.where((cols == k)[:, None, None, None], (dt * delta * H)[None], new)
 
 
 def as_response(response, n_chi=None) -> AbstractResponse:

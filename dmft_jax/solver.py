@@ -343,8 +343,9 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
     bucket = {} if n_real is None else {"n_real": n_real}
-    out = config.adjoint.run(config.solver, problem, rnd, T, config.response, key_probe, config.pivot_rtol,
-                             config.progress_meter, shard, **bucket)
+    out = config.adjoint.run(config.solver, process.Network.single(problem), rnd, T, config.response, key_probe,
+                             config.pivot_rtol, config.progress_meter, shard, **bucket)
+    out = single_unit(out)
     rows, m = out.rows, out.m
     dts = rnd.dts
     R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts, rnd.beta)
@@ -390,6 +391,18 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
         stats["n_groups_failed"] = n_failed
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
                     algorithm=algorithm, config=config, trajectories=traj, se=se, **fields)
+
+
+def single_unit(out):
+    """The engine's output for ``K = 1`` with the unit axes dropped: the single-unit
+    :class:`Solution`'s scalar kernels ``(T+1,)`` and ``(T+1, T+1)``, histories ``(T+1, N)``."""
+    r = out.rows
+    rows = process.Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
+                       train_loss=r.train_loss, train_acc=r.train_acc)
+    state = eqx.tree_at(lambda st: (st.u, st.g), out.state, (out.state.u[:, 0], out.state.g[:, 0]))
+    return eqx.tree_at(lambda o: (o.rows, o.m, o.pivots, o.state, o.bias), out,
+                       (rows, out.m[:, 0], out.pivots[:, 0], state, None if out.bias is None else out.bias[:, 0]),
+                       is_leaf=lambda x: x is None)
 
 
 def _zero_past(x, stop):

@@ -27,7 +27,7 @@ from jax import lax
 
 from . import process
 from ._util import pad_to
-from .noise import NoiseFactor, noise_row
+from .noise import NoiseFactor, noise_rows
 from .past import Past, padded_size
 from .solvers import AbstractSolver, SolverOutput
 from .timegrid import auto_time_blocks, chunk_width
@@ -37,10 +37,10 @@ class SweepCarry(eqx.Module):
     """The state carried from step to step: trajectories, ``m[k]`` and the noise factor."""
 
     state: process.State
-    m: jax.Array
+    m: jax.Array  # (K,)
     factor: NoiseFactor
     m_prev: jax.Array  # m[k-1] (m[-1] = m[0]), for heavy-ball momentum
-    b: Any = None  # the learnable bias b[k] and b[k-1] (section 5.4; None without one)
+    b: Any = None  # the learnable bias b[k] and b[k-1] (K,) (section 5.4; None without one)
     b_prev: Any = None
 
 
@@ -74,14 +74,16 @@ class CausalSweep(AbstractSolver):
     def blocks(self, n_steps: int) -> int:
         return auto_time_blocks(n_steps) if self.time_blocks is None else int(self.time_blocks)
 
-    def run(self, problem, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
-        return forward_sweep(problem, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
+    def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
+        return forward_sweep(net, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
                              shard, n_real)
 
 
-def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x,
+def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x,
                   n_real=None) -> SolverOutput:
-    """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring).
+    """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring) for the
+    ``K`` units of ``net`` (:class:`~dmft_jax.process.Network`; a single unit is ``K = 1``):
+    kernels in ``K x K`` blocks, the noise factor over the flattened (time, unit) index.
 
     ``n_real`` (traced, optional): a shape bucket. The arrays are sized for ``T`` steps but the
     sweep stops after ``n_real <= T`` (steps from ``n_real`` on are skipped, kernel rows past
@@ -89,6 +91,7 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
     ``m`` keeps its value at ``n_real``), so that every ``n_real``
     shares one compiled program and gives the numbers of a sweep over ``n_real`` steps."""
     dtype = rnd.u0.dtype
+    problem, K = net.problem, net.K
     stop = T if n_real is None else n_real
     size = T + 1
     width = chunk_width(T, n_chunks)
@@ -102,9 +105,9 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
 
     def live(carry: SweepCarry, k):
         meter.step(k, stop)
-        state, row = process.kernel_row(problem, rnd_p, carry.state, k, carry.m, est, past, carry.b)
-        L_k, factor = noise_row(carry.factor, problem.delta * row.M_C, k, pivot_rtol)
-        state = process.advance(problem, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
+        state, row = process.kernel_row(net, rnd_p, carry.state, k, carry.m, est, past, carry.b)
+        L_k, factor = noise_rows(carry.factor, row.M_C, problem.delta, k, pivot_rtol)
+        state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
         dt = rnd_p.dts[k]
         m_next = process.m_step(problem.lam, dt, carry.m, row.mu, rnd.beta, carry.m_prev)
         b_next = None
@@ -118,8 +121,8 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
         zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])
         return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b), zeros())), carry, k)
 
-    state = shard(process.init_state(problem, rnd, T, est, key_probe, past))
-    carry = SweepCarry(state, problem.m0, NoiseFactor.empty(padded, dtype), problem.m0, problem.bias, problem.bias)
+    state = shard(process.init_state(net, rnd, T, est, key_probe, past))
+    carry = SweepCarry(state, net.m0, NoiseFactor.empty(padded * K, dtype), net.m0, net.bias, net.bias)
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
     if n_real is None:
         # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
@@ -143,8 +146,8 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
                 jax.tree_util.tree_map(zeros, out_shape[1][1]))
         _, carry, m, rows = lax.while_loop(lambda st: st[0] < n_real, step, init)
     m, b = m
-    state, row_T = process.kernel_row(problem, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
-    _, factor = noise_row(carry.factor, problem.delta * row_T.M_C, stop, pivot_rtol)
+    state, row_T = process.kernel_row(net, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
+    _, factor = noise_rows(carry.factor, row_T.M_C, problem.delta, stop, pivot_rtol)
     if n_real is None:
         rows = stack_rows(rows, row_T.public())
     else:  # row n_real in place of the skipped step's zeros
@@ -155,11 +158,13 @@ def forward_sweep(problem, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, 
     if b is not None:
         b = jnp.concatenate([b, carry.b[None]])
     if n_real is not None:  # m (and b) stay at their values of step n_real
-        m = jnp.where(jnp.arange(size) >= n_real, carry.m, m)
-        b = None if b is None else jnp.where(jnp.arange(size) >= n_real, carry.b, b)
+        past_real = (jnp.arange(size) >= n_real)[:, None]
+        m = jnp.where(past_real, carry.m, m)
+        b = None if b is None else jnp.where(past_real, carry.b, b)
     state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
-    return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size], state=state, n_iter=jnp.asarray(0),
-                        converged=jnp.asarray(True), factor=carry.factor.rows[:size, :size], bias=b)
+    return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size * K].reshape(size, K), state=state,
+                        n_iter=jnp.asarray(0), converged=jnp.asarray(True),
+                        factor=carry.factor.rows[:size * K, :size * K], bias=b)
 
 
 def stack_rows(rows_scan, row_last):

@@ -15,22 +15,23 @@ def two():
 
 def test_probes_carry_the_block_response():
     """The probed vectors are exactly v[k] = sum_l chi[k, l] eps[l] (with momentum too), and the
-    probe estimate of a kernel row is the exact row within its own standard error."""
+    probe estimate of a kernel row is the exact row within its own standard error: the
+    estimators of the one engine at K = 2."""
     import jax
-    from dmft_jax.committee_response import ExactBlocks, ProbeBlocks, ProbeBlocksState
+    from dmft_jax.response import ProbeState
 
     S, n, K, P = 6, 5, 2, 1000
     rng = np.random.default_rng(0)
-    exact, probes = ExactBlocks(n), ProbeBlocks(P, n)
-    se, sp = exact.init(jax.random.PRNGKey(0), S, K, jnp.float64), probes.init(jax.random.PRNGKey(1), S, K,
-                                                                               jnp.float64)
+    exact, probes = dj.ExactResponse(n).resolve(S - 1, n, 8, K), dj.ProbeResponse(P).resolve(S - 1, n, 8, K)
+    se = exact.init(jax.random.PRNGKey(0), S - 1, n, jnp.float64, K)
+    sp = probes.init(jax.random.PRNGKey(1), S - 1, n, jnp.float64, K)
     dts, delta, w = jnp.asarray(rng.uniform(0.1, 0.3, S)), 0.7, jnp.asarray(rng.uniform(0.5, 1.5, n))
-    one = ProbeBlocks(1, n)
-    per_probe = jax.vmap(lambda v, e: one.row(ProbeBlocksState(v[:, :, None], e[:, :, None], sp.H_prev), k, w, H,
-                                              dts, delta), in_axes=(2, 2))
+    one = dj.ProbeResponse(1).resolve(S - 1, n, 8, K)
+    per_probe = jax.vmap(lambda v, e: one.row(ProbeState(v[:, None], e[:, None], sp.H_prev), k, w, H, dts, delta),
+                         in_axes=(1, 1))
     for k in range(S - 1):
-        H = jnp.asarray(rng.standard_normal((n, K, K)))
-        H = H + jnp.swapaxes(H, 1, 2)
+        H = jnp.asarray(rng.standard_normal((K, K, n)))
+        H = H + jnp.swapaxes(H, 0, 1)
         if k > 1:
             est, each = probes.row(sp, k, w, H, dts, delta), per_probe(sp.v, sp.eps)
             np.testing.assert_allclose(np.asarray(est), np.asarray(each.mean(axis=0)), rtol=1e-10, atol=1e-12)
@@ -38,10 +39,10 @@ def test_probes_carry_the_block_response():
             gap = np.abs(np.asarray(est - exact.row(se, k, w, H, dts, delta)))
             assert np.all(gap <= 4.5 * err + 1e-12) and np.max(gap) > 0, (k, np.max(gap / (err + 1e-300)))
         KR = jnp.asarray(rng.standard_normal((S, K, K))) * 0.3 * (jnp.arange(S) <= k)[:, None, None]
-        decay = jnp.asarray(rng.standard_normal((K, K))) * 0.2
+        decay = jnp.eye(K) - dts[k] * jnp.asarray(rng.standard_normal((K, K))) * 0.2
         se = exact.advance(se, k, KR, dts[k], decay, delta, H, beta=0.3)
         sp = probes.advance(sp, k, KR, dts[k], decay, delta, H, beta=0.3)
-        v = jnp.einsum("lnab,lnpb->npa", se.chi[k + 1], sp.eps)
+        v = jnp.einsum("labn,lpbn->pan", se.chi[0][k + 1], sp.eps[: S - 1])
         np.testing.assert_allclose(np.asarray(sp.v[k + 1]), np.asarray(v), rtol=1e-12, atol=1e-12)
 
 
@@ -58,7 +59,7 @@ def test_probe_and_exact_solves_agree_within_their_error_bars(two, tmp_path):
     back = dj.load(dj.save(probe, tmp_path / "probe"))  # the solution and its error bars
     np.testing.assert_array_equal(back.Q_se, np.asarray(probe.Q_se))
     np.testing.assert_array_equal(back.M_R, np.asarray(probe.M_R))
-    assert back.meta["config"]["response"] == {"type": "ProbeResponse", "n_probes": 4, "n_traj": 2048}
+    assert back.meta["config"]["response"] == {"estimator": "ProbeResponse", "n_probes": 4, "n_traj": 2048}  # one form for every K
 
 
 def test_committee_grid_is_the_single_solves_compiled_once(two):

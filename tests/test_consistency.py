@@ -113,7 +113,7 @@ def test_agrees_with_independent_numpy_implementation(seed_two_cluster):
     N, T = 2048, 25
     algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
     rnd = process.draw(jax.random.PRNGKey(0), seed_two_cluster, algo, T, N, False, jnp.float64)
-    draws = dict(c=rnd.c, h0=rnd.h0, s=rnd.s, zeta=rnd.zeta, u0=rnd.u0)
+    draws = dict(c=rnd.c, h0=rnd.h0, s=rnd.s, zeta=rnd.zeta[:, 0], u0=rnd.u0[0])  # unit 0 of K = 1
     ref = solve_numpy(2.0, 0.5, 0.0, 0.01, 0.5, 0.2, 0.3, 1 / 0.6, T=T, n_traj=N, n_chi=512, draws=draws)
     for blocks in (1, 3):
         sol = dj.solve(seed_two_cluster, algo, n_steps=T, n_traj=N, key=0, antithetic=False,

@@ -63,36 +63,38 @@ class FixedSubset(dj.AbstractAlgorithm):
 
 
 class SquareState(eqx.Module):
-    chi: Any  # (S, S, n): chi[k, l, n], the whole square
+    chi: Any  # (S, S, K, K, n): chi[k, l], the whole square of K x K blocks
 
 
 class SquareResponse(dj.AbstractResponse):
     """The exact response on ``n_chi`` trajectories stored as a full square (no triangular
-    blocks): the same estimate as ``ExactResponse``, written from the recursion alone."""
+    blocks): the same estimate as ``ExactResponse``, written from the recursion alone, for
+    every number of units ``K``."""
 
     n_chi: int = eqx.field(static=True)
 
-    def resolve(self, n_steps, n_traj, itemsize):
+    def resolve(self, n_steps, n_traj, itemsize, K=1):
         if not 1 <= self.n_chi <= n_traj:
             raise ValueError(f"n_chi must satisfy 1 <= n_chi <= {n_traj}; got {self.n_chi}")
         return self
 
-    def init(self, key, n_steps, n_traj, dtype):
-        return SquareState(jnp.zeros((n_steps + 1, n_steps + 1, self.n_chi), dtype))
+    def init(self, key, n_steps, n_traj, dtype, K=1):
+        return SquareState(jnp.zeros((n_steps + 1, n_steps + 1, K, K, self.n_chi), dtype))
 
-    def row(self, state, k, w, sl2, dts, delta):
-        sw = w[: self.n_chi] * sl2[: self.n_chi] / jnp.sum(w[: self.n_chi])
-        return state.chi[k] @ sw / dts
+    def row(self, state, k, w, H, dts, delta):
+        wn = w[: self.n_chi]
+        return jnp.einsum("n,abn,lbcn->lac", wn, H[..., : self.n_chi], state.chi[k]) / jnp.sum(wn) / dts[:, None, None]
 
-    def advance(self, state, k, K_k, dt, decay_common, delta, sl2):
-        sl2 = sl2[: self.n_chi]
+    def advance(self, state, k, K_k, dt, decay, delta, H):
+        H = H[..., : self.n_chi]
         chi = state.chi
-        nxt = (decay_common - dt * delta * sl2) * chi[k] + dt * jnp.tensordot(K_k, chi, axes=(0, 0))
-        nxt = jnp.where((jnp.arange(chi.shape[1]) == k)[:, None], dt * delta * sl2[None, :], nxt)
+        A = decay[:, :, None] - dt * delta * H
+        nxt = jnp.einsum("abn,lbcn->lacn", A, chi[k]) + dt * jnp.einsum("jab,jlbcn->lacn", K_k, chi)
+        nxt = jnp.where((jnp.arange(chi.shape[1]) == k)[:, None, None, None], dt * delta * H[None], nxt)
         return SquareState(chi.at[k + 1].set(nxt))
 
-    def peak_numbers(self, size, width):
-        return size**2 * self.n_chi
+    def peak_numbers(self, size, width, K=1):
+        return size**2 * K * K * self.n_chi
 
 
 TWO = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)

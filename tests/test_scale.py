@@ -29,9 +29,11 @@ ALGO = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
 def _fixed_kernel_rows(problem, est, key_probe, kernels, T, n):
     """M_R estimated by ``est`` on the same trajectories advanced with fixed ``kernels``."""
     rnd = process.draw(jax.random.PRNGKey(5), problem, ALGO, T, n, True, jnp.float64)
-    L, _ = noise_factor(kernels.M_C, problem.delta, 1e-7)
-    rows, _ = run_fixed_kernels(problem, rnd, T, est, key_probe, kernels.m, kernels.lam_hat, kernels.M_R, L)
-    return rows.M_R
+    blocks = lambda a: a[..., None, None]  # the engine's K x K blocks of one unit
+    L, _ = noise_factor(blocks(kernels.M_C), problem.delta, 1e-7)
+    rows, _ = run_fixed_kernels(process.Network.single(problem), rnd, T, est, key_probe, kernels.m[:, None],
+                                blocks(kernels.lam_hat), blocks(kernels.M_R), L)
+    return rows.M_R[..., 0, 0]
 
 
 def test_probe_estimator_is_unbiased(seed_problem):
