@@ -99,7 +99,7 @@ class SweepAdjoint(AbstractAdjoint):
         unit = lambda x: x[:, None]  # the engine's unit axis, K = 1
         rows = process.Row(lam_hat=rows.lam_hat[:, None, None], mu=unit(rows.mu), M_C=rows.M_C[..., None, None],
                            M_R=rows.M_R[..., None, None], train_loss=rows.train_loss, train_acc=rows.train_acc)
-        chi = tuple(c[:, :, None, None] for c in chi)
+        chi = tuple(c[:, None, :, None] for c in chi)
         state = process.State(u=unit(u), g=unit(g), resp=ExactState(chi=chi), u_now=unit(u)[-1],
                               log_w=jnp.zeros_like(u[-1]))
         return SolverOutput(rows=rows, m=unit(m), pivots=unit(pivots), state=lax.stop_gradient(state),
@@ -135,7 +135,7 @@ def _forward(theta, consts, static: _Static):
     backward pass below is written for ``K = 1``)."""
     out = forward_sweep(process.Network.single(theta[0]), _rnd(theta, consts), static.T, static.est, None,
                         static.pivot_rtol, static.n_blocks, static.meter)
-    chi = tuple(c[:, :, 0, 0] for c in static.est.to_column_blocks(out.state.resp, static.T + 1).chi)
+    chi = tuple(c[:, 0, :, 0] for c in static.est.to_column_blocks(out.state.resp, static.T + 1).chi)
     r = out.rows
     rows = process.Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
                        train_loss=r.train_loss, train_acc=r.train_acc)
@@ -244,8 +244,8 @@ class _BackwardPass:
         u_next = process.u_step(problem.lam, problem.delta, dt, u_k[None], g[None], jnp.reshape(lam_hat, (1, 1)),
                                 mem[None], xi[None])[0]
         decay = jnp.reshape(1.0 - dt * (problem.lam + lam_hat), (1, 1))
-        chi_next = chi_step(chi_k[:, None, None], chimem[:, None, None], k, dt, decay, problem.delta,
-                            sl2_n[None, None])[:, 0, 0]
+        chi_next = chi_step(chi_k[None, :, None], chimem[None, :, None], k, dt, decay, problem.delta,
+                            sl2_n[None, None])[0, :, 0]
         m_next = process.m_step(problem.lam, dt, m_k, mu)
         return u_next, chi_next, m_next
 

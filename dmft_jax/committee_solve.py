@@ -29,7 +29,7 @@ from .response import AbstractResponse, ExactResponse, as_response
 from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
 from .sharding import device_ids, sharder
 from .solution import finish, se_property
-from .sweep import CausalSweep, forward_sweep
+from .sweep import CausalSweep
 from .timegrid import chunk_width, count_steps
 from .weights import correlation_blocks, response_blocks
 
@@ -41,7 +41,9 @@ OBSERVABLES = ("m", "Q", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", 
 class CommitteeSolveConfig(eqx.Module):
     """The static sizes and options of a committee solve: ``response`` is the resolved
     estimator (for ``K`` units), ``errors`` the error estimator, ``devices`` the ids of the
-    devices the trajectories are split over (``None``: one)."""
+    devices the trajectories are split over (``None``: one), ``solver`` and
+    ``progress_meter`` the strategies of :func:`dmft_jax.solve` (the same engine as a single
+    unit's)."""
 
     n_steps: int = eqx.field(static=True)
     n_traj: int = eqx.field(static=True)
@@ -55,6 +57,8 @@ class CommitteeSolveConfig(eqx.Module):
     errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
     devices: tuple | None = eqx.field(static=True, default=None)
     quadrature: int = eqx.field(static=True, default=0)  # points of the test error's quadrature (0: Monte Carlo)
+    solver: Any = eqx.field(static=True, default=CausalSweep())
+    progress_meter: Any = eqx.field(static=True, default=NoProgressMeter())
 
     @property
     def n_chi(self) -> int:
@@ -67,7 +71,7 @@ class CommitteeSolveConfig(eqx.Module):
         errors = {"type": type(self.errors).__name__, **({"groups": self.errors.groups}
                                                           if isinstance(self.errors, GroupErrors) else {})}
         return {**out, "response": self.response.to_dict(), "errors": errors,
-                "devices": None if self.devices is None else list(self.devices)}
+                "devices": None if self.devices is None else list(self.devices), "solver": type(self.solver).__name__}
 
 
 class CommitteeSolution(AbstractOutcome):
@@ -142,40 +146,49 @@ class CommitteeSolution(AbstractOutcome):
 
 
 # the options of a committee solve (configure_committee's keywords)
-OPTIONS = ("response", "n_chi", "errors", "sharding", "n_steps", "antithetic", "moment_matching", "cross_memory",
-           "symmetric", "dtype")
+OPTIONS = ("solver", "progress_meter", "response", "n_chi", "errors", "sharding", "n_steps", "antithetic",
+           "moment_matching", "cross_memory", "symmetric", "dtype")
 
 
 def committee_options(options: dict) -> dict:
     """The committee-solve options among ``options`` (the keywords of ``dj.solve`` or
-    ``dj.solve_grid``). A strategy the block sweep does not have (``solver``, ``adjoint``,
-    ``progress_meter``, ``save_trajectories``) is refused by name unless it is the default, as is
-    an unknown keyword."""
+    ``dj.solve_grid``). What is not built for ``K > 1`` (the hand-written ``SweepAdjoint``,
+    ``save_trajectories``) is refused by name unless it is the default, as is an unknown
+    keyword."""
     from .adjoint import AutodiffAdjoint
-    from .progress import NoProgressMeter
-    from .sweep import CausalSweep
 
-    defaults = {"solver": lambda v: v == CausalSweep(), "adjoint": lambda v: type(v) is AutodiffAdjoint,
-                "progress_meter": lambda v: type(v) is NoProgressMeter, "save_trajectories": lambda v: v == 0}
+    defaults = {"adjoint": (lambda v: type(v) is AutodiffAdjoint, "the hand-written SweepAdjoint is built for a "
+                            "single unit (K = 1); committees are differentiated by AutodiffAdjoint, the default"),
+                "save_trajectories": (lambda v: v == 0, "saved trajectories are built for a single unit (K = 1)")}
     out = {}
     for name, value in options.items():
         if name in OPTIONS:
             out[name] = value
         elif name in defaults:
-            if not (value is None or defaults[name](value)):
-                raise ValueError(f"{name}: not available for committee machines (the K x K block sweep is "
-                                 "differentiated by JAX itself; it has no solver, adjoint, progress or "
-                                 "saved-trajectories options)")
+            ok, why = defaults[name]
+            if not (value is None or ok(value)):
+                raise ValueError(f"{name}: not available for committee machines: {why}")
         else:
             raise ValueError(f"{name}: not an option of a committee solve (its options: {', '.join(OPTIONS)})")
     return out
 
 
-def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, *, response=None,
-                        n_chi=None, errors=None, sharding=None, n_steps=None, antithetic=True, moment_matching=True,
-                        cross_memory=True, symmetric=False, dtype=None, batch: int = 1) -> CommitteeSolveConfig:
+def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, *, solver=None,
+                        progress_meter=None, response=None, n_chi=None, errors=None, sharding=None, n_steps=None,
+                        antithetic=True, moment_matching=True, cross_memory=True, symmetric=False, dtype=None,
+                        batch: int = 1) -> CommitteeSolveConfig:
     """Validate a committee solve's inputs (named errors) and return its static configuration;
     ``batch``: points solved at once (a grid), for the memory check."""
+    from .solvers import AbstractSolver
+    from .progress import AbstractProgressMeter
+
+    solver = CausalSweep() if solver is None else solver
+    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
+    for name, value, kind, example in (("solver", solver, AbstractSolver, "CausalSweep()"),
+                                       ("progress_meter", progress_meter, AbstractProgressMeter,
+                                        "TextProgressMeter()")):
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} must be a dmft_jax.{kind.__name__} (e.g. {example}); got {value!r}")
     if not isinstance(committee, Committee):
         raise ValueError(f"committee must be a dmft_jax.Committee; got {type(committee).__name__}")
     if not isinstance(algorithm, AbstractAlgorithm):
@@ -190,6 +203,9 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
     problem.check_scalars()
     check_for_solver(problem.loss)
     T = count_steps(algorithm, t_max, n_steps)
+    solver.check(T)
+    if solver.pivot_rtol is not None and not 0 <= solver.pivot_rtol < 1:
+        raise ValueError(f"pivot_rtol must satisfy 0 <= pivot_rtol < 1; got {solver.pivot_rtol}")
     n_traj = _validate.integer("n_traj", n_traj, 2)
     for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
                        ("cross_memory", cross_memory), ("symmetric", symmetric)):
@@ -218,7 +234,7 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
         _check_exchangeable(committee)
     replicas = 2 if isinstance(errors, GroupErrors) else 1  # the G replicas hold as much as the full solve
     quadrature = quadrature_size(committee)  # two rules' points, (K + 4) numbers each
-    size, width = T + 1, chunk_width(T, CausalSweep().blocks(T))
+    size, width = T + 1, chunk_width(T, solver.blocks(T) if isinstance(solver, CausalSweep) else 1)
     padded = padded_size(size, width)
     need = batch * replicas * dtype.itemsize * (estimator.peak_numbers(size, width, K) + 6 * padded * n_traj * K
                                                 + 12 * (padded * K) ** 2 + 2 * quadrature * (K + 4))
@@ -231,7 +247,7 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
     return CommitteeSolveConfig(n_steps=T, n_traj=n_traj, K=K, antithetic=bool(antithetic),
                                 moment_matching=bool(moment_matching), cross_memory=bool(cross_memory),
                                 symmetric=bool(symmetric), dtype=str(dtype), response=estimator, errors=errors,
-                                devices=devices, quadrature=quadrature)
+                                devices=devices, quadrature=quadrature, solver=solver, progress_meter=progress_meter)
 
 
 def run_committee(committee: Committee, algorithm: AbstractAlgorithm, t_max, n_traj, key, *, throw: bool = False,
@@ -289,7 +305,8 @@ def group_config(config: CommitteeSolveConfig, groups: int) -> CommitteeSolveCon
     """The configuration of one error replica: ``N / groups`` trajectories, the response
     estimator split likewise, one device, no errors of its own."""
     est = _group_estimator(config.response, groups, config.n_steps, config.n_traj, config.dtype, config.K)
-    return dataclasses.replace(config, n_traj=config.n_traj // groups, response=est, errors=NoErrors(), devices=None)
+    return dataclasses.replace(config, n_traj=config.n_traj // groups, response=est, errors=NoErrors(), devices=None,
+                               progress_meter=NoProgressMeter())
 
 
 def committee_fields(committee, algorithm, key, config):
@@ -307,9 +324,11 @@ def committee_fields(committee, algorithm, key, config):
                        K=K)
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
-    rtol = 1e-7 if dtype == jnp.float64 else 1e-4  # the single-unit solve's pivot floor
-    out = forward_sweep(net, rnd, T, config.response, jax.random.fold_in(key, 0x5EED), rtol,
-                        CausalSweep().blocks(T), NoProgressMeter(), shard)
+    rtol = config.solver.pivot_rtol
+    if rtol is None:
+        rtol = 1e-7 if dtype == jnp.float64 else 1e-4  # the single-unit solve's pivot floor
+    out = config.solver.run(net, rnd, T, config.response, jax.random.fold_in(key, 0x5EED), rtol,
+                            config.progress_meter, shard)
     rows, m, dts = out.rows, out.m, rnd.dts
     R, P = response_blocks(lam, rows.lam_hat, rows.M_R, dts, rnd.beta)
     C_perp = correlation_blocks(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
@@ -321,6 +340,7 @@ def committee_fields(committee, algorithm, key, config):
     diag = jnp.diagonal(Q, axis1=-2, axis2=-1)
     exploding = jnp.max(jnp.abs(diag)) > DIVERGENCE_FACTOR * (1 + jnp.max(jnp.abs(diag[0])))
     code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged, RESULTS.successful), RESULTS.nonfinite)
+    code = jnp.where(out.converged, code, RESULTS.max_iter)  # a damped iteration that did not converge
     # values set under vmap / eqx.tree_at were never checked: the checks run here too, and a
     # point that fails one is an invalid input, named, with no numbers (NaN, NaN gradients)
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
@@ -334,8 +354,8 @@ def committee_fields(committee, algorithm, key, config):
     pivots = out.pivots[:T]  # the step-T rows enter no noise
     n_clipped, n_negative = jnp.sum(pivots <= 0), jnp.sum(pivots < 0)
     return dict(t=t, m=m, Q=Q, C_perp=jnp.transpose(C_perp, (0, 2, 1, 3)), R=R, eps_gen=eps, eps_gen_integral_se=eps_se,
-                result=Result.of(code, first_bad, checks), stats=dict(n_clipped=n_clipped, n_negative=n_negative),
-                **kernels)
+                result=Result.of(code, first_bad, checks),
+                stats=dict(n_clipped=n_clipped, n_negative=n_negative, n_iter=jnp.asarray(out.n_iter)), **kernels)
 
 
 def solve_traced(committee, algorithm, key, seed, config) -> CommitteeSolution:

@@ -122,10 +122,11 @@ class AbstractResponse(eqx.Module):
 
 class ExactState(eqx.Module):
     """``chi`` as a tuple of column blocks: block ``c`` holds the columns ``[e_c, e_c + w_c)``
-    and the rows ``[e_c, S)`` of ``chi[j, l, a, b, n]`` (rows ``j <= l`` are zero by
-    causality)."""
+    and the rows ``[e_c, S)`` of ``chi[j, a, l, b, n]`` (rows ``j <= l`` are zero by
+    causality): rows are the flattened (time, unit) pairs ``(j, a)``, columns ``(l, b)``, so
+    that the memory's block products are one matrix product."""
 
-    chi: tuple  # of Float[Array, "rows cols K K n_chi"]
+    chi: tuple  # of Float[Array, "rows K cols K n_chi"]
 
     def column_blocks(self):
         """``(e_c, block_c)`` pairs and the size ``S``."""
@@ -134,11 +135,12 @@ class ExactState(eqx.Module):
 
 
 class ProbeState(eqx.Module):
-    """Probe histories ``v[k, p, a, n]``, the Rademacher fields ``eps[k, p, a, n]`` and the
-    previous step's ``H`` (for the exactly known first lag)."""
+    """Probe histories ``v[k, a, p, n]``, the Rademacher fields ``eps[k, a, p, n]`` and the
+    previous step's ``H`` (for the exactly known first lag); time and unit lead, so that the
+    products over the past are plain matrix products."""
 
-    v: Float[Array, "steps probes K traj"]
-    eps: Float[Array, "steps probes K traj"]
+    v: Float[Array, "steps K probes traj"]
+    eps: Float[Array, "steps K probes traj"]
     H_prev: Float[Array, "K K traj"]
     past: Past = Past()  # how the products over the history are taken
 
@@ -211,7 +213,7 @@ class ExactResponse(AbstractResponse):
 
     def init(self, key, n_steps, n_traj, dtype, K=1):
         size = n_steps + 1
-        return ExactState(chi=(jnp.zeros((size, size - 1, K, K, self.n_chi), dtype),))
+        return ExactState(chi=(jnp.zeros((size, K, size - 1, K, self.n_chi), dtype),))
 
     def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
         size = n_steps + 1
@@ -219,7 +221,7 @@ class ExactResponse(AbstractResponse):
             return self.init(key, n_steps, n_traj, dtype, K)
         n = padded_size(size, past.width) // past.width
         w = past.width
-        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, w, K, K, self.n_chi), dtype), n_chunks=n)
+        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, K, w, K, self.n_chi), dtype), n_chunks=n)
 
     def source_weights(self, w, H):
         """``w H / sum(w)`` ``(K, K, n_chi)`` on the response trajectories: ``M_R[k, l]`` is
@@ -263,9 +265,9 @@ class ExactResponse(AbstractResponse):
 class TiledState(eqx.Module):
     """``chi``'s lower triangle in square tiles of ``w`` rows and columns (the chunks): tile
     ``(r, c)``, ``c <= r``, at index ``r (r + 1) / 2 + c``, holds
-    ``chi[r w + i, c w + j, a, b, n]``. Rows past ``T`` are padding."""
+    ``chi[r w + i, a, c w + j, b, n]``. Rows past ``T`` are padding."""
 
-    tiles: Float[Array, "tiles w w K K n_chi"]
+    tiles: Float[Array, "tiles w K w K n_chi"]
     n_chunks: int = eqx.field(static=True)
 
     def _tile_rows(self):
@@ -274,13 +276,13 @@ class TiledState(eqx.Module):
         return jnp.asarray([r for r, _ in rc]), jnp.asarray([c for _, c in rc])
 
     def _row_of(self, tiles, t, i):
-        """Row ``i`` of tile ``t``: ``(w, K, K, n_chi)``."""
+        """Row ``i`` of tile ``t``: ``(K, w, K, n_chi)``."""
         shape = tiles.shape[2:]
         return lax.dynamic_slice(tiles, (t, i) + (0,) * len(shape), (1, 1) + shape)[0, 0]
 
     def row(self, k, sw):
         """``sw . chi[k, l]`` (:func:`chi_row`) for every column ``l`` (the padded length)."""
-        w, K = self.tiles.shape[1], self.tiles.shape[3]
+        w, K = self.tiles.shape[1], self.tiles.shape[2]
         j, i = k // w, k % w
 
         def body(c, out):
@@ -339,7 +341,7 @@ class TiledState(eqx.Module):
             if e >= size - 1:
                 break
             col = jnp.concatenate([self.tiles[r * (r + 1) // 2 + c] for r in range(c, self.n_chunks)])
-            blocks.append(col[: size - e, : min(w, size - 1 - e)])
+            blocks.append(col[: size - e, :, : min(w, size - 1 - e)])
         return ExactState(chi=tuple(blocks))
 
 
@@ -378,7 +380,7 @@ class ProbeResponse(AbstractResponse):
         # time first; a sign per (step, probe, unit) and trajectory counter, drawn over the S
         # steps whatever the padding: every layout and shape bucket has the same probes
         signs = (grid_bits(key, size * self.n_probes * K, self.n_traj) >> 31).astype(dtype)  # 0 or 1
-        eps = (2.0 * signs - 1.0).reshape(size, self.n_probes, K, self.n_traj)
+        eps = jnp.swapaxes((2.0 * signs - 1.0).reshape(size, self.n_probes, K, self.n_traj), 1, 2)
         eps = pad_to(eps, padded_size(size, past.width), (0,))
         return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, H_prev=jnp.zeros((K, K, self.n_traj), dtype),
                           past=past)
@@ -391,9 +393,9 @@ class ProbeResponse(AbstractResponse):
         norm = jnp.sum(w_n)
         km1 = jnp.maximum(k - 1, 0)
         # v[k] without the exactly known first lag chi[k, k-1] eps[k-1] = eta Delta H[k-1] eps[k-1]
-        v_k = st.v[k] - dts[km1] * delta * _apply(st.H_prev, st.eps[km1])  # (P, K, n)
+        v_k = st.v[k] - dts[km1] * delta * _apply(st.H_prev, st.eps[km1])  # (K, P, n)
         Hv = w_n * _apply(H, v_k)
-        est = st.past.rows(st.eps, k, lambda e: jnp.einsum("pan,lpcn->lac", Hv, e))
+        est = st.past.rows(st.eps, k, lambda e: jnp.transpose(jnp.tensordot(Hv, e, axes=((1, 2), (2, 3))), (1, 0, 2)))
         est = est / self.n_probes / norm / dts[:, None, None]
         exact_first = delta * jnp.einsum("n,abn,bcn->ac", w_n, H, st.H_prev) / norm
         idx = jnp.arange(size)[:, None, None]
@@ -404,7 +406,7 @@ class ProbeResponse(AbstractResponse):
         v = st.v
         H = H[..., : self.n_traj]
         A = decay[:, :, None] - dt * delta * H
-        memory = st.past.total(k, lambda Kl, vl: jnp.einsum("lab,lpbn->pan", Kl, vl), K_k, v)
+        memory = st.past.total(k, lambda Kl, vl: jnp.tensordot(Kl, vl, axes=((0, 2), (0, 1))), K_k, v)
         v_next = _apply(A, v[k]) + dt * memory + dt * delta * _apply(H, st.eps[k])
         if beta is not None:  # heavy ball: v is linear in chi, so it takes the same momentum term
             v_next = v_next + beta * (v[k] - v[jnp.maximum(k - 1, 0)])  # v[-1] = v[0]
@@ -413,35 +415,36 @@ class ProbeResponse(AbstractResponse):
 
 def _apply(A, v):
     """The per-trajectory ``K x K`` blocks ``A`` ``(K, K, n)`` applied to vectors ``v``
-    ``(P, K, n)`` (a broadcast product summed over the inner unit: elementwise at ``K = 1``,
+    ``(K, P, n)`` (a broadcast product summed over the inner unit: elementwise at ``K = 1``,
     where a batched matrix product over trajectories is slow)."""
-    return jnp.sum(A[None] * v[:, None], axis=2)
+    return jnp.sum(A[:, :, None] * v[None], axis=1)
 
 
 def chi_row(sw, chi_k):
     """``sum_n sw[n] chi[k, l][n]`` as blocks: ``(cols, K, K)`` from the source weights ``sw``
-    ``(K, K, n)`` and the row ``chi_k`` ``(cols, K, K, n)``."""
-    return jnp.einsum("abn,lbcn->lac", sw, chi_k)
+    ``(K, K, n)`` and the row ``chi_k`` ``(K, cols, K, n)``."""
+    return jnp.einsum("abn,blcn->lac", sw, chi_k)
 
 
 def chi_memory(K_k, chi):
-    """``sum_j K_k[j] chi[j]`` (block products) from rows ``chi`` ``(rows, cols, K, K, n)``
-    and the weights ``K_k`` ``(rows, K, K)``."""
-    return jnp.einsum("jab,jlbcn->lacn", K_k, chi)
+    """``sum_j K_k[j] chi[j]`` (block products) ``(K, cols, K, n)`` from rows ``chi``
+    ``(rows, K, cols, K, n)`` and the weights ``K_k`` ``(rows, K, K)``: one matrix product over
+    the flattened (time, unit) index of the rows."""
+    return jnp.tensordot(K_k, chi, axes=((0, 2), (0, 1)))
 
 
 def chi_step(chi_k, chi_memory, k, dt, decay, delta, H, offset=0, chi_prev=None, beta=None):
-    """Row ``chi[k+1, :]`` ``(cols, K, K, n)`` from row ``k`` and the memory term
+    """Row ``chi[k+1, :]`` ``(K, cols, K, n)`` from row ``k`` and the memory term
     ``sum_j eta_j M_R[k, j] chi[j]`` (for the columns ``offset, offset + 1, ...``; the source
     ``eta_k Delta H_k`` enters column ``k`` if present). ``decay``: ``I - eta_k (lam I +
     lam_hat_k)``. With heavy-ball momentum ``beta`` (section 5.1) plus
     ``beta (chi[k] - chi[k-1])``."""
     A = decay[:, :, None] - dt * delta * H
-    cols = jnp.arange(chi_k.shape[0]) + offset
-    new = jnp.sum(A[None, :, :, None] * chi_k[:, None], axis=2) + dt * chi_memory  # A chi_k, per trajectory
+    cols = jnp.arange(chi_k.shape[1]) + offset
+    new = jnp.sum(A[:, :, None, None] * chi_k[None], axis=1) + dt * chi_memory  # A chi_k, per trajectory
     if beta is not None:
         new = new + beta * (chi_k - chi_prev)
-    return jnp.where((cols == k)[:, None, None, None], (dt * delta * H)[None], new)
+    return jnp.where((cols == k)[None, :, None, None], (dt * delta * H)[:, None], new)
 
 
 def as_response(response, n_chi=None) -> AbstractResponse:

@@ -193,13 +193,16 @@ def test_committee_gradient_against_finite_differences(two):
     (dict(response=dj.ExactResponse(300)), "n_chi must be an integer with 1 <= n_chi <= n_traj = 256"),
     (dict(response=dj.ProbeResponse(0)), "n_probes must be an integer >= 1"),
     (dict(response=dj.ProbeResponse(2, n_traj=2.5)), "ProbeResponse.n_traj must be an integer"),
-    (dict(response="exact"), "committee machines take dmft_jax.ExactResponse"),
+    (dict(response="exact"), "response must be an M_R estimator"),
     (dict(errors=dj.GroupErrors(3)), "GroupErrors.groups = 3 must split n_traj = 256"),
     (dict(errors=dj.GroupErrors(4), response=dj.ExactResponse(2)), "n_chi = 2 is below GroupErrors.groups = 4"),
     (dict(errors="yes"), "errors: committee machines take"),
     (dict(sharding="gpu"), "sharding must be None, 'all' or a list"),
-    (dict(adjoint=dj.SweepAdjoint()), "adjoint: not available for committee machines"),
-    (dict(progress_meter=dj.TextProgressMeter()), "progress_meter: not available for committee machines"),
+    (dict(adjoint=dj.SweepAdjoint()), "adjoint: not available for committee machines: .*single unit \\(K = 1\\)"),
+    (dict(save_trajectories=4), "save_trajectories: not available for committee machines"),
+    (dict(progress_meter="bar"), "progress_meter must be a dmft_jax.AbstractProgressMeter"),
+    (dict(solver=dj.CausalSweep(0)), "time_blocks must be an integer >= 1"),
+    (dict(solver=dj.DampedIteration(damping=2.0)), "damping must satisfy 0 < damping <= 1"),
 ])
 def test_bad_committee_solve_options(two, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -215,8 +218,8 @@ def test_committee_solve_refuses_what_it_does_not_cover(two):
                            dj.GD(0.2), n_steps=4, n_traj=16, symmetric=True)
     with pytest.raises(ValueError, match="n_chi must be an integer"):
         dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, n_chi=float("nan"))
-    with pytest.raises(ValueError, match="without max_memory"):
-        dj.solve(committee, dj.GD(0.2), response=dj.ExactResponse(max_memory=1e6), **SOLVE)
+    with pytest.raises(ValueError, match="max_memory: .* with K = 2 units"):
+        dj.solve(committee, dj.GD(0.2), response=dj.ExactResponse(max_memory=100.0), **SOLVE)
     with pytest.raises(ValueError, match="symmetric: exchangeable units need equal initial overlaps"):
         dj.solve(dj.Committee(two, dj.SoftCommittee(2), m0=[0.1, 0.2]), dj.GD(0.2), n_steps=4, n_traj=16,
                            symmetric=True)
@@ -281,3 +284,39 @@ def test_one_default_response_size_for_every_K():
 
     assert [default_n_chi(2**15, K) for K in (1, 2, 3)] == [4096, 1024, 1024]
     assert default_n_chi(100, 1) == 100
+
+
+def test_committee_response_memory_bound_counts_the_blocks(two):
+    """``max_memory`` bounds chi's K^2 numbers per trajectory and pair of times (the single
+    unit's rule, one engine): the largest n_chi that fits is used."""
+    committee = dj.Committee(two, dj.SoftCommittee(2))
+    T = 4
+    per_traj = (T + 1) ** 2 * 2 * 2 * 8  # float64
+    sol = dj.solve(committee, dj.GD(0.2), n_steps=T, n_traj=256, key=0,
+                   response=dj.ExactResponse(max_memory=40 * per_traj + 10))
+    assert bool(sol.ok) and sol.config.n_chi == 40
+    with pytest.raises(ValueError, match="above max_memory"):
+        dj.solve(committee, dj.GD(0.2), n_steps=T, n_traj=256, response=dj.ExactResponse(64, max_memory=40 * per_traj))
+
+
+def test_committee_takes_the_single_unit_strategies(two, capsys):
+    """One engine: time chunks, the damped iteration and the progress meter serve K = 2 as they
+    serve one unit. The chunked sweep equals the one-chunk sweep to rounding; the damped
+    iteration (damping 1) reaches the sweep's causal solution, a fixed point, in T + 1
+    iterations."""
+    committee = dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1])
+    algo = dj.PersistentSGD(0.2, 0.3, 2.0)
+    T = 8
+    kw = dict(n_steps=T, n_traj=256, key=3, response=dj.ExactResponse(64))
+    ref = dj.solve(committee, algo, solver=dj.CausalSweep(1), **kw)
+    chunks = dj.solve(committee, algo, solver=dj.CausalSweep(3), progress_meter=dj.TextProgressMeter(), **kw)
+    assert f"{T}/{T} steps" in capsys.readouterr().err
+    it = dj.solve(committee, algo, solver=dj.DampedIteration(damping=1.0, rtol=1e-12, atol=1e-14, max_iter=40), **kw)
+    assert bool(it.ok) and T + 1 <= int(it.stats["n_iter"]) <= T + 3
+    for name in ("m", "Q", "M_C", "M_R", "eps_gen", "train_loss"):
+        np.testing.assert_allclose(getattr(chunks, name), getattr(ref, name), rtol=1e-11, atol=1e-14, err_msg=name)
+        np.testing.assert_allclose(getattr(it, name), getattr(ref, name), rtol=1e-8, atol=1e-11, err_msg=name)
+    assert np.max(np.abs(np.asarray(ref.M_R)[..., 0, 1])) > 1e-4  # cross-unit memory: the blocks are exercised
+    with pytest.warns(RuntimeWarning, match="did not converge within max_iter"):
+        short = dj.solve(committee, algo, solver=dj.DampedIteration(damping=0.5, max_iter=2), **kw)
+    assert int(short.status) == int(dj.RESULTS.max_iter)  # not converged: said so, by the result's code

@@ -113,6 +113,19 @@ def test_toy_response_equals_exact_response():
         dj.solve(TWO, PSGD, t_max=1.0, n_traj=64, response=SquareResponse(65))
 
 
+def test_toy_response_serves_committees():
+    """The same user-written estimator at K = 2 (one engine: the committee's sweep asks the
+    estimator the single unit's does) equals the built-in exact response."""
+    committee = dj.Committee(TWO, dj.SoftCommittee(2), m0=[0.2, -0.1])
+    kw = dict(n_steps=12, n_traj=512, key=4)
+    ref = dj.solve(committee, PSGD, response=dj.ExactResponse(128), **kw)
+    toy = dj.solve(committee, PSGD, response=SquareResponse(128), **kw)
+    assert bool(toy.ok)
+    for f in ("M_R", "Q", "eps_gen"):
+        np.testing.assert_allclose(getattr(toy, f), getattr(ref, f), rtol=1e-11, atol=1e-14)
+    assert np.max(np.abs(np.asarray(ref.M_R)[..., 0, 1])) > 1e-4  # the cross-unit memory is exercised
+
+
 def test_toy_algorithm_is_gd_on_the_subset():
     # FixedSubset(b) on alpha = 2 is full-batch GD on alpha = 2 b; b = 0.5 against alpha = 1
     kw = dict(t_max=4.0, n_traj=2**14, response=dj.ExactResponse(1024))
