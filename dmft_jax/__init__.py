@@ -21,7 +21,8 @@ from .problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoC
 from .teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
 from .replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
-from .response import AbstractResponse, ExactResponse, ProbeResponse
+from .probes import ProbeResponse
+from .response import AbstractResponse, ExactResponse
 from .results import RESULTS, Result
 from .schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
 from .simulate import Simulation, simulate
@@ -31,6 +32,7 @@ from .deprecated import solve_committee
 from .solvers import AbstractSolver
 from .sweep import CausalSweep
 from .tune import TuneResult, tune
+from .updates import AbstractUpdate, HeavyBall, Nesterov
 
 # former names of the interfaces
 Algorithm = AbstractAlgorithm
@@ -41,6 +43,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "AbstractReadout", "Committee", "CommitteeSimulation", "CommitteeSolution", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
+    "AbstractUpdate", "HeavyBall", "Nesterov",
     "CacheWarning", "AbstractBound", "Above", "Positive", "UnitInterval", "bounds",
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",

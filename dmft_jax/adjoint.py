@@ -245,7 +245,7 @@ class _BackwardPass:
                                 mem[None], xi[None])[0]
         decay = jnp.reshape(1.0 - dt * (problem.lam + lam_hat), (1, 1))
         chi_next = chi_step(chi_k[None, :, None], chimem[None, :, None], k, dt, decay, problem.delta,
-                            sl2_n[None, None])[0, :, 0]
+                            sl2_n[None, None])[0][0, :, 0]
         m_next = process.m_step(problem.lam, dt, m_k, mu)
         return u_next, chi_next, m_next
 

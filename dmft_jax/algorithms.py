@@ -6,8 +6,9 @@ two switching probabilities of the selection process ``s_mu[k]``:
 with stationary batch fraction ``b``.
 
 Every algorithm takes two optional terms of the update (keywords, off by default):
-heavy-ball momentum ``beta`` and Langevin noise at ``temperature`` (docs/equations.md,
-sections 5.1-5.2).
+momentum ``beta`` and Langevin noise at ``temperature`` (docs/equations.md, sections
+5.1-5.2); ``update`` says how the momentum enters (:mod:`dmft_jax.updates`: heavy ball, the
+default, or Nesterov; a user-written linear two-step rule).
 
 - :class:`GD` : full batch, ``s = 1`` always.
 - :class:`PersistentSGD` ``(eta, b, tau)`` : persistence time ``tau``; ``b = 1`` is GD.
@@ -39,6 +40,7 @@ from . import _validate
 from ._util import tolist
 from .bounds import Above, Positive, UnitInterval
 from .schedules import Schedule, as_eta, step_sizes
+from .updates import AbstractUpdate, HeavyBall
 
 
 def _optional(name):
@@ -48,7 +50,13 @@ def _optional(name):
 
 
 def _check_dynamics(alg):
-    """The update's optional terms: Langevin ``temperature >= 0``, momentum ``0 <= beta < 1``."""
+    """The update's optional terms: Langevin ``temperature >= 0``, momentum ``0 <= beta < 1``,
+    and the update rule that takes the momentum."""
+    if not isinstance(alg.update, AbstractUpdate):
+        raise ValueError(f"update must be a dmft_jax.AbstractUpdate (dj.HeavyBall(), dj.Nesterov()); got "
+                         f"{alg.update!r}")
+    if alg.beta is None and alg.update != HeavyBall():
+        raise ValueError(f"update: {type(alg.update).__name__} takes the momentum beta; give beta= (0 <= beta < 1)")
     if alg.temperature is not None:
         _validate.nonnegative("temperature", alg.temperature)
     if alg.beta is not None:
@@ -56,7 +64,8 @@ def _check_dynamics(alg):
 
 
 def _dynamics_dict(alg):
-    return {n: tolist(getattr(alg, n)) for n in ("beta", "temperature") if getattr(alg, n) is not None}
+    out = {n: tolist(getattr(alg, n)) for n in ("beta", "temperature") if getattr(alg, n) is not None}
+    return out | ({} if alg.update == HeavyBall() else alg.update.to_dict())
 
 
 def _scalar(x):
@@ -81,6 +90,12 @@ class AbstractAlgorithm(eqx.Module):
     # the term out of the compiled solve. Subclasses that support them declare the fields.
     beta = None
     temperature = None
+    update = HeavyBall()  # how the momentum enters (dmft_jax.updates)
+
+    def two_step(self):
+        """The update's coefficients for the engine (:class:`~dmft_jax.updates.TwoStep`), or
+        ``None`` for a plain gradient step (no momentum)."""
+        return None if self.beta is None else self.update.two_step(self.beta)
 
     def step_sizes(self, n_steps: int, dtype=None):
         """Learning rates ``eta_k``, ``k = 0..n_steps-1``."""
@@ -159,13 +174,15 @@ class PersistentSGD(AbstractMinibatch):
     tau: Any = _validate.float_field("tau")
     beta: Any = _optional("beta")
     temperature: Any = _optional("temperature")
+    update: AbstractUpdate = eqx.field(static=True, default=HeavyBall())
 
-    def __init__(self, eta=0.2, b=0.3, tau=1 / 0.6, *, beta=None, temperature=None):
+    def __init__(self, eta=0.2, b=0.3, tau=1 / 0.6, *, beta=None, temperature=None, update=None):
         self.eta = eta
         self.b = b
         self.tau = tau
         self.beta = beta
         self.temperature = temperature
+        self.update = HeavyBall() if update is None else update
 
     def __check_init__(self):
         _check_dynamics(self)
@@ -230,12 +247,14 @@ class SGD(AbstractMinibatch):
     b: Any = eqx.field(converter=lambda x: as_eta(x, "b"))
     beta: Any = _optional("beta")
     temperature: Any = _optional("temperature")
+    update: AbstractUpdate = eqx.field(static=True, default=HeavyBall())
 
-    def __init__(self, eta=0.2, b=0.3, *, beta=None, temperature=None):
+    def __init__(self, eta=0.2, b=0.3, *, beta=None, temperature=None, update=None):
         self.eta = eta
         self.b = b
         self.beta = beta
         self.temperature = temperature
+        self.update = HeavyBall() if update is None else update
 
     def __check_init__(self):
         _check_dynamics(self)
@@ -250,7 +269,7 @@ class SGD(AbstractMinibatch):
         if isinstance(self.b, Schedule):
             raise ValueError("b: a batch-fraction schedule has no single equivalent tau")
         return PersistentSGD(self.eta, self.b, self.eta / jnp.where(self.b < 1, 1 - self.b, 1.0), beta=self.beta,
-                             temperature=self.temperature)
+                             temperature=self.temperature, update=self.update)
 
     def selection(self, steps):
         b0, b = self._b_steps(steps)
@@ -273,11 +292,13 @@ class GD(AbstractAlgorithm):
     eta: Any = eqx.field(converter=as_eta)
     beta: Any = _optional("beta")
     temperature: Any = _optional("temperature")
+    update: AbstractUpdate = eqx.field(static=True, default=HeavyBall())
 
-    def __init__(self, eta=0.2, *, beta=None, temperature=None):
+    def __init__(self, eta=0.2, *, beta=None, temperature=None, update=None):
         self.eta = eta
         self.beta = beta
         self.temperature = temperature
+        self.update = HeavyBall() if update is None else update
 
     def __check_init__(self):
         _check_dynamics(self)

@@ -330,7 +330,7 @@ def committee_fields(committee, algorithm, key, config):
     out = config.solver.run(net, rnd, T, config.response, jax.random.fold_in(key, 0x5EED), rtol,
                             config.progress_meter, shard)
     rows, m, dts = out.rows, out.m, rnd.dts
-    R, P = response_blocks(lam, rows.lam_hat, rows.M_R, dts, rnd.beta)
+    R, P = response_blocks(lam, rows.lam_hat, rows.M_R, dts, rnd.update)
     C_perp = correlation_blocks(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
     C_kk = jnp.einsum("kakb->kab", C_perp)
     Q = m[:, :, None] * m[:, None, :] + C_kk

@@ -14,6 +14,7 @@ from jax import lax
 
 from . import process
 from .noise import noise_factor
+from .updates import updated
 from .solvers import AbstractSolver, SolverOutput
 from .sweep import stack_rows
 
@@ -57,7 +58,7 @@ class DampedIteration(AbstractSolver):
                   M_R=jnp.zeros((size, size, n_units, n_units), dtype))
 
         def F(K):
-            m = magnetisation(net.m0, problem.lam, K["mu"], rnd.dts, rnd.beta)
+            m = magnetisation(net.m0, problem.lam, K["mu"], rnd.dts, rnd.update)
             L, pivots = noise_factor(K["M_C"], problem.delta, pivot_rtol)
             rows, state = run_fixed_kernels(net, rnd, T, response, key_probe, m, K["lam_hat"], K["M_R"], L, shard)
             return rows, state, pivots.reshape(size, n_units)
@@ -84,18 +85,19 @@ class DampedIteration(AbstractSolver):
                                        max_steps=self.max_iter, kind="checkpointed")
         rows, state, pivots = F(K)
         converged = (e <= 1.0) | (err(K, rows) <= 1.0)
-        m = magnetisation(net.m0, problem.lam, rows.mu, rnd.dts, rnd.beta)
+        m = magnetisation(net.m0, problem.lam, rows.mu, rnd.dts, rnd.update)
         return SolverOutput(rows=rows, m=m, pivots=pivots, state=state, n_iter=n_iter, converged=converged)
 
 
-def magnetisation(m0, lam, mu, dts, beta=None):
-    """``m[0..T]`` from ``mu`` (section 2.1; with heavy-ball momentum ``beta``, 5.1)."""
+def magnetisation(m0, lam, mu, dts, update=None):
+    """``m[0..T]`` from ``mu`` (section 2.1; with a two-step ``update``, 5.1)."""
     def body(carry, x):
-        m, m_prev = carry
+        m, m_prev, incr = carry
         mu_k, dt = x
-        return (process.m_step(lam, dt, m, mu_k, beta, m_prev), m), m
+        m_next, incr = updated(update, process.m_step(lam, dt, m, mu_k), m, m_prev, incr)
+        return (m_next, m, incr), m
 
-    (m_T, _), m = lax.scan(body, (m0, m0), (mu[:-1], dts[:-1]))
+    (m_T, _, _), m = lax.scan(body, (m0, m0, jnp.zeros_like(m0)), (mu[:-1], dts[:-1]))
     return jnp.concatenate([m, m_T[None]])
 
 

@@ -26,7 +26,9 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from . import selection
+from .network import Network
 from .past import Past, padded_size
+from .updates import updated
 
 Traj = Float[Array, " traj"]
 History = Float[Array, "steps traj"]
@@ -49,7 +51,7 @@ class Randomness(eqx.Module):
     live: Any = None  # (N,) 1 for a trajectory of the solve, 0 for padding of a shape bucket; None: all
     zeta_l: Any = None  # (T+1, K, N) standard normals of the Langevin noise (None: no Langevin term)
     temperature: Any = None  # the Langevin temperature T_L (None: no Langevin term)
-    beta: Any = None  # heavy-ball momentum (None: none)
+    update: Any = None  # the two-step update's coefficients (dmft_jax.updates.TwoStep; None: a plain step)
 
     def map_trajectories(self, f) -> "Randomness":
         """``f`` applied to every per-trajectory field (e.g. to shard them)."""
@@ -155,7 +157,8 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
     dts = jnp.concatenate([steps, steps[-1:]])
     live = None if n_live is None else (jnp.arange(n_traj) < n_live).astype(dtype)
     return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
-                      dts=dts, live=live, zeta_l=zeta_l, temperature=temperature, beta=algorithm.beta)
+                      dts=dts, live=live, zeta_l=zeta_l, temperature=temperature,
+                      update=algorithm.two_step())
 
 
 def grid_bits(key, n_rows: int, n_cols: int):
@@ -191,58 +194,6 @@ def _unit_mean_square(a, live=None):
     return a / jnp.sqrt(jnp.maximum(ms, jnp.finfo(a.dtype).tiny))
 
 
-class Network(eqx.Module):
-    """What the engine solves: the problem's data, loss and scalars, and ``K`` units with a
-    read-out (:class:`~dmft_jax.committee.UnitReadout` for a single unit), their initial
-    overlaps ``m0`` ``(K,)`` and the learnable bias ``(K,)`` (``None``: none). ``symmetric``
-    and ``cross_memory``: the committee options (``Committee``'s solve), applied to every
-    kernel row by :meth:`project`."""
-
-    problem: Any
-    readout: Any
-    m0: Any
-    bias: Any = None
-    symmetric: bool = eqx.field(static=True, default=False)
-    cross_memory: bool = eqx.field(static=True, default=True)
-
-    @staticmethod
-    def single(problem) -> "Network":
-        """A single-unit problem: the committee of one unit read out through its model."""
-        from .committee import UnitReadout
-
-        bias = None if problem.bias is None else jnp.reshape(problem.bias, (1,))
-        return Network(problem, UnitReadout(problem.model), jnp.reshape(problem.m0, (1,)), bias)
-
-    @property
-    def K(self) -> int:
-        return self.readout.K
-
-    def project(self, row: "Row") -> "Row":
-        """The committee options on a kernel row: without ``cross_memory`` the cross-unit
-        entries of ``M_R`` dropped; with ``symmetric`` every block averaged over the
-        permutations of the units. The identity for a single unit."""
-        M_R = row.M_R if self.cross_memory else row.M_R * jnp.eye(self.K, dtype=row.M_R.dtype)
-        row = eqx.tree_at(lambda r: r.M_R, row, M_R)
-        if not self.symmetric:
-            return row
-        return eqx.tree_at(lambda r: (r.lam_hat, r.mu, r.M_C, r.M_R), row,
-                           (exchangeable(row.lam_hat), jnp.broadcast_to(jnp.mean(row.mu), row.mu.shape),
-                            exchangeable(row.M_C), exchangeable(row.M_R)))
-
-
-def exchangeable(B):
-    """``K x K`` blocks (last two axes) averaged over the permutations of the units: every
-    diagonal entry becomes the mean diagonal entry, every off-diagonal one the mean
-    off-diagonal entry."""
-    K = B.shape[-1]
-    if K == 1:
-        return B
-    eye = jnp.eye(K, dtype=B.dtype)
-    diag = jnp.einsum("...aa->...", B)[..., None, None] / K
-    off = (jnp.sum(B, axis=(-2, -1))[..., None, None] - diag * K) / (K * (K - 1))
-    return diag * eye + off * (1 - eye)
-
-
 class State(eqx.Module):
     """Carry of the time loop (histories over all steps, padded to the sweep's chunks; units
     before trajectories)."""
@@ -252,6 +203,7 @@ class State(eqx.Module):
     resp: eqx.Module  # the response estimator's state (dmft_jax.response)
     u_now: Any  # (K, N): u at the current step
     log_w: Traj  # log-likelihood of the discrete draws (c, s[0..k]) so far
+    incr: Any = None  # (K, N): the last step's increment u[k] - u[k-1] before momentum (a two-step update)
 
 
 class Row(eqx.Module):
@@ -283,7 +235,8 @@ def init_state(net: Network, rnd: Randomness, n_steps: int, est, key, past: Past
         resp, size = est.init_rolled(key, n_steps, n, dtype, past, K), padded_size(n_steps + 1, past.width)
     u = jnp.zeros((size, K, n), dtype)
     g = jnp.zeros((size, K, n), dtype)
-    return State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype))
+    return State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype),
+                 incr=jnp.zeros((K, n), dtype))
 
 
 def initial_u(problem, u0):
@@ -392,11 +345,10 @@ def u_step(lam, delta, dt, u_k, g_k, lam_hat_k, memory, xi):
     return u_k + dt * (-(decay_matrix(lam, lam_hat_k) @ u_k) + memory + xi - delta * g_k)
 
 
-def m_step(lam, dt, m_k, mu_k, beta=None, m_prev=None):
-    """``m[k+1] = m[k] - eta_k (lam m[k] + mu[k])`` (docs/equations.md, section 2.1), plus
-    ``beta (m[k] - m[k-1])`` with heavy-ball momentum (section 5.1)."""
-    m_next = m_k - dt * (lam * m_k + mu_k)
-    return m_next if beta is None else m_next + beta * (m_k - m_prev)
+def m_step(lam, dt, m_k, mu_k):
+    """``m[k+1] = m[k] - eta_k (lam m[k] + mu[k])`` (docs/equations.md, section 2.1)."""
+    return m_k - dt * (lam * m_k + mu_k)
+
 
 
 def noise_term(L_k, zeta, k, past: Past = Past()):
@@ -424,10 +376,9 @@ def advance(net: Network, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_
     u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, memory, xi)
     if rnd.temperature is not None:  # Langevin: the weight noise reaches the field through |x|^2/d = Delta
         u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l[k]
-    momentum = {}
-    if rnd.beta is not None:  # heavy ball; u[-1] = u[0] (row k is written): no momentum at the first step
-        u_next = u_next + rnd.beta * (state.u_now - state.u[jnp.maximum(k - 1, 0)])
-        momentum = {"beta": rnd.beta}
+    # momentum: u[-1] = u[0] (row k is written), so none at the first step
+    u_next, incr = updated(rnd.update, u_next, state.u_now, state.u[jnp.maximum(k - 1, 0)], state.incr)
+    momentum = {} if rnd.update is None else {"update": rnd.update}
     decay = jnp.eye(net.K, dtype=u_next.dtype) - dt * decay_matrix(lam, lam_hat_k)
     resp = est.advance(state.resp, k, K_k, dt, decay, delta, row.H, **momentum)
-    return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w)
+    return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w, incr=incr)

@@ -16,7 +16,7 @@ Two estimators, passed to :func:`dmft_jax.solve` as ``response=``:
   trajectories: ``O(n_chi T^3)`` time, ``O(n_chi T^2)`` memory, Monte Carlo error
   ``O(1/sqrt(n_chi))``. ``max_memory`` bounds the bytes of ``chi``: ``n_chi`` is then the
   largest that fits (or a clear error when an explicit ``n_chi`` does not).
-- :class:`ProbeResponse` ``(n_probes)``: randomized probing. Each trajectory propagates
+- :class:`ProbeResponse` ``(n_probes)`` (:mod:`dmft_jax.probes`): randomized probing. Each trajectory propagates
   ``v_p[k] = sum_l chi[k, l] eps_p[l]`` for ``n_probes`` independent Rademacher fields
   ``eps_p[l] = +-1`` (the same recursion with the source ``eta_k Delta s Lambda'' eps_p[k]``),
   and ``E[s Lambda''_k chi[k, l]] = E[s Lambda''_k v_p[k] eps_p[l]]`` since
@@ -37,18 +37,15 @@ import numbers
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-from ._util import pad_to
 from .past import Past, padded_size
-from .process import grid_bits
 
 
-def _whole(v) -> bool:
+def is_whole(v) -> bool:
     """Whether ``v`` is a whole number (an integer, or a float equal to one; not NaN, not a
     boolean, not a string): the sizes' checks then compare it and name it, where ``int(nan)``
     had raised an error that named nothing."""
@@ -84,13 +81,15 @@ class AbstractResponse(eqx.Module):
         trajectories' ``s_k Hess_r Lambda``."""
 
     @abc.abstractmethod
-    def advance(self, state, k, K_k, dt, decay, delta, H, beta=None):
-        """The state at ``k + 1``: ``chi[k+1] = (decay - dt Delta H) chi[k]
-        + dt sum_l K_k[l] chi[l]`` (``decay = I - dt (lam I + lam_hat_k)`` ``(K, K)``, products
-        of ``K x K`` blocks) plus the source ``dt Delta H`` at column ``k``; with heavy-ball
-        momentum (``beta`` not None; docs/equations.md, section 5.1) plus
-        ``beta (chi[k] - chi[k-1])``. ``beta`` is passed only when the algorithm has momentum, so
-        an estimator without the keyword works for every other solve."""
+    def advance(self, state, k, K_k, dt, decay, delta, H, update=None):
+        """The state at ``k + 1``: ``chi[k+1] = chi[k] + incr[k]`` with the increment
+        ``incr[k] = (decay - I - dt Delta H) chi[k] + dt sum_l K_k[l] chi[l]``
+        (``decay = I - dt (lam I + lam_hat_k)`` ``(K, K)``, products of ``K x K`` blocks) plus the
+        source ``dt Delta H`` at column ``k``. With momentum (``update`` a
+        :class:`~dmft_jax.updates.TwoStep`; docs/equations.md, section 5.1) the row is
+        ``update.step(chi[k], chi[k-1], incr[k], incr[k-1])``: ``chi`` is linear in the weights and
+        takes their update. ``update`` is passed only when the algorithm has momentum, so an
+        estimator without the keyword works for every other solve."""
 
     def init_rolled(self, key, n_steps: int, n_traj: int, dtype, past: Past, K: int = 1):
         """The state for the rolled causal sweep, whose histories have ``padded_size(n_steps +
@@ -127,22 +126,12 @@ class ExactState(eqx.Module):
     that the memory's block products are one matrix product."""
 
     chi: tuple  # of Float[Array, "rows K cols K n_chi"]
+    incr: Any = None  # the last row's increment per block, (K, cols, K, n_chi) (for a two-step update)
 
     def column_blocks(self):
         """``(e_c, block_c)`` pairs and the size ``S``."""
         size = self.chi[0].shape[0]
         return [(size - c.shape[0], c) for c in self.chi], size
-
-
-class ProbeState(eqx.Module):
-    """Probe histories ``v[k, a, p, n]``, the Rademacher fields ``eps[k, a, p, n]`` and the
-    previous step's ``H`` (for the exactly known first lag); time and unit lead, so that the
-    products over the past are plain matrix products."""
-
-    v: Float[Array, "steps K probes traj"]
-    eps: Float[Array, "steps K probes traj"]
-    H_prev: Float[Array, "K K traj"]
-    past: Past = Past()  # how the products over the history are taken
 
 
 def default_n_chi(n_traj: int, K: int = 1) -> int:
@@ -187,7 +176,7 @@ class ExactResponse(AbstractResponse):
                     f"n_chi = {fit} fits")
         if n_chi is None:
             n_chi = default_n_chi(n_traj, K)
-        if not _whole(n_chi) or not 1 <= n_chi <= n_traj:
+        if not is_whole(n_chi) or not 1 <= n_chi <= n_traj:
             raise ValueError(f"n_chi must be an integer with 1 <= n_chi <= n_traj = {n_traj}; got {n_chi}")
         return ExactResponse(int(n_chi), self.max_memory)
 
@@ -213,7 +202,8 @@ class ExactResponse(AbstractResponse):
 
     def init(self, key, n_steps, n_traj, dtype, K=1):
         size = n_steps + 1
-        return ExactState(chi=(jnp.zeros((size, K, size - 1, K, self.n_chi), dtype),))
+        return ExactState(chi=(jnp.zeros((size, K, size - 1, K, self.n_chi), dtype),),
+                          incr=(jnp.zeros((K, size - 1, K, self.n_chi), dtype),))
 
     def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
         size = n_steps + 1
@@ -221,7 +211,8 @@ class ExactResponse(AbstractResponse):
             return self.init(key, n_steps, n_traj, dtype, K)
         n = padded_size(size, past.width) // past.width
         w = past.width
-        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, K, w, K, self.n_chi), dtype), n_chunks=n)
+        return TiledState(tiles=jnp.zeros((n * (n + 1) // 2, w, K, w, K, self.n_chi), dtype), n_chunks=n,
+                          incr=jnp.zeros((n, K, w, K, self.n_chi), dtype))
 
     def source_weights(self, w, H):
         """``w H / sum(w)`` ``(K, K, n_chi)`` on the response trajectories: ``M_R[k, l]`` is
@@ -238,21 +229,24 @@ class ExactResponse(AbstractResponse):
         K = sw.shape[0]
         return jnp.concatenate(parts + [jnp.zeros((1, K, K), sw.dtype)]) / dts[:, None, None]
 
-    def advance(self, st, k, K_k, dt, decay, delta, H, beta=None):
+    def advance(self, st, k, K_k, dt, decay, delta, H, update=None):
         H = H[..., : self.n_chi]
         if isinstance(st, TiledState):
-            return st.advance(k, K_k, lambda chi_k, mem, offset, chi_prev: chi_step(
-                chi_k, mem, k, dt, decay, delta, H, offset=offset, chi_prev=chi_prev, beta=beta),
-                with_previous=beta is not None)
+            return st.advance(k, K_k, lambda chi_k, mem, offset, chi_prev, incr_prev: chi_step(
+                chi_k, mem, k, dt, decay, delta, H, offset=offset, chi_prev=chi_prev, incr_prev=incr_prev,
+                update=update), with_previous=update is not None)
         blocks, _ = st.column_blocks()
-        new = []
-        for e, c in blocks:  # the rows of block c start at e <= k
+        new, incrs = [], []
+        for i, (e, c) in enumerate(blocks):  # the rows of block c start at e <= k
             # row k - 1 < e of the block's columns is zero by causality, as is its row e (clamped index)
-            prev = None if beta is None else lax.dynamic_index_in_dim(c, jnp.maximum(k - 1 - e, 0), 0, keepdims=False)
-            chi_next = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False), chi_memory(K_k[e:], c), k, dt,
-                                decay, delta, H, offset=e, chi_prev=prev, beta=beta)
+            prev = None if update is None else lax.dynamic_index_in_dim(c, jnp.maximum(k - 1 - e, 0), 0,
+                                                                        keepdims=False)
+            chi_next, incr = chi_step(lax.dynamic_index_in_dim(c, k - e, 0, keepdims=False), chi_memory(K_k[e:], c), k,
+                                      dt, decay, delta, H, offset=e, chi_prev=prev,
+                                      incr_prev=None if update is None else st.incr[i], update=update)
             new.append(lax.dynamic_update_index_in_dim(c, chi_next, k + 1 - e, 0))
-        return ExactState(chi=tuple(new))
+            incrs.append(incr)
+        return ExactState(chi=tuple(new), incr=st.incr if update is None else tuple(incrs))
 
     def to_column_blocks(self, st, size):
         """One column block per chunk: block ``c`` holds rows ``[c w, S)`` and columns
@@ -269,6 +263,7 @@ class TiledState(eqx.Module):
 
     tiles: Float[Array, "tiles w K w K n_chi"]
     n_chunks: int = eqx.field(static=True)
+    incr: Any = None  # the last row's increment per column chunk, (n_chunks, K, w, K, n_chi) (two-step update)
 
     def _tile_rows(self):
         """Static tables: the row and column chunk of every tile."""
@@ -294,8 +289,9 @@ class TiledState(eqx.Module):
 
     def advance(self, k, K_k, step, with_previous: bool = False):
         """Row ``k + 1`` written from row ``k`` and the memory ``sum_l K_k[l] chi[l]``:
-        ``step(chi[k, chunk c], memory of chunk c, c w, chi[k - 1, chunk c])`` gives the new row's
-        chunk ``c`` (the last argument ``None`` unless ``with_previous``)."""
+        ``step(chi[k, chunk c], memory of chunk c, c w, chi[k - 1, chunk c], incr[k - 1, chunk c])``
+        gives the new row's chunk ``c`` and its increment (the last two arguments ``None`` unless
+        ``with_previous``: a two-step update)."""
         tiles = self.tiles
         n_tiles, w = tiles.shape[:2]
         j, i = k // w, k % w
@@ -322,15 +318,18 @@ class TiledState(eqx.Module):
             row = self._row_of(tiles, jm * (jm + 1) // 2 + jnp.minimum(c, jm), im)
             return jnp.where((c <= jm) & (k > 0), row, jnp.zeros_like(row))
 
-        def write(c, tiles):
-            def put(tiles):
-                prev = previous(c) if with_previous else None
-                new = step(self._row_of(tiles, j * (j + 1) // 2 + c, i), mem[c], c * w, prev)
-                return lax.dynamic_update_slice(tiles, new[None, None], (j1 * (j1 + 1) // 2 + c, i1, 0, 0, 0, 0))
+        def write(c, carry):
+            def put(carry):
+                tiles, incr = carry
+                prev, incr_prev = (previous(c), incr[c]) if with_previous else (None, None)
+                new, incr_c = step(self._row_of(tiles, j * (j + 1) // 2 + c, i), mem[c], c * w, prev, incr_prev)
+                tiles = lax.dynamic_update_slice(tiles, new[None, None], (j1 * (j1 + 1) // 2 + c, i1, 0, 0, 0, 0))
+                return tiles, (incr.at[c].set(incr_c) if with_previous else incr)
 
-            return lax.cond(c <= j, put, lambda t: t, tiles)
+            return lax.cond(c <= j, put, lambda t: t, carry)
 
-        return TiledState(tiles=lax.fori_loop(0, self.n_chunks, write, tiles), n_chunks=self.n_chunks)
+        tiles, incr = lax.fori_loop(0, self.n_chunks, write, (tiles, self.incr))
+        return TiledState(tiles=tiles, n_chunks=self.n_chunks, incr=incr)
 
     def column_blocks(self, size):
         """:class:`ExactState` over ``size`` steps, one column block per chunk."""
@@ -343,81 +342,6 @@ class TiledState(eqx.Module):
             col = jnp.concatenate([self.tiles[r * (r + 1) // 2 + c] for r in range(c, self.n_chunks)])
             blocks.append(col[: size - e, :, : min(w, size - 1 - e)])
         return ExactState(chi=tuple(blocks))
-
-
-class ProbeResponse(AbstractResponse):
-    """Randomized probing of the response with ``n_probes`` Rademacher fields per trajectory,
-    on the first ``n_traj`` trajectories (default all ``N``). See the module docstring."""
-
-    n_probes: int = eqx.field(static=True, default=4)
-    n_traj: int | None = eqx.field(static=True, default=None)
-
-    def resolve(self, n_steps: int, n_traj: int, itemsize: int, K: int = 1) -> "ProbeResponse":
-        if not _whole(self.n_probes) or self.n_probes < 1:
-            raise ValueError(f"n_probes must be an integer >= 1; got {self.n_probes}")
-        n = n_traj if self.n_traj is None else self.n_traj
-        if not _whole(n) or not 1 <= n <= n_traj:
-            raise ValueError(f"ProbeResponse.n_traj must be an integer with 1 <= n_traj <= N = {n_traj}; got {n}")
-        return ProbeResponse(int(self.n_probes), int(n))
-
-    def per_group(self, groups):
-        """The same probes on ``n_traj / groups`` trajectories per replica."""
-        if self.n_traj is not None and self.n_traj < groups:
-            raise ValueError(f"ProbeResponse.n_traj = {self.n_traj} is below GroupErrors.groups = {groups}: each "
-                             "replica needs at least one probed trajectory")
-        return ProbeResponse(self.n_probes, None if self.n_traj is None else self.n_traj // groups)
-
-    def peak_numbers(self, size, width, K=1):
-        """The ``v`` and ``eps`` histories (padded to the chunks) and the previous ``H``, and a
-        copy of them."""
-        return 2 * (2 * self.n_probes * padded_size(size, width) * K * self.n_traj + K * K * self.n_traj)
-
-    def init(self, key, n_steps, n_traj, dtype, K=1):
-        return self.init_rolled(key, n_steps, n_traj, dtype, Past(), K)
-
-    def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
-        size = n_steps + 1
-        # time first; a sign per (step, probe, unit) and trajectory counter, drawn over the S
-        # steps whatever the padding: every layout and shape bucket has the same probes
-        signs = (grid_bits(key, size * self.n_probes * K, self.n_traj) >> 31).astype(dtype)  # 0 or 1
-        eps = jnp.swapaxes((2.0 * signs - 1.0).reshape(size, self.n_probes, K, self.n_traj), 1, 2)
-        eps = pad_to(eps, padded_size(size, past.width), (0,))
-        return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, H_prev=jnp.zeros((K, K, self.n_traj), dtype),
-                          past=past)
-
-    def row(self, st, k, w, H, dts, delta):
-        n = self.n_traj
-        size = st.v.shape[0]
-        w_n = w[:n]
-        H = H[..., :n]
-        norm = jnp.sum(w_n)
-        km1 = jnp.maximum(k - 1, 0)
-        # v[k] without the exactly known first lag chi[k, k-1] eps[k-1] = eta Delta H[k-1] eps[k-1]
-        v_k = st.v[k] - dts[km1] * delta * _apply(st.H_prev, st.eps[km1])  # (K, P, n)
-        Hv = w_n * _apply(H, v_k)
-        est = st.past.rows(st.eps, k, lambda e: jnp.transpose(jnp.tensordot(Hv, e, axes=((1, 2), (2, 3))), (1, 0, 2)))
-        est = est / self.n_probes / norm / dts[:, None, None]
-        exact_first = delta * jnp.einsum("n,abn,bcn->ac", w_n, H, st.H_prev) / norm
-        idx = jnp.arange(size)[:, None, None]
-        est = jnp.where(idx < km1, est, 0.0)
-        return jnp.where((idx == km1) & (k > 0), exact_first[None], est)
-
-    def advance(self, st, k, K_k, dt, decay, delta, H, beta=None):
-        v = st.v
-        H = H[..., : self.n_traj]
-        A = decay[:, :, None] - dt * delta * H
-        memory = st.past.total(k, lambda Kl, vl: jnp.tensordot(Kl, vl, axes=((0, 2), (0, 1))), K_k, v)
-        v_next = _apply(A, v[k]) + dt * memory + dt * delta * _apply(H, st.eps[k])
-        if beta is not None:  # heavy ball: v is linear in chi, so it takes the same momentum term
-            v_next = v_next + beta * (v[k] - v[jnp.maximum(k - 1, 0)])  # v[-1] = v[0]
-        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, H_prev=H, past=st.past)
-
-
-def _apply(A, v):
-    """The per-trajectory ``K x K`` blocks ``A`` ``(K, K, n)`` applied to vectors ``v``
-    ``(K, P, n)`` (a broadcast product summed over the inner unit: elementwise at ``K = 1``,
-    where a batched matrix product over trajectories is slow)."""
-    return jnp.sum(A[:, :, None] * v[None], axis=1)
 
 
 def chi_row(sw, chi_k):
@@ -433,18 +357,21 @@ def chi_memory(K_k, chi):
     return jnp.tensordot(K_k, chi, axes=((0, 2), (0, 1)))
 
 
-def chi_step(chi_k, chi_memory, k, dt, decay, delta, H, offset=0, chi_prev=None, beta=None):
+def chi_step(chi_k, chi_memory, k, dt, decay, delta, H, offset=0, chi_prev=None, incr_prev=None, update=None):
     """Row ``chi[k+1, :]`` ``(K, cols, K, n)`` from row ``k`` and the memory term
     ``sum_j eta_j M_R[k, j] chi[j]`` (for the columns ``offset, offset + 1, ...``; the source
     ``eta_k Delta H_k`` enters column ``k`` if present). ``decay``: ``I - eta_k (lam I +
-    lam_hat_k)``. With heavy-ball momentum ``beta`` (section 5.1) plus
-    ``beta (chi[k] - chi[k-1])``."""
+    lam_hat_k)``. Returns the row and its increment ``chi[k+1] - chi[k]`` of the plain step;
+    with a two-step ``update`` (section 5.1) the row is ``update.step(chi[k], chi[k-1],
+    increment, incr_prev)`` (the increment ``None`` without one)."""
     A = decay[:, :, None] - dt * delta * H
     cols = jnp.arange(chi_k.shape[1]) + offset
     new = jnp.sum(A[:, :, None, None] * chi_k[None], axis=1) + dt * chi_memory  # A chi_k, per trajectory
-    if beta is not None:
-        new = new + beta * (chi_k - chi_prev)
-    return jnp.where((cols == k)[None, :, None, None], (dt * delta * H)[:, None], new)
+    new = jnp.where((cols == k)[None, :, None, None], (dt * delta * H)[:, None], new)
+    if update is None:
+        return new, None
+    incr = new - chi_k
+    return update.step(chi_k, chi_prev, incr, incr_prev), incr
 
 
 def as_response(response, n_chi=None) -> AbstractResponse:

@@ -30,6 +30,7 @@ from .committee import Committee, CommitteeSimulation
 from .problem import Problem
 from .results import AbstractOutcome, Result
 from .seeds import check_inputs, run_seeds, summarise
+from .updates import updated
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
 COMMITTEE_OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
@@ -201,27 +202,30 @@ def _one_seed(network, algorithm, key, config):
         return out | ({} if b is None else {"bias": b})
 
     grad_r = jax.grad(lambda r: jnp.sum(sample_loss(y, r)))
-    beta, temperature = algorithm.beta, algorithm.temperature
+    update, temperature = algorithm.two_step(), algorithm.temperature
     k_langevin = jax.random.fold_in(key, 0x1A6E)  # the other draws do not depend on the Langevin term
 
     def step(carry, x):
-        W, W_prev, b, b_prev = carry
+        (W, W_prev, W_incr), (b, b_prev, b_incr) = carry
         s_k, eta, k = x
         r = fields(W, b, X)  # (n, K)
         obs = observe(W, b, r)
         force = s_k[:, None] * grad_r(r)
         W_next = W - eta * (lam * W + force.T @ X / sqd)
         b_next = None if b is None else b - eta * jnp.sum(force, axis=0) / d  # one coordinate's rate, no ridge
-        if beta is not None:  # heavy ball, W_{-1} = W_0 (the bias too)
-            W_next = W_next + beta * (W - W_prev)
-            b_next = None if b is None else b_next + beta * (b - b_prev)
-        if temperature is not None:  # Langevin noise (on W only)
+        if temperature is not None:  # Langevin noise (on W only), part of the step's increment
             W_next = W_next + jnp.sqrt(2.0 * eta * temperature) * jax.random.normal(
                 jax.random.fold_in(k_langevin, k), (K, d), dtype)
-        return (W_next, W, b_next, b), obs
+        # momentum: the update rule's two-step form, W_{-1} = W_0 (the bias too)
+        W_next, W_incr = updated(update, W_next, W, W_prev, W_incr)
+        if b is not None:
+            b_next, b_incr = updated(update, b_next, b, b_prev, b_incr)
+        return ((W_next, W, W_incr), (b_next, b, b_incr)), obs
 
     bias = problem.bias
     bias = None if bias is None else jnp.broadcast_to(bias, (K,))
-    (W_T, _, b_T, _), obs = lax.scan(step, (W0, W0, bias, bias), (s[:-1], steps, jnp.arange(T)))
+    zero = lambda x: None if x is None else jnp.zeros_like(x)
+    ((W_T, _, _), (b_T, _, _)), obs = lax.scan(step, ((W0, W0, zero(W0)), (bias, bias, zero(bias))),
+                                               (s[:-1], steps, jnp.arange(T)))
     last = observe(W_T, b_T, fields(W_T, b_T, X))
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

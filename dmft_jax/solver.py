@@ -9,15 +9,13 @@ every strategy is an object passed by keyword, carrying its own options:
   (default) or :class:`~dmft_jax.ProbeResponse` ``(n_probes)``;
 - ``adjoint``: :class:`~dmft_jax.AutodiffAdjoint` (default) or :class:`~dmft_jax.SweepAdjoint`
   (hand-written reverse mode of the sweep);
-- ``progress_meter``: :class:`~dmft_jax.NoProgressMeter` (default) or
-  :class:`~dmft_jax.TextProgressMeter`;
+- ``progress_meter``: :class:`~dmft_jax.NoProgressMeter` (default) or :class:`~dmft_jax.TextProgressMeter`;
 - ``sharding``: ``None`` (one device), ``"all"`` or a list of devices;
 - ``errors``: :class:`~dmft_jax.NoErrors` (default) or :class:`~dmft_jax.GroupErrors`
   ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost.
 
-Cost and accuracy: ``n_traj`` (``N``) trajectories give the kernels ``lam_hat``, ``mu``,
-``M_C`` and the observables with a Monte Carlo error ``O(1/sqrt(N))``; the response, whose
-exact form costs ``O(n_chi T^2)`` memory, is estimated on ``n_chi <= N`` of them.
+Cost and accuracy: ``N`` trajectories give the kernels and observables with a Monte Carlo error
+``O(1/sqrt(N))``; the exact response (``O(n_chi T^2)`` memory) is estimated on ``n_chi <= N``.
 """
 from __future__ import annotations
 
@@ -43,7 +41,8 @@ from .losses import check_for_solver
 from .memory import check_memory, memory_estimate  # noqa: F401  (dj.solver.memory_estimate)
 from .problem import Problem
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, compile_notice
-from .response import AbstractResponse, ExactResponse, ProbeResponse, as_response
+from .probes import ProbeResponse
+from .response import AbstractResponse, ExactResponse, as_response
 from .sharding import device_ids, sharder
 from .solution import Solution, SolveConfig, finish, outcome
 from .solvers import AbstractSolver
@@ -345,10 +344,10 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     bucket = {} if n_real is None else {"n_real": n_real}
     out = config.adjoint.run(config.solver, process.Network.single(problem), rnd, T, config.response, key_probe,
                              config.pivot_rtol, config.progress_meter, shard, **bucket)
-    out = single_unit(out)
+    out = out.single_unit()
     rows, m = out.rows, out.m
     dts = rnd.dts
-    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts, rnd.beta)
+    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts, rnd.update)
     C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
     C = jnp.outer(m, m) + C_perp
     q = jnp.diagonal(C)
@@ -391,18 +390,6 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
         stats["n_groups_failed"] = n_failed
     return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
                     algorithm=algorithm, config=config, trajectories=traj, se=se, **fields)
-
-
-def single_unit(out):
-    """The engine's output for ``K = 1`` with the unit axes dropped: the single-unit
-    :class:`Solution`'s scalar kernels ``(T+1,)`` and ``(T+1, T+1)``, histories ``(T+1, N)``."""
-    r = out.rows
-    rows = process.Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
-                       train_loss=r.train_loss, train_acc=r.train_acc)
-    state = eqx.tree_at(lambda st: (st.u, st.g), out.state, (out.state.u[:, 0], out.state.g[:, 0]))
-    return eqx.tree_at(lambda o: (o.rows, o.m, o.pivots, o.state, o.bias), out,
-                       (rows, out.m[:, 0], out.pivots[:, 0], state, None if out.bias is None else out.bias[:, 0]),
-                       is_leaf=lambda x: x is None)
 
 
 def _zero_past(x, stop):

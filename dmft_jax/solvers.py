@@ -21,14 +21,26 @@ class SolverOutput(eqx.Module):
     the number of iterations and whether they converged; ``factor`` (the noise factor's
     rows) only where an adjoint needs it."""
 
-    rows: Row
-    m: Float[Array, " steps"]
-    pivots: Int[Array, " steps"]
+    rows: Row  # kernels in K x K blocks
+    m: Float[Array, "steps K"]
+    pivots: Int[Array, "steps K"]
     state: State
     n_iter: Any
     converged: Any
     factor: Any = None
     bias: Any = None  # b[0..T] of a learnable bias (section 5.4)
+
+    def single_unit(self) -> "SolverOutput":
+        """The output for ``K = 1`` with the unit axes dropped: the single-unit
+        :class:`~dmft_jax.Solution`'s scalar kernels ``(T+1,)`` and ``(T+1, T+1)``, histories
+        ``(T+1, N)``."""
+        r = self.rows
+        rows = Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
+                   train_loss=r.train_loss, train_acc=r.train_acc)
+        state = eqx.tree_at(lambda st: (st.u, st.g), self.state, (self.state.u[:, 0], self.state.g[:, 0]))
+        return eqx.tree_at(lambda o: (o.rows, o.m, o.pivots, o.state, o.bias), self,
+                           (rows, self.m[:, 0], self.pivots[:, 0], state, None if self.bias is None else self.bias[:, 0]),
+                           is_leaf=lambda x: x is None)
 
 
 class AbstractSolver(eqx.Module):

@@ -31,6 +31,7 @@ from .noise import NoiseFactor, noise_rows
 from .past import Past, padded_size
 from .solvers import AbstractSolver, SolverOutput
 from .timegrid import auto_time_blocks, chunk_width
+from .updates import updated
 
 
 class SweepCarry(eqx.Module):
@@ -39,9 +40,11 @@ class SweepCarry(eqx.Module):
     state: process.State
     m: jax.Array  # (K,)
     factor: NoiseFactor
-    m_prev: jax.Array  # m[k-1] (m[-1] = m[0]), for heavy-ball momentum
-    b: Any = None  # the learnable bias b[k] and b[k-1] (K,) (section 5.4; None without one)
+    m_prev: jax.Array  # m[k-1] (m[-1] = m[0]), for momentum
+    m_incr: jax.Array  # the last step's increment before momentum (a two-step update)
+    b: Any = None  # the learnable bias b[k] and b[k-1] (K,) and its increment (section 5.4; None without one)
     b_prev: Any = None
+    b_incr: Any = None
 
 
 class CausalSweep(AbstractSolver):
@@ -109,11 +112,14 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
         L_k, factor = noise_rows(carry.factor, row.M_C, problem.delta, k, pivot_rtol)
         state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
         dt = rnd_p.dts[k]
-        m_next = process.m_step(problem.lam, dt, carry.m, row.mu, rnd.beta, carry.m_prev)
-        b_next = None
+        m_next, m_incr = updated(rnd.update, process.m_step(problem.lam, dt, carry.m, row.mu), carry.m,
+                                         carry.m_prev, carry.m_incr)
+        b_next, b_incr = None, None
         if carry.b is not None:  # b[k+1] = b[k] - dt alpha E[g[k]] (no ridge on the bias)
-            b_next = process.m_step(0.0, dt, carry.b, row.g_mean, rnd.beta, carry.b_prev)
-        return SweepCarry(state, m_next, factor, carry.m, b_next, carry.b), ((carry.m, carry.b), row.public())
+            b_next, b_incr = updated(rnd.update, process.m_step(0.0, dt, carry.b, row.g_mean), carry.b,
+                                             carry.b_prev, carry.b_incr)
+        return (SweepCarry(state, m_next, factor, carry.m, m_incr, b_next, carry.b, b_incr),
+                ((carry.m, carry.b), row.public()))
 
     def body(carry, k):
         if n_groups * group == T:  # no padded steps
@@ -122,7 +128,9 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
         return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b), zeros())), carry, k)
 
     state = shard(process.init_state(net, rnd, T, est, key_probe, past))
-    carry = SweepCarry(state, net.m0, NoiseFactor.empty(padded * K, dtype), net.m0, net.bias, net.bias)
+    zero = lambda x: None if x is None else jnp.zeros_like(x)
+    carry = SweepCarry(state, net.m0, NoiseFactor.empty(padded * K, dtype), net.m0, zero(net.m0), net.bias, net.bias,
+                       zero(net.bias))
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
     if n_real is None:
         # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
@@ -146,8 +154,15 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
                 jax.tree_util.tree_map(zeros, out_shape[1][1]))
         _, carry, m, rows = lax.while_loop(lambda st: st[0] < n_real, step, init)
     m, b = m
+    return _finish(net, rnd_p, carry, rows, m, b, size, stop, n_real, est, past, pivot_rtol)
+
+
+def _finish(net, rnd_p, carry: SweepCarry, rows, m, b, size, stop, n_real, est, past, pivot_rtol) -> SolverOutput:
+    """The sweep's output: kernel row ``stop`` (``T``, or ``n_real`` in a bucket) appended to the
+    scanned rows, ``m`` (and ``b``) to step ``T``, the histories cut to ``size = T + 1``."""
+    K = net.K
     state, row_T = process.kernel_row(net, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
-    _, factor = noise_rows(carry.factor, row_T.M_C, problem.delta, stop, pivot_rtol)
+    _, factor = noise_rows(carry.factor, row_T.M_C, net.problem.delta, stop, pivot_rtol)
     if n_real is None:
         rows = stack_rows(rows, row_T.public())
     else:  # row n_real in place of the skipped step's zeros

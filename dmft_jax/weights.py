@@ -11,12 +11,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from .updates import updated
 
-def response_blocks(lam, lam_hat, M_R, dts, beta=None):
+
+def response_blocks(lam, lam_hat, M_R, dts, update=None):
     """``R[k, l]`` (``K x K`` blocks per unit time, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``):
     ``R[k+1] = (I - eta_k (lam I + lam_hat[k])) R[k] + eta_k sum_j eta_j M_R[k, j] R[j]`` (plus the
-    source ``I`` at ``l = k``), and with heavy-ball momentum ``beta`` every row also gets
-    ``beta (R[k] - R[k-1])`` (``R[-1] = R[0]``, section 5.1). ``dts``: the step sizes ``eta_k``."""
+    source ``I`` at ``l = k``); with a two-step ``update`` (:class:`~dmft_jax.updates.TwoStep`,
+    section 5.1) every row takes the weights' update, ``R[-1] = R[0]``. ``dts``: the step sizes
+    ``eta_k``."""
     S, K = lam_hat.shape[0], lam_hat.shape[-1]
     dtype = lam_hat.dtype
     eye = jnp.eye(K, dtype=dtype)
@@ -26,17 +29,17 @@ def response_blocks(lam, lam_hat, M_R, dts, beta=None):
     RP = jnp.zeros((S, K, S + 1, K), dtype).at[0, :, S, :].set(eye).reshape(S, K, width)
     weighted = jnp.transpose(M_R * dts[None, :, None, None], (0, 2, 1, 3)).reshape(S, K, S * K)  # [k, a, (j, b)]
 
-    def body(RP, k):
+    def body(carry, k):
+        RP, incr = carry
         dt = dts[k]
         decay = eye - dt * (lam * eye + lam_hat[k])
         new = decay @ RP[k] + dt * (weighted[k] @ RP.reshape(S * K, width))
-        if beta is not None:
-            new = new + beta * (RP[k] - RP[jnp.maximum(k - 1, 0)])
         at = (0, k * K)  # the source I in column block l = k
         new = lax.dynamic_update_slice(new, lax.dynamic_slice(new, at, (K, K)) + eye, at)
-        return RP.at[k + 1].set(new), None
+        new, incr = updated(update, new, RP[k], RP[jnp.maximum(k - 1, 0)], incr)
+        return (RP.at[k + 1].set(new), incr), None
 
-    RP, _ = lax.scan(body, RP, jnp.arange(S - 1))
+    (RP, _), _ = lax.scan(body, (RP, jnp.zeros_like(RP[0])), jnp.arange(S - 1))
     RP = jnp.transpose(RP.reshape(S, K, S + 1, K), (0, 2, 1, 3))  # [k, l, a, c]
     return RP[:, :S], RP[:, S]
 
@@ -59,10 +62,10 @@ def correlation_blocks(R, P, M_C, R0, dts, temperature=None):
     return C.reshape(S, K, S, K)
 
 
-def response(lam, lam_hat, M_R, dts, beta=None):
+def response(lam, lam_hat, M_R, dts, update=None):
     """A single unit's ``R`` ``(S, S)`` and ``P`` ``(S,)``: :func:`response_blocks` at ``K = 1``
     (``lam_hat`` ``(S,)``, ``M_R`` ``(S, S)`` strictly lower triangular)."""
-    R, P = response_blocks(lam, lam_hat[:, None, None], M_R[:, :, None, None], dts, beta)
+    R, P = response_blocks(lam, lam_hat[:, None, None], M_R[:, :, None, None], dts, update)
     return R[:, :, 0, 0], P[:, 0, 0]
 
 

@@ -18,7 +18,7 @@ def test_probes_carry_the_block_response():
     probe estimate of a kernel row is the exact row within its own standard error: the
     estimators of the one engine at K = 2."""
     import jax
-    from dmft_jax.response import ProbeState
+    from dmft_jax.probes import ProbeState
 
     S, n, K, P = 6, 5, 2, 1000
     rng = np.random.default_rng(0)
@@ -40,8 +40,8 @@ def test_probes_carry_the_block_response():
             assert np.all(gap <= 4.5 * err + 1e-12) and np.max(gap) > 0, (k, np.max(gap / (err + 1e-300)))
         KR = jnp.asarray(rng.standard_normal((S, K, K))) * 0.3 * (jnp.arange(S) <= k)[:, None, None]
         decay = jnp.eye(K) - dts[k] * jnp.asarray(rng.standard_normal((K, K))) * 0.2
-        se = exact.advance(se, k, KR, dts[k], decay, delta, H, beta=0.3)
-        sp = probes.advance(sp, k, KR, dts[k], decay, delta, H, beta=0.3)
+        se = exact.advance(se, k, KR, dts[k], decay, delta, H, update=dj.HeavyBall().two_step(0.3))
+        sp = probes.advance(sp, k, KR, dts[k], decay, delta, H, update=dj.HeavyBall().two_step(0.3))
         v = jnp.einsum("albn,lbpn->apn", se.chi[0][k + 1], sp.eps[: S - 1])
         np.testing.assert_allclose(np.asarray(sp.v[k + 1]), np.asarray(v), rtol=1e-12, atol=1e-12)
 

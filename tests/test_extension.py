@@ -304,3 +304,85 @@ def test_a_new_model_for_two_units():
     bare = dj.Committee(dj.Problem(NoCleanLabel(0.5, 0.1), "logistic", alpha=2.0, delta=0.5), dj.SoftCommittee(2))
     with pytest.raises(ValueError, match="clean_label.*NoCleanLabel does not define"):
         dj.solve(bare, PSGD, n_steps=3, n_traj=16)
+
+
+class Dampened(dj.AbstractUpdate):
+    """An update rule written here: PyTorch's dampened momentum,
+    ``x[k+1] = x[k] + beta (x[k] - x[k-1]) + (1 - beta) eta_k F[k]``. It is heavy-ball momentum
+    at the step ``(1 - beta) eta``, which the tests use as the exact check."""
+
+    def coefficients(self, beta):
+        return beta, 1.0 - beta, 0.0
+
+
+def test_a_new_update_rule_is_solved_simulated_and_tuned():
+    beta, eta = 0.4, 0.3
+    mine, same = dj.GD(eta, beta=beta, update=Dampened()), dj.GD((1 - beta) * eta, beta=beta)
+    kw = dict(n_steps=8, n_traj=256, response=dj.ExactResponse(64), key=1)
+    for problem in (TWO, dj.Committee(TWO, dj.SoftCommittee(2), m0=[0.3, -0.1])):  # K = 1 and K = 2
+        toy, ref = dj.solve(problem, mine, **kw), dj.solve(problem, same, **kw)
+        assert bool(toy.ok) and toy.algorithm.to_dict()["update"] == "Dampened"
+        names = ("m", "q", "eps_gen") if problem is TWO else ("m", "Q", "eps_gen")
+        for f in names:  # the same dynamics step by step (their times differ: t = k eta)
+            np.testing.assert_allclose(getattr(toy, f), getattr(ref, f), rtol=1e-9, atol=1e-12, err_msg=f)
+        # the memory kernel is per unit time of each algorithm's own step: eta M_R agree
+        np.testing.assert_allclose(eta * np.asarray(toy.M_R), (1 - beta) * eta * np.asarray(ref.M_R), rtol=1e-9,
+                                   atol=1e-12)
+        sims = [dj.simulate(problem, a, n_steps=8, d=200, n_seeds=2, key=3) for a in (mine, same)]
+        np.testing.assert_allclose(sims[0].Q if problem is not TWO else sims[0].q,
+                                   sims[1].Q if problem is not TWO else sims[1].q, rtol=1e-10)
+    # the momentum matters (the test has teeth), and tune moves the update's declared field
+    assert not np.allclose(dj.solve(TWO, dj.GD(eta, beta=0.1, update=Dampened()), **kw).q, dj.solve(TWO, mine, **kw).q)
+    res = dj.tune(TWO, mine, ["beta"], t_max=1.2, n_traj=256, response=dj.ExactResponse(64), steps=2, errors=None)
+    assert 0 < res.params["beta"] < 1 and res.params["beta"] != beta
+    with pytest.raises(ValueError, match="update: Dampened takes the momentum beta"):
+        dj.GD(eta, update=Dampened())
+    with pytest.raises(ValueError, match="update must be a dmft_jax.AbstractUpdate"):
+        dj.GD(eta, beta=beta, update="nesterov")
+
+
+def test_nesterov_is_the_textbook_look_ahead_sequence():
+    """The two-step form of dj.Nesterov, applied to gradient descent on a quadratic, gives the
+    look-ahead points y[k] = x[k] + beta (x[k] - x[k-1]) of the textbook recursion
+    x[k+1] = y[k] - eta grad(y[k]); heavy ball's form gives Polyak's recursion."""
+    from dmft_jax.updates import updated
+
+    A = np.diag([1.0, 0.3, 2.0])
+    grad = lambda x: A @ x
+    beta, eta, x0 = 0.7, 0.3, np.array([1.0, -2.0, 0.5])
+    x_prev, x = x0, x0
+    ys = [x0]
+    for _ in range(12):  # textbook Nesterov
+        y = x + beta * (x - x_prev)
+        x_prev, x = x, y - eta * grad(y)
+        ys.append(x + beta * (x - x_prev))
+    update = dj.Nesterov().two_step(beta)
+    y, y_prev, incr = x0, x0, np.zeros(3)
+    for k in range(12):
+        (y, incr), y_prev = updated(update, y - eta * grad(y), y, y_prev, incr), y
+        np.testing.assert_allclose(y, ys[k + 1], rtol=1e-12, err_msg=str(k))
+    hb = dj.HeavyBall().two_step(beta)
+    x_prev, x, z_prev, z, incr = x0, x0, x0, x0, np.zeros(3)
+    for _ in range(12):
+        x_prev, x = x, x - eta * grad(x) + beta * (x - x_prev)
+        (z, incr), z_prev = updated(hb, z - eta * grad(z), z, z_prev, incr), z
+        np.testing.assert_allclose(z, x, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_nesterov_against_simulation():
+    """Nesterov's momentum (its look-ahead iterates) in the DMFT and at finite d, K = 1 and 2:
+    within the error bars; and it differs from heavy ball's by many of them."""
+    algo = dj.GD(0.1, beta=0.9, update=dj.Nesterov())
+    for problem, names in ((TWO, ("m", "q", "eps_gen")),
+                           (dj.Committee(TWO, dj.SoftCommittee(2), m0=[0.3, -0.1]), ("m", "Q", "train_loss"))):
+        kw = dict(t_max=3.0, n_traj=2**13, key=0, errors=dj.GroupErrors(8))
+        sol = dj.solve(problem, algo, **kw)
+        sim = dj.simulate(problem, algo, t_max=3.0, d=1000, n_seeds=8, key=1)
+        hb = dj.solve(problem, dj.GD(0.1, beta=0.9), **kw)
+        for f in names:
+            a, b = np.asarray(getattr(sol, f)), np.asarray(getattr(sim, f))
+            se = np.hypot(np.asarray(getattr(sol, f + "_se")), np.asarray(getattr(sim, f + "_se")))
+            assert np.max(np.abs(a - b)[1:] / se[1:]) < 4.5, f
+        gap = np.abs(np.asarray(hb.m) - np.asarray(sol.m))[1:] / np.asarray(sol.m_se)[1:]
+        assert np.max(gap) > 10
