@@ -17,8 +17,9 @@ from .response import AbstractResponse, is_whole
 
 class ProbeState(eqx.Module):
     """Probe histories ``v[k, a, p, n]``, the Rademacher fields ``eps[k, a, p, n]`` and the
-    previous step's ``H`` (for the exactly known first lag); time and unit lead, so that the
-    products over the past are plain matrix products."""
+    previous step's ``H`` times the update's ``b0`` (the exactly known first lag is
+    ``chi[k, k-1] = b0 eta_{k-1} Delta H_{k-1}``); time and unit lead, so that the products over
+    the past are plain matrix products."""
 
     v: Float[Array, "steps K probes traj"]
     eps: Float[Array, "steps K probes traj"]
@@ -91,11 +92,12 @@ class ProbeResponse(AbstractResponse):
         A = decay[:, :, None] - dt * delta * H
         memory = st.past.total(k, lambda Kl, vl: jnp.tensordot(Kl, vl, axes=((0, 2), (0, 1))), K_k, v)
         v_next = _apply(A, v[k]) + dt * memory + dt * delta * _apply(H, st.eps[k])
-        incr = st.incr
+        incr, first = st.incr, H
         if update is not None:  # v is linear in chi, so it takes the same update (v[-1] = v[0])
             incr = v_next - v[k]
             v_next = update.step(v[k], v[jnp.maximum(k - 1, 0)], incr, st.incr)
-        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, H_prev=H, past=st.past, incr=incr)
+            first = update.b0 * H  # the first lag chi[k+1, k] = b0 eta_k Delta H_k
+        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, H_prev=first, past=st.past, incr=incr)
 
 
 def _apply(A, v):

@@ -13,10 +13,11 @@ def two():
     return dj.Problem(dj.TwoCluster(0.4), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.3, m0=0.1)
 
 
-def test_probes_carry_the_block_response():
-    """The probed vectors are exactly v[k] = sum_l chi[k, l] eps[l] (with momentum too), and the
-    probe estimate of a kernel row is the exact row within its own standard error: the
-    estimators of the one engine at K = 2."""
+@pytest.mark.parametrize("rule", [dj.HeavyBall(), dj.Nesterov()])
+def test_probes_carry_the_block_response(rule):
+    """The probed vectors are exactly v[k] = sum_l chi[k, l] eps[l] (with either momentum rule:
+    both are linear two-step updates), and the probe estimate of a kernel row is the exact row
+    within its own standard error: the estimators of the one engine at K = 2."""
     import jax
     from dmft_jax.probes import ProbeState
 
@@ -40,8 +41,8 @@ def test_probes_carry_the_block_response():
             assert np.all(gap <= 4.5 * err + 1e-12) and np.max(gap) > 0, (k, np.max(gap / (err + 1e-300)))
         KR = jnp.asarray(rng.standard_normal((S, K, K))) * 0.3 * (jnp.arange(S) <= k)[:, None, None]
         decay = jnp.eye(K) - dts[k] * jnp.asarray(rng.standard_normal((K, K))) * 0.2
-        se = exact.advance(se, k, KR, dts[k], decay, delta, H, update=dj.HeavyBall().two_step(0.3))
-        sp = probes.advance(sp, k, KR, dts[k], decay, delta, H, update=dj.HeavyBall().two_step(0.3))
+        se = exact.advance(se, k, KR, dts[k], decay, delta, H, update=rule.two_step(0.3))
+        sp = probes.advance(sp, k, KR, dts[k], decay, delta, H, update=rule.two_step(0.3))
         v = jnp.einsum("albn,lbpn->apn", se.chi[0][k + 1], sp.eps[: S - 1])
         np.testing.assert_allclose(np.asarray(sp.v[k + 1]), np.asarray(v), rtol=1e-12, atol=1e-12)
 
