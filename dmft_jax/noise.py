@@ -17,12 +17,12 @@ class NoiseFactor(eqx.Module):
 
     ``rows``: the factor's rows ``< k``, with rows whose pivot was clipped replaced by unit
     rows (and identity rows from ``k`` on), so that one triangular solve gives ``L[k, :k]``;
-    ``pivots``: int8 per step, 1 for a kept pivot, 0 for one clipped at the rounding floor,
+    ``pivots``: int8 per row (step and unit), 1 for a kept pivot, 0 for one clipped at the rounding floor,
     -1 for one clipped because it came out below ``-rtol A[k, k]`` (positive definiteness
     lost beyond rounding at this precision)."""
 
-    rows: Any  # (S, S)
-    pivots: Any  # (S,) int8
+    rows: Any  # (S K, S K): over the flattened (time, unit) index
+    pivots: Any  # (S K,) int8
 
     @staticmethod
     def empty(size: int, dtype) -> "NoiseFactor":

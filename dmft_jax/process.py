@@ -1,8 +1,9 @@
 """The effective training-sample process (docs/equations.md, sections 2.2-2.3), vmapped
 over trajectories.
 
-Layout: time is the leading axis of every history (``u[k]`` is a length-``N`` row) and the
-trajectory axis is the last axis of every per-trajectory array, so that kernel rows are
+Layout: time is the leading axis of every history (``u[k]`` is a ``(K, N)`` row: the units,
+then the trajectories; a single unit is ``K = 1``) and the trajectory axis is the last axis of
+every per-trajectory array, so that kernel rows are
 matrix-vector products over contiguous memory and sharding splits one axis.
 
 Two functions carry the scheme and are shared by the causal sweep, the damped iteration
@@ -99,8 +100,8 @@ def _unit_fn(n_base, antithetic, moment_matching, n_live):
 def gaussian_streams(key, n_steps: int, n_traj: int, antithetic: bool, dtype, moment_matching: bool = True,
                      langevin: bool = False, n_live=None):
     """The Gaussian streams of :func:`draw` with ``key`` alone: ``u0`` ``(N,)``, ``zeta``
-    ``(T+1, N)`` and, with ``langevin``, the Langevin normals ``zeta_l`` (else ``None``); the
-    committee sweep draws them for its other units."""
+    ``(T+1, N)`` and, with ``langevin``, the Langevin normals ``zeta_l`` (else ``None``);
+    :func:`draw` takes them for each unit."""
     _, _, _, ku, kz = jax.random.split(key, 5)
     n_base = n_traj // 2 if antithetic else n_traj
     unit = _unit_fn(n_base, antithetic, moment_matching, n_live)

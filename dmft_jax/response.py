@@ -24,8 +24,8 @@ Two estimators, passed to :func:`dmft_jax.solve` as ``response=``:
   Unbiased; ``O(n_probes N T^2)`` time, ``O(n_probes N T)`` memory. The price is variance:
   the other lags ``j != l`` add noise ``sum_j chi[k, j]^2`` (about the number of steps the
   response remembers times ``chi[k, l]^2``), paid back by using all ``N`` trajectories
-  instead of ``n_chi``. The first lag ``chi[k, k-1] = eta_{k-1} Delta s Lambda''_{k-1}`` is
-  known exactly; it is taken out of ``v`` and its kernel entry computed directly (the largest
+  instead of ``n_chi``. The first lag ``chi[k, k-1] = b0 eta_{k-1} Delta H_{k-1}`` (``b0 = 1``
+  but for a two-step update, :mod:`dmft_jax.updates`) is known exactly; it is taken out of ``v`` and its kernel entry computed directly (the largest
   single noise term removed at no cost).
 
 Where the balance lies is measured by ``benchmarks/work_precision.py``.
@@ -144,10 +144,11 @@ def default_n_chi(n_traj: int, K: int = 1) -> int:
 
 class ExactResponse(AbstractResponse):
     """Exact per-trajectory response on ``n_chi`` trajectories (default
-    :func:`default_n_chi`: ``min(N, 4096)`` for a single unit).
+    :func:`default_n_chi`: ``min(N, 4096)`` for a single unit, ``min(N, max(4096 / K^2, 1024))``
+    for ``K`` units).
 
     ``max_memory`` (bytes, optional): upper bound on the memory of ``chi``
-    (``(T+1)^2 n_chi K^2`` numbers). With ``n_chi=None`` the largest ``n_chi <= min(N, 4096)``
+    (``(T+1)^2 n_chi K^2`` numbers). With ``n_chi=None`` the largest ``n_chi`` up to the default
     within the bound is used; an explicit ``n_chi`` that exceeds it is refused.
     """
 
@@ -236,6 +237,8 @@ class ExactResponse(AbstractResponse):
                 chi_k, mem, k, dt, decay, delta, H, offset=offset, chi_prev=chi_prev, incr_prev=incr_prev,
                 update=update), with_previous=update is not None)
         blocks, _ = st.column_blocks()
+        if update is not None and st.incr is None:  # column blocks made elsewhere (to_column_blocks): no step taken yet
+            st = ExactState(chi=st.chi, incr=tuple(jnp.zeros(c.shape[1:], c.dtype) for _, c in blocks))
         new, incrs = [], []
         for i, (e, c) in enumerate(blocks):  # the rows of block c start at e <= k
             # row k - 1 < e of the block's columns is zero by causality, as is its row e (clamped index)

@@ -6,7 +6,8 @@ One seed draws a teacher ``v*``, ``n = round(alpha d)`` training samples, an ini
 variance ``R0``, so ``|w_0|^2/d ~ R0 + m0^2`` as in the DMFT), the selection paths, and a
 test set of ``n_test`` fresh samples, then runs
 ``w <- w - eta (lam w + sum_mu s_mu Lambda'(y_mu, r_mu) x_mu / sqrt(d))`` for ``T`` steps
-(plus ``beta (w_k - w_{k-1})`` with momentum and ``sqrt(2 eta T_L) xi_k`` with Langevin noise).
+(plus ``sqrt(2 eta T_L) xi_k`` with Langevin noise, taken as the update rule takes the step with
+momentum: :mod:`dmft_jax.updates`, heavy ball ``+ beta (w_k - w_{k-1})`` by default).
 Seeds are batched with ``jax.lax.map(..., batch_size=batch_size)`` (vmap in groups), so
 the same code runs on CPU and GPU; memory per seed in flight is about
 ``8 d (alpha d + n_test)`` bytes in float64.

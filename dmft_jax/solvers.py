@@ -52,8 +52,9 @@ class AbstractSolver(eqx.Module):
     pivot_rtol: eqx.AbstractVar[float | None]
 
     @abc.abstractmethod
-    def run(self, problem, rnd, n_steps: int, response, key_probe, pivot_rtol: float, meter, shard) -> SolverOutput:
-        """Solve the DMFT for ``n_steps`` (``T``) steps.
+    def run(self, net, rnd, n_steps: int, response, key_probe, pivot_rtol: float, meter, shard) -> SolverOutput:
+        """Solve the DMFT for ``n_steps`` (``T``) steps of the ``K`` units of ``net``
+        (:class:`~dmft_jax.network.Network`; a single unit is ``K = 1``).
 
         ``rnd``: the trajectories' random numbers (:class:`~dmft_jax.process.Randomness`);
         ``response``: the resolved ``M_R`` estimator, ``key_probe`` its randomness;
@@ -61,8 +62,9 @@ class AbstractSolver(eqx.Module):
         step; ``shard``: apply it to the initial trajectory state (``process.init_state``).
         Build the kernel rows with :func:`dmft_jax.process.kernel_row` and
         :func:`dmft_jax.process.advance`, the noise with :mod:`dmft_jax.noise`. Return a
-        :class:`SolverOutput`: rows and ``m`` for steps ``0..T``, ``pivots`` the int8 flags of
-        the noise factor (length ``T + 1``), the final state with ``(T + 1, N)`` histories.
+        :class:`SolverOutput`: rows (``K x K`` blocks) and ``m`` ``(T + 1, K)`` for steps ``0..T``,
+        ``pivots`` the int8 flags of the noise factor ``(T + 1, K)``, the final state with
+        ``(T + 1, K, N)`` histories.
         Options are static (hashable) fields: they are part of the compiled program."""
 
     @abc.abstractmethod

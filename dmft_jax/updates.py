@@ -10,7 +10,8 @@ of the algorithm's momentum ``beta``. Because the update is linear in ``x`` and 
 DMFT applies the same rule to every quantity that is linear in the weights: the
 magnetisation ``m``, the trajectories' ``u``, the responses ``chi`` (and the probes' ``v``),
 the weight-side ``R`` and ``P``; the sweep, the damped iteration, the weight side and the
-finite-``d`` simulator all ask :meth:`TwoStep.step` and nothing else.
+finite-``d`` simulator all call :func:`updated` (which asks :meth:`TwoStep.step`) and nothing
+else.
 
 - :class:`HeavyBall` (Polyak): ``(beta, 1, 0)``, the default meaning of ``beta=``.
 - :class:`Nesterov`: ``(beta, 1 + beta, -beta)``: Nesterov's accelerated gradient written for

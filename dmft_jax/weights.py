@@ -17,7 +17,7 @@ from .updates import updated
 def response_blocks(lam, lam_hat, M_R, dts, update=None):
     """``R[k, l]`` (``K x K`` blocks per unit time, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``):
     ``R[k+1] = (I - eta_k (lam I + lam_hat[k])) R[k] + eta_k sum_j eta_j M_R[k, j] R[j]`` (plus the
-    source ``I`` at ``l = k``); with a two-step ``update`` (:class:`~dmft_jax.updates.TwoStep`,
+    source ``I`` at ``l = k``, so ``R[l+1, l] = b0 I`` after the update); with a two-step ``update`` (:class:`~dmft_jax.updates.TwoStep`,
     section 5.1) every row takes the weights' update, ``R[-1] = R[0]``. ``dts``: the step sizes
     ``eta_k``."""
     S, K = lam_hat.shape[0], lam_hat.shape[-1]
