@@ -136,10 +136,8 @@ def _forward(theta, consts, static: _Static):
     out = forward_sweep(process.Network.single(theta[0]), _rnd(theta, consts), static.T, static.est, None,
                         static.pivot_rtol, static.n_blocks, static.meter)
     chi = tuple(c[:, 0, :, 0] for c in static.est.to_column_blocks(out.state.resp, static.T + 1).chi)
-    r = out.rows
-    rows = process.Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
-                       train_loss=r.train_loss, train_acc=r.train_acc)
-    return (rows, out.m[:, 0], out.pivots[:, 0], out.state.u[:, 0], out.state.g[:, 0], chi), out.factor
+    one = out.single_unit()
+    return (one.rows, one.m, one.pivots, one.state.u, one.state.g, chi), out.factor
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -29,6 +29,7 @@ from .response import AbstractResponse, ExactResponse, as_response
 from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
 from .sharding import device_ids, sharder
 from .solution import finish, se_property
+from .solvers import AbstractSolver, resolve_pivot_rtol
 from .sweep import CausalSweep
 from .timegrid import chunk_width, count_steps
 from .weights import correlation_blocks, response_blocks
@@ -179,7 +180,6 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
                         batch: int = 1) -> CommitteeSolveConfig:
     """Validate a committee solve's inputs (named errors) and return its static configuration;
     ``batch``: points solved at once (a grid), for the memory check."""
-    from .solvers import AbstractSolver
     from .progress import AbstractProgressMeter
 
     solver = CausalSweep() if solver is None else solver
@@ -204,8 +204,7 @@ def configure_committee(committee: Committee, algorithm: AbstractAlgorithm, t_ma
     check_for_solver(problem.loss)
     T = count_steps(algorithm, t_max, n_steps)
     solver.check(T)
-    if solver.pivot_rtol is not None and not 0 <= solver.pivot_rtol < 1:
-        raise ValueError(f"pivot_rtol must satisfy 0 <= pivot_rtol < 1; got {solver.pivot_rtol}")
+    resolve_pivot_rtol(solver, as_dtype(dtype))  # checked now, resolved in the traced solve
     n_traj = _validate.integer("n_traj", n_traj, 2)
     for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching),
                        ("cross_memory", cross_memory), ("symmetric", symmetric)):
@@ -324,10 +323,8 @@ def committee_fields(committee, algorithm, key, config):
                        K=K)
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
-    rtol = config.solver.pivot_rtol
-    if rtol is None:
-        rtol = 1e-7 if dtype == jnp.float64 else 1e-4  # the single-unit solve's pivot floor
-    out = config.solver.run(net, rnd, T, config.response, jax.random.fold_in(key, 0x5EED), rtol,
+    out = config.solver.run(net, rnd, T, config.response, jax.random.fold_in(key, 0x5EED),
+                            resolve_pivot_rtol(config.solver, dtype),
                             config.progress_meter, shard)
     rows, m, dts = out.rows, out.m, rnd.dts
     R, P = response_blocks(lam, rows.lam_hat, rows.M_R, dts, rnd.update)

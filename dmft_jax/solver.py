@@ -45,7 +45,7 @@ from .probes import ProbeResponse
 from .response import AbstractResponse, ExactResponse, as_response
 from .sharding import device_ids, sharder
 from .solution import Solution, SolveConfig, finish, outcome
-from .solvers import AbstractSolver
+from .solvers import AbstractSolver, resolve_pivot_rtol
 from .sweep import CausalSweep
 from .schedules import Schedule
 from .timegrid import bucket_steps, count_steps
@@ -295,11 +295,7 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     if problem.bias is not None and not isinstance(solver, CausalSweep):
         raise ValueError(f"solver: a learnable bias is solved by CausalSweep only; got {type(solver).__name__}")
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
-    pivot_rtol = solver.pivot_rtol
-    if pivot_rtol is None:
-        pivot_rtol = 1e-7 if dtype == jnp.float64 else 1e-4
-    if not 0 <= pivot_rtol < 1:
-        raise ValueError(f"pivot_rtol must satisfy 0 <= pivot_rtol < 1; got {pivot_rtol}")
+    pivot_rtol = resolve_pivot_rtol(solver, dtype)
     config = SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
                          progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
                          moment_matching=bool(moment_matching), pivot_rtol=float(pivot_rtol), dtype=str(dtype),

@@ -10,6 +10,7 @@ import abc
 from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from .process import Row, State
@@ -41,6 +42,17 @@ class SolverOutput(eqx.Module):
         return eqx.tree_at(lambda o: (o.rows, o.m, o.pivots, o.state, o.bias), self,
                            (rows, self.m[:, 0], self.pivots[:, 0], state, None if self.bias is None else self.bias[:, 0]),
                            is_leaf=lambda x: x is None)
+
+
+def resolve_pivot_rtol(solver: "AbstractSolver", dtype) -> float:
+    """The solver's pivot floor, or the default for ``dtype`` (1e-7 in float64, 1e-4 in
+    float32); ``ValueError`` outside ``[0, 1)``. One rule for every solve (one unit or ``K``)."""
+    rtol = solver.pivot_rtol
+    if rtol is None:
+        rtol = 1e-7 if jnp.dtype(dtype) == jnp.float64 else 1e-4
+    if not 0 <= rtol < 1:
+        raise ValueError(f"pivot_rtol must satisfy 0 <= pivot_rtol < 1; got {rtol}")
+    return float(rtol)
 
 
 class AbstractSolver(eqx.Module):
