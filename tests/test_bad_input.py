@@ -174,6 +174,12 @@ API = [
     ("beta_one", lambda: dj.GD(0.2, beta=1.0), ValueError, "beta must satisfy 0 <= beta < 1"),
     ("beta_string", lambda: dj.SGD(0.2, 0.3, beta="x"), ValueError, "beta must be a real number"),
     ("temperature_negative", lambda: dj.PersistentSGD(temperature=-0.1), ValueError, "temperature"),
+    ("update_class", lambda: dj.GD(0.2, beta=0.5, update=dj.Nesterov), ValueError,
+     "update must be a dmft_jax.AbstractUpdate"),
+    ("update_without_beta", lambda: dj.SGD(0.2, 0.3, update=dj.Nesterov()), ValueError,
+     "update: Nesterov takes the momentum beta"),
+    ("nesterov_beta_nan", lambda: dj.GD(0.2, beta=float("nan"), update=dj.Nesterov()), ValueError,
+     "beta must be finite"),
     ("tune_beta_not_built", lambda: dj.tune(P, A, ["beta"], t_max=1.0, steps=1, n_traj=64), ValueError,
      "'beta' cannot be tuned"),
     ("tune_temperature_zero_start", lambda: dj.tune(P, dj.GD(0.2, temperature=0.0), ["temperature"], t_max=1.0,
@@ -244,6 +250,12 @@ def test_traced_invalid_values_are_failed_points_not_numbers():
     g = jax.jit(lambda tau: dj.solve(P, eqx.tree_at(lambda a: a.tau, A, tau), n_steps=5, n_traj=64))(0.1)
     assert int(g.result) == dj.RESULTS.invalid_input and "tau" in g.message
     del f
+    # a traced momentum outside [0, 1) under Nesterov's rule: a failed point, no numbers
+    nesterov = dj.GD(0.2, beta=0.5, update=dj.Nesterov())
+    sol = jax.vmap(lambda b: dj.solve(P, eqx.tree_at(lambda a: a.beta, nesterov, b), n_steps=5, n_traj=64))(
+        jnp.array([0.5, 1.5]))
+    assert list(np.asarray(sol.result.code)) == [dj.RESULTS.successful, dj.RESULTS.invalid_input]
+    assert np.all(np.isfinite(np.asarray(sol.eps_gen[0]))) and np.all(np.isnan(np.asarray(sol.eps_gen[1])))
 
 
 def test_simulator_reports_nan_and_divergence():
