@@ -17,7 +17,7 @@ from scipy.special import erfc, expit
 def solve_numpy(alpha, delta, lam, R0, rho, eta, b, tau, T, n_traj, n_chi, seed=0, m0=0.0,
                 pivot_rtol=1e-7, draws=None):
     """``draws``: optional dict of the random numbers ``c, h0, s, zeta, u0`` (e.g. those of
-    ``dmft_jax.process.draw``) instead of drawing them here from ``seed``."""
+    ``dmft_jax._engine.process.draw``) instead of drawing them here from ``seed``."""
     rng = np.random.default_rng(seed)
     dt = eta
     N = n_traj

@@ -20,7 +20,7 @@ of a solve, so equal N is equal wall time; the table also times them):
 Measured on the seed two-cluster setting at T = 100 (t = 20): the mean-squared error over
 ``--keys`` keys of ``eps_gen`` and ``q`` at t = 5 and t = 20 against a reference solve of
 ``--ref-n`` trajectories (iid, its own key), with a bootstrap 1-sigma range of the MSE ratio.
-The stratified variants are patched into ``dmft_jax.process.draw`` for this benchmark only
+The stratified variants are patched into ``dmft_jax._engine.process.draw`` for this benchmark only
 (they did not pay: benchmarks/results/variance_reduction_cpu2.txt).
 
     python benchmarks/variance_reduction.py [--keys 48] [--n 2048 8192] [--ref-n 262144] [--plot chart.png]
@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from jax.scipy.special import ndtri  # noqa: E402
 
 import dmft_jax as dj  # noqa: E402
-from dmft_jax import process  # noqa: E402
+from dmft_jax._engine import process  # noqa: E402
 
 PROBLEM = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
 ALGO = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)

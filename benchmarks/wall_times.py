@@ -28,7 +28,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dmft_jax.cli", "solve", "--out", out], check=True,
+        subprocess.run([sys.executable, "-m", "dmft_jax", "solve", "--out", out], check=True,
                        stdout=subprocess.DEVNULL)
         rows.append(("dmft-jax solve (default, whole process)", time.perf_counter() - t0))
     problem = dj.Problem(dj.TwoCluster(0.5), "logistic", 2.0, 0.5, 0.0, 0.01)

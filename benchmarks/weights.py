@@ -1,5 +1,5 @@
 """The weight side (docs/equations.md, sections 2.4 and 6.2) at K = 1: the block recursion that
-serves every K (``dmft_jax.weights``) against the former single-unit recursion on (S, S) arrays,
+serves every K (``dmft_jax._engine.weights``) against the former single-unit recursion on (S, S) arrays,
 written out below as the baseline (it is no longer in the package). Prints, per number of
 times S: forward and gradient wall time (jit, median of 5 after compile, momentum and Langevin
 terms on), their ratios, and the largest relative difference of C_perp and of the gradients.
@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 
 jax.config.update("jax_enable_x64", True)
-from dmft_jax import weights  # noqa: E402
+from dmft_jax._engine import weights  # noqa: E402
 
 
 def former_response(lam, lam_hat, M_R, dts, beta):
@@ -50,7 +50,7 @@ def median_time(f, *args, reps=5):
 
 
 def main():
-    print(f"## Weight side at K = 1: block recursion (dmft_jax.weights) vs the former scalar one; float64, "
+    print(f"## Weight side at K = 1: block recursion (dmft_jax._engine.weights) vs the former scalar one; float64, "
           f"{platform.machine()} CPU, {jax.local_device_count()} device(s)")
     print("| S | forward new | forward former | ratio | gradient new | gradient former | ratio | max rel. diff |")
     print("|---|---|---|---|---|---|---|---|")

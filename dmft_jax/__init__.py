@@ -1,38 +1,41 @@
 """dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
 high-dimensional Gaussian mixtures (docs/equations.md)."""
-from . import bounds, io, plot
+from ._problem import bounds
+from ._tools import io, plot
 from ._validate import check as check_parameter
-from .cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
-from .cache_entry import CacheWarning
-from .adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
-from .bounds import AbstractBound, Above, Positive, UnitInterval
-from .committee import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
+from ._cache.compilation import default_cache_dir, disable_compilation_cache, enable_compilation_cache
+from ._cache.entry import CacheWarning
+from ._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
+from ._problem.bounds import AbstractBound, Above, Positive, UnitInterval
+from ._problem.readouts import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
                         SoftCommittee)
-from .committee_solve import CommitteeSolution
-from .algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
-from .errors import AbstractErrors, GroupErrors, NoErrors
-from .fdt import FDT, fdt
-from .grid import GridSolution, count_compilations, solve_grid
-from .io import load, save
-from .iteration import DampedIteration
-from .losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, SmoothHinge, Square,
+from ._solve.units import CommitteeSolution
+from ._algorithms.algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
+from ._response.standard_errors import AbstractErrors, GroupErrors, NoErrors
+from ._tools.fdt import FDT, fdt
+from ._tools.grid import GridSolution, count_compilations, solve_grid
+from ._tools.io import load, save
+from ._solvers.iteration import DampedIteration
+from ._problem.losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, SmoothHinge, Square,
                      SquaredError)
-from .problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
-from .teacher import AbstractTeacher, TeacherRegression, TeacherStudent
-from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
-from .replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
-from .probes import ProbeResponse
-from .response import AbstractResponse, ExactResponse
-from .results import RESULTS, Result
-from .schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
-from .simulate import Simulation, simulate
-from .solution import Solution, SolveConfig
-from .solver import solve
-from .deprecated import solve_committee
-from .solvers import AbstractSolver
-from .sweep import CausalSweep
-from .tune import TuneResult, tune
-from .updates import AbstractUpdate, HeavyBall, Nesterov
+from ._problem.problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
+from ._problem.teacher import AbstractTeacher, TeacherRegression, TeacherStudent
+from ._solve.progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
+from ._engine.memory import memory_estimate
+from ._tools.exact import ridge_gd
+from ._tools.replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
+from ._response.probes import ProbeResponse
+from ._response.response import AbstractResponse, ExactResponse
+from ._solve.results import RESULTS, Result
+from ._algorithms.schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
+from ._simulate.simulate import Simulation, simulate
+from ._solve.solution import Solution, SolveConfig
+from ._solve.solve import solve
+from ._solve.deprecated import solve_committee
+from ._solvers.base import AbstractSolver
+from ._solvers.sweep import CausalSweep
+from ._tools.tune import TuneResult, tune
+from ._algorithms.updates import AbstractUpdate, HeavyBall, Nesterov
 
 # former names of the interfaces
 Algorithm = AbstractAlgorithm
@@ -54,6 +57,6 @@ __all__ = [
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square",
     "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
     "check_parameter", "count_compilations", "default_cache_dir", "disable_compilation_cache",
-    "enable_compilation_cache", "erm", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
+    "enable_compilation_cache", "erm", "memory_estimate", "ridge_gd", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
     "tune",
 ]

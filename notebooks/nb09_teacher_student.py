@@ -10,7 +10,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import dmft_jax as dj
-from dmft_jax.exact import ridge_gd
+from dmft_jax import ridge_gd
 from _common import D, N_CHI, N_TRAJ, SEEDS, SMALL, T_SCALE, save
 
 errors = dj.GroupErrors(4 if SMALL else 16)
@@ -31,7 +31,7 @@ save(fig, "nb09_teacher_student.png");
 # ## Regression: the DMFT meets the exact Marchenko-Pastur solution
 # Linear teacher, labels `y = nu + 0.5 zeta`, squared error, full-batch GD with a ridge. This
 # setting has a closed form at `d -> infinity` through the spectrum of `X^T X / d`
-# (`dmft_jax.exact.ridge_gd`); the DMFT, solved with trajectories and kernels, must lie on it
+# (`dmft_jax.ridge_gd`); the DMFT, solved with trajectories and kernels, must lie on it
 # within its own standard errors (the band is 2 standard errors).
 
 # %%

@@ -25,7 +25,7 @@ def _release_compiled_programs():
     (a process-wide resource, not a test's fault)."""
     yield
     jax.clear_caches()
-    from dmft_jax import cache, trace_cache
+    from dmft_jax._cache import compilation as cache, trace as trace_cache
 
     cache.disable_compilation_cache()  # JAX's on-disk cache and the trace cache
     trace_cache._MEMO.clear()

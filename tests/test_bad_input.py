@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import dmft_jax as dj
-from dmft_jax import cli, io
+from dmft_jax._tools import cli
+from dmft_jax import io
 
 P = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
 A = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
@@ -65,18 +66,18 @@ API = [
     ("regression_f_numpy", lambda: dj.TeacherRegression(0.1, f=np.tanh), ValueError, "JAX cannot trace"),
     ("erm_teacher_hinge", lambda: dj.erm(dj.Problem(dj.TeacherStudent(), "hinge", lam=0.1)), ValueError,
      "twice differentiable loss"),
-    ("ridge_gd_nodes", lambda: __import__("dmft_jax.exact").exact.ridge_gd(
+    ("ridge_gd_nodes", lambda: dj.ridge_gd(
         dj.Problem(dj.TeacherRegression()), dj.GD(0.2), n_nodes=0), ValueError, "n_nodes must be an integer >= 16"),
-    ("ridge_gd_momentum", lambda: __import__("dmft_jax.exact").exact.ridge_gd(
+    ("ridge_gd_momentum", lambda: dj.ridge_gd(
         dj.Problem(dj.TeacherRegression()), dj.GD(0.2, beta=0.5)), ValueError, "no momentum"),
     ("bias_array_outside_vmap", lambda: dj.solve(dj.Problem(bias=jnp.array([0.1, 0.2])), A, **SMALL), ValueError,
      "bias must be a single number"),
     ("label_noise_array_outside_vmap", lambda: dj.solve(dj.Problem(dj.TeacherStudent(jnp.array([0.1, 0.2]))), A,
                                                         **SMALL), ValueError, "label_noise must be a single number"),
     ("erm_teacher_nodes", lambda: dj.erm(dj.Problem(dj.TeacherStudent()), n_nodes=200), ValueError, "n_nodes"),
-    ("ridge_gd_sgd", lambda: __import__("dmft_jax.exact").exact.ridge_gd(dj.Problem(dj.TeacherRegression()),
+    ("ridge_gd_sgd", lambda: dj.ridge_gd(dj.Problem(dj.TeacherRegression()),
                                                                       dj.SGD(0.2, 0.3)), ValueError, "GD"),
-    ("ridge_gd_logistic_teacher", lambda: __import__("dmft_jax.exact").exact.ridge_gd(
+    ("ridge_gd_logistic_teacher", lambda: dj.ridge_gd(
         dj.Problem(dj.TeacherStudent()), dj.GD(0.2)), ValueError, "TeacherRegression"),
     ("grid_unknown_model_parameter", lambda: dj.solve_grid(dj.Problem(dj.TeacherStudent()), A, {"rho": [0.3]},
                                                             **SMALL), ValueError, "TeacherStudent has no parameter 'rho'"),
@@ -456,10 +457,12 @@ _Fake = Fake  # noqa: F821 (defined by the exec above)
 _KILLED_SAVE = """
 import importlib.util, os, signal, sys, types
 import numpy as np
-package = types.ModuleType("dmft_jax")  # dmft_jax/io.py alone: no JAX in this process
+package = types.ModuleType("dmft_jax")  # dmft_jax/_tools/io.py alone: no JAX in this process
 package.__path__, package.__version__ = [], "test"
-sys.modules["dmft_jax"] = package
-spec = importlib.util.spec_from_file_location("dmft_jax.io", sys.argv[1])
+tools = types.ModuleType("dmft_jax._tools")
+tools.__path__ = []
+sys.modules["dmft_jax"], sys.modules["dmft_jax._tools"] = package, tools
+spec = importlib.util.spec_from_file_location("dmft_jax._tools.io", sys.argv[1])
 io = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(io)
 k, path, overwrite = int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"

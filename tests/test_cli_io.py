@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import dmft_jax as dj
-from dmft_jax import cli, io
+from dmft_jax._tools import cli
+from dmft_jax import io
 
 
 def test_cli_solve_writes_results_and_plot(tmp_path, capsys):
@@ -120,7 +121,7 @@ def test_second_process_takes_the_sweep_from_the_compilation_cache(tmp_path):
     env = dict(os.environ, DMFT_JAX_CACHE_DIR=str(tmp_path / "cache"))
     runs = []
     for i in range(2):
-        out = subprocess.run([sys.executable, "-m", "dmft_jax.cli", "solve", "--t-max", "1.0", "--n-traj", "64",
+        out = subprocess.run([sys.executable, "-m", "dmft_jax", "solve", "--t-max", "1.0", "--n-traj", "64",
                               "--out", str(tmp_path / f"o{i}")], capture_output=True, text=True, env=env,
                              timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]

@@ -280,7 +280,7 @@ def test_solve_committee_is_a_deprecated_alias_of_solve(two):
 
 
 def test_one_default_response_size_for_every_K():
-    from dmft_jax.response import default_n_chi
+    from dmft_jax._response.response import default_n_chi
 
     assert [default_n_chi(2**15, K) for K in (1, 2, 3)] == [4096, 1024, 1024]
     assert default_n_chi(100, 1) == 100

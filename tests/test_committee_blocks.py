@@ -19,7 +19,7 @@ def test_probes_carry_the_block_response(rule):
     both are linear two-step updates), and the probe estimate of a kernel row is the exact row
     within its own standard error: the estimators of the one engine at K = 2."""
     import jax
-    from dmft_jax.probes import ProbeState
+    from dmft_jax._response.probes import ProbeState
 
     S, n, K, P = 6, 5, 2, 1000
     rng = np.random.default_rng(0)
@@ -64,7 +64,7 @@ def test_probe_and_exact_solves_agree_within_their_error_bars(two, tmp_path):
 
 
 def test_committee_grid_is_the_single_solves_compiled_once(two):
-    from dmft_jax.grid import count_compilations
+    from dmft_jax._tools.grid import count_compilations
 
     committee = dj.Committee(two, dj.SoftCommittee(2), m0=[0.3, -0.1])
     kw = dict(n_steps=6, n_traj=128, key=3, response=dj.ExactResponse(64))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dmft_jax as dj
-from dmft_jax import selection
+from dmft_jax._algorithms import selection
 
 SGD_ALGO = dj.PersistentSGD(eta=0.2, b=0.3, tau=1 / 0.6)
 
@@ -108,7 +108,7 @@ def test_agrees_with_independent_numpy_implementation(seed_two_cluster):
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from numpy_baseline import solve_numpy
 
-    from dmft_jax import process
+    from dmft_jax._engine import process
 
     N, T = 2048, 25
     algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
@@ -148,7 +148,7 @@ def test_vmap_over_hyperparameters_with_status_as_data(seed_two_cluster):
     """Array leaves: vmap over lam compiles once; each point equals its single solve."""
     import equinox as eqx
 
-    from dmft_jax.solver import configure, solve_traced
+    from dmft_jax._solve.solve import configure, solve_traced
 
     lams = jnp.array([0.0, 0.1, 0.5, 50.0])  # the last point diverges (m grows like (1 - eta lam)^k)
     cfg = configure(seed_two_cluster, dj.GD(0.2), None, 256, n_steps=10, response=dj.ExactResponse(64))

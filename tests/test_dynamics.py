@@ -104,7 +104,7 @@ def test_gradients_in_beta_temperature_and_the_initial_bias():
 
 
 def test_tune_temperature_falls_back_to_autodiff_and_sweep_adjoint_refuses():
-    from dmft_jax.tune import _mode
+    from dmft_jax._tools.tune import _mode
 
     algo = dj.GD(0.2, temperature=0.1)
     assert isinstance(_mode("auto", None, {}, 1, algo)[1], dj.AutodiffAdjoint)

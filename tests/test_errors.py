@@ -125,7 +125,7 @@ def test_coverage_over_64_keys(setting):
 
 
 def test_moment_matching_is_exact_in_the_draws_and_unbiased():
-    from dmft_jax import process
+    from dmft_jax._engine import process
 
     r = process.draw(jax.random.PRNGKey(2), TWO, PSGD, 10, 256, True, np.float64)
     for a in (r.zeta, r.u0[None], r.h0[None]):

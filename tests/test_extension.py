@@ -345,7 +345,7 @@ def test_nesterov_is_the_textbook_look_ahead_sequence():
     """The two-step form of dj.Nesterov, applied to gradient descent on a quadratic, gives the
     look-ahead points y[k] = x[k] + beta (x[k] - x[k-1]) of the textbook recursion
     x[k+1] = y[k] - eta grad(y[k]); heavy ball's form gives Polyak's recursion."""
-    from dmft_jax.updates import updated
+    from dmft_jax._algorithms.updates import updated
 
     A = np.diag([1.0, 0.3, 2.0])
     grad = lambda x: A @ x

@@ -9,7 +9,7 @@ from scipy.optimize import linprog, minimize
 from scipy.special import erfc, expit
 
 import dmft_jax as dj
-from dmft_jax.replica import alpha_star, erm, gd_long_time
+from dmft_jax._tools.replica import alpha_star, erm, gd_long_time
 
 
 def finite_d_erm(alpha, delta, lam, d, n_seeds, loss="logistic", rho=0.5, seed=0):
@@ -145,7 +145,7 @@ def test_erm_near_separability_is_converged_in_the_quadrature():
     independent bracketing root finder at every node (it once cycled: q off by 2e-3)."""
     from scipy import optimize, special
 
-    from dmft_jax.replica import prox
+    from dmft_jax._tools.replica import prox
 
     p = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.25, lam=0.01)
     sols = [erm(p, n_nodes=n) for n in (100, 150, 300)]

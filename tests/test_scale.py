@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import dmft_jax as dj
-from dmft_jax import process, solver
-from dmft_jax.iteration import run_fixed_kernels
-from dmft_jax.noise import noise_factor
+from dmft_jax._engine import process
+from dmft_jax._solvers.iteration import run_fixed_kernels
+from dmft_jax._engine.noise import noise_factor
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ MEMORY = textwrap.dedent("""
     import jax, equinox as eqx
     jax.config.update("jax_enable_x64", True)
     import dmft_jax as dj
-    from dmft_jax import solver
+    from dmft_jax._solve import solve as solver
     prob = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0)
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
     for T, N, resp in [(100, 8192, dj.ExactResponse(2048)), (100, 32768, dj.ProbeResponse(4))]:
@@ -113,7 +113,7 @@ MEMORY = textwrap.dedent("""
         compiled = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile()
         ma = compiled.compiled.memory_analysis()
         xla = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
-        est = solver.memory_estimate(T, N, dtype="float64", response=resp)
+        est = dj.memory_estimate(T, N, dtype="float64", response=resp)
         print(T, N, resp, est / xla)
         assert 0.7 < est / xla < 2.0, (T, N, resp, est, xla)
     print("OK")
@@ -184,7 +184,7 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np, equinox as eqx
     jax.config.update("jax_enable_x64", True)
     import dmft_jax as dj
-    from dmft_jax import solver
+    from dmft_jax._solve import solve as solver
     assert len(jax.devices()) == 2
     prob = dj.Problem(dj.TwoCluster(), "logistic", alpha=2.0, delta=0.5, lam=0.05)
     alg = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
@@ -203,7 +203,7 @@ SHARDED = textwrap.dedent("""
     txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
     # committee machines: the block sweep splits its (time, trajectory, unit) arrays likewise
-    from dmft_jax import committee_solve as cs
+    from dmft_jax._solve import units as cs
     committee = dj.Committee(prob, dj.SoftCommittee(2), m0=[0.3, -0.1])
     sharded_equals_one_device(committee, ("eps_gen", "Q", "M_R", "M_C", "train_loss"), n_steps=8, n_traj=1024,
                               n_chi=256)

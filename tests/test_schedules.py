@@ -126,7 +126,7 @@ def test_float32_and_float64_take_the_same_number_of_steps():
     import jax.numpy as jnp
 
     from dmft_jax._util import cast_tree
-    from dmft_jax.timegrid import count_steps
+    from dmft_jax._engine.timegrid import count_steps
 
     for algo, t_max, T in [(dj.GD(0.2), 20.0, 100), (dj.PersistentSGD(0.2), 5.0, 25), (dj.SGD(0.1), 1.0, 10),
                            (dj.GD(0.3), 0.9, 3), (dj.GD(0.7), 7.0, 10), (dj.GD(0.2), 20.1, 100),

@@ -16,7 +16,7 @@ import pytest
 
 import dmft_jax as dj
 from gradcheck import check_pathwise
-from dmft_jax.exact import ridge_gd
+from dmft_jax import ridge_gd
 from test_physics import violations
 
 TS = dj.Problem(dj.TeacherStudent(0.1), alpha=2.0, lam=0.05, R0=1.0)

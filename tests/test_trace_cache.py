@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import dmft_jax as dj
-from dmft_jax import cache_entry, solver
-from dmft_jax import trace_cache as cache
+from dmft_jax._cache import entry as cache_entry
+from dmft_jax._solve import solve as solver
+from dmft_jax._cache import trace as cache
 
 KW = dict(n_steps=7, n_traj=80, key=3)  # sizes no other test uses
 FIELDS = ("m", "q", "eps_gen", "train_loss", "train_acc", "C", "R", "M_R")
@@ -88,7 +89,7 @@ def test_bad_trace_cache_option(tmp_path):
 
 
 def test_a_passed_loss_check_is_remembered_by_value(trace_dir):
-    from dmft_jax import losses
+    from dmft_jax._problem import losses
 
     losses._PASSED.clear()
     losses.check_for_solver(dj.SmoothHinge(10.0))
@@ -148,7 +149,7 @@ def _hostile_files(entry, tmp_path, key):
         "another format number": packed(dict(header, format=cache_entry.FORMAT + 1)),
         "a class outside dmft_jax in the output tree": packed(dict(header, out_tree=evil_tree)),
         "a dmft_jax function, not a class": packed(dict(header, out_tree={
-            "object": ["dmft_jax.cache", "enable_compilation_cache"], "fields": []})),
+            "object": ["dmft_jax._cache.compilation", "enable_compilation_cache"], "fields": []})),
         "a FIFO": lambda path: os.mkfifo(path),
         "a link to /dev/zero": lambda path: os.symlink("/dev/zero", path),
         "a link to a good entry": lambda path: os.symlink(tmp_path / "good_copy", path),
@@ -190,7 +191,7 @@ def test_planted_files_are_ignored_with_a_warning(seed_two_cluster, tmp_path):
 
 
 def test_a_planted_marker_does_not_pass_a_refused_loss(tmp_path):
-    from dmft_jax import losses
+    from dmft_jax._problem import losses
 
     cache.enable_trace_cache(tmp_path)
     try:

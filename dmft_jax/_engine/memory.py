@@ -1,0 +1,97 @@
+"""Memory of a solve: the documented peak formula (docs/memory.md) and the refusal of a
+request that cannot fit, before anything is allocated."""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+from .. import _validate
+from .._response.response import as_response
+from .past import padded_size
+from .timegrid import auto_time_blocks, chunk_width
+
+
+def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None,
+                    time_blocks=None) -> int:
+    """Peak bytes of one forward sweep (see docs/memory.md), with ``S = T + 1``, ``b`` the
+    bytes per number (8 in float64, 4 in float32):
+
+    ``b (R + 6 S N + 12 S^2 + 16 N)``
+
+    where ``S`` is padded to a multiple of the sweep's chunk width and ``R`` is the response
+    estimator's peak in numbers (``peak_numbers``): for :class:`~dmft_jax.ExactResponse`
+    the stored lower triangle of ``chi`` in ``n (n + 1) / 2`` tiles of ``w^2 n_chi`` for
+    ``n`` chunks of width ``w`` (``S (S - 1) n_chi`` for one chunk, about ``0.58 S^2 n_chi``
+    for six); for :class:`~dmft_jax.ProbeResponse` on ``n`` trajectories
+    ``2 (2 n_probes S n + n)``.
+    ``6 S N`` are the histories of ``u``, ``g``, ``zeta``, ``s`` and the transients of drawing
+    them; ``12 S^2`` the kernels, ``R``, ``C`` and the noise factor. Compared with XLA's own
+    buffer analysis it is within a factor 0.7-2 (tests/test_scale.py). ``n_chi`` alone means
+    ``ExactResponse(n_chi)``; ``time_blocks`` (the number of chunks) defaults to the sweep's
+    (:func:`~dmft_jax._engine.timegrid.auto_time_blocks`). A ``vmap`` over ``B`` points needs ``B``
+    times this."""
+    item = jnp.dtype(dtype).itemsize
+    est = as_response(response, n_chi).resolve(n_steps, n_traj, item)
+    blocks = auto_time_blocks(n_steps) if time_blocks is None else int(time_blocks)
+    size = n_steps + 1
+    width = chunk_width(n_steps, blocks)
+    padded = padded_size(size, width)
+    hist = 6 * padded * n_traj
+    return int(item * (est.peak_numbers(size, width) + hist + 12 * padded * padded + 16 * n_traj))
+
+
+def device_bytes():
+    """Memory of the first device (physical memory on CPU), or ``None`` if unknown."""
+    try:
+        dev = jax.devices()[0]
+        stats = dev.memory_stats() if dev.platform != "cpu" else None
+        return stats["bytes_limit"] if stats else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, KeyError, AttributeError, TypeError):
+        return None
+
+
+def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None):
+    """Refuse (``ValueError``) a solve of ``batch`` points that needs more than 90% of the
+    device's memory; ``replicas = (G, estimator)``: the solve also runs ``G`` replicas on
+    ``N / G`` trajectories each (:class:`~dmft_jax.GroupErrors`)."""
+    need = memory_estimate(n_steps, n_traj, dtype=dtype, response=est, time_blocks=time_blocks)
+    if replicas is not None:
+        g, small = replicas
+        need += g * memory_estimate(n_steps, n_traj // g, dtype=dtype, response=small, time_blocks=time_blocks)
+    need *= batch
+    avail = device_bytes()
+    if avail is not None and need > 0.9 * avail:
+        raise ValueError(
+            f"n_chi/n_traj: this solve{f' ({batch} points)' if batch > 1 else ''} needs about "
+            f"{need / 2**30:.1f} GiB (memory_estimate) but the device has {avail / 2**30:.1f} GiB; "
+            "reduce n_chi (response memory (T+1)^2 n_chi), use ProbeResponse (memory n_probes (T+1) N), "
+            "or reduce n_traj or t_max/eta"
+        )
+
+
+def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) -> int:
+    """Bytes of one seed in flight: the training and test inputs and a copy of them (XLA
+    keeps ``X`` and its transpose for the two products), the selection paths, the weights
+    and observables."""
+    return itemsize * (2 * (n + n_test) * d + 2 * (n_steps + 1) * n + 8 * d + 16 * (n_steps + 1))
+
+
+def fit_batch(batch_size, n_seeds, per_seed):
+    """Seeds per vmapped chunk: ``batch_size`` if given (checked), else as many as fit in 40%
+    of the device's memory; refuse what cannot fit."""
+    avail = device_bytes()
+    if batch_size is not None:
+        batch_size = min(_validate.integer("batch_size", batch_size, 1), n_seeds)
+        if avail is not None and batch_size * per_seed > 0.9 * avail:
+            raise ValueError(f"batch_size: {batch_size} seeds at once need about {batch_size * per_seed / 2**30:.1f} "
+                             f"GiB but the device has {avail / 2**30:.1f} GiB; use a smaller batch_size (one seed "
+                             f"needs {per_seed / 2**30:.2f} GiB)")
+        return batch_size
+    if avail is None:
+        return n_seeds
+    if per_seed > 0.9 * avail:
+        raise ValueError(f"d: one seed needs about {per_seed / 2**30:.1f} GiB (inputs (alpha d + n_test) x d) but "
+                         f"the device has {avail / 2**30:.1f} GiB; reduce d or n_test")
+    return max(1, min(n_seeds, int(0.4 * avail // per_seed)))

@@ -1,0 +1,76 @@
+"""Weight side of the DMFT (section 2.4; section 6.2 for ``K`` units): response ``R``,
+homogeneous solution ``P`` and correlation ``C_perp`` from the kernels, by ``lax.scan``.
+
+One implementation for every ``K``: the kernels are ``K x K`` blocks (``lam_hat`` ``(S, K, K)``,
+``M_R`` and ``M_C`` ``(S, S, K, K)``), and a single unit is ``K = 1`` (:func:`response` and
+:func:`correlation` take and return its plain ``(S,)`` and ``(S, S)`` arrays, through the same
+block code).
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from .._algorithms.updates import updated
+
+
+def response_blocks(lam, lam_hat, M_R, dts, update=None):
+    """``R[k, l]`` (``K x K`` blocks per unit time, ``R[l+1, l] = I``) and ``P[k]`` (``P[0] = I``):
+    ``R[k+1] = (I - eta_k (lam I + lam_hat[k])) R[k] + eta_k sum_j eta_j M_R[k, j] R[j]`` (plus the
+    source ``I`` at ``l = k``, so ``R[l+1, l] = b0 I`` after the update); with a two-step ``update`` (:class:`~dmft_jax._algorithms.updates.TwoStep`,
+    section 5.1) every row takes the weights' update, ``R[-1] = R[0]``. ``dts``: the step sizes
+    ``eta_k``."""
+    S, K = lam_hat.shape[0], lam_hat.shape[-1]
+    dtype = lam_hat.dtype
+    eye = jnp.eye(K, dtype=dtype)
+    width = (S + 1) * K
+    # carried as RP[k, a, (l, c)], column block S holding P (no source term), so that every
+    # product is one matrix product (a matrix-vector product at K = 1)
+    RP = jnp.zeros((S, K, S + 1, K), dtype).at[0, :, S, :].set(eye).reshape(S, K, width)
+    weighted = jnp.transpose(M_R * dts[None, :, None, None], (0, 2, 1, 3)).reshape(S, K, S * K)  # [k, a, (j, b)]
+
+    def body(carry, k):
+        RP, incr = carry
+        dt = dts[k]
+        decay = eye - dt * (lam * eye + lam_hat[k])
+        new = decay @ RP[k] + dt * (weighted[k] @ RP.reshape(S * K, width))
+        at = (0, k * K)  # the source I in column block l = k
+        new = lax.dynamic_update_slice(new, lax.dynamic_slice(new, at, (K, K)) + eye, at)
+        new, incr = updated(update, new, RP[k], RP[jnp.maximum(k - 1, 0)], incr)
+        return (RP.at[k + 1].set(new), incr), None
+
+    (RP, _), _ = lax.scan(body, (RP, jnp.zeros_like(RP[0])), jnp.arange(S - 1))
+    RP = jnp.transpose(RP.reshape(S, K, S + 1, K), (0, 2, 1, 3))  # [k, l, a, c]
+    return RP[:, :S], RP[:, S]
+
+
+def correlation_blocks(R, P, M_C, R0, dts, temperature=None):
+    """``C_perp[k, a, l, b]`` = ``R0 (P[k] P[l]^T)_ab + sum_{i, j} eta_i eta_j (R[k, i] M_C[i, j] R[l, j]^T)_ab``
+    with ``M_C[i, j] = M_C[j, i]^T`` above the diagonal (plus ``2 T_L sum_i eta_i R[k, i] R[l, i]^T``
+    with Langevin noise, section 5.2); returned as ``(S, K, S, K)``."""
+    S, K = P.shape[0], P.shape[-1]
+    flat = lambda X: jnp.transpose(X, (0, 2, 1, 3)).reshape(S * K, S * K)  # [k, l, a, b] -> [(k, a), (l, b)]
+    steps = jnp.arange(S)
+    lower = flat(M_C * (steps[:, None] >= steps[None, :])[:, :, None, None])  # only k >= l is read
+    strict = flat(M_C * (steps[:, None] > steps[None, :])[:, :, None, None])
+    M = lower + strict.T
+    Rw = flat(R) * jnp.repeat(dts, K)[None, :]
+    P2 = P.reshape(S * K, K)
+    C = R0 * P2 @ P2.T + Rw @ M @ Rw.T
+    if temperature is not None:
+        C = C + 2.0 * temperature * (Rw @ flat(R).T)
+    return C.reshape(S, K, S, K)
+
+
+def response(lam, lam_hat, M_R, dts, update=None):
+    """A single unit's ``R`` ``(S, S)`` and ``P`` ``(S,)``: :func:`response_blocks` at ``K = 1``
+    (``lam_hat`` ``(S,)``, ``M_R`` ``(S, S)`` strictly lower triangular)."""
+    R, P = response_blocks(lam, lam_hat[:, None, None], M_R[:, :, None, None], dts, update)
+    return R[:, :, 0, 0], P[:, 0, 0]
+
+
+def correlation(R, P, M_C, R0, dts, temperature=None):
+    """A single unit's ``C_perp`` ``(S, S)``: :func:`correlation_blocks` at ``K = 1`` (``M_C``
+    lower triangular, its upper half read by symmetry)."""
+    C = correlation_blocks(R[:, :, None, None], P[:, None, None], M_C[:, :, None, None], R0, dts, temperature)
+    return C[:, 0, :, 0]

@@ -1,0 +1,253 @@
+"""Committee machines (docs/equations.md, section 6): ``K`` first-layer units ``W`` (rows
+``w_a``), fields ``r_a = w_a.x / sqrt(d)``, and a fixed second layer, the read-out ``f(r)`` of
+the ``K``-vector of fields; the loss is ``ell`` of the margin ``y f(r)`` (or of the residual
+``f(r) - y`` for regression data).
+
+Here: the problems (:class:`Committee` with the read-outs :class:`SoftCommittee`,
+:class:`SignCommittee` and :class:`CustomReadout`) and the result of their finite-``d``
+simulation (:class:`CommitteeSimulation`: the order parameters ``m``, a ``K``-vector, and
+``Q = W W^T / d``, ``K x K``, the held-out test error, the training loss and accuracy). The
+simulation is :func:`dmft_jax.simulate`'s, the one simulator for every ``K``; the DMFT with
+``K x K`` kernel blocks is :mod:`dmft_jax._solve.units`, reached through
+:func:`dmft_jax.solve`.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _validate
+from .._util import cast_tree, tolist
+from .._algorithms.algorithms import AbstractAlgorithm
+from .problem import Problem
+from .._solve.results import AbstractOutcome, Result
+
+
+class AbstractReadout(eqx.Module):
+    """The fixed second layer: ``f(r)`` of the ``K`` fields on the last axis of ``r``."""
+
+    K: int = eqx.field(static=True)
+
+    @abc.abstractmethod
+    def __call__(self, r):
+        """The network's output for fields ``r`` of shape ``(..., K)``: shape ``(...)``."""
+
+    def root_last(self, rest):
+        """The value ``x`` of the last field where ``f(rest, x) = 0``, for the other fields ``rest``
+        ``(..., K - 1)``, when ``f`` increases in the last field (``-inf``: ``f > 0`` for every
+        ``x``; ``+inf``: ``f < 0``); ``None`` when the read-out does not say (the DMFT's test error
+        is then a plain Monte Carlo average, without a derivative)."""
+        return None
+
+    def loss_derivatives(self, problem, y, r):
+        """The per-sample loss's gradient ``(K, N)`` and Hessian ``(K, K, N)`` in the fields
+        ``r`` ``(K, N)`` (units first, samples last), by autodiff; a read-out with closed forms
+        may override it."""
+        def one(y1, r1):
+            return problem.loss(problem.model.loss_argument(y1, self(r1)))
+
+        g = jax.vmap(jax.grad(one, argnums=1))(y, r.T)
+        H = jax.vmap(jax.hessian(one, argnums=1))(y, r.T)
+        return g.T, jnp.moveaxis(H, 0, -1)
+
+    def to_dict(self) -> dict:
+        return {"readout": type(self).__name__, "K": self.K}
+
+
+class UnitReadout(AbstractReadout):
+    """One unit read out through its model, ``f(r) = phi(r_0)`` (``K = 1``): a single-layer
+    problem is the committee with this read-out, solved by the same engine. Its loss
+    derivatives are the problem's own (elementwise, no Hessian by autodiff)."""
+
+    model: Any
+
+    def __init__(self, model):
+        self.K = 1
+        self.model = model
+
+    def __call__(self, r):
+        return self.model.phi(r[..., 0])
+
+    def loss_derivatives(self, problem, y, r):
+        d1, d2 = problem.loss_derivatives(y, r[0])
+        return d1[None], d2[None, None]
+
+
+def _arctanh_root(s):
+    """``x`` with ``tanh(x) = -s`` (``-inf`` for ``s >= 1``, ``+inf`` for ``s <= -1``)."""
+    inside = jnp.abs(s) < 1
+    x = jnp.arctanh(jnp.where(inside, -s, 0.0))
+    return jnp.where(inside, x, jnp.where(s >= 1, -jnp.inf, jnp.inf))
+
+
+def _units(K) -> int:
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"K must be an integer >= 1 (the number of hidden units); got {K!r}")
+    return int(K)
+
+
+class SoftCommittee(AbstractReadout):
+    """``f(r) = sum_a tanh(r_a) / K``."""
+
+    def __init__(self, K: int = 2):
+        self.K = _units(K)
+
+    def __call__(self, r):
+        return jnp.mean(jnp.tanh(r), axis=-1)
+
+    def root_last(self, rest):
+        return _arctanh_root(jnp.sum(jnp.tanh(rest), axis=-1))
+
+
+class SignCommittee(AbstractReadout):
+    """The sign committee through a smooth surrogate: ``f(r) = sum_a tanh(beta r_a) / K``, whose
+    sign is the majority vote of ``sign(r_a)`` as ``beta -> infinity`` (``K`` odd)."""
+
+    beta: Any = _validate.float_field("beta")
+
+    def __init__(self, K: int = 3, beta=4.0):
+        self.K = _units(K)
+        self.beta = beta
+
+    def __check_init__(self):
+        _validate.positive("beta", self.beta)
+
+    def __call__(self, r):
+        return jnp.mean(jnp.tanh(self.beta * r), axis=-1)
+
+    def root_last(self, rest):
+        return _arctanh_root(jnp.sum(jnp.tanh(self.beta * rest), axis=-1)) / self.beta
+
+    def to_dict(self):
+        return dict(super().to_dict(), beta=tolist(self.beta))
+
+
+class CustomReadout(AbstractReadout):
+    """Any JAX function ``fn(r)`` of the ``K`` fields on the last axis (derivatives by autodiff).
+    ``root`` (optional): ``root(rest)``, the value of the last field where ``fn`` changes sign
+    given the others (``fn`` increasing in it; see :meth:`AbstractReadout.root_last`), which
+    makes the DMFT's test error smooth; without it the test error is a plain Monte Carlo
+    average."""
+
+    fn: Callable = eqx.field(static=True)
+    root: Callable | None = eqx.field(static=True, default=None)
+
+    def __init__(self, K: int, fn: Callable, root: Callable | None = None):
+        self.K = _units(K)
+        if not callable(fn):
+            raise ValueError(f"fn must be a callable f(r) of the K fields on the last axis; got {fn!r}")
+        if root is not None and not callable(root):
+            raise ValueError(f"root must be None or a callable root(rest) of the first K - 1 fields; got {root!r}")
+        self.fn = fn
+        self.root = root
+
+    def __call__(self, r):
+        return self.fn(r)
+
+    def root_last(self, rest):
+        return None if self.root is None else self.root(rest)
+
+    def to_dict(self):
+        return dict(super().to_dict(), fn=getattr(self.fn, "__name__", repr(self.fn)))
+
+
+class Committee(eqx.Module):
+    """A committee-machine problem: the data, loss and scalars of ``problem`` (its ``R0`` is
+    the variance of every entry of ``W_0``), the read-out, and the initial overlaps ``m0``
+    with the teacher direction, one per unit (default: ``problem.m0`` for every unit; unequal
+    values break the units' exchangeability)."""
+
+    problem: Problem
+    readout: AbstractReadout
+    m0: Any
+
+    def __init__(self, problem: Problem, readout: AbstractReadout, m0=None):
+        if not isinstance(problem, Problem):
+            raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
+        if not isinstance(readout, AbstractReadout):
+            raise ValueError(f"readout must be SoftCommittee(K), SignCommittee(K, beta), CustomReadout(K, fn) or "
+                             f"another dmft_jax._problem.readouts.AbstractReadout; got {readout!r}")
+        if problem.bias is not None:
+            raise ValueError("problem: a learnable bias is not built for committee machines; use bias=None")
+        K = readout.K
+        for shape, want in (((K + 2, K), (K + 2,)), ((K,), ())):  # a batch of samples, and one sample
+            try:  # shapes only: nothing runs
+                got = jax.eval_shape(readout, jax.ShapeDtypeStruct(shape, jnp.result_type(float))).shape
+            except Exception as err:
+                raise ValueError(f"readout: f(r) fails on fields of shape {shape} ({type(err).__name__}: {err}); it "
+                                 "must map the K fields on the last axis to one output") from None
+            if got != want:
+                raise ValueError(f"readout: f(r) must map the K fields on the last axis to one output; for fields "
+                                 f"of shape {shape} it returned shape {got} (a sum over samples is not a read-out)")
+        self.problem = problem
+        self.readout = readout
+        m0 = problem.m0 if m0 is None else m0
+        if isinstance(m0, (list, tuple)) and any(isinstance(x, jax.Array) for x in m0):
+            m0 = jnp.stack([_validate.as_float_array(x, "m0") for x in m0])  # traced entries (jax.grad of one unit's m0)
+        m0 = _validate.as_float_array(m0, "m0")
+        if not isinstance(m0, jax.core.Tracer) and np.ndim(m0) not in (0, 1):
+            raise ValueError(f"m0 must be a number or a vector of {readout.K} overlaps; got shape {np.shape(m0)}")
+        self.m0 = jnp.broadcast_to(m0, (readout.K,)) if np.ndim(m0) == 0 else m0
+
+    def __check_init__(self):
+        if self.m0.shape != (self.readout.K,):
+            raise ValueError(f"m0 must have one overlap per unit, shape ({self.readout.K},); got {self.m0.shape}")
+        _validate.check("m0", self.m0, lambda a: a == a, "finite overlaps")
+
+    @property
+    def K(self) -> int:
+        return self.readout.K
+
+    def output(self, r):
+        """The loss argument of every sample: margin ``y f(r)`` or residual ``f(r) - y``."""
+        return self.readout(r)
+
+    def to_dict(self) -> dict:
+        out = self.problem.to_dict()
+        out.update(self.readout.to_dict())
+        out["m0"] = tolist(self.m0)
+        return out
+
+    def astype(self, dtype):
+        return cast_tree(self, dtype)
+
+
+OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
+
+
+class CommitteeSimulation(AbstractOutcome):
+    """Seed means and standard errors of a committee's finite-``d`` observables, indexed by
+    step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``, ``test_error`` (the held-out samples),
+    ``train_loss`` and ``train_acc``; ``runs[name]`` holds the per-seed curves."""
+
+    t: Any
+    m: Any
+    m_se: Any
+    Q: Any
+    Q_se: Any
+    test_error: Any
+    test_error_se: Any
+    train_loss: Any
+    train_loss_se: Any
+    train_acc: Any
+    train_acc_se: Any
+    runs: dict
+    result: Result
+    seed: Any
+    problem: Committee
+    algorithm: AbstractAlgorithm
+    config: Any = eqx.field(static=True)  # dmft_jax._simulate.simulate.SimulationConfig
+
+    kind: ClassVar[str] = "committee_simulation"
+    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
+
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._tools.io.save`)."""
+        from .._tools.io import save
+
+        return save(self, path, overwrite=overwrite)

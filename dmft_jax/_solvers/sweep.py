@@ -1,0 +1,187 @@
+"""The causal forward sweep (docs/equations.md, section 2.6.1): the default solver.
+
+Why a sweep: every kernel at step ``k`` is an average over trajectories advanced with
+kernels of steps ``< k`` only, so the self-consistent solution of the discrete scheme is
+obtained exactly in one pass (``lax.scan`` over ``k``): evaluate the trajectories at ``k``,
+form kernel row ``k``, extend the causal Cholesky factor of the noise covariance
+``Delta M_C`` by one row, advance ``u``, the response and ``m``.
+
+One rolled loop: time is cut into ``n`` chunks of equal width ``w`` (histories padded to
+``n w`` rows), and every product over the past runs over the chunks up to the current
+step's only (:class:`~dmft_jax._engine.past.Past`; the exact response is stored as tiles of its
+lower triangle), so a step reads the ``O(k)`` (``O(k^2)`` for ``chi``) entries it needs
+while the loop body, compiled once, has the same shapes at every step. The compiled
+program therefore does not grow with ``T`` or with the number of chunks. Steps are
+scanned in groups of ``w`` (one checkpoint per group for reverse mode); the padded steps
+past ``T`` are skipped by a branch. Results are equal to rounding for any number of chunks.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._engine import process
+from .._util import pad_to
+from .._engine.noise import NoiseFactor, noise_rows
+from .._engine.past import Past, padded_size
+from .base import AbstractSolver, SolverOutput
+from .._engine.timegrid import auto_time_blocks, chunk_width
+from .._algorithms.updates import updated
+
+
+class SweepCarry(eqx.Module):
+    """The state carried from step to step: trajectories, ``m[k]`` and the noise factor."""
+
+    state: process.State
+    m: jax.Array  # (K,)
+    factor: NoiseFactor
+    m_prev: jax.Array  # m[k-1] (m[-1] = m[0]), for momentum
+    m_incr: jax.Array  # the last step's increment before momentum (a two-step update)
+    b: Any = None  # the learnable bias b[k] and b[k-1] (K,) and its increment (section 5.4; None without one)
+    b_prev: Any = None
+    b_incr: Any = None
+
+
+class CausalSweep(AbstractSolver):
+    """One causal pass in time, in one rolled loop. ``time_blocks``: the number of equal
+    chunks time is cut into (default :func:`~dmft_jax._engine.timegrid.auto_time_blocks`): more
+    chunks read less of the past per step; the compiled program is the same size for any
+    number. ``buckets`` (default on): a top-level :func:`~dmft_jax.solve` with constant step
+    sizes runs ``T`` steps in arrays sized for ``T``'s bucket
+    (:func:`~dmft_jax._engine.timegrid.bucket_steps`), so that another ``t_max`` in the bucket
+    reuses the compiled program (results equal to rounding). ``pivot_rtol``: see
+    :class:`~dmft_jax._solvers.base.AbstractSolver`."""
+
+    time_blocks: int | None = eqx.field(static=True)
+    pivot_rtol: float | None = eqx.field(static=True)
+    buckets: bool = eqx.field(static=True)
+
+    def __init__(self, time_blocks: int | None = None, pivot_rtol: float | None = None, buckets: bool = True):
+        self.time_blocks = time_blocks
+        self.pivot_rtol = pivot_rtol
+        self.buckets = buckets
+
+    def check(self, n_steps):
+        if self.time_blocks is not None and (isinstance(self.time_blocks, bool)
+                                             or int(self.time_blocks) != self.time_blocks
+                                             or self.time_blocks < 1):
+            raise ValueError(f"time_blocks must be an integer >= 1; got {self.time_blocks!r}")
+        if not isinstance(self.buckets, (bool, np.bool_)):
+            raise ValueError(f"buckets must be True or False; got {self.buckets!r}")
+
+    def blocks(self, n_steps: int) -> int:
+        return auto_time_blocks(n_steps) if self.time_blocks is None else int(self.time_blocks)
+
+    def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
+        return forward_sweep(net, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
+                             shard, n_real)
+
+
+def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x,
+                  n_real=None) -> SolverOutput:
+    """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring) for the
+    ``K`` units of ``net`` (:class:`~dmft_jax._engine.process.Network`; a single unit is ``K = 1``):
+    kernels in ``K x K`` blocks, the noise factor over the flattened (time, unit) index.
+
+    ``n_real`` (traced, optional): a shape bucket. The arrays are sized for ``T`` steps but the
+    sweep stops after ``n_real <= T`` (steps from ``n_real`` on are skipped, kernel rows past
+    ``n_real`` are zero, their pivot flags were never formed (0: the caller masks them) and
+    ``m`` keeps its value at ``n_real``), so that every ``n_real``
+    shares one compiled program and gives the numbers of a sweep over ``n_real`` steps."""
+    dtype = rnd.u0.dtype
+    problem, K = net.problem, net.K
+    stop = T if n_real is None else n_real
+    size = T + 1
+    width = chunk_width(T, n_chunks)
+    past = Past(width)
+    padded = padded_size(size, width)
+    group = T if width is None else width  # steps per checkpointed group
+    n_groups = -(-T // group)
+    # histories over the padded rows; the step sizes past T are 1 (M_R[k, l] divides by them)
+    rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd,
+                        (pad_to(rnd.zeta, padded, (0,)), pad_to(rnd.dts, padded, (0,), value=1.0)))
+
+    def live(carry: SweepCarry, k):
+        meter.step(k, stop)
+        state, row = process.kernel_row(net, rnd_p, carry.state, k, carry.m, est, past, carry.b)
+        L_k, factor = noise_rows(carry.factor, row.M_C, problem.delta, k, pivot_rtol)
+        state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
+        dt = rnd_p.dts[k]
+        m_next, m_incr = updated(rnd.update, process.m_step(problem.lam, dt, carry.m, row.mu), carry.m,
+                                         carry.m_prev, carry.m_incr)
+        b_next, b_incr = None, None
+        if carry.b is not None:  # b[k+1] = b[k] - dt alpha E[g[k]] (no ridge on the bias)
+            b_next, b_incr = updated(rnd.update, process.m_step(0.0, dt, carry.b, row.g_mean), carry.b,
+                                             carry.b_prev, carry.b_incr)
+        return (SweepCarry(state, m_next, factor, carry.m, m_incr, b_next, carry.b, b_incr),
+                ((carry.m, carry.b), row.public()))
+
+    def body(carry, k):
+        if n_groups * group == T:  # no padded steps
+            return live(carry, k)
+        zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])
+        return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b), zeros())), carry, k)
+
+    state = shard(process.init_state(net, rnd, T, est, key_probe, past))
+    zero = lambda x: None if x is None else jnp.zeros_like(x)
+    carry = SweepCarry(state, net.m0, NoiseFactor.empty(padded * K, dtype), net.m0, zero(net.m0), net.bias, net.bias,
+                       zero(net.bias))
+    out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
+    if n_real is None:
+        # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
+        # memory holds the groups' boundary carries plus one group's per-step carries, not T
+        # carries (a carry holds the O(T^2 N_chi) response).
+        run_group = jax.checkpoint(lambda c, g: lax.scan(body, c, g * group + jnp.arange(group)))
+        carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
+        flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
+        m, rows = jax.tree_util.tree_map(flat, m), jax.tree_util.tree_map(flat, rows)
+    else:
+        # a bucket (a concrete top-level solve: forward only): n_real steps in a while loop,
+        # the rows written into arrays of T (rows past n_real stay zero)
+        def step(st):
+            k, carry, ms, rows = st
+            carry, (m_k, row) = live(carry, k)
+            put = lambda a, x: lax.dynamic_update_index_in_dim(a, x, k, 0)
+            return k + 1, carry, jax.tree_util.tree_map(put, ms, m_k), jax.tree_util.tree_map(put, rows, row)
+
+        zeros = lambda a: jnp.zeros((T,) + a.shape, a.dtype)
+        init = (jnp.zeros((), jnp.result_type(int)), carry, jax.tree_util.tree_map(zeros, out_shape[1][0]),
+                jax.tree_util.tree_map(zeros, out_shape[1][1]))
+        _, carry, m, rows = lax.while_loop(lambda st: st[0] < n_real, step, init)
+    m, b = m
+    return _finish(net, rnd_p, carry, rows, m, b, size, stop, n_real, est, past, pivot_rtol)
+
+
+def _finish(net, rnd_p, carry: SweepCarry, rows, m, b, size, stop, n_real, est, past, pivot_rtol) -> SolverOutput:
+    """The sweep's output: kernel row ``stop`` (``T``, or ``n_real`` in a bucket) appended to the
+    scanned rows, ``m`` (and ``b``) to step ``T``, the histories cut to ``size = T + 1``."""
+    K = net.K
+    state, row_T = process.kernel_row(net, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
+    _, factor = noise_rows(carry.factor, row_T.M_C, net.problem.delta, stop, pivot_rtol)
+    if n_real is None:
+        rows = stack_rows(rows, row_T.public())
+    else:  # row n_real in place of the skipped step's zeros
+        rows = stack_rows(rows, jax.tree_util.tree_map(jnp.zeros_like, row_T.public()))
+        rows = jax.tree_util.tree_map(lambda a, b: a.at[n_real].set(b), rows, row_T.public())
+    rows = eqx.tree_at(lambda r: (r.M_C, r.M_R), rows, (rows.M_C[:, :size], rows.M_R[:, :size]))
+    m = jnp.concatenate([m, carry.m[None]])
+    if b is not None:
+        b = jnp.concatenate([b, carry.b[None]])
+    if n_real is not None:  # m (and b) stay at their values of step n_real
+        past_real = (jnp.arange(size) >= n_real)[:, None]
+        m = jnp.where(past_real, carry.m, m)
+        b = None if b is None else jnp.where(past_real, carry.b, b)
+    state = eqx.tree_at(lambda st: (st.u, st.g), state, (state.u[:size], state.g[:size]))
+    return SolverOutput(rows=rows, m=m, pivots=factor.pivots[:size * K].reshape(size, K), state=state,
+                        n_iter=jnp.asarray(0), converged=jnp.asarray(True),
+                        factor=carry.factor.rows[:size * K, :size * K], bias=b)
+
+
+def stack_rows(rows_scan, row_last):
+    """Append the last row (step T) to the scanned rows (steps 0..T-1)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]], axis=0), rows_scan, row_last)

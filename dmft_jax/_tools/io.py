@@ -1,0 +1,339 @@
+"""Save and load results: arrays in ``<name>.npz`` with the parameters, configuration, seed
+and package version inside it (member ``__meta__``), and the same metadata beside it as
+``<name>.json`` for people to read.
+
+Why one file is the unit: a save must never mix two results, whatever interrupts it. The
+``.npz`` carries its own metadata, a save id and the SHA-256 of every array, so :func:`load`
+trusts nothing it cannot check: an array edited or cut, a ``.json`` edited by hand (refused),
+or a ``.json`` left from another save by an interrupted overwrite (ignored, with a warning:
+the ``.npz`` is whole). Files are written to temporary names and then renamed (a new name is
+created exclusively, so of two processes saving the same new name exactly one wins); the
+temporaries of a save killed midway are removed by the next save of that name.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 2
+_META = "__meta__"
+
+
+def _arrays(result) -> dict:
+    return {n: np.asarray(getattr(result, n)) for n in result.saved_arrays}
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def metadata(result) -> dict:
+    from .. import __version__
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": result.kind,
+        "dmft_jax_version": __version__,
+        "problem": result.problem.to_dict(),
+        "algorithm": result.algorithm.to_dict(),
+        "config": dict(result.config.to_dict(), seed=int(np.ravel(np.asarray(result.seed))[0])),
+        "grid": ({n: np.asarray(v).tolist() for n, v in result.grid.items()}
+                 if getattr(result, "grid", None) is not None else None),
+    }
+
+
+def pair_paths(path) -> tuple[Path, Path]:
+    """The ``.npz`` and ``.json`` paths of a result named ``path``: the name is kept whole
+    (``lam_0.05`` gives ``lam_0.05.npz``); a trailing ``.npz`` or ``.json`` is dropped."""
+    if isinstance(path, (str, os.PathLike)) and str(path).strip():
+        base = str(path)
+    else:
+        raise ValueError(f"path must be a non-empty file name; got {path!r}")
+    for suffix in (".npz", ".json"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return Path(base + ".npz"), Path(base + ".json")
+
+
+def _op(name, fn, *args):
+    """Every file operation of a save goes through here (one place to count or fail them)."""
+    return fn(*args)
+
+
+def _prefix(path: Path) -> str:
+    return "." + path.name[:120] + "."  # short enough for any legal name, whatever its length
+
+
+def _temporary(path: Path, write) -> str:
+    """Write a temporary file beside ``path`` (readable as the umask allows, like any new file),
+    named after ``path`` and this process (so that a later save can remove it if we die)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_prefix(path)}{os.getpid()}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove the temporaries that a save of ``path`` killed midway left (its process is gone)."""
+    prefix = _prefix(path)
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            pid = name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                try:
+                    entry.unlink()
+                except OSError:
+                    pass
+
+
+def _place_new(tmp: str, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` only if no file has it (exclusive: of two processes,
+    exactly one wins); ``FileExistsError`` otherwise."""
+    try:
+        _op("link", os.link, tmp, target)
+    except FileExistsError:
+        raise FileExistsError(f"{target} exists (another save took the name first): pass overwrite=True to "
+                              "replace it, or another name") from None
+    except OSError as err:  # a file system without hard links: check, then rename (not exclusive)
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        if target.exists():
+            raise FileExistsError(f"{target} exists: pass overwrite=True to replace it, or another name") from None
+        _op("rename", os.replace, tmp, target)
+
+
+def save(result, path, *, overwrite: bool = False) -> Path:
+    """Write ``<path>.npz`` (arrays and metadata) and ``<path>.json`` (the metadata, to read);
+    returns the ``.npz`` path.
+
+    The ``.npz`` is the unit (module docstring): it is written whole or not at all, and an
+    exception at any point leaves the earlier files as they were. An existing result of that
+    name is refused unless ``overwrite=True``; of two processes saving the same new name,
+    exactly one succeeds and the other gets ``FileExistsError``.
+    """
+    if not hasattr(type(result), "saved_arrays") or not hasattr(type(result), "kind"):
+        raise ValueError(f"result must be a dmft_jax Solution or Simulation; got {type(result).__name__}")
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise ValueError(f"overwrite must be True or False; got {overwrite!r}")
+    npz, js = pair_paths(path)
+    if not overwrite and (npz.exists() or js.exists()):
+        raise FileExistsError(f"{npz} or {js} exists: pass overwrite=True to replace it, or another name")
+    for p in (npz, js):
+        if p.exists() and not p.is_file():
+            raise ValueError(f"path: {p} exists and is not a file")
+    arrays = _arrays(result)
+    meta = metadata(result)
+    meta["save_id"] = uuid.uuid4().hex
+    meta["arrays"] = {n: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _digest(a)}
+                      for n, a in arrays.items()}
+    text = json.dumps(meta, indent=2).encode()
+    try:
+        npz.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"path: cannot create the folder {npz.parent} ({err})") from None
+    _remove_stale(npz)
+    _remove_stale(js)
+    payload = dict(arrays, **{_META: np.frombuffer(text, dtype=np.uint8)})
+    tmp_npz = _op("write", _temporary, npz, lambda fh: np.savez(fh, **payload))
+    try:
+        tmp_js = _op("write", _temporary, js, lambda fh: fh.write(text))
+    except BaseException:
+        os.unlink(tmp_npz)
+        raise
+    try:
+        (_place_pair if not overwrite else _replace_pair)(tmp_npz, tmp_js, npz, js)
+    finally:
+        for tmp in (tmp_npz, tmp_js):
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return npz
+
+
+def _place_pair(tmp_npz, tmp_js, npz, js):
+    """A new name: both files placed exclusively; on any failure nothing of this save stays."""
+    placed = []
+    try:
+        _place_new(tmp_npz, npz)
+        placed.append(npz)
+        _place_new(tmp_js, js)
+    except BaseException:
+        for p in placed:  # ours only (a name another save took first is not touched)
+            p.unlink()
+        raise
+
+
+def _replace_pair(tmp_npz, tmp_js, npz, js):
+    """An overwrite: the earlier files are kept under temporary names (hard links, no copy) until
+    the new ones are in place; an exception puts them back. A kill between the two renames leaves
+    the new .npz (whole) beside the earlier .json, which load recognises and ignores."""
+    backups, placed = {}, []
+    try:
+        for p in (npz, js):
+            if p.exists():
+                backup = f"{p.parent / _prefix(p)}{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+                _op("link", os.link, p, backup)
+                backups[p] = backup
+        _op("rename", os.replace, tmp_npz, npz)
+        placed.append(npz)
+        _op("rename", os.replace, tmp_js, js)
+        placed.append(js)
+    except BaseException:
+        for p in placed:  # undo: the earlier file back, or no new file
+            if p in backups:
+                os.replace(backups.pop(p), p)
+            else:
+                p.unlink()
+        for b in backups.values():  # files not replaced were never touched
+            os.unlink(b)
+        raise
+    for b in backups.values():
+        os.unlink(b)
+
+
+class Loaded:
+    """A saved result: every array as an attribute (``t``, ``m``, ``eps_gen``, ``*_se``, ...),
+    ``meta`` (parameters, algorithm, config with seed, package version) and ``config``; it
+    can be passed to :func:`dmft_jax._tools.plot.compare` like the original result."""
+
+    def __init__(self, arrays: dict, meta: dict):
+        self.__dict__.update(arrays)
+        self.arrays = arrays
+        self.meta = meta
+        self.config = meta.get("config", {})
+        self.kind = meta.get("kind")
+
+    def __repr__(self):
+        return f"Loaded({self.kind}, arrays={sorted(self.arrays)})"
+
+
+def load(path) -> Loaded:
+    """Load a result saved by :func:`save`; raises ``ValueError`` for a file of another
+    format version or a corrupt/partial file."""
+    arrays, meta = load_arrays(path)
+    return Loaded(arrays, meta)
+
+
+REQUIRED = {"solution": ("t", "m", "q", "eps_gen", "train_loss", "train_acc", "status"),
+            "simulation": ("t", "m", "q", "eps_gen", "eps_gen_se", "train_loss", "train_acc", "status"),
+            "committee_simulation": ("t", "m", "Q", "test_error", "train_loss", "train_acc", "status"),
+            "committee_solution": ("t", "m", "Q", "eps_gen", "train_loss", "train_acc", "status")}
+
+
+def load_arrays(path) -> tuple[dict, dict]:
+    """``(arrays, metadata)`` saved by :func:`save`, after checking that they belong together
+    (module docstring); ``ValueError`` naming the file and the check otherwise."""
+    npz, js = pair_paths(path)
+    try:
+        with np.load(npz, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as err:  # zipfile/pickle errors on truncated files
+        raise ValueError(f"{npz}: cannot read arrays ({err})") from err
+    sidecar = _read_json(js, required=_META not in arrays)
+    if _META not in arrays and sidecar.get("format_version") == FORMAT_VERSION:
+        raise ValueError(f"{npz}: not a saved dmft_jax result: missing arrays ['{_META}'] (the metadata that the "
+                         ".json beside it was saved with)")
+    if _META not in arrays:  # format 1: the metadata only in the .json (nothing to check it by)
+        meta = sidecar
+        _check_version(js, meta, 1)
+        warnings.warn(f"{npz}: a format-1 save, whose arrays carry no hashes: its .json is trusted as it is",
+                      UserWarning, stacklevel=3)
+    else:
+        try:
+            meta = json.loads(arrays.pop(_META).tobytes().decode())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{npz}: cannot read the metadata inside ({err})") from err
+        if not isinstance(meta, dict):
+            raise ValueError(f"{npz}: not dmft_jax metadata (a JSON object is expected)")
+        _check_version(npz, meta, FORMAT_VERSION)
+        _check_arrays(npz, arrays, meta)
+        _check_sidecar(js, sidecar, meta)
+    kind = meta.get("kind")
+    if kind not in REQUIRED:
+        raise ValueError(f"{npz}: kind {kind!r} is not one of {sorted(REQUIRED)}")
+    missing = [n for n in REQUIRED[kind] if n not in arrays]
+    if missing:
+        raise ValueError(f"{npz}: not a saved dmft_jax {kind}: missing arrays {missing}")
+    return arrays, meta
+
+
+def _read_json(js: Path, required: bool):
+    try:
+        meta = json.loads(js.read_text())
+    except FileNotFoundError:
+        if required:
+            raise ValueError(f"{js}: cannot read metadata (no such file)") from None
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        if required:
+            raise ValueError(f"{js}: cannot read metadata ({err})") from err
+        return {"unreadable": str(err)}
+    if not isinstance(meta, dict):
+        if required:
+            raise ValueError(f"{js}: not dmft_jax metadata (a JSON object is expected)")
+        return {"unreadable": "not a JSON object"}
+    return meta
+
+
+def _check_version(where, meta, want):
+    version = meta.get("format_version")
+    if type(version) is not int or version != want:
+        raise ValueError(f"{where}: format_version {version!r} is not supported here (this dmft_jax reads the "
+                         f"integer {FORMAT_VERSION}, and 1 from .json files)")
+
+
+def _check_arrays(npz, arrays, meta):
+    listed = meta.get("arrays")
+    if not isinstance(listed, dict) or set(listed) != set(arrays):
+        raise ValueError(f"{npz}: its arrays are not those its metadata lists (edited or mixed files)")
+    for name, a in arrays.items():
+        entry = listed[name]
+        if not isinstance(entry, dict) or entry.get("shape") != list(a.shape) or entry.get("dtype") != str(a.dtype) \
+                or entry.get("sha256") != _digest(a):
+            raise ValueError(f"{npz}: array {name!r} is not the one saved (its shape, dtype or SHA-256 differs: "
+                             "edited or damaged)")
+
+
+def _check_sidecar(js, sidecar, meta):
+    """The ``.json`` must be the copy of the metadata inside the ``.npz``: one from another save
+    (an interrupted overwrite, or no ``.json`` at all) is ignored with a warning; one edited by
+    hand is refused."""
+    if sidecar == meta:
+        return
+    if sidecar is None or sidecar.get("save_id") != meta.get("save_id"):
+        what = "missing" if sidecar is None else "from another save (an interrupted overwrite?)"
+        warnings.warn(f"{js}: {what}; the metadata inside the .npz is used (it is whole)", UserWarning, stacklevel=4)
+        return
+    keys = sorted(k for k in set(sidecar) | set(meta) if sidecar.get(k) != meta.get(k))
+    shown = ", ".join(f"{k} {sidecar.get(k)!r} (saved: {meta.get(k)!r})" for k in keys[:3])
+    raise ValueError(f"{js}: edited after the save: {shown}; the .npz holds the saved metadata (delete the .json "
+                     "or restore it)")
