@@ -1,41 +1,55 @@
 """dmft-jax: JAX-accelerated dynamical mean-field theory of multi-pass SGD on
 high-dimensional Gaussian mixtures (docs/equations.md)."""
-from ._problem import bounds
-from ._tools import io, plot
+from ._algorithms import bounds
+from ._results import io, plot
 from ._validate import check as check_parameter
 from ._cache.compilation import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from ._cache.entry import CacheWarning
 from ._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
-from ._problem.bounds import AbstractBound, Above, Positive, UnitInterval
-from ._problem.readouts import (AbstractReadout, Committee, CommitteeSimulation, CustomReadout, SignCommittee,
+from ._algorithms.bounds import AbstractBound, Above, Positive, UnitInterval
+from ._problem.readouts import (AbstractReadout, Committee, CustomReadout, SignCommittee,
                         SoftCommittee)
-from ._solve.units import CommitteeSolution
 from ._algorithms.algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
-from ._response.standard_errors import AbstractErrors, GroupErrors, NoErrors
+from ._solve.standard_errors import AbstractErrors, GroupErrors, NoErrors
 from ._tools.fdt import FDT, fdt
 from ._tools.grid import GridSolution, count_compilations, solve_grid
-from ._tools.io import load, save
+from ._results.io import load, save
 from ._solvers.iteration import DampedIteration
 from ._problem.losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, SmoothHinge, Square,
                      SquaredError)
 from ._problem.problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
 from ._problem.teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from ._solve.progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
-from ._engine.memory import memory_estimate
+from ._solve.memory import memory_estimate
 from ._tools.exact import ridge_gd
 from ._tools.replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
 from ._response.probes import ProbeResponse
 from ._response.response import AbstractResponse, ExactResponse
-from ._solve.results import RESULTS, Result
+from ._results.results import RESULTS, Result
 from ._algorithms.schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
-from ._simulate.simulate import Simulation, simulate
-from ._solve.solution import Solution, SolveConfig
+from ._simulate.simulate import CommitteeSimulation, Simulation, simulate
+from ._results.solution import Solution
+from ._solve.config import SolveConfig
 from ._solve.solve import solve
 from ._solve.deprecated import solve_committee
 from ._solvers.base import AbstractSolver
 from ._solvers.sweep import CausalSweep
 from ._tools.tune import TuneResult, tune
 from ._algorithms.updates import AbstractUpdate, HeavyBall, Nesterov
+
+
+
+def __getattr__(name):
+    """Deprecated names, kept one release: ``CommitteeSolution`` is :class:`Solution` (one
+    result for every number of units)."""
+    if name == "CommitteeSolution":
+        import warnings
+
+        warnings.warn("dj.CommitteeSolution is deprecated: dj.solve returns a dj.Solution for every K (committee "
+                      "arrays carry unit axes; Q is q)", DeprecationWarning, stacklevel=2)
+        return Solution
+    raise AttributeError(f"module 'dmft_jax' has no attribute {name!r}")
+
 
 # former names of the interfaces
 Algorithm = AbstractAlgorithm

@@ -462,7 +462,7 @@ package.__path__, package.__version__ = [], "test"
 tools = types.ModuleType("dmft_jax._tools")
 tools.__path__ = []
 sys.modules["dmft_jax"], sys.modules["dmft_jax._tools"] = package, tools
-spec = importlib.util.spec_from_file_location("dmft_jax._tools.io", sys.argv[1])
+spec = importlib.util.spec_from_file_location("dmft_jax._results.io", sys.argv[1])
 io = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(io)
 k, path, overwrite = int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"

@@ -148,7 +148,8 @@ def test_vmap_over_hyperparameters_with_status_as_data(seed_two_cluster):
     """Array leaves: vmap over lam compiles once; each point equals its single solve."""
     import equinox as eqx
 
-    from dmft_jax._solve.solve import configure, solve_traced
+    from dmft_jax._solve.configure import configure
+    from dmft_jax._solve.solve import solve_traced
 
     lams = jnp.array([0.0, 0.1, 0.5, 50.0])  # the last point diverges (m grows like (1 - eta lam)^k)
     cfg = configure(seed_two_cluster, dj.GD(0.2), None, 256, n_steps=10, response=dj.ExactResponse(64))

@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import _validate
 from .._util import tolist
-from .._problem.bounds import Above, Positive, UnitInterval
+from .bounds import Above, Positive, UnitInterval
 from .schedules import Schedule, as_eta, step_sizes
 from .updates import AbstractUpdate, HeavyBall
 

@@ -4,17 +4,14 @@ the ``K``-vector of fields; the loss is ``ell`` of the margin ``y f(r)`` (or of 
 ``f(r) - y`` for regression data).
 
 Here: the problems (:class:`Committee` with the read-outs :class:`SoftCommittee`,
-:class:`SignCommittee` and :class:`CustomReadout`) and the result of their finite-``d``
-simulation (:class:`CommitteeSimulation`: the order parameters ``m``, a ``K``-vector, and
-``Q = W W^T / d``, ``K x K``, the held-out test error, the training loss and accuracy). The
-simulation is :func:`dmft_jax.simulate`'s, the one simulator for every ``K``; the DMFT with
-``K x K`` kernel blocks is :mod:`dmft_jax._solve.units`, reached through
-:func:`dmft_jax.solve`.
+:class:`SignCommittee` and :class:`CustomReadout`; a single unit's :class:`UnitReadout`). The
+simulation is :func:`dmft_jax.simulate`'s and the DMFT :func:`dmft_jax.solve`'s, one of each
+for every ``K``.
 """
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import equinox as eqx
 import jax
@@ -23,9 +20,7 @@ import numpy as np
 
 from .. import _validate
 from .._util import cast_tree, tolist
-from .._algorithms.algorithms import AbstractAlgorithm
 from .problem import Problem
-from .._solve.results import AbstractOutcome, Result
 
 
 class AbstractReadout(eqx.Module):
@@ -160,13 +155,24 @@ class Committee(eqx.Module):
     """A committee-machine problem: the data, loss and scalars of ``problem`` (its ``R0`` is
     the variance of every entry of ``W_0``), the read-out, and the initial overlaps ``m0``
     with the teacher direction, one per unit (default: ``problem.m0`` for every unit; unequal
-    values break the units' exchangeability)."""
+    values break the units' exchangeability).
+
+    Two options of its DMFT (docs/equations.md, section 6.2): ``symmetric`` (default off):
+    the units are exchangeable (equal ``m0`` and a read-out unchanged when the units are
+    permuted, both checked here): every kernel is averaged over the permutations of the units,
+    which the exact solution satisfies, so that ``m`` and ``Q`` come out exactly exchangeable
+    with less Monte Carlo noise. ``cross_memory`` (default on): keep the cross-unit entries
+    ``a != b`` of ``M_R``; ``False`` drops them (to show what they do; the result is then not
+    the DMFT)."""
 
     problem: Problem
     readout: AbstractReadout
     m0: Any
+    symmetric: bool = eqx.field(static=True, default=False)
+    cross_memory: bool = eqx.field(static=True, default=True)
 
-    def __init__(self, problem: Problem, readout: AbstractReadout, m0=None):
+    def __init__(self, problem: Problem, readout: AbstractReadout, m0=None, *, symmetric: bool = False,
+                 cross_memory: bool = True):
         if not isinstance(problem, Problem):
             raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
         if not isinstance(readout, AbstractReadout):
@@ -193,6 +199,31 @@ class Committee(eqx.Module):
         if not isinstance(m0, jax.core.Tracer) and np.ndim(m0) not in (0, 1):
             raise ValueError(f"m0 must be a number or a vector of {readout.K} overlaps; got shape {np.shape(m0)}")
         self.m0 = jnp.broadcast_to(m0, (readout.K,)) if np.ndim(m0) == 0 else m0
+        for name, flag in (("symmetric", symmetric), ("cross_memory", cross_memory)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False; got {flag!r}")
+        self.symmetric, self.cross_memory = bool(symmetric), bool(cross_memory)
+        if self.symmetric:
+            self._check_exchangeable()
+
+    def _check_exchangeable(self):
+        """``symmetric=True`` needs units that are exchangeable: equal ``m0`` and a read-out
+        that does not change when the units are permuted (checked on random fields)."""
+        if not _validate.is_concrete(self.m0):
+            raise ValueError("symmetric: needs concrete initial overlaps m0 (it cannot check traced ones for "
+                             "equality)")
+        m0 = np.asarray(self.m0)
+        if not np.all(m0 == m0[0]):
+            raise ValueError(f"symmetric: exchangeable units need equal initial overlaps m0; got {m0.tolist()} "
+                             "(symmetric=False solves unequal ones)")
+        K = self.K
+        if K > 1:
+            r = np.random.default_rng(0).standard_normal((16, K))
+            f = np.asarray(self.readout(jnp.asarray(r)))
+            for perm in (np.roll(np.arange(K), 1), np.r_[1, 0, np.arange(2, K)]):
+                if not np.allclose(np.asarray(self.readout(jnp.asarray(r[:, perm]))), f, rtol=1e-6, atol=1e-9):
+                    raise ValueError("symmetric: the read-out changes when the units are permuted, so the units "
+                                     "are not exchangeable; use symmetric=False")
 
     def __check_init__(self):
         if self.m0.shape != (self.readout.K,):
@@ -207,47 +238,20 @@ class Committee(eqx.Module):
         """The loss argument of every sample: margin ``y f(r)`` or residual ``f(r) - y``."""
         return self.readout(r)
 
+    def network(self):
+        """What the engine solves (:class:`~dmft_jax._problem.network.Network`): ``K`` units
+        with this read-out and the committee's options."""
+        from .network import Network
+
+        return Network(self.problem, self.readout, self.m0, None, symmetric=self.symmetric,
+                       cross_memory=self.cross_memory)
+
     def to_dict(self) -> dict:
         out = self.problem.to_dict()
         out.update(self.readout.to_dict())
         out["m0"] = tolist(self.m0)
+        out.update(symmetric=self.symmetric, cross_memory=self.cross_memory)
         return out
 
     def astype(self, dtype):
         return cast_tree(self, dtype)
-
-
-OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
-
-
-class CommitteeSimulation(AbstractOutcome):
-    """Seed means and standard errors of a committee's finite-``d`` observables, indexed by
-    step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``, ``test_error`` (the held-out samples),
-    ``train_loss`` and ``train_acc``; ``runs[name]`` holds the per-seed curves."""
-
-    t: Any
-    m: Any
-    m_se: Any
-    Q: Any
-    Q_se: Any
-    test_error: Any
-    test_error_se: Any
-    train_loss: Any
-    train_loss_se: Any
-    train_acc: Any
-    train_acc_se: Any
-    runs: dict
-    result: Result
-    seed: Any
-    problem: Committee
-    algorithm: AbstractAlgorithm
-    config: Any = eqx.field(static=True)  # dmft_jax._simulate.simulate.SimulationConfig
-
-    kind: ClassVar[str] = "committee_simulation"
-    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in OBSERVABLES for n in (o, o + "_se")) + ("status",)
-
-    def save(self, path, *, overwrite: bool = False):
-        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._tools.io.save`)."""
-        from .._tools.io import save
-
-        return save(self, path, overwrite=overwrite)

@@ -13,7 +13,7 @@ from .. import _validate
 from .._util import as_dtype, as_key, seed_of
 from .._algorithms.algorithms import AbstractAlgorithm
 from .._solve.progress import AbstractProgressMeter, NoProgressMeter
-from .._solve.results import DIVERGENCE_FACTOR, RESULTS, Result
+from .._results.results import DIVERGENCE_FACTOR, RESULTS, Result
 from .._engine.timegrid import count_steps
 
 

@@ -24,12 +24,12 @@ from jax import lax
 
 from .._algorithms import selection
 from .._util import cast_tree
-from .._engine.memory import fit_batch, memory_per_seed
+from .._solve.memory import fit_batch, memory_per_seed
 from .._solve.progress import compile_notice
 from .._algorithms.algorithms import AbstractAlgorithm
-from .._problem.readouts import Committee, CommitteeSimulation
+from .._problem.readouts import Committee
 from .._problem.problem import Problem
-from .._solve.results import AbstractOutcome, Result
+from .._results.results import AbstractOutcome, Result
 from .seeds import check_inputs, run_seeds, summarise
 from .._algorithms.updates import updated
 
@@ -100,8 +100,41 @@ class Simulation(AbstractOutcome):
 
 
     def save(self, path, *, overwrite: bool = False):
-        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._tools.io.save`)."""
-        from .._tools.io import save
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._results.io.save`)."""
+        from .._results.io import save
+
+        return save(self, path, overwrite=overwrite)
+
+
+class CommitteeSimulation(AbstractOutcome):
+    """Seed means and standard errors of a committee's finite-``d`` observables, indexed by
+    step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``, ``test_error`` (the held-out samples),
+    ``train_loss`` and ``train_acc``; ``runs[name]`` holds the per-seed curves."""
+
+    t: Any
+    m: Any
+    m_se: Any
+    Q: Any
+    Q_se: Any
+    test_error: Any
+    test_error_se: Any
+    train_loss: Any
+    train_loss_se: Any
+    train_acc: Any
+    train_acc_se: Any
+    runs: dict
+    result: Result
+    seed: Any
+    problem: Committee
+    algorithm: AbstractAlgorithm
+    config: Any = eqx.field(static=True)  # dmft_jax._simulate.simulate.SimulationConfig
+
+    kind: ClassVar[str] = "committee_simulation"
+    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in COMMITTEE_OBSERVABLES for n in (o, o + "_se")) + ("status",)
+
+    def save(self, path, *, overwrite: bool = False):
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._results.io.save`)."""
+        from .._results.io import save
 
         return save(self, path, overwrite=overwrite)
 

@@ -1,4 +1,5 @@
-"""``solve``: the front door (docs/equations.md, section 2).
+"""``solve``: the front door (docs/equations.md, sections 2 and 6.2), one for a single unit
+and for a committee of ``K`` units.
 
 The arguments needed daily come first (problem, algorithm, horizon, trajectories, key);
 every strategy is an object passed by keyword, carrying its own options:
@@ -20,9 +21,6 @@ Cost and accuracy: ``N`` trajectories give the kernels and observables with a Mo
 from __future__ import annotations
 
 import dataclasses
-import functools
-
-import warnings
 
 import equinox as eqx
 import jax
@@ -31,42 +29,30 @@ import numpy as np
 
 from .. import _validate
 from .._engine import process, weights
+from .._engine.generalisation import test_error
 from .._validate import traced_checks
-from .._util import as_dtype, as_key, cast_tree, seed_of
+from .._util import as_key, cast_tree, seed_of
 from .._cache.trace import cached_call
-from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
-from .._response.standard_errors import AbstractErrors, GroupErrors, NoErrors, no_gradient
+from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint
+from .standard_errors import AbstractErrors, GroupErrors, no_gradient
 from .._algorithms.algorithms import AbstractAlgorithm
-from .._solvers.iteration import DampedIteration
-from .._problem.losses import check_for_solver
-from .._engine.memory import check_memory
-from .._problem.problem import Problem
+from .memory import check_memory
+from .._problem.readouts import Committee
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, compile_notice
 from .._response.probes import ProbeResponse
 from .._response.response import AbstractResponse, ExactResponse, as_response
-from .._engine.sharding import device_ids, sharder
-from .solution import Solution, SolveConfig, finish, outcome
-from .._solvers.base import AbstractSolver, resolve_pivot_rtol
+from .._engine.sharding import sharder
+from .._results.solution import Solution, finish, outcome
+from .._solvers.base import AbstractSolver
 from .._solvers.sweep import CausalSweep
 from .._algorithms.schedules import Schedule
-from .._engine.timegrid import bucket_steps, count_steps
-
-_DEPRECATED = {
-    "n_chi": "response=dj.ExactResponse(n_chi)",
-    "method": "solver=dj.CausalSweep() or solver=dj.DampedIteration(...)",
-    "damping": "solver=dj.DampedIteration(damping=...)",
-    "max_iter": "solver=dj.DampedIteration(max_iter=...)",
-    "rtol": "solver=dj.DampedIteration(rtol=...)",
-    "atol": "solver=dj.DampedIteration(atol=...)",
-    "time_blocks": "solver=dj.CausalSweep(time_blocks)",
-    "progress": "progress_meter=dj.TextProgressMeter()",
-    "devices": "sharding=",
-    "pivot_rtol": "solver=dj.CausalSweep(pivot_rtol=...) (or DampedIteration(pivot_rtol=...))",
-}
+from .._engine.timegrid import bucket_steps
+from .config import SolveConfig
+from .configure import committee_keywords, configure
 
 
 def solve(
-    problem: Problem,
+    problem,
     algorithm: AbstractAlgorithm,
     t_max: float = 20.0,
     n_traj: int = 2**15,
@@ -90,7 +76,10 @@ def solve(
 
     Parameters
     ----------
-    problem, algorithm : the learning problem and the training algorithm.
+    problem : a single unit (:class:`~dmft_jax.Problem`) or a committee of ``K`` units
+        (:class:`~dmft_jax.Committee`: the ``K x K`` blocks of the same sweep,
+        docs/equations.md, section 6.2).
+    algorithm : the training algorithm.
     t_max : final time; ``T = floor(t_max / eta)`` steps of ``dt = eta`` (with a schedule,
         the first ``T`` whose steps add up to ``t_max``).
     n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
@@ -105,19 +94,15 @@ def solve(
     dtype : working dtype (default: JAX's default float, float64 if x64 is enabled).
     throw : raise ``RuntimeError`` when the result is not success (otherwise a warning is
         emitted for concrete results and the result is returned as data).
-    save_trajectories : keep ``u``, ``g``, ``r`` histories of this many trajectories.
+    save_trajectories : keep ``u``, ``g``, ``r`` histories of this many trajectories (a
+        single unit).
 
     Deprecated keywords (a ``DeprecationWarning`` says what replaced each): ``n_chi``,
     ``method``, ``damping``, ``max_iter``, ``rtol``, ``atol``, ``time_blocks``, ``progress``,
-    ``devices``, ``pivot_rtol``, and ``adjoint=True/False``.
+    ``devices``, ``pivot_rtol``, ``adjoint=True/False``, and a committee's ``symmetric`` and
+    ``cross_memory`` (now :class:`~dmft_jax.Committee`'s own).
     """
-    from .._problem.readouts import Committee
-
-    if isinstance(problem, Committee):  # K hidden units: the K x K block sweep (docs/equations.md, section 6.2)
-        return _solve_committee(problem, algorithm, t_max, n_traj, key, solver=solver, response=response,
-                                adjoint=adjoint, progress_meter=progress_meter, sharding=sharding, errors=errors,
-                                n_steps=n_steps, antithetic=antithetic, moment_matching=moment_matching,
-                                dtype=dtype, throw=throw, save_trajectories=save_trajectories, **deprecated)
+    problem = committee_keywords(problem, deprecated)
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
                        progress_meter=progress_meter, sharding=sharding, errors=errors, n_steps=n_steps,
@@ -133,10 +118,11 @@ def solve(
         n_real, n_live = as_int(T), as_int(config.n_traj)
     else:
         run = config
-    with compile_notice(config.progress_meter, f"the sweep for T = {run.n_steps}, N = {config.n_traj}"):
+    units = f", K = {config.K}" if config.K > 1 else ""
+    with compile_notice(config.progress_meter, f"the sweep for T = {run.n_steps}, N = {config.n_traj}{units}"):
         args = (problem.astype(dtype), cast_tree(algorithm, dtype), key[0], jax.device_put(np.asarray(key[1])),
                 run, n_real, n_live)
-        # the trace cache (trace_cache.py) holds single-device programs without host callbacks
+        # the trace cache (_cache/trace.py) holds single-device programs without host callbacks
         meter = config.progress_meter
         exportable = run.devices is None and (isinstance(meter, NoProgressMeter) or (
             type(meter) is TextProgressMeter and not meter.steps))
@@ -144,16 +130,6 @@ def solve(
     if run is not config:
         sol = _cut(sol, T, config)
     return finish(sol, throw)
-
-
-def _solve_committee(committee, algorithm, t_max, n_traj, key, *, throw, **options):
-    """:func:`solve` of a committee machine (the block sweep, committee_solve.py); the
-    strategies it does not have are refused by name, and its own options (``symmetric``,
-    ``cross_memory``) are passed on."""
-    from .units import committee_options, run_committee
-
-    _warn_deprecated([n for n in _DEPRECATED if options.get(n) is not None], stacklevel=4)  # for every K alike
-    return run_committee(committee, algorithm, t_max, n_traj, key, throw=throw, **committee_options(options))
 
 
 def _bucket(config: SolveConfig, problem, algorithm, response):
@@ -181,14 +157,16 @@ def _bucket(config: SolveConfig, problem, algorithm, response):
         N_b = N
     dtype = jnp.dtype(config.dtype)
     try:  # the estimator re-sized, and the bucket's arrays must fit too (else no bucket)
-        est = as_response(response).resolve(T_b, N_b, dtype.itemsize)
+        est = as_response(response).resolve(T_b, N_b, dtype.itemsize, config.K)
         run = dataclasses.replace(config, n_steps=T_b, n_traj=N_b, response=est)
-        check_memory(T_b, N_b, est, dtype, 1, solver.blocks(T_b), config.errors.replicas(run))
+        check_memory(T_b, N_b, est, dtype, 1, solver.blocks(T_b), config.errors.replicas(run), config.K,
+                     config.quadrature)
     except ValueError:
         return None
     return run
 
 
+# the observables with two time axes (the rest have one)
 _SQUARES = ("C", "C_perp", "R", "M_C", "M_R")
 
 
@@ -197,7 +175,7 @@ def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
     compiled per ``T``; one transfer each way), with the configuration of ``T`` steps."""
     size = T + 1
     names = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C",
-             "M_R") + (("bias",) if sol.bias is not None else ())
+             "M_R") + tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(sol, n) is not None)
     cut = lambda name, a: a[:size, :size] if name in _SQUARES else a[:size]
     tree = {"fields": {n: getattr(sol, n) for n in names}, "se": sol.se,
             "trajectories": {k: v for k, v in (sol.trajectories or {}).items() if k in ("u", "g", "r", "s")}}
@@ -213,109 +191,6 @@ def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
     return dataclasses.replace(sol, config=config, **changes)
 
 
-def _warn_deprecated(names, stacklevel: int) -> None:
-    """A ``DeprecationWarning`` naming the replacement of each former keyword in ``names``."""
-    for name in names:
-        warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
-                      stacklevel=stacklevel)
-
-
-def _legacy_options(deprecated, solver, response, adjoint, progress_meter, sharding):
-    """Map the former keywords onto strategies, with a ``DeprecationWarning`` each."""
-    unknown = set(deprecated) - set(_DEPRECATED) - {"adjoint"}
-    if unknown:
-        raise TypeError(f"solve() got unexpected keyword arguments {sorted(unknown)}")
-    _warn_deprecated(deprecated, stacklevel=5)
-    d = dict(deprecated)
-    if "n_chi" in d:
-        response = as_response(response, d.pop("n_chi"))
-    method = d.pop("method", None)
-    iteration_opts = {k: d.pop(k) for k in ("damping", "max_iter", "rtol", "atol") if k in d}
-    sweep_opts = {k: d.pop(k) for k in ("time_blocks",) if k in d}
-    pivot = {"pivot_rtol": d.pop("pivot_rtol")} if "pivot_rtol" in d else {}
-    if method is not None and method not in ("sweep", "iteration"):
-        raise ValueError(f"method must be 'sweep' or 'iteration'; got {method!r}")
-    if iteration_opts and method != "iteration":
-        raise ValueError(f"{', '.join(iteration_opts)}: options of the damped iteration, which this solve does not "
-                         "use; pass solver=dj.DampedIteration(...) (they were ignored before version 0.2)")
-    if method == "iteration":
-        solver = DampedIteration(**iteration_opts, **pivot)
-    elif sweep_opts or pivot:
-        solver = CausalSweep(**sweep_opts, **pivot)
-    if d.pop("progress", False):
-        progress_meter = TextProgressMeter()
-    if "devices" in d:
-        sharding = d.pop("devices")
-    return solver, response, progress_meter, sharding
-
-
-def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, adjoint=None,
-              progress_meter=None, sharding=None, errors=None, n_steps=None, antithetic=True, moment_matching=True,
-              dtype=None,
-              save_trajectories=0, batch=1, **deprecated) -> SolveConfig:
-    """Validate the options of :func:`solve` and return the static :class:`SolveConfig` of
-    the compiled core (``batch`` points are checked against the device memory together)."""
-    if isinstance(adjoint, bool):
-        warnings.warn("solve(adjoint=True/False) is deprecated; use adjoint=dj.SweepAdjoint() or "
-                      "dj.AutodiffAdjoint()", DeprecationWarning, stacklevel=3)
-        adjoint = SweepAdjoint() if adjoint else AutodiffAdjoint()
-    if deprecated:
-        solver, response, progress_meter, sharding = _legacy_options(deprecated, solver, response, adjoint,
-                                                                     progress_meter, sharding)
-    solver = CausalSweep() if solver is None else solver
-    adjoint = AutodiffAdjoint() if adjoint is None else adjoint
-    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
-    errors = NoErrors() if errors is None else errors
-    examples = {"solver": "CausalSweep()", "adjoint": "SweepAdjoint()", "progress_meter": "TextProgressMeter()",
-                "errors": "GroupErrors()"}
-    for name, value, kind in (("solver", solver, AbstractSolver), ("adjoint", adjoint, AbstractAdjoint),
-                              ("progress_meter", progress_meter, AbstractProgressMeter),
-                              ("errors", errors, AbstractErrors)):
-        if not isinstance(value, kind):
-            raise ValueError(f"{name} must be a dmft_jax.{kind.__name__} (e.g. {examples[name]}); got {value!r}")
-    check_problem(problem, algorithm)
-    T = count_steps(algorithm, t_max, n_steps)
-    n_traj = _validate.integer("n_traj", n_traj, 2)
-    if antithetic and n_traj % 2:
-        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
-    errors.check(n_traj, antithetic)
-    if not isinstance(moment_matching, (bool, np.bool_)):
-        raise ValueError(f"moment_matching must be True or False; got {moment_matching!r}")
-    if isinstance(save_trajectories, bool) or int(save_trajectories) != save_trajectories \
-            or not 0 <= save_trajectories <= n_traj:
-        raise ValueError(f"save_trajectories must be in [0, n_traj]; got {save_trajectories}")
-    dtype = as_dtype(dtype)
-    solver.check(T)
-    est = as_response(response).resolve(T, n_traj, dtype.itemsize)
-    ids = device_ids(sharding)
-    adjoint.check(solver, est, ids is not None)
-    if isinstance(adjoint, SweepAdjoint) and (algorithm.beta is not None or algorithm.temperature is not None
-                                              or problem.bias is not None):
-        raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta), Langevin noise (temperature) or a "
-                         "learnable bias; use AutodiffAdjoint() (the default)")
-    if problem.bias is not None and not isinstance(solver, CausalSweep):
-        raise ValueError(f"solver: a learnable bias is solved by CausalSweep only; got {type(solver).__name__}")
-    blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
-    pivot_rtol = resolve_pivot_rtol(solver, dtype)
-    config = SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
-                         progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
-                         moment_matching=bool(moment_matching), pivot_rtol=float(pivot_rtol), dtype=str(dtype),
-                         save_trajectories=int(save_trajectories), errors=errors)
-    check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config))
-    return config
-
-
-def check_problem(problem, algorithm):
-    """Refuse what the DMFT cannot solve, naming it."""
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be a dmft_jax.Problem; got {type(problem).__name__}")
-    if not isinstance(algorithm, AbstractAlgorithm):
-        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
-                         f"got {type(algorithm).__name__}")
-    problem.check_scalars()
-    check_for_solver(problem.loss)
-
-
 def _solve_sweep(problem, algorithm, key, seed, config, n_real=None, n_live=None):
     return solve_traced(problem, algorithm, key, config, seed, n_real, n_live)
 
@@ -324,58 +199,43 @@ _solve_jit = eqx.filter_jit(_solve_sweep)  # compiled programs are named after _
 
 
 def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None, n_live=None) -> Solution:
-    """The jittable core of :func:`solve` (no validation; ``config`` from :func:`configure`).
+    """The jittable core of :func:`solve` for every ``K`` (no validation; ``config`` from
+    :func:`~dmft_jax._solve.configure.configure`): the one causal sweep of ``problem.network()``
+    (``K x K`` blocks, a single unit being ``K = 1``), the weight side in blocks, the test
+    error, the outcome and the standard errors; a single unit's arrays without unit axes.
 
     ``n_real`` (traced, optional): solve ``n_real <= config.n_steps`` steps in arrays sized
     for ``config.n_steps`` (a shape bucket, :func:`dmft_jax._engine.timegrid.bucket_steps`): every
     entry past ``n_real`` is zero, to be cut off by the caller. ``n_live`` (traced,
     optional): only the first ``n_live`` of the ``config.n_traj`` trajectories are averaged
     (the rest pad the bucket)."""
-    T = config.n_steps
-    dtype = problem.alpha.dtype
+    T, K = config.n_steps, config.K
+    net = problem.network()
+    base = net.problem
+    dtype = base.alpha.dtype
     key_probe = jax.random.fold_in(key, 0x5EED)  # probes only: the other draws keep the key
-    rnd = process.draw(key, problem, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching,
-                       n_live)
+    rnd = process.draw(key, base, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching,
+                       n_live, K=K)
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
     bucket = {} if n_real is None else {"n_real": n_real}
-    out = config.adjoint.run(config.solver, process.Network.single(problem), rnd, T, config.response, key_probe,
-                             config.pivot_rtol, config.progress_meter, shard, **bucket)
-    out = out.single_unit()
-    rows, m = out.rows, out.m
-    dts = rnd.dts
-    R, P = weights.response(problem.lam, rows.lam_hat, rows.M_R, dts, rnd.update)
-    C_perp = weights.correlation(R, P, rows.M_C, problem.R0, dts, rnd.temperature)
-    C = jnp.outer(m, m) + C_perp
-    q = jnp.diagonal(C)
-    eps_gen = problem.eps_gen(m, q, out.bias)
-    fields = dict(m=m, C=C, R=R, eps_gen=eps_gen, train_loss=rows.train_loss,
-                  train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
-    if out.bias is not None:
-        fields["bias"] = out.bias
+    out = config.adjoint.run(config.solver, net, rnd, T, config.response, key_probe, config.pivot_rtol,
+                             config.progress_meter, shard, **bucket)
+    fields, eps_se = _observables(problem, net, rnd, out, key, config)
     if n_real is not None:  # times past n_real were not solved: zero
-        cut = functools.partial(_zero_past, stop=n_real)
-        fields = {k: cut(v) for k, v in fields.items()}
-        q, C_perp, P = cut(q), cut(C_perp), cut(P)
-    checks, valid, first_bad = traced_checks(problem, algorithm, T)
-    if checks:  # an invalid point returns no numbers
-        nan = lambda x: _validate.poison(valid, x)  # NaN values and NaN gradients
-        fields = {k: nan(v) for k, v in fields.items()}
-        q, C_perp, P = nan(q), nan(C_perp), nan(P)
-    result = outcome(fields, q, out.converged, valid, first_bad, checks)
-    pivots = out.pivots[:T]  # the step-T pivot enters no noise (there is no step T -> T+1)
+        fields = {k: _zero_past(v, n_real, k in _SQUARES) for k, v in fields.items()}
+        eps_se = None if eps_se is None else _zero_past(eps_se, n_real, False)
+    checks, valid, first_bad = traced_checks(base, algorithm, T)
+    if checks:  # an invalid point returns no numbers (NaN values and NaN gradients)
+        fields = {k: _validate.poison(valid, v) for k, v in fields.items()}
+    finite = {k: v for k, v in fields.items() if k not in ("C_perp", "P", "q")}  # q is checked for divergence
+    result = outcome(finite, fields["q"], out.converged, valid, first_bad, checks)
+    pivots = out.pivots[:T]  # the step-T pivots enter no noise (there is no step T -> T+1)
     if n_real is not None:
-        pivots = jnp.where(jnp.arange(T) < n_real, pivots, jnp.ones_like(pivots))
+        pivots = jnp.where((jnp.arange(T) < n_real)[:, None], pivots, jnp.ones_like(pivots))
     stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter))
-    traj = None
-    n_save = config.save_trajectories
-    if n_save:
-        state = out.state
-        proj = problem.model.projection(rnd.c, rnd.h0, problem.delta)[None, :n_save]
-        r = m[:, None] * proj + state.u[:, :n_save] + (0.0 if out.bias is None else out.bias[:, None])
-        traj = dict(u=state.u[:, :n_save], g=state.g[:, :n_save], r=r,
-                    s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
-    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(dts[:-1])])
+    traj = _trajectories(base, rnd, out, fields, config.save_trajectories) if config.save_trajectories else None
+    t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(rnd.dts[:-1])])
     frozen = no_gradient((problem, algorithm))
     # a replica of N / G trajectories pads to N_bucket / G
     # (N_bucket / replica size is the group count G, exact: errors.check makes N a multiple of G;
@@ -385,13 +245,50 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
                                           key, config)
     if se is not None:
         stats["n_groups_failed"] = n_failed
-    return Solution(t=t, q=q, C_perp=C_perp, P=P, result=result, stats=stats, seed=seed, problem=problem,
-                    algorithm=algorithm, config=config, trajectories=traj, se=se, **fields)
+    return Solution(t=t, result=result, stats=stats, seed=seed, problem=problem, algorithm=algorithm, config=config,
+                    trajectories=traj, se=se, eps_gen_integral_se=eps_se, **fields)
 
 
-def _zero_past(x, stop):
-    """``x`` with every time index past ``stop`` (on every axis of length ``T + 1``) zero."""
+def _observables(problem, net, rnd, out, key, config):
+    """The observables from the sweep's kernels, in ``K x K`` blocks (docs/equations.md,
+    sections 2.4 and 6.2): ``R``, ``P`` and ``C_perp`` from the weight side, ``C`` and
+    ``q = C(t, t)`` with the magnetisation, and the test error; a single unit's without unit
+    axes. Returns the fields and the standard error of a committee's test-error integral."""
+    base, rows, m = net.problem, out.rows, out.m
+    R, P = weights.response_blocks(base.lam, rows.lam_hat, rows.M_R, rnd.dts, rnd.update)
+    C_perp = jnp.transpose(weights.correlation_blocks(R, P, rows.M_C, base.R0, rnd.dts, rnd.temperature),
+                           (0, 2, 1, 3))  # [k, l, a, b]
+    C = C_perp + m[:, None, :, None] * m[None, :, None, :]
+    q = jnp.einsum("kkab->kab", C)
+    fields = dict(m=m, q=q, C=C, C_perp=C_perp, R=R, P=P, train_loss=rows.train_loss, train_acc=rows.train_acc,
+                  lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
+    if isinstance(problem, Committee):
+        eps, eps_se = test_error(problem, rnd, m, jnp.einsum("kkab->kab", C_perp), key, config)
+        return dict(fields, eps_gen=eps), eps_se
+    one = {"m": m[:, 0], "q": q[:, 0, 0], "mu": rows.mu[:, 0], "lam_hat": rows.lam_hat[:, 0, 0], "P": P[:, 0, 0]}
+    fields = {k: one.get(k, v[..., 0, 0] if k in _SQUARES else v) for k, v in fields.items()}
+    bias = None if out.bias is None else out.bias[:, 0]
+    fields["eps_gen"] = base.eps_gen(fields["m"], fields["q"], bias)
+    if bias is not None:
+        fields["bias"] = bias
+    return fields, None
+
+
+def _trajectories(problem, rnd, out, fields, n_save):
+    """``u``, ``g``, the fields ``r``, the selection ``s``, clusters ``c`` and labels ``y`` of
+    the first ``n_save`` trajectories of a single unit."""
+    state = out.state
+    u, g = state.u[:, 0, :n_save], state.g[:, 0, :n_save]
+    proj = problem.model.projection(rnd.c, rnd.h0, problem.delta)[None, :n_save]
+    bias = fields.get("bias")
+    r = fields["m"][:, None] * proj + u + (0.0 if bias is None else bias[:, None])
+    return dict(u=u, g=g, r=r, s=rnd.s[:, :n_save], c=rnd.c[:n_save], y=rnd.y[:n_save])
+
+
+def _zero_past(x, stop, square: bool):
+    """``x`` with every time index past ``stop`` zero (the first axis, and the second of a
+    ``square`` with two time axes)."""
     size = x.shape[0]
     keep = jnp.arange(size) <= stop
-    mask = keep if x.ndim == 1 else keep[:, None] & keep[None, :]
-    return jnp.where(mask, x, jnp.zeros_like(x))
+    mask = keep[:, None] & keep[None, :] if square else keep
+    return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x, jnp.zeros_like(x))

@@ -88,7 +88,9 @@ class SweepAdjoint(AbstractAdjoint):
     :class:`~dmft_jax.ExactResponse` on one device (reverse mode only), for a single unit
     (``K = 1``; committees are differentiated by :class:`AutodiffAdjoint`)."""
 
-    def run(self, solver, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+    def run(self, solver, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
+        if n_real is not None:
+            raise ValueError("adjoint: SweepAdjoint solves the full T steps (no shape bucket)")
         if net.K != 1:
             raise ValueError(f"adjoint: SweepAdjoint is written for a single unit; this problem has K = {net.K} "
                              "units: use AutodiffAdjoint() (the default)")

@@ -64,14 +64,17 @@ class AbstractSolver(eqx.Module):
     pivot_rtol: eqx.AbstractVar[float | None]
 
     @abc.abstractmethod
-    def run(self, net, rnd, n_steps: int, response, key_probe, pivot_rtol: float, meter, shard) -> SolverOutput:
+    def run(self, net, rnd, n_steps: int, response, key_probe, pivot_rtol: float, meter, shard,
+            n_real=None) -> SolverOutput:
         """Solve the DMFT for ``n_steps`` (``T``) steps of the ``K`` units of ``net``
         (:class:`~dmft_jax._problem.network.Network`; a single unit is ``K = 1``).
 
         ``rnd``: the trajectories' random numbers (:class:`~dmft_jax._engine.process.Randomness`);
         ``response``: the resolved ``M_R`` estimator, ``key_probe`` its randomness;
         ``pivot_rtol``: the resolved pivot floor; ``meter``: call ``meter.step(k, T)`` once per
-        step; ``shard``: apply it to the initial trajectory state (``process.init_state``).
+        step; ``shard``: apply it to the initial trajectory state (``process.init_state``);
+        ``n_real`` (traced): solve only the first ``n_real`` steps of arrays sized for
+        ``n_steps`` (a shape bucket; :class:`~dmft_jax.CausalSweep`; others refuse it).
         Build the kernel rows with :func:`dmft_jax._engine.process.kernel_row` and
         :func:`dmft_jax._engine.process.advance`, the noise with :mod:`dmft_jax._engine.noise`. Return a
         :class:`SolverOutput`: rows (``K x K`` blocks) and ``m`` ``(T + 1, K)`` for steps ``0..T``,

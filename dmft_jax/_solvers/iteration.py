@@ -46,7 +46,9 @@ class DampedIteration(AbstractSolver):
         if isinstance(self.max_iter, bool) or int(self.max_iter) != self.max_iter or self.max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
 
-    def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard):
+    def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
+        if n_real is not None:
+            raise ValueError("solver: DampedIteration solves the full T steps (no shape bucket)")
         T = n_steps
         size = T + 1
         dtype = rnd.u0.dtype

@@ -27,9 +27,11 @@ import numpy as np
 
 from .._util import as_key, cast_tree, seed_of
 from .._algorithms.schedules import Schedule
-from .._solve.solution import Solution, finish
+from .._results.solution import Solution, finish
 from .._validate import run_checks
-from .._solve.solve import configure, solve_traced
+from .._problem.readouts import Committee
+from .._solve.configure import committee_keywords, configure
+from .._solve.solve import solve_traced
 
 PROBLEM = ("lam", "alpha", "delta", "R0", "m0")
 MODEL = ("rho", "L")
@@ -40,6 +42,14 @@ GridSolution = Solution  # the former name of a grid's result
 
 
 def _targets(problem, algorithm, names):
+    if isinstance(problem, Committee):  # the committee's own problem and the algorithm are gridded
+        if "m0" in names:
+            raise ValueError("params: m0 of a committee is one overlap per unit; grid it by building the Committee "
+                             "objects yourself (Committee(problem, readout, m0=[...]))")
+        if "L" in names:
+            raise ValueError("params: L (the three-cluster read-out's threshold) plays no part in a committee, whose "
+                             "read-out f replaces the model's; put a threshold into f")
+        problem = problem.problem
     declared = algorithm.tunable()  # what the algorithm declares (a user-written one too)
     model_params = _model_params(problem.model)
     for n in names:
@@ -72,7 +82,11 @@ def _model_params(model) -> tuple:
 
 
 def set_params(problem, algorithm, values: dict):
-    """Return ``(problem, algorithm)`` with the named hyperparameters replaced."""
+    """Return ``(problem, algorithm)`` with the named hyperparameters replaced (a committee's
+    in its own problem)."""
+    if isinstance(problem, Committee):
+        p, algorithm = set_params(problem.problem, algorithm, values)
+        return eqx.tree_at(lambda c: c.problem, problem, p), algorithm
     for n, v in values.items():
         if n in PROBLEM or n == "bias":
             problem = eqx.tree_at(lambda p, n=n: getattr(p, n), problem, v)
@@ -86,6 +100,8 @@ def set_params(problem, algorithm, values: dict):
 def _validate_point(problem, algorithm, n_steps):
     """The construction-time checks of every object (named errors with the valid range) and
     the algorithm's constraints over the steps."""
+    if isinstance(problem, Committee):
+        problem = problem.problem
     for obj in (problem.model, problem, algorithm):
         run_checks(obj)
     algorithm.check_steps(algorithm.step_sizes(n_steps))
@@ -107,11 +123,7 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
         :func:`dmft_jax.memory_estimate`, checked before allocation.
     throw : raise if any point fails; default returns failures as ``result`` per point.
     """
-    from .._problem.readouts import Committee
-
-    if isinstance(problem, Committee):
-        return _committee_grid(problem, algorithm, params, t_max, n_traj, key, product=product,
-                               batch_size=batch_size, throw=throw, **solve_options)
+    problem = committee_keywords(problem, solve_options)
     names, points, shape, batch_size, config, values = _prepare(
         problem, algorithm, params, product, batch_size, solve_options,
         lambda batch: configure(problem, algorithm, t_max, n_traj, batch=batch, **solve_options))
@@ -170,45 +182,6 @@ def _batch(batch_size, n_points):
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size}")
     return min(int(batch_size), n_points)
-
-
-def _committee_grid(committee, algorithm, params, t_max, n_traj, key, *, product, batch_size, throw,
-                    **solve_options):
-    """:func:`solve_grid` of a committee machine: the block sweep (committee_solve.py) vmapped
-    over the points; the parameters of ``committee.problem`` and of the algorithm are gridded
-    (not the per-unit ``m0``: build the committees yourself)."""
-    from .._solve.units import committee_options, configure_committee
-
-    problem = committee.problem
-    if isinstance(params, dict) and "m0" in params:
-        raise ValueError("params: m0 of a committee is one overlap per unit; grid it by building the Committee "
-                         "objects yourself (Committee(problem, readout, m0=[...]))")
-    if isinstance(params, dict) and "L" in params:
-        raise ValueError("params: L (the three-cluster read-out's threshold) plays no part in a committee, whose "
-                         "read-out f replaces the model's; put a threshold into f")
-    solve_options = committee_options(solve_options)
-    names, points, shape, batch_size, config, values = _prepare(
-        problem, algorithm, params, product, batch_size, solve_options,
-        lambda batch: configure_committee(committee, algorithm, t_max, n_traj, batch=batch, **solve_options))
-    dtype = jnp.dtype(config.dtype)
-    sol = _committee_grid_jit(committee.astype(dtype), cast_tree(algorithm, dtype), names, values, as_key(key),
-                              jnp.asarray(seed_of(key)), config, batch_size)
-    sol = jax.tree_util.tree_map(lambda a: jnp.reshape(a, shape + a.shape[1:]), sol)
-    sol = eqx.tree_at(lambda s: (s.problem, s.grid), sol,
-                      (committee, {n: np.reshape(points[:, i], shape) for i, n in enumerate(names)}),
-                      is_leaf=lambda x: x is None)
-    return finish(sol, throw, "dmft_jax.solve_grid")
-
-
-@eqx.filter_jit
-def _committee_grid_jit(committee, algorithm, names, values, key, seed, config, batch_size):
-    from .._solve.units import solve_traced
-
-    def one(row):
-        p, a = set_params(committee.problem, algorithm, dict(zip(names, row)))
-        return solve_traced(eqx.tree_at(lambda x: x.problem, committee, p), a, key, seed, config)
-
-    return _over_points(one, values, batch_size)
 
 
 @eqx.filter_jit

@@ -36,7 +36,7 @@ from .._problem.losses import Hinge, Square, SquaredError
 from .._problem.problem import Problem, TwoCluster
 from .._problem.teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from .._response.response import ExactResponse
-from .._solve.results import RESULTS, AbstractOutcome, Result
+from .._results.results import RESULTS, AbstractOutcome, Result
 
 
 class ERMSolution(AbstractOutcome):

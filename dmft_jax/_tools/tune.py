@@ -41,13 +41,14 @@ import numpy as np
 from .._util import as_dtype, as_key, cast_tree
 from .._solvers.adjoint import AutodiffAdjoint, SweepAdjoint
 from .._algorithms.algorithms import AbstractAlgorithm
-from .._problem.bounds import expand
+from .._algorithms.bounds import expand
 from .._problem.readouts import Committee
-from .._response.standard_errors import AbstractErrors, GroupErrors
+from .._solve.standard_errors import AbstractErrors, GroupErrors
 from .._problem.problem import Problem
 from .._response.response import ExactResponse, as_response
-from .._solve.results import RESULTS, AbstractOutcome, Result
-from .._solve.solve import configure, solve
+from .._results.results import RESULTS, AbstractOutcome, Result
+from .._solve.configure import configure
+from .._solve.solve import solve
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
 from .tune_noise import announce, noise_report, resolve_errors
@@ -317,13 +318,7 @@ def tune(
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
     errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
     others = {k: v for k, v in solve_kwargs.items() if k != "throw"}
-    if committee:
-        from .._solve.units import configure_committee
-
-        config = configure_committee(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
-                                     **others)
-    else:
-        config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors, **others)
+    config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors, **others)
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))

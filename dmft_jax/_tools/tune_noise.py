@@ -7,10 +7,9 @@ import sys
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .._response.standard_errors import AbstractErrors, GroupErrors, NoErrors, group_config, replica_keys
+from .._solve.standard_errors import AbstractErrors, GroupErrors, NoErrors, group_config, replica_keys
 from .._solve.solve import solve_traced
 
 
@@ -29,17 +28,9 @@ def resolve_errors(errors, n_traj: int, antithetic: bool) -> AbstractErrors:
 
 @eqx.filter_jit
 def replica_objectives(problem, algorithm, key, config, objective, groups):
-    """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax._response.standard_errors`)."""
-    from .._solve.units import CommitteeSolveConfig
-
-    if isinstance(config, CommitteeSolveConfig):  # a committee machine: the block sweep's replicas
-        from .._solve import units as committee_solve
-
-        small = committee_solve.group_config(config, groups)
-        run = lambda k: committee_solve.solve_traced(problem, algorithm, k, jnp.zeros((), jnp.int32), small)
-    else:
-        small = group_config(config, groups)
-        run = lambda k: solve_traced(problem, algorithm, k, small)
+    """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax._solve.standard_errors`)."""
+    small = group_config(config, groups)
+    run = lambda k: solve_traced(problem, algorithm, k, small)
 
     def one(k):
         sol = run(k)

@@ -1,6 +1,6 @@
-"""The result of a solve: :class:`Solution` (every observable, the kernels, the outcome as
-data, statistics) and :class:`SolveConfig`, the static description of the compiled
-program (sizes and strategies; never the seed, which is data)."""
+"""The result of a solve, for every number of units: :class:`Solution` (every observable,
+the kernels, the outcome as data, statistics); its static configuration is
+:class:`~dmft_jax.SolveConfig` (sizes and strategies; never the seed, which is data)."""
 from __future__ import annotations
 
 import warnings
@@ -12,55 +12,14 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .. import _validate
-from .._response.standard_errors import OBSERVABLES, AbstractErrors, NoErrors
 from .results import DIVERGENCE_FACTOR, RESULTS, AbstractOutcome, Result
 
-Curve = Float[Array, "*batch steps"]
-Square = Float[Array, "*batch steps steps"]
+# the observables that get a standard error with errors=GroupErrors(...) (sol.<name>_se)
+OBSERVABLES = ("m", "q", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "C", "C_perp", "R", "M_C", "M_R")
 
-
-class SolveConfig(eqx.Module):
-    """Everything the compiled solve depends on besides the parameters and the key: the
-    number of steps ``n_steps`` (``T``), of trajectories ``n_traj`` (``N``), the strategies
-    (``solver``, ``response`` resolved to its sizes, ``adjoint``, ``progress_meter``), the
-    device ids of the sharding (``None``: one device) and the numerical options."""
-
-    n_steps: int = eqx.field(static=True)
-    n_traj: int = eqx.field(static=True)
-    solver: Any = eqx.field(static=True)
-    response: Any = eqx.field(static=True)
-    adjoint: Any = eqx.field(static=True)
-    progress_meter: Any = eqx.field(static=True)
-    devices: Any = eqx.field(static=True)
-    antithetic: bool = eqx.field(static=True)
-    pivot_rtol: float = eqx.field(static=True)
-    dtype: str = eqx.field(static=True)
-    save_trajectories: int = eqx.field(static=True)
-    errors: AbstractErrors = eqx.field(static=True, default=NoErrors())
-    moment_matching: bool = eqx.field(static=True, default=True)
-
-    @property
-    def n_chi(self) -> int:
-        """Trajectories carrying the exact response (0 for other estimators)."""
-        return getattr(self.response, "n_chi", 0) or 0
-
-    def to_dict(self) -> dict:
-        out = {name: _describe(getattr(self, name)) for name in self.__dataclass_fields__}
-        out["n_chi"] = self.n_chi
-        return out
-
-    def __getitem__(self, name):  # read like the former dict configuration
-        return self.n_chi if name == "n_chi" else getattr(self, name)
-
-
-def _describe(v):
-    """A JSON-friendly description of a configuration entry: a strategy as its class name and
-    options."""
-    if isinstance(v, eqx.Module):
-        return {"type": type(v).__name__, **{f: _describe(getattr(v, f)) for f in v.__dataclass_fields__}}
-    if isinstance(v, tuple):
-        return list(v)
-    return v
+# [*batch, steps] (+ a committee's unit axes) and [*batch, steps, steps] (+ unit axes)
+Curve = Float[Array, "..."]
+Square = Float[Array, "..."]
 
 
 def se_property(name: str) -> property:
@@ -73,22 +32,31 @@ def se_property(name: str) -> property:
 
 
 class Solution(AbstractOutcome):
-    """Result of :func:`dmft_jax.solve` (or, batched, of :func:`dmft_jax.solve_grid`).
+    """Result of :func:`dmft_jax.solve` (or, batched, of :func:`dmft_jax.solve_grid`), for a
+    single unit and for a committee of ``K`` units alike.
 
-    Arrays are indexed by the time step ``k = 0..T`` (after any leading batch axes):
-    ``t``, ``m``, ``q = C(t,t)``, ``eps_gen``, ``train_loss``, ``train_acc``, ``lam_hat``,
-    ``mu`` are ``(T+1,)``; ``C``, ``C_perp``, ``R``, ``M_C``, ``M_R`` are ``(T+1, T+1)``.
-    ``result`` is the outcome (:class:`~dmft_jax._solve.results.Result`; ``message``, ``ok``);
+    Arrays are indexed by the time step ``k = 0..T`` (after any leading batch axes). For a
+    single unit (a :class:`~dmft_jax.Problem`): ``t``, ``m``, ``q = C(t,t)``, ``eps_gen``,
+    ``train_loss``, ``train_acc``, ``lam_hat``, ``mu`` are ``(T+1,)``; ``C``, ``C_perp``,
+    ``R``, ``P``, ``M_C``, ``M_R`` are ``(T+1, T+1)``. For a :class:`~dmft_jax.Committee` the
+    same names carry unit axes: ``m`` ``(T+1, K)``, ``q`` (also read as ``Q``) ``(T+1, K, K)``,
+    ``lam_hat`` ``(T+1, K, K)``, ``mu`` ``(T+1, K)``, ``C``, ``C_perp``, ``R``, ``P``, ``M_C``,
+    ``M_R`` ``(T+1, T+1, K, K)`` (``[k, l]`` the block of times ``k, l``; ``P`` ``(T+1, K, K)``),
+    and ``eps_gen`` is the test error of a fresh sample (regression: the mean squared error
+    against the noiseless target), with ``eps_gen_integral_se`` the error of its integral alone
+    (Monte Carlo, or on ``config.quadrature`` points an estimate of the quadrature error from
+    above; ``None`` for a single unit, whose ``eps_gen`` is in closed form).
+    ``result`` is the outcome (:class:`~dmft_jax.results.Result`; ``message``, ``ok``);
     ``stats`` counts the noise-factor pivots clipped to zero (``n_clipped``; the step-``T``
     pivot, which enters no noise, is not counted), those among them that were negative beyond
     the rounding floor (``n_negative``: float32 lost positive definiteness) and the
     fixed-point iterations (``n_iter``, 0 for the sweep). ``seed`` is the integer key (``-1``
     for a key array). ``se`` holds the standard errors (``solve(errors=dj.GroupErrors())``;
-    ``None`` otherwise) of ``m, q, eps_gen, train_loss, train_acc, lam_hat, mu, C, R, M_C,
-    M_R``, also read as ``sol.eps_gen_se`` etc.; ``stats["n_groups_failed"]`` counts the
-    replicas that failed (their standard errors are then NaN). ``trajectories`` holds ``u, g, r, s, c, y`` of the first
-    ``save_trajectories`` trajectories when requested. A grid solution also has ``grid``:
-    the gridded parameters' values, shaped like the grid.
+    ``None`` otherwise) of every name in :data:`OBSERVABLES`, also read as ``sol.eps_gen_se``
+    etc.; ``stats["n_groups_failed"]`` counts the replicas that failed (their standard errors
+    are then NaN). ``trajectories`` holds ``u, g, r, s, c, y`` of the first
+    ``save_trajectories`` trajectories when requested (a single unit). A grid solution also
+    has ``grid``: the gridded parameters' values, shaped like the grid.
     """
 
     t: Curve
@@ -110,11 +78,12 @@ class Solution(AbstractOutcome):
     seed: Any
     problem: Any
     algorithm: Any
-    config: SolveConfig = eqx.field(static=True)
+    config: Any = eqx.field(static=True)  # dmft_jax.SolveConfig
     trajectories: Any = None
     grid: Any = None
     se: Any = None
     bias: Any = None  # b[0..T] of a learnable bias (Problem(bias=...)); None without one
+    eps_gen_integral_se: Any = None  # a committee's test-error integral alone (None: closed form)
 
     kind: ClassVar[str] = "solution"
     base_arrays: ClassVar[tuple] = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc",
@@ -123,11 +92,22 @@ class Solution(AbstractOutcome):
     @property
     def saved_arrays(self) -> tuple:
         """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
-        return self.base_arrays + (("bias",) if self.bias is not None else ()) + (
-            tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
+        optional = tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(self, n) is not None)
+        return self.base_arrays + optional + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
 
-    m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, R_se, M_C_se, M_R_se = (
+    m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, C_perp_se, R_se, M_C_se, M_R_se = (
         se_property(n) for n in OBSERVABLES)
+    Q_se = q_se
+
+    @property
+    def Q(self):
+        """A committee's overlaps ``Q = W W^T / d`` ``(T+1, K, K)``: ``q`` under its committee name."""
+        return self.q
+
+    @property
+    def K(self) -> int:
+        """The number of units (1 for a single unit)."""
+        return self.config.K
 
     @property
     def n_clipped(self):
@@ -146,22 +126,24 @@ class Solution(AbstractOutcome):
         return getattr(self, name)
 
     def save(self, path, *, overwrite: bool = False):
-        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._tools.io.save`)."""
-        from .._tools.io import save
+        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._results.io.save`)."""
+        from .io import save
 
         return save(self, path, overwrite=overwrite)
 
     def plot(self, simulation=None, **kwargs):
-        from .._tools.plot import compare
+        from .plot import compare
 
         return compare(self, simulation, **kwargs)
 
 
 def outcome(fields: dict, q, converged, valid=True, check=-1, checks=()) -> Result:
-    """The outcome of a solve from its observables (traced); ``valid``: the parameters passed
+    """The outcome of a solve from its observables (traced; ``q`` ``(T+1,)`` or a committee's
+    ``(T+1, K, K)``, diverged when a self-overlap grows past bounds); ``valid``: the parameters passed
     their checks (else ``check`` indexes the first of ``checks`` that failed)."""
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in fields.values()]))
-    exploding = jnp.max(jnp.abs(q)) > DIVERGENCE_FACTOR * (1 + jnp.abs(q[0]))
+    diag = q if q.ndim == 1 else jnp.diagonal(q, axis1=-2, axis2=-1)  # a committee's Q_aa
+    exploding = jnp.max(jnp.abs(diag)) > DIVERGENCE_FACTOR * (1 + jnp.max(jnp.abs(diag[0])))
     code = jnp.where(finite, jnp.where(exploding, RESULTS.diverged,
                                        jnp.where(converged, RESULTS.successful, RESULTS.max_iter)),
                      RESULTS.nonfinite)

@@ -9,16 +9,16 @@ import jax.numpy as jnp
 
 from .. import _validate
 from .._response.response import as_response
-from .past import padded_size
-from .timegrid import auto_time_blocks, chunk_width
+from .._engine.past import padded_size
+from .._engine.timegrid import auto_time_blocks, chunk_width
 
 
 def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None,
-                    time_blocks=None) -> int:
+                    time_blocks=None, K: int = 1, quadrature: int = 0) -> int:
     """Peak bytes of one forward sweep (see docs/memory.md), with ``S = T + 1``, ``b`` the
     bytes per number (8 in float64, 4 in float32):
 
-    ``b (R + 6 S N + 12 S^2 + 16 N)``
+    ``b (R + 6 S N K + 12 (S K)^2 + 16 N + 2 Q (K + 4))``
 
     where ``S`` is padded to a multiple of the sweep's chunk width and ``R`` is the response
     estimator's peak in numbers (``peak_numbers``): for :class:`~dmft_jax.ExactResponse`
@@ -31,15 +31,18 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     buffer analysis it is within a factor 0.7-2 (tests/test_scale.py). ``n_chi`` alone means
     ``ExactResponse(n_chi)``; ``time_blocks`` (the number of chunks) defaults to the sweep's
     (:func:`~dmft_jax._engine.timegrid.auto_time_blocks`). A ``vmap`` over ``B`` points needs ``B``
-    times this."""
+    times this. ``K``: units of a committee (every history ``K`` times, every kernel ``K^2``
+    times); ``quadrature``: the points of its test error's quadrature (``Q``, ``K + 4`` numbers
+    each, two rules)."""
     item = jnp.dtype(dtype).itemsize
-    est = as_response(response, n_chi).resolve(n_steps, n_traj, item)
+    est = as_response(response, n_chi).resolve(n_steps, n_traj, item, K)
     blocks = auto_time_blocks(n_steps) if time_blocks is None else int(time_blocks)
     size = n_steps + 1
     width = chunk_width(n_steps, blocks)
     padded = padded_size(size, width)
-    hist = 6 * padded * n_traj
-    return int(item * (est.peak_numbers(size, width) + hist + 12 * padded * padded + 16 * n_traj))
+    hist = 6 * padded * n_traj * K
+    kernels = 12 * (padded * K) ** 2
+    return int(item * (est.peak_numbers(size, width, K) + hist + kernels + 16 * n_traj + 2 * quadrature * (K + 4)))
 
 
 def device_bytes():
@@ -52,14 +55,15 @@ def device_bytes():
         return None
 
 
-def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None):
+def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None, K=1, quadrature=0):
     """Refuse (``ValueError``) a solve of ``batch`` points that needs more than 90% of the
     device's memory; ``replicas = (G, estimator)``: the solve also runs ``G`` replicas on
     ``N / G`` trajectories each (:class:`~dmft_jax.GroupErrors`)."""
-    need = memory_estimate(n_steps, n_traj, dtype=dtype, response=est, time_blocks=time_blocks)
+    sizes = dict(dtype=dtype, time_blocks=time_blocks, K=K, quadrature=quadrature)
+    need = memory_estimate(n_steps, n_traj, response=est, **sizes)
     if replicas is not None:
         g, small = replicas
-        need += g * memory_estimate(n_steps, n_traj // g, dtype=dtype, response=small, time_blocks=time_blocks)
+        need += g * memory_estimate(n_steps, n_traj // g, response=small, **sizes)
     need *= batch
     avail = device_bytes()
     if avail is not None and need > 0.9 * avail:

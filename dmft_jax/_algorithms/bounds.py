@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._algorithms.schedules import Schedule
+from .schedules import Schedule
 
 
 def inv_softplus(x):

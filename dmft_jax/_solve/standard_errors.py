@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-# the observables that get a standard error (curves and kernels)
-OBSERVABLES = ("m", "q", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "C", "R", "M_C", "M_R")
+from .._results.solution import OBSERVABLES  # the observables that get a standard error
 
 
 class AbstractErrors(eqx.Module):
@@ -107,13 +106,14 @@ def replica_keys(key, groups: int):
 
 
 def group_config(config, groups: int):
-    """The :class:`~dmft_jax._solve.solution.SolveConfig` of one group solve: ``N / groups``
+    """The :class:`~dmft_jax.SolveConfig` of one group solve: ``N / groups``
     trajectories, the response estimator split likewise, no trajectories saved, no progress,
     one device, no errors of its own."""
-    from .._solve.progress import NoProgressMeter
+    from .progress import NoProgressMeter
 
     n = config.n_traj // groups
-    response = config.response.per_group(groups).resolve(config.n_steps, n, jnp.dtype(config.dtype).itemsize)
+    response = config.response.per_group(groups).resolve(config.n_steps, n, jnp.dtype(config.dtype).itemsize,
+                                                         config.K)
     return dataclasses.replace(config, n_traj=n, response=response, save_trajectories=0,
                                progress_meter=NoProgressMeter(), devices=None, errors=NoErrors())
 

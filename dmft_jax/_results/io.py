@@ -223,7 +223,7 @@ def _replace_pair(tmp_npz, tmp_js, npz, js):
 class Loaded:
     """A saved result: every array as an attribute (``t``, ``m``, ``eps_gen``, ``*_se``, ...),
     ``meta`` (parameters, algorithm, config with seed, package version) and ``config``; it
-    can be passed to :func:`dmft_jax._tools.plot.compare` like the original result."""
+    can be passed to :func:`dmft_jax._results.plot.compare` like the original result."""
 
     def __init__(self, arrays: dict, meta: dict):
         self.__dict__.update(arrays)

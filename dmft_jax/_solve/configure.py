@@ -1,0 +1,192 @@
+"""The checks of a solve's inputs and its static :class:`~dmft_jax.SolveConfig`, for every
+number of units (docs/equations.md, sections 2 and 6.2); the former keywords mapped onto the
+strategies that replaced them."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import _validate
+from .._util import as_dtype
+from .._algorithms.algorithms import AbstractAlgorithm
+from .._engine.generalisation import quadrature_size
+from .._engine.sharding import device_ids
+from .._problem.losses import check_for_solver
+from .._problem.problem import AbstractModel, Problem
+from .._problem.readouts import Committee
+from .._response.response import as_response
+from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
+from .._solvers.base import AbstractSolver, resolve_pivot_rtol
+from .._solvers.iteration import DampedIteration
+from .._solvers.sweep import CausalSweep
+from .._engine.timegrid import count_steps
+from .config import SolveConfig
+from .memory import check_memory
+from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
+from .standard_errors import AbstractErrors, NoErrors
+
+_DEPRECATED = {
+    "n_chi": "response=dj.ExactResponse(n_chi)",
+    "method": "solver=dj.CausalSweep() or solver=dj.DampedIteration(...)",
+    "damping": "solver=dj.DampedIteration(damping=...)",
+    "max_iter": "solver=dj.DampedIteration(max_iter=...)",
+    "rtol": "solver=dj.DampedIteration(rtol=...)",
+    "atol": "solver=dj.DampedIteration(atol=...)",
+    "time_blocks": "solver=dj.CausalSweep(time_blocks)",
+    "progress": "progress_meter=dj.TextProgressMeter()",
+    "devices": "sharding=",
+    "pivot_rtol": "solver=dj.CausalSweep(pivot_rtol=...) (or DampedIteration(pivot_rtol=...))",
+}
+
+
+def _warn_deprecated(names, stacklevel: int) -> None:
+    """A ``DeprecationWarning`` naming the replacement of each former keyword in ``names``."""
+    for name in names:
+        warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
+                      stacklevel=stacklevel)
+
+
+def _legacy_options(deprecated, solver, response, adjoint, progress_meter, sharding):
+    """Map the former keywords onto strategies, with a ``DeprecationWarning`` each."""
+    unknown = set(deprecated) - set(_DEPRECATED) - {"adjoint"}
+    if unknown:
+        raise TypeError(f"solve() got unexpected keyword arguments {sorted(unknown)}")
+    _warn_deprecated(deprecated, stacklevel=6)
+    d = dict(deprecated)
+    if "n_chi" in d:
+        response = as_response(response, d.pop("n_chi"))
+    method = d.pop("method", None)
+    iteration_opts = {k: d.pop(k) for k in ("damping", "max_iter", "rtol", "atol") if k in d}
+    sweep_opts = {k: d.pop(k) for k in ("time_blocks",) if k in d}
+    pivot = {"pivot_rtol": d.pop("pivot_rtol")} if "pivot_rtol" in d else {}
+    if method is not None and method not in ("sweep", "iteration"):
+        raise ValueError(f"method must be 'sweep' or 'iteration'; got {method!r}")
+    if iteration_opts and method != "iteration":
+        raise ValueError(f"{', '.join(iteration_opts)}: options of the damped iteration, which this solve does not "
+                         "use; pass solver=dj.DampedIteration(...) (they were ignored before version 0.2)")
+    if method == "iteration":
+        solver = DampedIteration(**iteration_opts, **pivot)
+    elif sweep_opts or pivot:
+        solver = CausalSweep(**sweep_opts, **pivot)
+    if d.pop("progress", False):
+        progress_meter = TextProgressMeter()
+    if "devices" in d:
+        sharding = d.pop("devices")
+    return solver, response, progress_meter, sharding
+
+
+def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, adjoint=None,
+              progress_meter=None, sharding=None, errors=None, n_steps=None, antithetic=True, moment_matching=True,
+              dtype=None, save_trajectories=0, batch=1, **deprecated) -> SolveConfig:
+    """Validate the options of :func:`~dmft_jax.solve` for a single unit or a
+    :class:`~dmft_jax.Committee` and return the static :class:`~dmft_jax.SolveConfig` of the
+    compiled core (``batch`` points are checked against the device memory together)."""
+    solver, response, adjoint, progress_meter, sharding, errors = _strategies(
+        solver, response, adjoint, progress_meter, sharding, errors, deprecated)
+    K = check_problem(problem, algorithm)
+    T = count_steps(algorithm, t_max, n_steps)
+    n_traj = _validate.integer("n_traj", n_traj, 2)
+    for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {flag!r}")
+    if antithetic and n_traj % 2:
+        raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
+    errors.check(n_traj, antithetic)
+    if isinstance(save_trajectories, bool) or int(save_trajectories) != save_trajectories \
+            or not 0 <= save_trajectories <= n_traj:
+        raise ValueError(f"save_trajectories must be in [0, n_traj]; got {save_trajectories}")
+    dtype = as_dtype(dtype)
+    solver.check(T)
+    est = as_response(response).resolve(T, n_traj, dtype.itemsize, K)
+    ids = device_ids(sharding)
+    if ids is not None and n_traj % len(ids):
+        raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(ids)} devices")
+    adjoint.check(solver, est, ids is not None)
+    _check_combinations(problem, algorithm, solver, adjoint, save_trajectories)
+    blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
+    pivot_rtol = resolve_pivot_rtol(solver, dtype)
+    committee = isinstance(problem, Committee)
+    config = SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
+                         progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
+                         moment_matching=bool(moment_matching), pivot_rtol=float(pivot_rtol), dtype=str(dtype),
+                         save_trajectories=int(save_trajectories), errors=errors, K=K,
+                         cross_memory=problem.cross_memory if committee else True,
+                         symmetric=problem.symmetric if committee else False,
+                         quadrature=quadrature_size(problem) if committee else 0)
+    check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config), K, config.quadrature)
+    return config
+
+
+def _strategies(solver, response, adjoint, progress_meter, sharding, errors, deprecated):
+    """The strategies of a solve, defaulted, mapped from the former keywords and checked by kind."""
+    if isinstance(adjoint, bool):
+        warnings.warn("solve(adjoint=True/False) is deprecated; use adjoint=dj.SweepAdjoint() or "
+                      "dj.AutodiffAdjoint()", DeprecationWarning, stacklevel=4)
+        adjoint = SweepAdjoint() if adjoint else AutodiffAdjoint()
+    if deprecated:
+        solver, response, progress_meter, sharding = _legacy_options(deprecated, solver, response, adjoint,
+                                                                     progress_meter, sharding)
+    solver = CausalSweep() if solver is None else solver
+    adjoint = AutodiffAdjoint() if adjoint is None else adjoint
+    progress_meter = NoProgressMeter() if progress_meter is None else progress_meter
+    errors = NoErrors() if errors is None else errors
+    examples = {"solver": "CausalSweep()", "adjoint": "SweepAdjoint()", "progress_meter": "TextProgressMeter()",
+                "errors": "GroupErrors()"}
+    for name, value, kind in (("solver", solver, AbstractSolver), ("adjoint", adjoint, AbstractAdjoint),
+                              ("progress_meter", progress_meter, AbstractProgressMeter),
+                              ("errors", errors, AbstractErrors)):
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} must be a dmft_jax.{kind.__name__} (e.g. {examples[name]}); got {value!r}")
+    return solver, response, adjoint, progress_meter, sharding, errors
+
+
+def committee_keywords(problem, options: dict):
+    """The former committee options of ``solve`` (``symmetric=``, ``cross_memory=``), now
+    :class:`~dmft_jax.Committee`'s own: popped from ``options``, with a ``DeprecationWarning``,
+    and set on the committee (refused by name for a single unit)."""
+    given = {n: options.pop(n) for n in ("symmetric", "cross_memory") if n in options}
+    if not given:
+        return problem
+    if not isinstance(problem, Committee):
+        raise ValueError(f"{', '.join(given)}: options of a committee machine (dj.Committee(..., "
+                         f"{next(iter(given))}=...)); this problem is a single unit")
+    for name in given:
+        warnings.warn(f"solve({name}=...) is deprecated; build the committee with dj.Committee(..., {name}=...)",
+                      DeprecationWarning, stacklevel=4)
+    opts = {"symmetric": problem.symmetric, "cross_memory": problem.cross_memory, **given}
+    return Committee(problem.problem, problem.readout, problem.m0, **opts)
+
+
+def _check_combinations(problem, algorithm, solver, adjoint, save_trajectories):
+    """What the strategies do not cover, refused by name (the capability and the problem)."""
+    committee = isinstance(problem, Committee)
+    if isinstance(adjoint, SweepAdjoint):
+        if committee:
+            raise ValueError(f"adjoint: the hand-written SweepAdjoint is built for a single unit; a committee "
+                             f"(K = {problem.K}) is differentiated by AutodiffAdjoint(), the default")
+        if algorithm.beta is not None or algorithm.temperature is not None or problem.bias is not None:
+            raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta), Langevin noise (temperature) or "
+                             "a learnable bias; use AutodiffAdjoint() (the default)")
+    if committee and save_trajectories:
+        raise ValueError(f"save_trajectories: saved trajectories are built for a single unit; this committee has "
+                         f"K = {problem.K} units (use save_trajectories=0)")
+    if not committee and problem.bias is not None and not isinstance(solver, CausalSweep):
+        raise ValueError(f"solver: a learnable bias is solved by CausalSweep only; got {type(solver).__name__}")
+
+
+def check_problem(problem, algorithm) -> int:
+    """Refuse what the DMFT cannot solve, naming it; the number of units ``K``."""
+    if not isinstance(problem, (Problem, Committee)):
+        raise ValueError(f"problem must be a dmft_jax.Problem or a dmft_jax.Committee; got {type(problem).__name__}")
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
+                         f"got {type(algorithm).__name__}")
+    base = problem.problem if isinstance(problem, Committee) else problem
+    if isinstance(problem, Committee) and type(base.model).clean_label is AbstractModel.clean_label:
+        raise ValueError(f"problem.model: the committee DMFT scores a fresh sample against the model's "
+                         f"clean_label(c, h0) (its label without label noise), which {type(base.model).__name__} "
+                         "does not define")
+    base.check_scalars()
+    check_for_solver(base.loss)
+    return problem.K if isinstance(problem, Committee) else 1
