@@ -96,8 +96,8 @@ def agreement(dj, args):
                 for d in args.dims}
         for cross in (True, False) if "square" in label else (True,):
             t0 = time.perf_counter()
-            sols = [dj.solve(committee, algo, t_max, args.n_traj, key=k, response=response, cross_memory=cross)
-                    for k in range(args.keys)]
+            variant = dj.Committee(committee.problem, committee.readout, committee.m0, cross_memory=cross)
+            sols = [dj.solve(variant, algo, t_max, args.n_traj, key=k, response=response) for k in range(args.keys)]
             wall = time.perf_counter() - t0
             T = sols[0].t.shape[0] - 1
             worst, lines = 0.0, []

@@ -196,10 +196,10 @@ def test_committee_gradient_against_finite_differences(two):
     (dict(response="exact"), "response must be an M_R estimator"),
     (dict(errors=dj.GroupErrors(3)), "GroupErrors.groups = 3 must split n_traj = 256"),
     (dict(errors=dj.GroupErrors(4), response=dj.ExactResponse(2)), "n_chi = 2 is below GroupErrors.groups = 4"),
-    (dict(errors="yes"), "errors: committee machines take"),
+    (dict(errors="yes"), "errors must be a dmft_jax.AbstractErrors"),
     (dict(sharding="gpu"), "sharding must be None, 'all' or a list"),
-    (dict(adjoint=dj.SweepAdjoint()), "adjoint: not available for committee machines: .*single unit \\(K = 1\\)"),
-    (dict(save_trajectories=4), "save_trajectories: not available for committee machines"),
+    (dict(adjoint=dj.SweepAdjoint()), "adjoint: the hand-written SweepAdjoint is built for a single unit; a committee \\(K = 2\\)"),
+    (dict(save_trajectories=4), "save_trajectories: saved trajectories are built for a single unit; this committee has K = 2"),
     (dict(progress_meter="bar"), "progress_meter must be a dmft_jax.AbstractProgressMeter"),
     (dict(solver=dj.CausalSweep(0)), "time_blocks must be an integer >= 1"),
     (dict(solver=dj.DampedIteration(damping=2.0)), "damping must satisfy 0 < damping <= 1"),
@@ -212,22 +212,26 @@ def test_bad_committee_solve_options(two, kwargs, match):
 def test_committee_solve_refuses_what_it_does_not_cover(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))
     with pytest.raises(ValueError, match="cross_memory must be True or False"):
-        dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, cross_memory="yes")
+        dj.Committee(two, dj.SoftCommittee(2), cross_memory="yes")
     with pytest.raises(ValueError, match="symmetric: the read-out changes when the units are permuted"):
-        dj.solve(dj.Committee(two, dj.CustomReadout(2, lambda r: jnp.tanh(r[..., 0]) + 0.2 * r[..., 1])),
-                           dj.GD(0.2), n_steps=4, n_traj=16, symmetric=True)
+        dj.Committee(two, dj.CustomReadout(2, lambda r: jnp.tanh(r[..., 0]) + 0.2 * r[..., 1]), symmetric=True)
+    with pytest.raises(ValueError, match="symmetric: options of a committee machine .*this problem is a single unit"):
+        dj.solve(two, dj.GD(0.2), n_steps=4, n_traj=16, symmetric=True)
     with pytest.raises(ValueError, match="n_chi must be an integer"):
         dj.solve(committee, dj.GD(0.2), n_steps=4, n_traj=16, n_chi=float("nan"))
     with pytest.raises(ValueError, match="max_memory: .* with K = 2 units"):
         dj.solve(committee, dj.GD(0.2), response=dj.ExactResponse(max_memory=100.0), **SOLVE)
     with pytest.raises(ValueError, match="symmetric: exchangeable units need equal initial overlaps"):
+        dj.Committee(two, dj.SoftCommittee(2), m0=[0.1, 0.2], symmetric=True)
+    with pytest.raises(ValueError, match="symmetric: exchangeable units need equal initial overlaps"), \
+            pytest.warns(DeprecationWarning, match="build the committee with dj.Committee"):  # the former keyword
         dj.solve(dj.Committee(two, dj.SoftCommittee(2), m0=[0.1, 0.2]), dj.GD(0.2), n_steps=4, n_traj=16,
-                           symmetric=True)
+                 symmetric=True)
 
 
 def test_symmetric_solve_is_exactly_exchangeable(two):
     committee = dj.Committee(two, dj.SoftCommittee(2))  # m0 = 0.1 for every unit
-    sym = dj.solve(committee, dj.SGD(0.2, 0.4), symmetric=True, **SOLVE)  # dj.solve passes it on
+    sym = dj.solve(dj.Committee(two, dj.SoftCommittee(2), symmetric=True), dj.SGD(0.2, 0.4), **SOLVE)
     free = dj.solve(committee, dj.SGD(0.2, 0.4), **SOLVE)
     m, Q = np.asarray(sym.m), np.asarray(sym.Q)
     np.testing.assert_allclose(m, np.broadcast_to(m[:, :1], m.shape), rtol=1e-12)

@@ -203,13 +203,12 @@ SHARDED = textwrap.dedent("""
     txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
     # committee machines: the block sweep splits its (time, trajectory, unit) arrays likewise
-    from dmft_jax._solve import units as cs
     committee = dj.Committee(prob, dj.SoftCommittee(2), m0=[0.3, -0.1])
     sharded_equals_one_device(committee, ("eps_gen", "Q", "M_R", "M_C", "train_loss"), n_steps=8, n_traj=1024,
                               n_chi=256)
-    cfg = cs.configure_committee(committee, alg, None, 1024, n_steps=8, sharding="all")
-    txt = eqx.filter_jit(cs.solve_traced).lower(committee, alg, jax.random.PRNGKey(3), np.asarray(3),
-                                                cfg).compile().compiled.as_text()
+    cfg = solver.configure(committee, alg, None, 1024, n_steps=8, sharding="all")
+    txt = eqx.filter_jit(solver.solve_traced).lower(committee, alg, jax.random.PRNGKey(3),
+                                                    cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[9,512,2]" in txt and "f64[9,1024,2]" not in txt
     print("OK")
 """)

@@ -50,8 +50,10 @@ class SolveConfig(eqx.Module):
 
 
 def _describe(v):
-    """A JSON-friendly description of a configuration entry: a strategy as its class name and
-    options."""
+    """A JSON-friendly description of a configuration entry: a strategy as its own ``to_dict``
+    (an estimator of ``M_R``), else as its class name and options."""
+    if isinstance(v, eqx.Module) and callable(getattr(v, "to_dict", None)):
+        return v.to_dict()
     if isinstance(v, eqx.Module):
         return {"type": type(v).__name__, **{f: _describe(getattr(v, f)) for f in v.__dataclass_fields__}}
     if isinstance(v, tuple):
