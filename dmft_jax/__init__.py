@@ -27,7 +27,7 @@ from ._response.probes import ProbeResponse
 from ._response.response import AbstractResponse, ExactResponse
 from ._results.results import RESULTS, Result
 from ._algorithms.schedules import CustomSchedule, ExponentialDecay, PiecewiseConstant, Schedule
-from ._simulate.simulate import CommitteeSimulation, Simulation, simulate
+from ._simulate.simulate import Simulation, simulate
 from ._results.solution import Solution
 from ._solve.config import SolveConfig
 from ._solve.solve import solve
@@ -38,16 +38,23 @@ from ._tools.tune import TuneResult, tune
 from ._algorithms.updates import AbstractUpdate, HeavyBall, Nesterov
 
 
+_DEPRECATED_NAMES = {
+    "CommitteeSolution": (Solution, "dj.solve returns a dj.Solution for every K (a committee's arrays carry unit "
+                                    "axes; Q is q)"),
+    "CommitteeSimulation": (Simulation, "dj.simulate returns a dj.Simulation for every K (a committee's arrays "
+                                        "carry unit axes; Q is q)"),
+}
+
 
 def __getattr__(name):
     """Deprecated names, kept one release: ``CommitteeSolution`` is :class:`Solution` (one
     result for every number of units)."""
-    if name == "CommitteeSolution":
+    if name in _DEPRECATED_NAMES:
         import warnings
 
-        warnings.warn("dj.CommitteeSolution is deprecated: dj.solve returns a dj.Solution for every K (committee "
-                      "arrays carry unit axes; Q is q)", DeprecationWarning, stacklevel=2)
-        return Solution
+        new, what = _DEPRECATED_NAMES[name]
+        warnings.warn(f"dj.{name} is deprecated: {what}", DeprecationWarning, stacklevel=2)
+        return new
     raise AttributeError(f"module 'dmft_jax' has no attribute {name!r}")
 
 
@@ -59,7 +66,7 @@ Response = AbstractResponse
 __version__ = "0.2.0"
 
 __all__ = [
-    "AbstractReadout", "Committee", "CommitteeSimulation", "CommitteeSolution", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
+    "AbstractReadout", "Committee", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
     "AbstractUpdate", "HeavyBall", "Nesterov",
     "CacheWarning", "AbstractBound", "Above", "Positive", "UnitInterval", "bounds",
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",

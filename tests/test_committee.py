@@ -21,7 +21,7 @@ def test_one_unit_with_the_identity_read_out_is_the_single_unit_simulation(two):
     one = dj.simulate(dj.Committee(two, dj.CustomReadout(1, lambda r: r[..., 0])), algo, **KW)
     assert bool(one.ok) and one.m.shape == (single.m.shape[0], 1) and one.Q.shape == (single.m.shape[0], 1, 1)
     np.testing.assert_allclose(one.runs["m"][..., 0], single.runs["m"], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(one.runs["Q"][..., 0, 0], single.runs["q"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(one.runs["q"][..., 0, 0], single.runs["q"], rtol=1e-10, atol=1e-12)
     for name in ("test_error", "train_loss", "train_acc"):
         np.testing.assert_allclose(one.runs[name], single.runs[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
@@ -38,7 +38,7 @@ def test_linear_committee_moves_only_the_mean_of_its_units(linear):
     # f(r) = mean_a r_a: every unit gets the same gradient, so W_a - W_b only decays by the
     # ridge, |W_a - W_b|^2 / d = (1 - eta lam)^(2k) |W_a(0) - W_b(0)|^2 / d in every seed
     decay = (1 - 0.2 * 0.1) ** np.arange(linear.t.shape[0])
-    Q = np.asarray(linear.runs["Q"])  # (seeds, T+1, 3, 3)
+    Q = np.asarray(linear.runs["q"])  # (seeds, T+1, 3, 3)
     for a, b in ((0, 1), (0, 2), (1, 2)):
         dist = Q[..., a, a] - 2 * Q[..., a, b] + Q[..., b, b]
         np.testing.assert_allclose(dist, dist[:, :1] * decay**2, rtol=1e-9)

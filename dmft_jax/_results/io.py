@@ -244,7 +244,7 @@ def load(path) -> Loaded:
 
 
 REQUIRED = {"solution": ("t", "m", "q", "eps_gen", "train_loss", "train_acc", "status"),
-            "simulation": ("t", "m", "q", "eps_gen", "eps_gen_se", "train_loss", "train_acc", "status"),
+            "simulation": ("t", "m", "q", "test_error", "train_loss", "train_acc", "status"),
             "committee_simulation": ("t", "m", "Q", "test_error", "train_loss", "train_acc", "status"),
             "committee_solution": ("t", "m", "Q", "eps_gen", "train_loss", "train_acc", "status")}
 

@@ -22,6 +22,8 @@ def compare(solution=None, simulation=None, *, axes=None, label=None, color=None
         fig = axes[0].figure
     panels = [("eps_gen", "generalisation error"), ("train_loss", "training loss / d"),
               ("train_acc", "training accuracy")]
+    ylabels = {"eps_gen": r"$\epsilon_{gen}(t)$", "train_loss": r"$\mathcal{L}_{train}(t) / d$",
+               "train_acc": "fraction of training samples correct"}
     for ax, (name, title) in zip(axes, panels):
         if solution is not None:
             t, v = np.asarray(solution.t), np.asarray(getattr(solution, name))
@@ -35,10 +37,13 @@ def compare(solution=None, simulation=None, *, axes=None, label=None, color=None
             t = np.asarray(simulation.t)
             step = max(1, len(t) // 40)
             d = simulation.config["d"]
-            ax.errorbar(t[::step], np.asarray(getattr(simulation, name))[::step],
-                        yerr=np.asarray(getattr(simulation, name + "_se"))[::step], fmt="o", ms=3,
+            # a committee's simulation has no closed-form eps_gen: its held-out test error
+            shown = "test_error" if name == "eps_gen" and getattr(simulation, name, None) is None else name
+            ax.errorbar(t[::step], np.asarray(getattr(simulation, shown))[::step],
+                        yerr=np.asarray(getattr(simulation, shown + "_se"))[::step], fmt="o", ms=3,
                         color=color, alpha=0.8, label=f"simulation d={d}")
-        ax.set_xlabel("t")
+        ax.set_xlabel("time t = k eta")
+        ax.set_ylabel(ylabels[name])
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend()

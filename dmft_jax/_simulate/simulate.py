@@ -34,7 +34,6 @@ from .seeds import check_inputs, run_seeds, summarise
 from .._algorithms.updates import updated
 
 OBSERVABLES = ("m", "q", "eps_gen", "test_error", "train_loss", "train_acc")
-COMMITTEE_OBSERVABLES = ("m", "Q", "test_error", "train_loss", "train_acc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +59,16 @@ class SimulationConfig:
 
 
 class Simulation(AbstractOutcome):
-    """Seed means and standard errors of the finite-``d`` observables, indexed by step.
+    """Seed means and standard errors of the finite-``d`` observables, indexed by step, for a
+    single unit and for a committee of ``K`` units alike.
 
-    ``eps_gen`` is the analytic error of a fresh sample given ``(m, q)`` (exact at finite
-    ``d`` for the given ``w``); ``test_error`` is measured on ``n_test`` held-out samples.
-    ``runs[name]`` holds the per-seed curves ``(n_seeds, T+1)``. ``result`` says whether
-    every seed stayed finite and bounded (as for :class:`~dmft_jax.Solution`).
+    ``test_error`` is measured on ``n_test`` held-out samples. A single unit: ``m``,
+    ``q = |w|^2 / d`` ``(T+1,)``, and ``eps_gen``, the analytic error of a fresh sample given
+    ``(m, q)`` (exact at finite ``d`` for the given ``w``). A committee: ``m`` ``(T+1, K)`` and
+    ``q`` (also read as ``Q``) ``= W W^T / d`` ``(T+1, K, K)``, no ``eps_gen`` (``None``; its
+    test error is ``test_error``). ``runs[name]`` holds the per-seed curves
+    ``(n_seeds, T+1, ...)``. ``result`` says whether every seed stayed finite and bounded (as
+    for :class:`~dmft_jax.Solution`).
     """
 
     t: Any
@@ -96,41 +99,18 @@ class Simulation(AbstractOutcome):
     @property
     def saved_arrays(self) -> tuple:
         """The names :func:`dmft_jax.save` writes (with the bias when there is one)."""
-        return self.base_arrays + (("bias", "bias_se") if self.bias is not None else ())
+        names = tuple(n for n in self.base_arrays if getattr(self, n, True) is not None)
+        return names + (("bias", "bias_se") if self.bias is not None else ())
 
+    @property
+    def Q(self):
+        """A committee's overlaps ``W W^T / d``: ``q`` under its committee name."""
+        return self.q
 
-    def save(self, path, *, overwrite: bool = False):
-        """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._results.io.save`)."""
-        from .._results.io import save
+    @property
+    def Q_se(self):
+        return self.q_se
 
-        return save(self, path, overwrite=overwrite)
-
-
-class CommitteeSimulation(AbstractOutcome):
-    """Seed means and standard errors of a committee's finite-``d`` observables, indexed by
-    step: ``m`` ``(T+1, K)``, ``Q`` ``(T+1, K, K)``, ``test_error`` (the held-out samples),
-    ``train_loss`` and ``train_acc``; ``runs[name]`` holds the per-seed curves."""
-
-    t: Any
-    m: Any
-    m_se: Any
-    Q: Any
-    Q_se: Any
-    test_error: Any
-    test_error_se: Any
-    train_loss: Any
-    train_loss_se: Any
-    train_acc: Any
-    train_acc_se: Any
-    runs: dict
-    result: Result
-    seed: Any
-    problem: Committee
-    algorithm: AbstractAlgorithm
-    config: Any = eqx.field(static=True)  # dmft_jax._simulate.simulate.SimulationConfig
-
-    kind: ClassVar[str] = "committee_simulation"
-    saved_arrays: ClassVar[tuple] = ("t",) + tuple(n for o in COMMITTEE_OBSERVABLES for n in (o, o + "_se")) + ("status",)
 
     def save(self, path, *, overwrite: bool = False):
         """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._results.io.save`)."""
@@ -183,13 +163,13 @@ def simulate(
                          progress_meter)
     norms = jnp.diagonal(runs["Q"], axis1=-2, axis2=-1)  # |w_a|^2 / d per seed, step and unit
     common = dict(seed=jnp.asarray(key[1]), problem=net, algorithm=algorithm, config=config)
+    runs = {("q" if name == "Q" else name): x for name, x in runs.items()}
+    if readout is None:  # a single unit: its curves without the unit axes
+        runs = {name: x[..., 0] if name in ("m", "bias") else x for name, x in runs.items()} | {"q": norms[..., 0]}
+    names = tuple(n for n in OBSERVABLES if n in runs) + (("bias",) if "bias" in runs else ())
+    result, stats, t = summarise(runs, names, norms, algorithm, T, dtype)
     if readout is not None:
-        result, stats, t = summarise(runs, COMMITTEE_OBSERVABLES, norms, algorithm, T, dtype)
-        return CommitteeSimulation(t=t, runs=runs, result=result, **common, **stats)
-    runs = {name: x[..., 0] if name in ("m", "bias") else x for name, x in runs.items() if name != "Q"} | {
-        "q": norms[..., 0]}
-    names = OBSERVABLES + (("bias",) if "bias" in runs else ())
-    result, stats, t = summarise(runs, names, runs["q"], algorithm, T, dtype)
+        stats.update(eps_gen=None, eps_gen_se=None)
     return Simulation(t=t, runs=runs, result=result, **common, **stats)
 
 
