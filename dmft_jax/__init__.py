@@ -22,7 +22,8 @@ from ._problem.teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from ._solve.progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
 from ._solve.memory import memory_estimate
 from ._tools.exact import ridge_gd
-from ._tools.replica import ERMSolution, LongTimeGD, alpha_star, erm, gd_long_time
+from ._tools.long_time import LongTimeGD, alpha_star, gd_long_time
+from ._tools.replica import ERMSolution, erm
 from ._response.probes import ProbeResponse
 from ._response.response import AbstractResponse, ExactResponse
 from ._results.results import RESULTS, Result

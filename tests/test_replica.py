@@ -9,7 +9,7 @@ from scipy.optimize import linprog, minimize
 from scipy.special import erfc, expit
 
 import dmft_jax as dj
-from dmft_jax._tools.replica import alpha_star, erm, gd_long_time
+from dmft_jax import alpha_star, erm, gd_long_time
 
 
 def finite_d_erm(alpha, delta, lam, d, n_seeds, loss="logistic", rho=0.5, seed=0):

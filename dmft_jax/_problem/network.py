@@ -7,6 +7,8 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 
+from .readouts import Committee, UnitReadout
+
 
 class Network(eqx.Module):
     """What the engine solves: the problem's data, loss and scalars, and ``K`` units with a
@@ -23,10 +25,17 @@ class Network(eqx.Module):
     cross_memory: bool = eqx.field(static=True, default=True)
 
     @staticmethod
+    def of(problem) -> "Network":
+        """What the engine solves for ``problem``: a :class:`~dmft_jax.Committee`'s ``K`` units
+        with its read-out and options, or a single unit (:meth:`single`)."""
+        if isinstance(problem, Committee):
+            return Network(problem.problem, problem.readout, problem.m0, None, symmetric=problem.symmetric,
+                           cross_memory=problem.cross_memory)
+        return Network.single(problem)
+
+    @staticmethod
     def single(problem) -> "Network":
         """A single-unit problem: the committee of one unit read out through its model."""
-        from .readouts import UnitReadout
-
         bias = None if problem.bias is None else jnp.reshape(problem.bias, (1,))
         return Network(problem, UnitReadout(problem.model), jnp.reshape(problem.m0, (1,)), bias)
 

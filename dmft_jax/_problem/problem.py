@@ -349,13 +349,6 @@ class Problem(eqx.Module):
         """Cast every floating leaf to ``dtype``."""
         return cast_tree(self, dtype)
 
-    def network(self):
-        """What the engine solves (:class:`~dmft_jax._problem.network.Network`): one unit read
-        out through the model."""
-        from .network import Network
-
-        return Network.single(self)
-
     def to_dict(self) -> dict:
         """JSON-friendly description (concrete values only)."""
         out = dict(self.model.to_dict())

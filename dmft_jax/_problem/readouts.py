@@ -238,14 +238,6 @@ class Committee(eqx.Module):
         """The loss argument of every sample: margin ``y f(r)`` or residual ``f(r) - y``."""
         return self.readout(r)
 
-    def network(self):
-        """What the engine solves (:class:`~dmft_jax._problem.network.Network`): ``K`` units
-        with this read-out and the committee's options."""
-        from .network import Network
-
-        return Network(self.problem, self.readout, self.m0, None, symmetric=self.symmetric,
-                       cross_memory=self.cross_memory)
-
     def to_dict(self) -> dict:
         out = self.problem.to_dict()
         out.update(self.readout.to_dict())

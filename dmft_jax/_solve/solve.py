@@ -37,6 +37,7 @@ from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint
 from .standard_errors import AbstractErrors, GroupErrors, no_gradient
 from .._algorithms.algorithms import AbstractAlgorithm
 from .memory import check_memory
+from .._problem.network import Network
 from .._problem.readouts import Committee
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, compile_notice
 from .._response.probes import ProbeResponse
@@ -200,7 +201,7 @@ _solve_jit = eqx.filter_jit(_solve_sweep)  # compiled programs are named after _
 
 def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None, n_live=None) -> Solution:
     """The jittable core of :func:`solve` for every ``K`` (no validation; ``config`` from
-    :func:`~dmft_jax._solve.configure.configure`): the one causal sweep of ``problem.network()``
+    :func:`~dmft_jax._solve.configure.configure`): the one causal sweep of ``Network.of(problem)``
     (``K x K`` blocks, a single unit being ``K = 1``), the weight side in blocks, the test
     error, the outcome and the standard errors; a single unit's arrays without unit axes.
 
@@ -210,7 +211,7 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     optional): only the first ``n_live`` of the ``config.n_traj`` trajectories are averaged
     (the rest pad the bucket)."""
     T, K = config.n_steps, config.K
-    net = problem.network()
+    net = Network.of(problem)
     base = net.problem
     dtype = base.alpha.dtype
     key_probe = jax.random.fold_in(key, 0x5EED)  # probes only: the other draws keep the key

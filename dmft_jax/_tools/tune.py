@@ -263,6 +263,38 @@ def _value_and_grad(theta, k, problem, algorithm, static: _TuneStatic):
     return jax.value_and_grad(loss)(theta)
 
 
+def _optimise(value_and_grad, theta, optimizer, steps, fixed_key, base_key, where, progress, log_every):
+    """``steps`` optimiser steps from ``theta``: ``(theta, history)``, the objective and every
+    parameter per step. ``fixed_key``: the key of every step (``None``: a fresh key per step
+    from ``base_key``); ``where``: ``(problem, algorithm, T, params)`` of the tuned values. A
+    non-finite objective or gradient stops it, naming the step and the point."""
+    import optax
+
+    problem, algorithm, T, params = where
+    state = optimizer.init(theta)
+    history = {"objective": [], **{n: [] for n in params}}
+    for i in range(steps):
+        k = jax.random.fold_in(base_key, i) if fixed_key is None else fixed_key
+        value, grads = value_and_grad(theta, k)
+        bad = [n for n, g in grads.items() if not np.all(np.isfinite(np.asarray(g)))]
+        if not np.isfinite(float(value)) or bad:
+            at = ", ".join(f"{n}={_value(*_from_theta(theta, problem, algorithm, T), n)}" for n in params)
+            what = "objective" if not bad else "gradient in " + ", ".join(bad)
+            raise RuntimeError(f"dmft_jax.tune: non-finite {what} at step {i} (at {at}); the solve there diverged "
+                               "or a parameter reached a value where its derivative is undefined: try a smaller "
+                               "optimiser learning rate or another start")
+        prob, algo = _from_theta(theta, problem, algorithm, T)
+        history["objective"].append(float(value))
+        for n in params:
+            history[n].append(_value(prob, algo, n))
+        if progress and (i % log_every == 0 or i == steps - 1):
+            vals = ", ".join(f"{n}={np.asarray(history[n][-1]).round(5).tolist()}" for n in params)
+            print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", file=sys.stderr, flush=True)
+        updates, state = optimizer.update(grads, state, theta)
+        theta = _project(optax.apply_updates(theta, updates))
+    return theta, history
+
+
 def tune(
     problem: Problem,
     algorithm: AbstractAlgorithm,
@@ -305,20 +337,16 @@ def tune(
     T = count_steps(algorithm, t_max)
     import optax  # here, not at import of dmft_jax (0.1 s a process that does not tune saves)
 
-    optimizer = optimizer or optax.adam(0.05)
-    theta = _to_theta(problem, algorithm, params, T)
-    base_key = as_key(key)
+    optimizer, theta, base_key = optimizer or optax.adam(0.05), _to_theta(problem, algorithm, params, T), as_key(key)
 
-    committee = isinstance(problem, Committee)
     mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm,
-                          committee or problem.bias is not None)
-
+                          isinstance(problem, Committee) or problem.bias is not None)
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
     errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
-    others = {k: v for k, v in solve_kwargs.items() if k != "throw"}
-    config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors, **others)
+    config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
+                       **{k: v for k, v in solve_kwargs.items() if k != "throw"})
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))
@@ -326,27 +354,9 @@ def tune(
 
     def value_and_grad(theta, k):  # compiled once per sizes and options, not once per tune() call
         return _value_and_grad(theta, k, prob_arr, algo_arr, static)
-    state = optimizer.init(theta)
-    history = {"objective": [], **{n: [] for n in params}}
-    for i in range(steps):
-        k = jax.random.fold_in(base_key, i) if refresh else base_key
-        value, grads = value_and_grad(theta, k)
-        bad = [n for n, g in grads.items() if not np.all(np.isfinite(np.asarray(g)))]
-        if not np.isfinite(float(value)) or bad:
-            at = ", ".join(f"{n}={_value(*_from_theta(theta, problem, algorithm, T), n)}" for n in params)
-            what = "objective" if not bad else "gradient in " + ", ".join(bad)
-            raise RuntimeError(f"dmft_jax.tune: non-finite {what} at step {i} (at {at}); the solve there diverged "
-                               "or a parameter reached a value where its derivative is undefined: try a smaller "
-                               "optimiser learning rate or another start")
-        prob, algo = _from_theta(theta, problem, algorithm, T)
-        history["objective"].append(float(value))
-        for n in params:
-            history[n].append(_value(prob, algo, n))
-        if progress and (i % log_every == 0 or i == steps - 1):
-            vals = ", ".join(f"{n}={np.asarray(history[n][-1]).round(5).tolist()}" for n in params)
-            print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", file=sys.stderr, flush=True)
-        updates, state = optimizer.update(grads, state, theta)
-        theta = _project(optax.apply_updates(theta, updates))
+
+    theta, history = _optimise(value_and_grad, theta, optimizer, steps, base_key if not refresh else None, base_key,
+                               (problem, algorithm, T, params), progress, log_every)
     prob, algo = _from_theta(theta, problem, algorithm, T)
     _warn_if_stuck(history, params)
     sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, errors=errors,
@@ -354,12 +364,12 @@ def tune(
     tuned = {n: _value(prob, algo, n) for n in params}
     value = objective(sol)
     noise = {}
-    if isinstance(errors, GroupErrors):
+    if isinstance(errors, GroupErrors):  # the improvement against the Monte Carlo noise
         start = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
         start_value = (objective(solve(*start, n_steps=T, n_traj=n_traj, response=response, key=base_key,
                                        **solve_kwargs)) if refresh else history["objective"][0])
-        noise = noise_report(objective, start, (prob.astype(dtype), cast_tree(algo, dtype)), base_key, config,
-                             errors, start_value, value)
+        end = (prob.astype(dtype), cast_tree(algo, dtype))
+        noise = noise_report(objective, start, end, base_key, config, errors, start_value, value)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
                      result=_outcome(sol, value, history, noise, refresh), **noise)
     announce(res, progress)
