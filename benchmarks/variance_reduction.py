@@ -94,11 +94,11 @@ def run(variant, keys, n):
     lhs, strat_c, mm = VARIANTS[variant]
     process.draw = patched_draw(lhs, strat_c) if lhs or strat_c else IID_DRAW
     jax.clear_caches()
-    dj.solve(PROBLEM, ALGO, 20.0, n, key=0, moment_matching=mm).m.block_until_ready()
+    dj.solve(PROBLEM, ALGO, 20.0, n, key=0, trajectories=dj.Trajectories(moment_matching=mm)).m.block_until_ready()
     out, times = [], []
     for k in keys:
         t0 = time.perf_counter()
-        s = dj.solve(PROBLEM, ALGO, 20.0, n, key=k, moment_matching=mm)
+        s = dj.solve(PROBLEM, ALGO, 20.0, n, key=k, trajectories=dj.Trajectories(moment_matching=mm))
         s.m.block_until_ready()
         times.append(time.perf_counter() - t0)
         out.append([np.asarray(s.eps_gen)[list(STEPS)], np.asarray(s.q)[list(STEPS)]])
@@ -114,7 +114,7 @@ def main():
     args = ap.parse_args()
     print(f"# variance_reduction: {platform.machine()} CPU x{os.cpu_count()}, jax {jax.__version__}, float64; seed "
           f"two-cluster PSGD, T = 100; N = {args.n}, keys = {args.keys}, reference N = {args.ref_n} (iid)")
-    ref = dj.solve(PROBLEM, ALGO, 20.0, args.ref_n, key=10**6, moment_matching=False)
+    ref = dj.solve(PROBLEM, ALGO, 20.0, args.ref_n, key=10**6, trajectories=dj.Trajectories(moment_matching=False))
     r = np.array([np.asarray(ref.eps_gen)[list(STEPS)], np.asarray(ref.q)[list(STEPS)]])
     keys = range(1, args.keys + 1)
     rng = np.random.default_rng(0)

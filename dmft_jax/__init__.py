@@ -31,6 +31,7 @@ from ._algorithms.schedules import CustomSchedule, ExponentialDecay, PiecewiseCo
 from ._simulate.simulate import Simulation, simulate
 from ._results.solution import Solution
 from ._solve.config import SolveConfig
+from ._solve.trajectories import Trajectories
 from ._solve.solve import solve
 from ._solve.deprecated import solve_committee
 from ._solvers.base import AbstractSolver
@@ -76,7 +77,7 @@ __all__ = [
     "AutodiffAdjoint", "CausalSweep", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
     "ExactResponse", "Exponential", "FDT", "fdt", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
-    "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square",
+    "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square", "Trajectories",
     "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
     "check_parameter", "count_compilations", "default_cache_dir", "disable_compilation_cache",
     "enable_compilation_cache", "erm", "memory_estimate", "ridge_gd", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",

@@ -69,7 +69,7 @@ def test_erm_with_intercept_agrees_with_alpha_star_with_bias():
 def test_saved_trajectories_include_the_bias():
     """The saved fields r are the pre-activations the loss saw: g = s Lambda'(y, r)."""
     p = dj.Problem(dj.TwoCluster(0.3), alpha=2.0, delta=0.5, lam=0.1, R0=0.5, bias=0.7)
-    sol = dj.solve(p, dj.GD(0.2), n_steps=4, n_traj=64, key=0, save_trajectories=4)
+    sol = dj.solve(p, dj.GD(0.2), n_steps=4, n_traj=64, key=0, trajectories=dj.Trajectories(save=4))
     tr = sol.trajectories
     d1, _ = p.loss_derivatives(tr["y"][None, :], tr["r"])
     np.testing.assert_allclose(np.asarray(tr["g"]), np.asarray(tr["s"] * d1), rtol=1e-12, atol=1e-14)

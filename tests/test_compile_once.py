@@ -48,7 +48,7 @@ def test_t_max_and_n_traj_within_a_bucket_do_not_recompile():
     # rounding, standard errors and saved trajectories too
     problem = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01)
     algo = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
-    kw = dict(key=5, response=dj.ExactResponse(32), errors=dj.GroupErrors(4), save_trajectories=3)
+    kw = dict(key=5, response=dj.ExactResponse(32), errors=dj.GroupErrors(4), trajectories=dj.Trajectories(save=3))
     names = ("t", "m", "q", "C", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C", "M_R")
     for t_max, n_traj, compiles in ((3.4, 112, 1), (4.0, 104, 0)):
         with dj.count_compilations() as c:

@@ -20,7 +20,7 @@ def test_gaussian_part_of_u_has_covariance_delta_C_perp(seed_two_cluster):
     G is rebuilt from the stored trajectories and the solver's R; its empirical covariance
     must match Delta C_perp (built from M_C, R, P) within Monte Carlo error."""
     N = 2**14
-    sol = dj.solve(seed_two_cluster, SGD_ALGO, t_max=4.0, n_traj=N, key=3, save_trajectories=N)
+    sol = dj.solve(seed_two_cluster, SGD_ALGO, t_max=4.0, n_traj=N, key=3, trajectories=dj.Trajectories(save=N))
     tr = sol.trajectories
     dt = 0.2
     delta = 0.5
@@ -116,7 +116,7 @@ def test_agrees_with_independent_numpy_implementation(seed_two_cluster):
     draws = dict(c=rnd.c, h0=rnd.h0, s=rnd.s, zeta=rnd.zeta[:, 0], u0=rnd.u0[0])  # unit 0 of K = 1
     ref = solve_numpy(2.0, 0.5, 0.0, 0.01, 0.5, 0.2, 0.3, 1 / 0.6, T=T, n_traj=N, n_chi=512, draws=draws)
     for blocks in (1, 3):
-        sol = dj.solve(seed_two_cluster, algo, n_steps=T, n_traj=N, key=0, antithetic=False,
+        sol = dj.solve(seed_two_cluster, algo, n_steps=T, n_traj=N, key=0, trajectories=dj.Trajectories(antithetic=False),
                        response=dj.ExactResponse(512), solver=dj.CausalSweep(blocks))
         for f in ("m", "q", "eps_gen", "train_loss", "lam_hat", "M_C", "M_R"):
             want = np.tril(ref[f]) if f == "M_C" else ref[f]  # the solver keeps the rows M_C[k, :k+1]

@@ -26,7 +26,7 @@ import pytest
 import dmft_jax as dj
 
 # The multi-device keyword of dj.solve, in one place (the workers' call is built from it).
-MULTI_DEVICE_KWARGS = 'sharding="all"'
+MULTI_DEVICE_KWARGS = 'trajectories=dj.Trajectories(sharding="all")'
 
 SOLVE_ARGS = dict(t_max=2.0, n_traj=512, key=3)
 FIELDS = ("m", "q", "eps_gen", "train_loss")

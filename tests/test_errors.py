@@ -132,7 +132,7 @@ def test_moment_matching_is_exact_in_the_draws_and_unbiased():
         np.testing.assert_allclose(np.mean(np.asarray(a) ** 2, axis=-1), 1.0, rtol=1e-6)
     # the same curve within the Monte Carlo error, from other random numbers
     mm = dj.solve(TWO, PSGD, **SIZE, key=5, errors=dj.GroupErrors(8))
-    plain = dj.solve(TWO, PSGD, **SIZE, key=6, moment_matching=False)
+    plain = dj.solve(TWO, PSGD, **SIZE, key=6, trajectories=dj.Trajectories(moment_matching=False))
     for n in ("eps_gen", "q", "train_loss"):
         z = (np.asarray(getattr(mm, n)) - np.asarray(getattr(plain, n)))[1:] / np.asarray(getattr(mm, n + "_se"))[1:]
         assert np.max(np.abs(z)) < 4 * np.sqrt(2), (n, z)

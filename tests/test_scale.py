@@ -192,21 +192,21 @@ SHARDED = textwrap.dedent("""
     def sharded_equals_one_device(problem, fields, **kw):
         for resp in (dj.ExactResponse(kw.pop("n_chi")), dj.ProbeResponse(2)):
             one = dj.solve(problem, alg, key=3, response=resp, **kw)
-            two = dj.solve(problem, alg, key=3, response=resp, sharding="all", **kw)
+            two = dj.solve(problem, alg, key=3, response=resp, trajectories=dj.Trajectories(sharding="all"), **kw)
             for f in fields:
                 a, b = np.asarray(getattr(one, f)), np.asarray(getattr(two, f))
                 assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), (f, np.max(np.abs(a - b)))
 
     sharded_equals_one_device(prob, ("eps_gen", "C", "M_R", "M_C", "train_loss"), t_max=2, n_traj=4096, n_chi=1024)
     # the trajectories really are split: per-device buffers hold N / 2 and kernels all-reduce
-    cfg = solver.configure(prob, alg, 2, 4096, sharding="all")
+    cfg = solver.configure(prob, alg, 2, 4096, trajectories=dj.Trajectories(sharding="all"))
     txt = eqx.filter_jit(solver.solve_traced).lower(prob, alg, jax.random.PRNGKey(3), cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[11,2048]" in txt and "f64[11,4096]" not in txt
     # committee machines: the block sweep splits its (time, trajectory, unit) arrays likewise
     committee = dj.Committee(prob, dj.SoftCommittee(2), m0=[0.3, -0.1])
     sharded_equals_one_device(committee, ("eps_gen", "Q", "M_R", "M_C", "train_loss"), n_steps=8, n_traj=1024,
                               n_chi=256)
-    cfg = solver.configure(committee, alg, None, 1024, n_steps=8, sharding="all")
+    cfg = solver.configure(committee, alg, None, 1024, n_steps=8, trajectories=dj.Trajectories(sharding="all"))
     txt = eqx.filter_jit(solver.solve_traced).lower(committee, alg, jax.random.PRNGKey(3),
                                                     cfg).compile().compiled.as_text()
     assert "all-reduce" in txt and "f64[9,512,2]" in txt and "f64[9,1024,2]" not in txt
@@ -223,9 +223,9 @@ def test_sharded_over_two_host_devices_equals_single_device():
 
 def test_devices_validated(seed_problem):
     with pytest.raises(ValueError, match="sharding"):
-        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, sharding="gpu")
+        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, trajectories=dj.Trajectories(sharding="gpu"))
     with pytest.raises(ValueError, match="sharding"):
-        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, sharding=[])
+        dj.solve(seed_problem, ALGO, t_max=1.0, n_traj=64, trajectories=dj.Trajectories(sharding=[]))
 
 
 def test_new_seed_does_not_recompile(seed_problem):

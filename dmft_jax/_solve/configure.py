@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 
 from .. import _validate
 from .._util import as_dtype
@@ -25,6 +24,7 @@ from .config import SolveConfig
 from .memory import check_memory
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
 from .standard_errors import AbstractErrors, NoErrors
+from .trajectories import FORMER, Trajectories
 
 _DEPRECATED = {
     "n_chi": "response=dj.ExactResponse(n_chi)",
@@ -35,7 +35,7 @@ _DEPRECATED = {
     "atol": "solver=dj.DampedIteration(atol=...)",
     "time_blocks": "solver=dj.CausalSweep(time_blocks)",
     "progress": "progress_meter=dj.TextProgressMeter()",
-    "devices": "sharding=",
+    "devices": "trajectories=dj.Trajectories(sharding=...)",
     "pivot_rtol": "solver=dj.CausalSweep(pivot_rtol=...) (or DampedIteration(pivot_rtol=...))",
 }
 
@@ -77,25 +77,23 @@ def _legacy_options(deprecated, solver, response, adjoint, progress_meter, shard
 
 
 def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, adjoint=None,
-              progress_meter=None, sharding=None, errors=None, n_steps=None, antithetic=True, moment_matching=True,
-              dtype=None, save_trajectories=0, batch=1, **deprecated) -> SolveConfig:
+              progress_meter=None, errors=None, n_steps=None, trajectories=None, dtype=None, batch=1,
+              **deprecated) -> SolveConfig:
     """Validate the options of :func:`~dmft_jax.solve` for a single unit or a
     :class:`~dmft_jax.Committee` and return the static :class:`~dmft_jax.SolveConfig` of the
     compiled core (``batch`` points are checked against the device memory together)."""
+    trajectories = trajectories_of(trajectories, deprecated)
     solver, response, adjoint, progress_meter, sharding, errors = _strategies(
-        solver, response, adjoint, progress_meter, sharding, errors, deprecated)
+        solver, response, adjoint, progress_meter, trajectories.sharding, errors, deprecated)
+    antithetic, save = trajectories.antithetic, trajectories.save
     K = check_problem(problem, algorithm)
     T = count_steps(algorithm, t_max, n_steps)
     n_traj = _validate.integer("n_traj", n_traj, 2)
-    for name, flag in (("antithetic", antithetic), ("moment_matching", moment_matching)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False; got {flag!r}")
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
     errors.check(n_traj, antithetic)
-    if isinstance(save_trajectories, bool) or int(save_trajectories) != save_trajectories \
-            or not 0 <= save_trajectories <= n_traj:
-        raise ValueError(f"save_trajectories must be in [0, n_traj]; got {save_trajectories}")
+    if save > n_traj:
+        raise ValueError(f"Trajectories.save (save_trajectories) must be in [0, n_traj = {n_traj}]; got {save}")
     dtype = as_dtype(dtype)
     solver.check(T)
     est = as_response(response).resolve(T, n_traj, dtype.itemsize, K)
@@ -103,19 +101,42 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     if ids is not None and n_traj % len(ids):
         raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(ids)} devices")
     adjoint.check(solver, est, ids is not None)
-    _check_combinations(problem, algorithm, solver, adjoint, save_trajectories)
+    _check_combinations(problem, algorithm, solver, adjoint, save)
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
     pivot_rtol = resolve_pivot_rtol(solver, dtype)
     committee = isinstance(problem, Committee)
     config = SolveConfig(n_steps=T, n_traj=n_traj, solver=solver, response=est, adjoint=adjoint,
                          progress_meter=progress_meter, devices=ids, antithetic=bool(antithetic),
-                         moment_matching=bool(moment_matching), pivot_rtol=float(pivot_rtol), dtype=str(dtype),
-                         save_trajectories=int(save_trajectories), errors=errors, K=K,
+                         moment_matching=bool(trajectories.moment_matching), pivot_rtol=float(pivot_rtol),
+                         dtype=str(dtype), save_trajectories=int(save), errors=errors, K=K,
                          cross_memory=problem.cross_memory if committee else True,
                          symmetric=problem.symmetric if committee else False,
                          quadrature=quadrature_size(problem) if committee else 0)
     check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config), K, config.quadrature)
     return config
+
+
+def trajectories_of(trajectories, options: dict) -> Trajectories:
+    """The :class:`~dmft_jax.Trajectories` of a solve: ``trajectories`` (default
+    ``Trajectories()``) with the former keywords of ``solve`` (``antithetic=``,
+    ``moment_matching=``, ``sharding=``, ``save_trajectories=``, popped from ``options``, each
+    with a ``DeprecationWarning``) set on it."""
+    trajectories = Trajectories() if trajectories is None else trajectories
+    if not isinstance(trajectories, Trajectories):
+        raise ValueError(f"trajectories must be a dmft_jax.Trajectories (e.g. Trajectories(antithetic=False)); got "
+                         f"{trajectories!r}")
+    given = {n: options.pop(n) for n in FORMER if n in options}
+    if not given:
+        return trajectories
+    for name in given:
+        warnings.warn(f"solve({name}=...) is deprecated; use trajectories=dj.Trajectories({FORMER[name]}=...)",
+                      DeprecationWarning, stacklevel=5)
+    fields = {f: getattr(trajectories, f) for f in FORMER.values()}
+    fields.update({FORMER[n]: v for n, v in given.items()})
+    try:
+        return Trajectories(**fields)
+    except ValueError as err:
+        raise ValueError(f"{', '.join(given)}: {err}") from None
 
 
 def _strategies(solver, response, adjoint, progress_meter, sharding, errors, deprecated):

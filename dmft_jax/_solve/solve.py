@@ -11,7 +11,7 @@ every strategy is an object passed by keyword, carrying its own options:
 - ``adjoint``: :class:`~dmft_jax.AutodiffAdjoint` (default) or :class:`~dmft_jax.SweepAdjoint`
   (hand-written reverse mode of the sweep);
 - ``progress_meter``: :class:`~dmft_jax.NoProgressMeter` (default) or :class:`~dmft_jax.TextProgressMeter`;
-- ``sharding``: ``None`` (one device), ``"all"`` or a list of devices;
+- ``trajectories``: :class:`~dmft_jax.Trajectories` ``(antithetic, moment_matching, sharding, save)``;
 - ``errors``: :class:`~dmft_jax.NoErrors` (default) or :class:`~dmft_jax.GroupErrors`
   ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost.
 
@@ -49,6 +49,7 @@ from .._solvers.sweep import CausalSweep
 from .._algorithms.schedules import Schedule
 from .._engine.timegrid import bucket_steps
 from .config import SolveConfig
+from .trajectories import Trajectories
 from .configure import committee_keywords, configure
 
 
@@ -63,14 +64,11 @@ def solve(
     response: AbstractResponse | None = None,
     adjoint: AbstractAdjoint | None = None,
     progress_meter: AbstractProgressMeter | None = None,
-    sharding=None,
     errors: AbstractErrors | None = None,
     n_steps: int | None = None,
-    antithetic: bool = True,
-    moment_matching: bool = True,
+    trajectories: Trajectories | None = None,
     dtype=None,
     throw: bool = False,
-    save_trajectories: int = 0,
     **deprecated,
 ) -> Solution:
     """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
@@ -85,30 +83,27 @@ def solve(
         the first ``T`` whose steps add up to ``t_max``).
     n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
     key : ``int`` seed or ``jax.random`` key. The same key gives the same result.
-    solver, response, adjoint, progress_meter, sharding, errors : the strategies (module
-        docstring).
+    solver, response, adjoint, progress_meter, errors : the strategies (module docstring).
     n_steps : number of steps, instead of ``t_max``; required when ``eta`` is traced.
-    antithetic : pair trajectories with opposite Gaussian noise (default on).
-    moment_matching : rescale the Gaussian draws to mean square exactly 1 over the
-        trajectories (default on; 1.5x smaller mean-squared error of late-time ``eps_gen`` at
-        no cost, docs/equations.md section 2.8.7).
+    trajectories : how the ``N`` trajectories are drawn (antithetic pairs and moment
+        matching, both on by default), split over devices (``sharding``) and kept (``save``):
+        :class:`~dmft_jax.Trajectories`.
     dtype : working dtype (default: JAX's default float, float64 if x64 is enabled).
     throw : raise ``RuntimeError`` when the result is not success (otherwise a warning is
         emitted for concrete results and the result is returned as data).
-    save_trajectories : keep ``u``, ``g``, ``r`` histories of this many trajectories (a
-        single unit).
 
-    Deprecated keywords (a ``DeprecationWarning`` says what replaced each): ``n_chi``,
-    ``method``, ``damping``, ``max_iter``, ``rtol``, ``atol``, ``time_blocks``, ``progress``,
-    ``devices``, ``pivot_rtol``, ``adjoint=True/False``, and a committee's ``symmetric`` and
-    ``cross_memory`` (now :class:`~dmft_jax.Committee`'s own).
+    Deprecated keywords (a ``DeprecationWarning`` says what replaced each): ``antithetic``,
+    ``moment_matching``, ``sharding`` and ``save_trajectories`` (now
+    :class:`~dmft_jax.Trajectories`' own), ``n_chi``, ``method``, ``damping``, ``max_iter``,
+    ``rtol``, ``atol``, ``time_blocks``, ``progress``, ``devices``, ``pivot_rtol``,
+    ``adjoint=True/False``, and a committee's ``symmetric`` and ``cross_memory`` (now
+    :class:`~dmft_jax.Committee`'s own).
     """
     problem = committee_keywords(problem, deprecated)
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
-                       progress_meter=progress_meter, sharding=sharding, errors=errors, n_steps=n_steps,
-                       antithetic=antithetic, moment_matching=moment_matching, dtype=dtype,
-                       save_trajectories=save_trajectories, **deprecated)
+                       progress_meter=progress_meter, errors=errors, n_steps=n_steps, trajectories=trajectories,
+                       dtype=dtype, **deprecated)
     dtype = jnp.dtype(config.dtype)
     T = config.n_steps
     run = None if deprecated else _bucket(config, problem, algorithm, response)

@@ -47,7 +47,7 @@ from .._solve.standard_errors import AbstractErrors, GroupErrors
 from .._problem.problem import Problem
 from .._response.response import ExactResponse, as_response
 from .._results.results import RESULTS, AbstractOutcome, Result
-from .._solve.configure import configure
+from .._solve.configure import configure, trajectories_of
 from .._solve.solve import solve
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
@@ -216,10 +216,11 @@ def _mode(mode, response, solve_kwargs, n_params, algorithm=None, has_bias=False
     if "adjoint" in solve_kwargs:
         raise ValueError("adjoint: set by tune's mode, not passed through")
     if any(k in solve_kwargs for k in ("method", "devices", "time_blocks")):
-        raise ValueError("tune: pass solver=..., sharding=... (the former method/devices/time_blocks keywords "
+        raise ValueError("tune: pass solver=..., trajectories=dj.Trajectories(sharding=...) (the former "
+                         "method/devices/time_blocks keywords "
                          "are not accepted here)")
     adjoint_ok = (isinstance(solve_kwargs.get("solver", CausalSweep()), CausalSweep)
-                  and solve_kwargs.get("sharding") is None
+                  and getattr(solve_kwargs.get("trajectories"), "sharding", None) is None
                   and isinstance(as_response(response), ExactResponse)
                   and (algorithm is None or (algorithm.beta is None and algorithm.temperature is None))
                   and not has_bias)
@@ -331,6 +332,7 @@ def tune(
     ``n_traj``; off when none does). It costs about three solves after the optimisation,
     none during it."""
     response = _legacy_n_chi(response, solve_kwargs)
+    solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
     params = _checked_params(algorithm, params)
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
@@ -344,7 +346,7 @@ def tune(
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
-    errors = resolve_errors(errors, n_traj, solve_kwargs.get("antithetic", True))
+    errors = resolve_errors(errors, n_traj, solve_kwargs["trajectories"].antithetic)
     config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
                        **{k: v for k, v in solve_kwargs.items() if k != "throw"})
 
