@@ -66,6 +66,9 @@ def fdt(solution, t_min: float | None = None) -> FDT:
         raise ValueError(f"solution: fdt takes one solution; this one has a batch of shape {t.shape[:-1]} "
                          "(index it first, e.g. jax.tree_util.tree_map(lambda a: a[0], grid))")
     m = np.asarray(solution.m, dtype=float)
+    if m.ndim != 1:
+        raise ValueError(f"solution: fdt analyses a single unit; this solution has K = {m.shape[-1]} units (a "
+                         "committee's C and R are K x K blocks)")
     C = np.asarray(solution.C, dtype=float) - np.outer(m, m)
     R = np.asarray(solution.R, dtype=float)
     if not (np.all(np.isfinite(C)) and np.all(np.isfinite(R))):

@@ -93,6 +93,9 @@ def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rto
     from .._algorithms.algorithms import GD
     from .._solve.solve import solve
 
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem: gd_long_time runs a single unit (a dmft_jax.Problem); got "
+                         f"{type(problem).__name__}")
     if response is None and "n_chi" not in solve_kwargs:
         response = ExactResponse(min(1024, n_traj))
     for _ in range(max_doublings + 1):
