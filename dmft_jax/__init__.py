@@ -3,6 +3,7 @@ high-dimensional Gaussian mixtures (docs/equations.md)."""
 from ._algorithms import bounds
 from ._results import io, plot
 from ._validate import check as check_parameter
+from ._version import __version__
 from ._cache.compilation import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from ._cache.entry import CacheWarning
 from ._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
@@ -65,7 +66,6 @@ Algorithm = AbstractAlgorithm
 Loss = AbstractLoss
 Response = AbstractResponse
 
-__version__ = "0.2.0"
 
 __all__ = [
     "AbstractReadout", "Committee", "solve_committee", "CustomReadout", "SignCommittee", "SoftCommittee",
