@@ -471,11 +471,11 @@ _Fake = Fake  # noqa: F821 (defined by the exec above)
 _KILLED_SAVE = """
 import importlib.util, os, signal, sys, types
 import numpy as np
-package = types.ModuleType("dmft_jax")  # dmft_jax/_tools/io.py alone: no JAX in this process
-package.__path__, package.__version__ = [], "test"
-tools = types.ModuleType("dmft_jax._tools")
-tools.__path__ = []
-sys.modules["dmft_jax"], sys.modules["dmft_jax._tools"] = package, tools
+# dmft_jax/_results/io.py alone (with the version string beside it): no JAX in this process
+root = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1])))
+package, results = types.ModuleType("dmft_jax"), types.ModuleType("dmft_jax._results")
+package.__path__, results.__path__ = [root], [os.path.join(root, "_results")]
+sys.modules["dmft_jax"], sys.modules["dmft_jax._results"] = package, results
 spec = importlib.util.spec_from_file_location("dmft_jax._results.io", sys.argv[1])
 io = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(io)

@@ -97,7 +97,7 @@ def _environment():
     options = sorted((k, repr(v)) for k, v in jax.config.values.items()
                      if k not in _UNKEYED_OPTIONS and not k.startswith("jax_persistent_cache"))
     devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
-    from .. import __version__
+    from .._version import __version__
 
     return (FORMAT, _source_digest(), __version__, jax.__version__, jaxlib.__version__, eqx.__version__, sys.version_info[:2],
             options, devices)

@@ -36,7 +36,7 @@ def _digest(a: np.ndarray) -> str:
 
 
 def metadata(result) -> dict:
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "format_version": FORMAT_VERSION,
