@@ -19,7 +19,8 @@ def test_cli_solve_writes_results_and_plot(tmp_path, capsys):
                    "--out", str(out)])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["status"] == "success"
+    assert summary["status"] == "successful" and summary["message"] == "success"  # the enumeration's name
+    assert summary["t_max"] == 1.0  # a clean number (the steps add up to 1.0000000000000002)
     for name in ("solution.npz", "solution.json", "simulation.npz", "curves.png"):
         assert (out / name).stat().st_size > 0
     loaded = dj.load(out / "solution")
@@ -33,6 +34,27 @@ def test_cli_rejects_bad_parameter(capsys):
     with pytest.raises(SystemExit):
         cli.main(["solve", "--alpha", "-1"])
     assert "alpha" in capsys.readouterr().err
+
+
+def test_cli_habits(tmp_path, capsys):
+    """--version; a refused run leaves no output folder behind and shows its subcommand's usage;
+    each default printed once in --help; --sharpness is the smooth hinge's (beta is momentum)."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dmft-jax {dj.__version__}"
+    for bad, says in ((["--t-max", "0"], "t_max must satisfy t_max > 0"), (["--n-traj", "0"], "n_traj"),
+                      (["--loss", "hinge"], "hinge")):
+        out = tmp_path / "refused"
+        with pytest.raises(SystemExit) as done:
+            cli.main(["solve", "--no-cache", "--out", str(out), *bad])
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and says in err and "usage: dmft-jax solve" in err, err
+        assert not out.exists()
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default min(N, 4096))" in text and "(default: None)" not in text and "(default: False)" not in text
+    assert "--sharpness SHARPNESS" in text
 
 
 def test_save_load_round_trip(tmp_path, seed_two_cluster):

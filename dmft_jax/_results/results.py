@@ -78,6 +78,14 @@ class Result(eqx.Module):
         names = sorted({self.checks[int(i)] for i in np.ravel(bad) if 0 <= int(i) < len(self.checks)})
         return msg + ("; failed: " + "; ".join(names) if names else "")
 
+    @property
+    def code_name(self):
+        """The outcome's name in :data:`RESULTS` (``"successful"``, ``"diverged"``, ...; for a
+        batch, an array of names)."""
+        code = np.asarray(self.code)
+        names = np.vectorize(lambda v: RESULTS(int(v)).name, otypes=[object])(code)
+        return str(names) if code.ndim == 0 else names
+
     def __int__(self):
         return int(np.asarray(self.code))
 

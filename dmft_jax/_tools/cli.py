@@ -11,6 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+from .._version import __version__
+
+
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each default once: not for a flag, not ``None``, not where the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
 
 def _add_problem_args(p):
     g = p.add_argument_group("problem")
@@ -19,7 +31,8 @@ def _add_problem_args(p):
     g.add_argument("--L", type=float, default=0.7, help="three-cluster threshold L")
     g.add_argument("--loss", default="logistic",
                    help="logistic | square | exponential | smooth_hinge | hinge (simulation only)")
-    g.add_argument("--beta", type=float, default=10.0, help="smooth_hinge sharpness")
+    g.add_argument("--sharpness", "--beta", dest="sharpness", type=float, default=10.0,
+                   help="smooth_hinge sharpness (--beta is its former name: beta= in Python is the momentum)")
     g.add_argument("--alpha", type=float, default=2.0, help="samples per dimension n/d")
     g.add_argument("--delta", type=float, default=0.5, help="input noise variance Delta")
     g.add_argument("--lam", type=float, default=0.0, help="ridge lambda")
@@ -49,7 +62,7 @@ def _build(args):
     import dmft_jax as dj
 
     model = dj.TwoCluster(args.rho) if args.model == "two" else dj.ThreeCluster(args.rho, args.L)
-    loss = dj.SmoothHinge(args.beta) if args.loss == "smooth_hinge" else args.loss
+    loss = dj.SmoothHinge(args.sharpness) if args.loss == "smooth_hinge" else args.loss
     m0 = args.m0 if args.m0 is not None else (0.0 if args.model == "two" else 0.01)
     problem = dj.Problem(model=model, loss=loss, alpha=args.alpha, delta=args.delta, lam=args.lam,
                          R0=args.R0, m0=m0)
@@ -66,9 +79,10 @@ def _build(args):
 
 
 def _parser():
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Defaults
     parser = argparse.ArgumentParser(prog="dmft-jax", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dmft-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ps = sub.add_parser("solve", help="solve the DMFT (and optionally simulate beside it)", allow_abbrev=False,
                         formatter_class=fmt)
@@ -99,11 +113,13 @@ def _parser():
     pt.add_argument("--groups", type=int, default=16, metavar="G",
                     help="standard errors of the tuned objective and of its improvement from G replica solves "
                          "(GroupErrors); 0: none")
+    parser.commands = {"solve": ps, "simulate": pm, "tune": pt}  # each refuses with its own usage
     return parser
 
 
 def _check_args(parser, args):
-    """Refuse bad options before any work is done, and results that would be overwritten."""
+    """Refuse bad options before any work is done, and results that would be overwritten; the
+    output folder is made only for a run that passed every check (:func:`_made`)."""
     d = args.simulate if args.command == "solve" else getattr(args, "d", None)
     if d is not None and d < 2:
         parser.error(f"{'--simulate' if args.command == 'solve' else '--d'} must be an integer >= 2; got {d}")
@@ -112,11 +128,7 @@ def _check_args(parser, args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out: {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        parser.error(f"--out: cannot create the folder {out} ({err})")
-    if not os.access(out, os.W_OK):
+    if out.exists() and not os.access(out, os.W_OK):
         parser.error(f"--out: the folder {out} is not writable")
     names = {"solve": ["solution", "simulation"] if getattr(args, "simulate", None) is not None else ["solution"],
              "simulate": ["simulation"], "tune": ["tune"]}[args.command]
@@ -125,6 +137,20 @@ def _check_args(parser, args):
     if taken and not args.overwrite:
         parser.error(f"--out: {', '.join(taken)} exist; pass --overwrite to replace them, or another --out")
     return out
+
+
+def _made(parser, out: Path) -> Path:
+    """Make the output folder (after the checks: a refused run leaves nothing behind)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out: cannot create the folder {out} ({err})")
+    return out
+
+
+def _clean(x):
+    """A number as it was meant (``20.000000000000004`` -> ``20.0``: 12 significant digits)."""
+    return float(f"{float(x):.12g}")
 
 
 def _tune(dj, args, problem, algo, out, parser):
@@ -139,10 +165,12 @@ def _tune(dj, args, problem, algo, out, parser):
                       errors=dj.GroupErrors(args.groups) if args.groups != 0 else None)
     except ValueError as err:
         parser.error(str(err))
+    _made(parser, out)
     noise = dict(objective_se=res.objective_se, start_objective=res.start_objective, improvement=res.improvement,
                  improvement_se=res.improvement_se, within_noise=res.within_noise)
     out_data = dict(params=res.params, objective=float(res.objective), **noise, history=res.history,
-                    problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict(), status=res.message)
+                    problem=res.problem.to_dict(), algorithm=res.algorithm.to_dict(), status=res.result.code_name,
+                    message=res.message)
     (out / "tune.json").write_text(json.dumps(out_data, indent=2))
     plot.compare(res.solution, path=out / f"curves.{args.format}")
     print(json.dumps(dict(params=res.params, objective=float(res.objective), out=str(out)), indent=2))
@@ -152,8 +180,9 @@ def _tune(dj, args, problem, algo, out, parser):
 
 
 def main(argv=None):
-    parser = _parser()
-    args = parser.parse_args(argv)
+    top = _parser()
+    args = top.parse_args(argv)
+    parser = top.commands[args.command]
 
     import jax
 
@@ -187,9 +216,9 @@ def main(argv=None):
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
                            progress_meter=dj.TextProgressMeter(steps=args.no_cache), errors=errors)
             sol.m.block_until_ready()
-            summary["solve_seconds"] = time.perf_counter() - t0
-            summary["status"] = sol.message
-            io.save(sol, out / "solution", overwrite=args.overwrite)
+            summary["solve_seconds"] = round(time.perf_counter() - t0, 3)
+            summary["status"], summary["message"] = sol.result.code_name, sol.message
+            io.save(sol, _made(parser, out) / "solution", overwrite=args.overwrite)
             d = args.simulate
         else:
             d = args.d
@@ -198,17 +227,17 @@ def main(argv=None):
             sim = dj.simulate(problem, algo, t_max=args.t_max, d=d, n_seeds=args.n_seeds, key=args.seed + 1,
                               progress_meter=dj.TextProgressMeter("simulation", "seeds", steps=args.no_cache))
             sim.m.block_until_ready()
-            summary["simulate_seconds"] = time.perf_counter() - t0
-            summary["simulation_status"] = sim.message
-            io.save(sim, out / "simulation", overwrite=args.overwrite)
+            summary["simulate_seconds"] = round(time.perf_counter() - t0, 3)
+            summary["simulation_status"], summary["simulation_message"] = sim.result.code_name, sim.message
+            io.save(sim, _made(parser, out) / "simulation", overwrite=args.overwrite)
     except ValueError as err:
         parser.error(str(err))
     plot.compare(sol, sim, path=out / f"curves.{args.format}")
     res = sol if sol is not None else sim
-    summary.update(t_max=float(res.t[-1]), eps_gen=float(res.eps_gen[-1]))
+    summary.update(t_max=_clean(res.t[-1]), eps_gen=_clean(res.eps_gen[-1]))
     if res.eps_gen_se is not None:
-        summary["eps_gen_se"] = float(res.eps_gen_se[-1])
-    summary.update(train_loss=float(res.train_loss[-1]), train_acc=float(res.train_acc[-1]), out=str(out))
+        summary["eps_gen_se"] = _clean(res.eps_gen_se[-1])
+    summary.update(train_loss=_clean(res.train_loss[-1]), train_acc=_clean(res.train_acc[-1]), out=str(out))
     print(json.dumps(summary, indent=2))
     return 0 if all(bool(r.ok) for r in (sol, sim) if r is not None) else 1
 
