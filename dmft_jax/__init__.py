@@ -20,7 +20,7 @@ from ._problem.losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logi
                      SquaredError)
 from ._problem.problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
 from ._problem.teacher import AbstractTeacher, TeacherRegression, TeacherStudent
-from ._solve.progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
+from ._solve.progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, TqdmProgressMeter
 from ._solve.memory import memory_estimate
 from ._tools.exact import ridge_gd
 from ._tools.long_time import LongTimeGD, alpha_star, gd_long_time
@@ -78,7 +78,7 @@ __all__ = [
     "ExactResponse", "Exponential", "FDT", "fdt", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square", "Trajectories",
-    "SweepAdjoint", "TextProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
+    "SweepAdjoint", "TextProgressMeter", "TqdmProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
     "check_parameter", "count_compilations", "default_cache_dir", "disable_compilation_cache",
     "enable_compilation_cache", "erm", "memory_estimate", "ridge_gd", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
     "tune",

@@ -114,6 +114,17 @@ def test_progress_display_under_jit_and_vmap(capfd, seed_two_cluster):
     dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128)  # off by default
     jax.effects_barrier()
     assert capfd.readouterr().err == ""
+    # the tqdm bar: its count, rate and label, once per solve, under jit and vmap too
+    dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=128, progress_meter=dj.TqdmProgressMeter()).m
+    jax.effects_barrier()
+    err = capfd.readouterr().err
+    assert "[dmft-jax] sweep: 100%" in err and "5/5" in err and "steps/s" in err, err
+    run = lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, seed_two_cluster, lam), dj.GD(0.2), n_steps=4,
+                               n_traj=128, progress_meter=dj.TqdmProgressMeter("grid", "steps")).eps_gen[-1]
+    jax.jit(jax.vmap(run))(jax.numpy.array([0.0, 0.1])).block_until_ready()
+    jax.effects_barrier()
+    err = capfd.readouterr().err
+    assert "[dmft-jax] grid: 100%" in err and "4/4" in err and err.count("100%") == 1, err
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path, seed_two_cluster, monkeypatch):

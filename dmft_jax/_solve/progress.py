@@ -47,6 +47,40 @@ class TextProgressMeter(AbstractProgressMeter):
             jax.debug.callback(functools.partial(_print_progress, label=self.label, unit=self.unit), k, T)
 
 
+class TqdmProgressMeter(AbstractProgressMeter):
+    """A `tqdm <https://tqdm.github.io>`_ bar on stderr, with rate and time left; ``label``
+    names what is counted. The bar is driven by ``jax.debug.callback``, so it works under
+    ``jit`` and ``vmap`` (a batch shows its most advanced point) and inside ``lax.scan``; like
+    every host callback it keeps the program out of JAX's persistent compilation cache. Also
+    says when a first call compiles, and for how long (as :class:`TextProgressMeter`)."""
+
+    label: str = eqx.field(static=True, default="sweep")
+    unit: str = eqx.field(static=True, default="steps")
+
+    def step(self, k, T):
+        jax.debug.callback(functools.partial(_tqdm_progress, label=self.label, unit=self.unit), k, T)
+
+
+_BARS: dict = {}  # label -> the open tqdm bar of a running solve
+
+
+def _tqdm_progress(k, total, label="sweep", unit="steps"):
+    from tqdm.auto import tqdm  # a well-kept bar (rate, ETA, notebook widgets) rather than our own
+
+    k, total = int(np.max(np.asarray(k))), int(np.max(np.asarray(total)))
+    bar = _BARS.get(label)
+    if bar is None or k == 0 or bar.total != total:
+        if bar is not None:
+            bar.close()
+        bar = _BARS[label] = tqdm(total=total, desc=f"[dmft-jax] {label}", unit=f" {unit}", file=sys.stderr,
+                                  leave=True, dynamic_ncols=True)
+    if k + 1 > bar.n:
+        bar.update(k + 1 - bar.n)
+    if k == total - 1:
+        bar.close()
+        _BARS.pop(label, None)
+
+
 def _print_progress(k, total, label="sweep", unit="steps"):
     k = int(np.max(np.asarray(k)))
     every = max(1, total // 20)
@@ -64,10 +98,10 @@ _HIT = "/jax/compilation_cache/cache_hits"
 
 @contextlib.contextmanager
 def compile_notice(meter, what: str):
-    """With a :class:`TextProgressMeter`, say on stderr when ``what`` starts compiling (the
+    """With a :class:`TextProgressMeter` or :class:`TqdmProgressMeter`, say on stderr when ``what`` starts compiling (the
     first call with new sizes traces, then compiles: most of the wait on a CPU) and how long
     the compile took; silent when the compiled program is reused."""
-    if not isinstance(meter, TextProgressMeter):
+    if not isinstance(meter, (TextProgressMeter, TqdmProgressMeter)):
         yield
         return
     state = {"traced": False, "compiled": 0.0, "hits": 0}

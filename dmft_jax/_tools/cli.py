@@ -148,6 +148,12 @@ def _made(parser, out: Path) -> Path:
     return out
 
 
+def _meter(dj, args, label, unit):
+    """A tqdm bar without the on-disk cache (a bar's host callback keeps a program out of it);
+    with the cache, only the notice of a first compile."""
+    return dj.TqdmProgressMeter(label, unit) if args.no_cache else dj.TextProgressMeter(label, unit, steps=False)
+
+
 def _clean(x):
     """A number as it was meant (``20.000000000000004`` -> ``20.0``: 12 significant digits)."""
     return float(f"{float(x):.12g}")
@@ -214,7 +220,7 @@ def main(argv=None):
             resp = dj.ProbeResponse(args.probes) if args.probes is not None else dj.ExactResponse(args.n_chi)
             errors = dj.GroupErrors(args.groups) if args.groups != 0 else None
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
-                           progress_meter=dj.TextProgressMeter(steps=args.no_cache), errors=errors)
+                           progress_meter=_meter(dj, args, "sweep", "steps"), errors=errors)
             sol.m.block_until_ready()
             summary["solve_seconds"] = round(time.perf_counter() - t0, 3)
             summary["status"], summary["message"] = sol.result.code_name, sol.message
@@ -225,7 +231,7 @@ def main(argv=None):
         if d is not None:
             t0 = time.perf_counter()
             sim = dj.simulate(problem, algo, t_max=args.t_max, d=d, n_seeds=args.n_seeds, key=args.seed + 1,
-                              progress_meter=dj.TextProgressMeter("simulation", "seeds", steps=args.no_cache))
+                              progress_meter=_meter(dj, args, "simulation", "seeds"))
             sim.m.block_until_ready()
             summary["simulate_seconds"] = round(time.perf_counter() - t0, 3)
             summary["simulation_status"], summary["simulation_message"] = sim.result.code_name, sim.message
