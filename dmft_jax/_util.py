@@ -84,3 +84,18 @@ def half_normal_nodes(n: int, upper: float = 10.0):
     x, w = np.polynomial.legendre.leggauss(n)
     t = 0.5 * upper * (x + 1.0)
     return t, 0.5 * upper * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
+
+
+def warn_user(message: str, category=DeprecationWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside this package (the user's call),
+    however deep inside dmft_jax it is raised (``solve``, ``solve_grid`` and ``tune`` reach the
+    same check at different depths)."""
+    import os
+    import sys
+    import warnings
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is the caller of warn_user
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

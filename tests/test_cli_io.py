@@ -71,6 +71,13 @@ def test_save_load_round_trip(tmp_path, seed_two_cluster):
     assert (tmp_path / "fig.pdf").stat().st_size > 0
 
 
+def test_kept_trajectories_are_saved(tmp_path, seed_two_cluster):
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), n_steps=4, n_traj=64, trajectories=dj.Trajectories(save=3))
+    back = dj.load(dj.save(sol, tmp_path / "kept"))
+    for name in ("u", "g", "r", "s", "c", "y"):
+        np.testing.assert_array_equal(back.arrays[f"trajectories_{name}"], np.asarray(sol.trajectories[name]))
+
+
 def test_load_rejects_corrupt_and_foreign_files(tmp_path, seed_two_cluster):
     sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=1.0, n_traj=256)
     path = sol.save(tmp_path / "sol")

@@ -199,7 +199,7 @@ def test_committee_gradient_against_finite_differences(two):
     (dict(errors="yes"), "errors must be a dmft_jax.AbstractErrors"),
     (dict(trajectories=dj.Trajectories(sharding="gpu")), "sharding must be None, 'all' or a list"),
     (dict(adjoint=dj.SweepAdjoint()), "adjoint: the hand-written SweepAdjoint is built for a single unit; a committee \\(K = 2\\)"),
-    (dict(trajectories=dj.Trajectories(save=4)), "save_trajectories: saved trajectories are built for a single unit; this committee has K = 2"),
+    (dict(trajectories=dj.Trajectories(save=4)), "Trajectories.save \\(save_trajectories\\): saved trajectories are built for a single unit; this committee has K = 2"),
     (dict(progress_meter="bar"), "progress_meter must be a dmft_jax.AbstractProgressMeter"),
     (dict(solver=dj.CausalSweep(0)), "time_blocks must be an integer >= 1"),
     (dict(solver=dj.DampedIteration(damping=2.0)), "damping must satisfy 0 < damping <= 1"),

@@ -30,6 +30,8 @@ def device_ids(devices):
     if not devices or any(getattr(d, "id", None) not in ids for d in devices):
         raise ValueError(f"sharding must be a non-empty list of jax.devices() (available: {available}); "
                          f"got {devices}")
+    if len({d.id for d in devices}) != len(devices):
+        raise ValueError(f"sharding: the devices must be distinct; got the ids {[d.id for d in devices]}")
     return None if len(devices) == 1 else tuple(d.id for d in devices)
 
 

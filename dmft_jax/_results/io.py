@@ -28,7 +28,13 @@ _META = "__meta__"
 
 
 def _arrays(result) -> dict:
-    return {n: np.asarray(getattr(result, n)) for n in result.saved_arrays}
+    """The arrays saved of ``result``: its ``saved_arrays``, and the kept trajectories of a
+    solution (``Trajectories(save=...)``) as ``trajectories_u``, ``trajectories_g``, ..."""
+    out = {n: np.asarray(getattr(result, n)) for n in result.saved_arrays}
+    kept = getattr(result, "trajectories", None)
+    if isinstance(kept, dict):
+        out.update({f"trajectories_{k}": np.asarray(v) for k, v in kept.items()})
+    return out
 
 
 def _digest(a: np.ndarray) -> str:

@@ -13,6 +13,15 @@ def compare(solution=None, simulation=None, *, axes=None, label=None, color=None
     """
     import matplotlib
 
+    for name, res in (("solution", solution), ("simulation", simulation)):
+        if res is None:
+            continue
+        if not hasattr(res, "t") or getattr(res, "kind", None) not in (name, "committee_" + name):
+            raise ValueError(f"{name}: compare takes a solution (dj.solve) first and a simulation (dj.simulate) second; "
+                             f"got {type(res).__name__} as the {name}")
+        if np.ndim(res.t) != 1:
+            raise ValueError(f"{name}: compare draws one result; this one has a batch of shape {np.shape(res.t)[:-1]} "
+                             "(index a grid first, e.g. jax.tree_util.tree_map(lambda a: a[i], grid))")
     if axes is None:
         matplotlib.use(matplotlib.get_backend())
         import matplotlib.pyplot as plt

@@ -111,6 +111,11 @@ class Simulation(AbstractOutcome):
     def Q_se(self):
         return self.q_se
 
+    @property
+    def K(self) -> int:
+        """The number of units (1 for a single unit)."""
+        return self.config.K
+
 
     def save(self, path, *, overwrite: bool = False):
         """Write ``<path>.npz`` and ``<path>.json`` (see :func:`dmft_jax._results.io.save`)."""

@@ -3,11 +3,10 @@ number of units (docs/equations.md, sections 2 and 6.2); the former keywords map
 strategies that replaced them."""
 from __future__ import annotations
 
-import warnings
 
 
 from .. import _validate
-from .._util import as_dtype
+from .._util import as_dtype, warn_user
 from .._algorithms.algorithms import AbstractAlgorithm
 from .._engine.generalisation import quadrature_size
 from .._engine.sharding import device_ids
@@ -40,11 +39,10 @@ _DEPRECATED = {
 }
 
 
-def _warn_deprecated(names, stacklevel: int) -> None:
+def _warn_deprecated(names) -> None:
     """A ``DeprecationWarning`` naming the replacement of each former keyword in ``names``."""
     for name in names:
-        warnings.warn(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}", DeprecationWarning,
-                      stacklevel=stacklevel)
+        warn_user(f"solve({name}=...) is deprecated; use {_DEPRECATED[name]}")
 
 
 def _legacy_options(deprecated, solver, response, adjoint, progress_meter, sharding):
@@ -52,7 +50,7 @@ def _legacy_options(deprecated, solver, response, adjoint, progress_meter, shard
     unknown = set(deprecated) - set(_DEPRECATED) - {"adjoint"}
     if unknown:
         raise TypeError(f"solve() got unexpected keyword arguments {sorted(unknown)}")
-    _warn_deprecated(deprecated, stacklevel=6)
+    _warn_deprecated(deprecated)
     d = dict(deprecated)
     if "n_chi" in d:
         response = as_response(response, d.pop("n_chi"))
@@ -121,6 +119,7 @@ def trajectories_of(trajectories, options: dict) -> Trajectories:
     ``Trajectories()``) with the former keywords of ``solve`` (``antithetic=``,
     ``moment_matching=``, ``sharding=``, ``save_trajectories=``, popped from ``options``, each
     with a ``DeprecationWarning``) set on it."""
+    explicit = trajectories is not None
     trajectories = Trajectories() if trajectories is None else trajectories
     if not isinstance(trajectories, Trajectories):
         raise ValueError(f"trajectories must be a dmft_jax.Trajectories (e.g. Trajectories(antithetic=False)); got "
@@ -128,9 +127,11 @@ def trajectories_of(trajectories, options: dict) -> Trajectories:
     given = {n: options.pop(n) for n in FORMER if n in options}
     if not given:
         return trajectories
+    if explicit:  # one place for each option: the former keyword would silently win
+        raise ValueError(f"{', '.join(given)}: given beside trajectories=dj.Trajectories(...); set "
+                         f"{', '.join(FORMER[n] for n in given)} in the Trajectories alone")
     for name in given:
-        warnings.warn(f"solve({name}=...) is deprecated; use trajectories=dj.Trajectories({FORMER[name]}=...)",
-                      DeprecationWarning, stacklevel=5)
+        warn_user(f"solve({name}=...) is deprecated; use trajectories=dj.Trajectories({FORMER[name]}=...)")
     fields = {f: getattr(trajectories, f) for f in FORMER.values()}
     fields.update({FORMER[n]: v for n, v in given.items()})
     try:
@@ -142,8 +143,7 @@ def trajectories_of(trajectories, options: dict) -> Trajectories:
 def _strategies(solver, response, adjoint, progress_meter, sharding, errors, deprecated):
     """The strategies of a solve, defaulted, mapped from the former keywords and checked by kind."""
     if isinstance(adjoint, bool):
-        warnings.warn("solve(adjoint=True/False) is deprecated; use adjoint=dj.SweepAdjoint() or "
-                      "dj.AutodiffAdjoint()", DeprecationWarning, stacklevel=4)
+        warn_user("solve(adjoint=True/False) is deprecated; use adjoint=dj.SweepAdjoint() or dj.AutodiffAdjoint()")
         adjoint = SweepAdjoint() if adjoint else AutodiffAdjoint()
     if deprecated:
         solver, response, progress_meter, sharding = _legacy_options(deprecated, solver, response, adjoint,
@@ -172,9 +172,12 @@ def committee_keywords(problem, options: dict):
     if not isinstance(problem, Committee):
         raise ValueError(f"{', '.join(given)}: options of a committee machine (dj.Committee(..., "
                          f"{next(iter(given))}=...)); this problem is a single unit")
-    for name in given:
-        warnings.warn(f"solve({name}=...) is deprecated; build the committee with dj.Committee(..., {name}=...)",
-                      DeprecationWarning, stacklevel=4)
+    defaults = {"symmetric": False, "cross_memory": True}
+    for name, value in given.items():
+        if getattr(problem, name) != defaults[name] and value != getattr(problem, name):
+            raise ValueError(f"{name}: the committee was built with {name}={getattr(problem, name)} and the solve "
+                             f"asks {name}={value}; set it on dj.Committee(..., {name}=...) alone")
+        warn_user(f"solve({name}=...) is deprecated; build the committee with dj.Committee(..., {name}=...)")
     opts = {"symmetric": problem.symmetric, "cross_memory": problem.cross_memory, **given}
     return Committee(problem.problem, problem.readout, problem.m0, **opts)
 
@@ -190,8 +193,8 @@ def _check_combinations(problem, algorithm, solver, adjoint, save_trajectories):
             raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta), Langevin noise (temperature) or "
                              "a learnable bias; use AutodiffAdjoint() (the default)")
     if committee and save_trajectories:
-        raise ValueError(f"save_trajectories: saved trajectories are built for a single unit; this committee has "
-                         f"K = {problem.K} units (use save_trajectories=0)")
+        raise ValueError(f"Trajectories.save (save_trajectories): saved trajectories are built for a single unit; "
+                         f"this committee has K = {problem.K} units (use Trajectories(save=0))")
     if not committee and problem.bias is not None and not isinstance(solver, CausalSweep):
         raise ValueError(f"solver: a learnable bias is solved by CausalSweep only; got {type(solver).__name__}")
 

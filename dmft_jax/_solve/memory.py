@@ -34,9 +34,21 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     times this. ``K``: units of a committee (every history ``K`` times, every kernel ``K^2``
     times); ``quadrature``: the points of its test error's quadrature (``Q``, ``K + 4`` numbers
     each, two rules)."""
-    item = jnp.dtype(dtype).itemsize
+    n_steps = _validate.integer("n_steps", n_steps, 1)
+    n_traj = _validate.integer("n_traj", n_traj, 1)
+    K = _validate.integer("K", K, 1)
+    quadrature = _validate.integer("quadrature", quadrature, 0)
+    if time_blocks is not None:
+        time_blocks = _validate.integer("time_blocks", time_blocks, 1)
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (jnp.dtype("float32"), jnp.dtype("float64")):
+        raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
+    item = dt.itemsize
     est = as_response(response, n_chi).resolve(n_steps, n_traj, item, K)
-    blocks = auto_time_blocks(n_steps) if time_blocks is None else int(time_blocks)
+    blocks = auto_time_blocks(n_steps) if time_blocks is None else time_blocks
     size = n_steps + 1
     width = chunk_width(n_steps, blocks)
     padded = padded_size(size, width)

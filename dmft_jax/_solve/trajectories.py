@@ -23,10 +23,10 @@ class Trajectories(eqx.Module):
       ``sol.trajectories`` (a single unit; ``0 <= save <= n_traj``).
     """
 
-    antithetic: bool = eqx.field(static=True, default=True)
-    moment_matching: bool = eqx.field(static=True, default=True)
-    sharding: Any = eqx.field(static=True, default=None, converter=lambda s: tuple(s) if isinstance(s, list) else s)
-    save: int = eqx.field(static=True, default=0)
+    antithetic: bool = eqx.field(static=True, default=True, converter=lambda x: _plain(x))
+    moment_matching: bool = eqx.field(static=True, default=True, converter=lambda x: _plain(x))
+    sharding: Any = eqx.field(static=True, default=None, converter=lambda s: _devices(s))
+    save: int = eqx.field(static=True, default=0, converter=lambda x: _plain(x))
 
     def __check_init__(self):
         for name in ("antithetic", "moment_matching"):
@@ -36,6 +36,16 @@ class Trajectories(eqx.Module):
         save = self.save
         if isinstance(save, (bool, np.bool_)) or not isinstance(save, (int, np.integer)) or save < 0:
             raise ValueError(f"Trajectories.save must be an integer >= 0 (and <= n_traj); got {save!r}")
+
+
+def _plain(x):
+    """A numpy scalar as the Python value it holds (a static field must not hold an array)."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _devices(s):
+    """A list or array of devices as a tuple (hashable: the options are static)."""
+    return tuple(np.ravel(s).tolist()) if isinstance(s, np.ndarray) else tuple(s) if isinstance(s, list) else s
 
 
 # the former keywords of solve() that Trajectories holds, and its field for each

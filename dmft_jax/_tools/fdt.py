@@ -61,14 +61,17 @@ def fdt(solution, t_min: float | None = None) -> FDT:
     ``t_min``: the start of the stationary window for ``temperature`` (default: half of the
     horizon); it needs at least two steps before the last time.
     """
+    if not hasattr(solution, "C") or not hasattr(solution, "R"):
+        raise ValueError(f"solution: fdt analyses a DMFT solution (dj.solve: its correlation C and response R); got "
+                         f"{type(solution).__name__}")
     t = np.asarray(solution.t, dtype=float)
     if t.ndim != 1:
         raise ValueError(f"solution: fdt takes one solution; this one has a batch of shape {t.shape[:-1]} "
                          "(index it first, e.g. jax.tree_util.tree_map(lambda a: a[0], grid))")
     m = np.asarray(solution.m, dtype=float)
     if m.ndim != 1:
-        raise ValueError(f"solution: fdt analyses a single unit; this solution has K = {m.shape[-1]} units (a "
-                         "committee's C and R are K x K blocks)")
+        raise ValueError(f"solution: fdt analyses a single unit (a dj.Problem); this is a committee's solution "
+                         f"(K = {m.shape[-1]} units: its C and R are K x K blocks)")
     C = np.asarray(solution.C, dtype=float) - np.outer(m, m)
     R = np.asarray(solution.R, dtype=float)
     if not (np.all(np.isfinite(C)) and np.all(np.isfinite(R))):

@@ -47,7 +47,7 @@ from .._solve.standard_errors import AbstractErrors, GroupErrors
 from .._problem.problem import Problem
 from .._response.response import ExactResponse, as_response
 from .._results.results import RESULTS, AbstractOutcome, Result
-from .._solve.configure import configure, trajectories_of
+from .._solve.configure import committee_keywords, configure, trajectories_of
 from .._solve.solve import solve
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
@@ -332,6 +332,7 @@ def tune(
     ``n_traj``; off when none does). It costs about three solves after the optimisation,
     none during it."""
     response = _legacy_n_chi(response, solve_kwargs)
+    problem = committee_keywords(problem, solve_kwargs)
     solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
     params = _checked_params(algorithm, params)
     if steps < 1:
