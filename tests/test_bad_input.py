@@ -150,7 +150,7 @@ API = [
      "Trajectories.save \\(save_trajectories\\) must be in \\[0, n_traj"),
     ("fdt_of_a_committee", lambda: dj.fdt(dj.solve(dj.Committee(dj.Problem(dj.TeacherStudent()), dj.SoftCommittee(2)),
                                                    dj.GD(0.2), n_steps=4, n_traj=16)), ValueError,
-     "fdt analyses a single unit; this solution has K = 2 units"),
+     "fdt analyses a single unit \\(a dj.Problem\\); this is a committee's solution \\(K = 2 units"),
     ("gd_long_time_of_a_committee", lambda: dj.gd_long_time(dj.Committee(dj.Problem(dj.TeacherStudent()),
                                                                          dj.SoftCommittee(2))), ValueError,
      "gd_long_time runs a single unit"),

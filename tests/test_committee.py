@@ -59,7 +59,9 @@ def test_initial_overlaps(two):
 def test_saved_and_loaded(linear, tmp_path):
     path = dj.save(linear, tmp_path / "committee")
     back = dj.load(path)
-    np.testing.assert_array_equal(back.Q, np.asarray(linear.Q))
+    np.testing.assert_array_equal(back.Q, np.asarray(linear.Q))  # saved as q, read also as Q
+    np.testing.assert_array_equal(back["q"], np.asarray(linear.q))
+    assert back.K == 3 and back.kind == "simulation"
     assert back.meta["problem"]["K"] == 3 and back.meta["problem"]["m0"] == [0.1, 0.0, -0.2]
     with pytest.raises(FileExistsError):
         dj.save(linear, tmp_path / "committee")

@@ -388,6 +388,7 @@ def test_nesterov_against_simulation():
         assert np.max(gap) > 10
 
 
+@pytest.mark.slow  # 3 gradients and 2 tunes at K = 1, 2 (minutes on 2 cores)
 def test_a_new_model_and_estimator_are_differentiated_and_tuned_at_one_and_two_units():
     """The user-written model (NoisyTwoCluster) and estimator (SquareResponse) through the one
     engine at K = 1 and K = 2: jax.grad of the final test error in lam equals a central finite

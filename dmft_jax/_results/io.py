@@ -233,10 +233,17 @@ class Loaded:
 
     def __init__(self, arrays: dict, meta: dict):
         self.__dict__.update(arrays)
+        if "q" in arrays and "Q" not in arrays:  # the names a result answers to (Q is q)
+            self.__dict__.update(Q=arrays["q"], **({"Q_se": arrays["q_se"]} if "q_se" in arrays else {}))
         self.arrays = arrays
         self.meta = meta
         self.config = meta.get("config", {})
         self.kind = meta.get("kind")
+        self.K = self.config.get("K", 1) if isinstance(self.config, dict) else 1
+
+    def __getitem__(self, name: str):
+        """``loaded["q"]`` is ``loaded.q`` (as for a result)."""
+        return getattr(self, name)
 
     def __repr__(self):
         return f"Loaded({self.kind}, arrays={sorted(self.arrays)})"
