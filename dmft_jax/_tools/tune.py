@@ -329,8 +329,7 @@ def tune(
     improvement over the start is beyond the Monte Carlo noise (:class:`TuneResult`; a
     warning when it is not): an :class:`~dmft_jax.AbstractErrors`, ``None`` (off) or
     ``"auto"`` (default: ``GroupErrors(G)`` with the largest ``G`` of 16, 8, 4 that splits
-    ``n_traj``; off when none does). It costs about three solves after the optimisation,
-    none during it."""
+    ``n_traj``; off when none does). It costs about three solves after the optimisation."""
     response = _legacy_n_chi(response, solve_kwargs)
     problem = committee_keywords(problem, solve_kwargs)
     solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
@@ -339,7 +338,6 @@ def tune(
         raise ValueError(f"steps must be >= 1; got {steps}")
     T = count_steps(algorithm, t_max)
     import optax  # here, not at import of dmft_jax (0.1 s a process that does not tune saves)
-
     optimizer, theta, base_key = optimizer or optax.adam(0.05), _to_theta(problem, algorithm, params, T), as_key(key)
 
     mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm,
