@@ -29,6 +29,7 @@ import numpy as np
 from jax import lax
 
 from .._results.solution import OBSERVABLES  # the observables that get a standard error
+from .progress import NoProgressMeter
 
 
 class AbstractErrors(eqx.Module):
@@ -109,8 +110,6 @@ def group_config(config, groups: int):
     """The :class:`~dmft_jax.SolveConfig` of one group solve: ``N / groups``
     trajectories, the response estimator split likewise, no trajectories saved, no progress,
     one device, no errors of its own."""
-    from .progress import NoProgressMeter
-
     n = config.n_traj // groups
     response = config.response.per_group(groups).resolve(config.n_steps, n, jnp.dtype(config.dtype).itemsize,
                                                          config.K)
