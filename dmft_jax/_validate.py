@@ -72,6 +72,8 @@ def check(name: str, value, ok, valid: str, shown=None):
             v = jnp.asarray(value)
             _STATE.collectors[-1].append((f"{name}: {valid}", jnp.all(jnp.isfinite(v)) & jnp.all(ok(v))))
         return
+    if not _is_number(value):  # '1' converts to 1.0: a string must not pass for a number
+        raise ValueError(f"{name} must be a real number ({valid}); got {shown!r}")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -80,6 +82,39 @@ def check(name: str, value, ok, valid: str, shown=None):
         raise ValueError(f"{name} must be finite ({valid}); got {_shown(shown)}")
     if not np.all(ok(arr)):
         raise ValueError(f"{name} must satisfy {valid}; got {_shown(shown)}")
+
+
+def _is_number(value) -> bool:
+    """A real number or an array of them (not a string, a flag, None, a complex number)."""
+    if isinstance(value, (str, bytes, bool, np.bool_, complex)) or value is None:
+        return False
+    if isinstance(value, (numbers.Real, jax.Array)):
+        return not (hasattr(value, "dtype") and (value.dtype == bool or jnp.iscomplexobj(value)))
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        return False
+    return np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr)
+
+
+def numbers_only(obj) -> None:
+    """Every numeric field of ``obj`` (a loss, model, read-out, schedule or algorithm: its
+    dataclass fields that are neither static, ``None``, objects nor functions) holds a real
+    number or an array of them: a string such as ``'1'``, a flag or ``None`` where a number
+    belongs is refused by name when the object is built (it failed later inside the solve)."""
+    import dataclasses
+
+    import equinox as eqx
+
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("static", False):
+            continue
+        value = getattr(obj, f.name, None)
+        if value is None or isinstance(value, (eqx.Module, jax.core.Tracer)) \
+                or (callable(value) and not hasattr(value, "dtype")):
+            continue
+        if not _is_number(value):
+            raise ValueError(f"{f.name} must be a real number (or an array of them); got {value!r}")
 
 
 def positive(name, value):

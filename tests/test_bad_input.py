@@ -252,6 +252,13 @@ API = [
     # static anchor
     ("erm_three_cluster", lambda: dj.erm(dj.Problem(dj.ThreeCluster(), m0=0.1)), ValueError, "TwoCluster"),
     ("erm_nodes", lambda: dj.erm(P, n_nodes=2), ValueError, "n_nodes"),
+    # issue 26: numbers given as strings are refused when the object is built (they failed inside the solve)
+    ("pseudo_huber_string", lambda: dj.PseudoHuber("1"), ValueError, r"beta must be a real number \(beta > 0\); got '1'"),
+    ("smooth_hinge_string", lambda: dj.SmoothHinge("10"), ValueError, r"beta must be a real number \(beta > 0\)"),
+    ("sign_committee_string", lambda: dj.SignCommittee(3, "2"), ValueError, "beta must be a real number"),
+    ("schedule_rate_string", lambda: dj.ExponentialDecay(0.2, "0.1"), ValueError, "rate must be a real number"),
+    ("momentum_string", lambda: dj.GD(0.2, beta="0.5"), ValueError, "beta must be a real number"),
+    ("model_flag", lambda: dj.TwoCluster(True), ValueError, "rho must be a real number, not a flag"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),

@@ -92,6 +92,9 @@ class AbstractAlgorithm(eqx.Module):
     temperature = None
     update = HeavyBall()  # how the momentum enters (dmft_jax._algorithms.updates)
 
+    def __check_init__(self):
+        _validate.numbers_only(self)
+
     def two_step(self):
         """The update's coefficients for the engine (:class:`~dmft_jax._algorithms.updates.TwoStep`), or
         ``None`` for a plain gradient step (no momentum)."""

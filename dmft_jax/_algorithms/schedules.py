@@ -25,6 +25,9 @@ from .._util import cast_leaf
 class Schedule(eqx.Module):
     """Interface: ``__call__(k)``, the value at the integer steps ``k`` (an array)."""
 
+    def __check_init__(self):
+        _validate.numbers_only(self)
+
     @abc.abstractmethod
     def __call__(self, k):
         """The schedule's value at steps ``k``."""

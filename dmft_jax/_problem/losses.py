@@ -39,6 +39,9 @@ class AbstractLoss(eqx.Module):
     twice_differentiable: eqx.AbstractClassVar[bool]
     argument: ClassVar[str] = "margin"
 
+    def __check_init__(self):
+        _validate.numbers_only(self)
+
     @abc.abstractmethod
     def __call__(self, v):
         """``ell(v)`` elementwise."""

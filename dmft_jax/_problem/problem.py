@@ -42,6 +42,9 @@ class AbstractModel(eqx.Module):
     default_delta: ClassVar[float] = 0.5
     unit_delta: ClassVar[bool] = False  # True: Delta must be 1 (inputs of unit variance)
 
+    def __check_init__(self):
+        _validate.numbers_only(self)
+
     @abc.abstractmethod
     def sample(self, key, h0):
         """``(c, y)`` for effective samples whose teacher-direction noise is ``h0`` (shape and

@@ -28,6 +28,9 @@ class AbstractReadout(eqx.Module):
 
     K: int = eqx.field(static=True)
 
+    def __check_init__(self):
+        _validate.numbers_only(self)
+
     @abc.abstractmethod
     def __call__(self, r):
         """The network's output for fields ``r`` of shape ``(..., K)``: shape ``(...)``."""
