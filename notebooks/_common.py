@@ -1,7 +1,7 @@
 """Shared set-up of the notebooks (jupytext percent scripts: open them in Jupyter with
 jupytext, or run them as scripts). ``DMFT_NOTEBOOK_SMALL=1`` shrinks every size so that the
 test suite can execute them in seconds; the default is the full size used for the figures
-in ``docs/figures/``."""
+in ``docs/figures/`` (written there by ``notebooks/build.py`` only)."""
 import os
 import tempfile
 from pathlib import Path
@@ -21,10 +21,10 @@ N_CHI = 256 if SMALL else 8192
 D = 100 if SMALL else 1000
 SEEDS = 2 if SMALL else 10
 T_SCALE = 0.25 if SMALL else 1.0
-# full size writes the tracked figures; the small mode never touches them (a temporary folder
-# unless DMFT_NOTEBOOK_OUT says where)
-_DEFAULT_OUT = (Path(__file__).resolve().parents[1] / "docs" / "figures" if not SMALL
-                else Path(tempfile.gettempdir()) / "dmft_jax_notebooks_small")
+# a notebook run by a user never writes tracked files: figures go to a temporary folder
+# unless DMFT_NOTEBOOK_OUT says where (notebooks/build.py points it at docs/figures/ when it
+# refreshes the stored outputs and the figures of the docs)
+_DEFAULT_OUT = Path(tempfile.gettempdir()) / ("dmft_jax_notebooks_small" if SMALL else "dmft_jax_notebooks")
 OUT = Path(os.environ.get("DMFT_NOTEBOOK_OUT", _DEFAULT_OUT))
 OUT.mkdir(parents=True, exist_ok=True)
 

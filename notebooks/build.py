@@ -1,6 +1,8 @@
 """The notebooks as Jupyter notebooks: each percent script ``nbXX_*.py`` (the source, easy to
 diff and review) becomes ``nbXX_*.ipynb``, executed at full size so that its figures are
-stored in it (they render on code-hosting sites without running anything).
+stored in it (they render on code-hosting sites and in the documentation site without
+running anything), and refreshes their PNGs in ``docs/figures/`` (the only writer of those
+tracked files: a notebook run by a user writes to a temporary folder).
 
     python notebooks/build.py            # write and execute every notebook (minutes on 2 cores)
     python notebooks/build.py nb02       # only those whose name starts with nb02
@@ -97,8 +99,11 @@ def main(argv=None):
         for name in stale:
             print(f"{name}: its notebook is missing or differs; run python notebooks/build.py {name[:4]}")
         return 1 if stale else 0
+    import os
+
     import nbformat
 
+    os.environ.setdefault("DMFT_NOTEBOOK_OUT", str(HERE.parent / "docs" / "figures"))  # the kernels inherit it
     for script in chosen:
         print(f"executing {script.name} ...", file=sys.stderr, flush=True)
         nb = execute(notebook(script))

@@ -38,3 +38,18 @@ def execute_small(script, tmp_path, monkeypatch):
         "the stored notebook shows no figure: run python notebooks/build.py"
     build.execute(stored, timeout=600)  # raises CellExecutionError on any failing cell
     assert (tmp_path / (script.stem + ".png")).stat().st_size > 0
+
+
+@pytest.mark.parametrize("small", ["1", "0"])
+def test_a_user_run_writes_no_tracked_file(small, tmp_path):
+    """A notebook run by a user (full or reduced size, no DMFT_NOTEBOOK_OUT) puts its figures
+    outside the repository; only notebooks/build.py points them at docs/figures/."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "DMFT_NOTEBOOK_OUT"}
+    env.update(DMFT_NOTEBOOK_SMALL=small, TMPDIR=str(tmp_path), JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", "import _common; print(_common.OUT)"], cwd=NOTEBOOKS, env=env,
+                         capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert Path(out).resolve().is_relative_to(tmp_path.resolve())
+    assert not Path(out).resolve().is_relative_to(NOTEBOOKS.parent.resolve())

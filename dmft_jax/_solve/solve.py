@@ -75,23 +75,35 @@ def solve(
 
     Parameters
     ----------
-    problem : a single unit (:class:`~dmft_jax.Problem`) or a committee of ``K`` units
+    problem
+        a single unit (:class:`~dmft_jax.Problem`) or a committee of ``K`` units
         (:class:`~dmft_jax.Committee`: the ``K x K`` blocks of the same sweep,
         docs/equations.md, section 6.2).
-    algorithm : the training algorithm.
-    t_max : final time; ``T = floor(t_max / eta)`` steps of ``dt = eta`` (with a schedule,
+    algorithm
+        the training algorithm.
+    t_max
+        final time; ``T = floor(t_max / eta)`` steps of ``dt = eta`` (with a schedule,
         the first ``T`` whose steps add up to ``t_max``).
-    n_traj : Monte Carlo trajectories ``N`` (even when ``antithetic``).
-    key : ``int`` seed or ``jax.random`` key. The same key gives the same result.
-    solver, response, adjoint, progress_meter, errors : the strategies (module docstring).
-    n_steps : number of steps, instead of ``t_max``; required when ``eta`` is traced.
-    trajectories : how the ``N`` trajectories are drawn (antithetic pairs and moment
+    n_traj
+        Monte Carlo trajectories ``N`` (even when ``antithetic``).
+    key
+        ``int`` seed or ``jax.random`` key. The same key gives the same result.
+    solver, response, adjoint, progress_meter, errors
+        the strategies (module docstring).
+    n_steps
+        number of steps, instead of ``t_max``; required when ``eta`` is traced.
+    trajectories
+        how the ``N`` trajectories are drawn (antithetic pairs and moment
         matching, both on by default), split over devices (``sharding``) and kept (``save``):
         :class:`~dmft_jax.Trajectories`.
-    dtype : working dtype (default: JAX's default float, float64 if x64 is enabled).
-    throw : raise ``RuntimeError`` when the result is not success (otherwise a warning is
+    dtype
+        working dtype (default: JAX's default float, float64 if x64 is enabled).
+    throw
+        raise ``RuntimeError`` when the result is not success (otherwise a warning is
         emitted for concrete results and the result is returned as data).
 
+    Notes
+    -----
     Deprecated keywords (a ``DeprecationWarning`` says what replaced each): ``antithetic``,
     ``moment_matching``, ``sharding`` and ``save_trajectories`` (now
     :class:`~dmft_jax.Trajectories`' own), ``n_chi``, ``method``, ``damping``, ``max_iter``,

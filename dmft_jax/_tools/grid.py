@@ -114,14 +114,18 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
 
     Parameters
     ----------
-    params : ``{name: values}``; with ``product=True`` (default) the outer product of the
+    params
+        ``{name: values}``; with ``product=True`` (default) the outer product of the
         value lists, else the lists are zipped (equal lengths) into points.
-    t_max, n_traj, key, **solve_options : as :func:`dmft_jax.solve` (the same key, hence the
+    t_max, n_traj, key, **solve_options
+        as :func:`dmft_jax.solve` (the same key, hence the
         same random numbers, at every point: differences between points are smooth).
-    batch_size : solve this many points at a time (``lax.map`` over vmapped chunks) to bound
+    batch_size
+        solve this many points at a time (``lax.map`` over vmapped chunks) to bound
         memory; default all at once. Memory is ``batch_size`` times
         :func:`dmft_jax.memory_estimate`, checked before allocation.
-    throw : raise if any point fails; default returns failures as ``result`` per point.
+    throw
+        raise if any point fails; default returns failures as ``result`` per point.
     """
     problem = committee_keywords(problem, solve_options)
     names, points, shape, batch_size, config, values = _prepare(
