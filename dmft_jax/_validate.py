@@ -165,6 +165,65 @@ def scalar(name: str, value):
                          f"got an array of shape {np.shape(value)}")
 
 
+def modules(*roots):
+    """``(path, module)`` for every equinox Module of ``roots`` and, depth first, of their
+    non-static fields (a problem's model and loss, a committee's read-out, an algorithm's
+    schedules): the objects whose construction checks and numeric fields a solve checks again
+    (``path`` is ``""`` for a root, else the dotted field names and a final dot)."""
+    import dataclasses
+
+    import equinox as eqx
+
+    seen, out = set(), []
+
+    def walk(obj, path):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        out.append((path, obj))
+        for f in dataclasses.fields(obj):
+            if not f.metadata.get("static", False):
+                value = getattr(obj, f.name, None)
+                if isinstance(value, eqx.Module):
+                    walk(value, f"{path}{f.name}.")
+
+    for root in roots:
+        walk(root, "")
+    return out
+
+
+def numeric_fields(obj) -> list:
+    """``(name, value)`` of ``obj``'s numeric fields: dataclass fields (not class variables),
+    not static, holding a number or an array (not a flag, an object or a function)."""
+    import dataclasses
+
+    import equinox as eqx
+
+    out = []
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("static", False):
+            continue
+        value = getattr(obj, f.name, None)
+        if value is None or isinstance(value, (eqx.Module, bool, np.bool_, str, bytes)) \
+                or (callable(value) and not hasattr(value, "dtype")) or not eqx.is_array_like(value):
+            continue
+        out.append((f.name, value))
+    return out
+
+
+def scalar_fields(*roots) -> None:
+    """Every numeric field of ``roots`` and their sub-objects (:func:`modules`) is a single
+    number outside ``vmap``, save those a class lists in its ``vector_fields`` (a committee's
+    ``m0``, a piecewise schedule's ``values``): an array where a number belongs is refused by
+    name, pointing to ``jax.vmap`` and ``dmft_jax.solve_grid`` for batches (it failed with a
+    broadcasting error inside the solve)."""
+    for path, obj in modules(*roots):
+        vector = getattr(type(obj), "vector_fields", ())
+        for name, value in numeric_fields(obj):
+            if name not in vector:
+                scalar(path + name, value)
+
+
 def integer(name: str, value, lo: int):
     """``value`` as an ``int >= lo`` (a float like 2.5 or a bool is refused)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < lo:
@@ -200,12 +259,14 @@ def poison(valid, x):
 
 
 def traced_checks(problem, algorithm, n_steps):
-    """The parameter checks of ``problem`` and ``algorithm`` as traced predicates (inside the
+    """The parameter checks of ``problem`` (a problem or a committee) and ``algorithm`` and of
+    every object inside them (:func:`modules`: the model, the loss, a read-out, schedules), each
+    construction check's traced twin, as traced predicates (inside the
     compiled program, where values set by ``vmap`` or ``eqx.tree_at`` were never checked).
     Returns the checks' descriptions (static), whether all hold, and the index of the first
     that fails (-1 if none)."""
     with collect() as found:
-        for obj in (problem.model, problem.loss, problem, algorithm):
+        for _, obj in modules(problem, algorithm):  # the read-out, the loss, schedules: every object
             run_checks(obj)
         steps = algorithm.step_sizes(n_steps)
         check("eta", steps, lambda a: a > 0, "eta_k > 0 at every step")

@@ -259,6 +259,21 @@ API = [
     ("schedule_rate_string", lambda: dj.ExponentialDecay(0.2, "0.1"), ValueError, "rate must be a real number"),
     ("momentum_string", lambda: dj.GD(0.2, beta="0.5"), ValueError, "beta must be a real number"),
     ("model_flag", lambda: dj.TwoCluster(True), ValueError, "rho must be a real number, not a flag"),
+    # issue 26: an array where a number belongs, outside vmap: named, with the way to batch
+    ("eta_array_outside_vmap", lambda: dj.solve(P, dj.GD(jnp.array([0.1, 0.2])), **SMALL), ValueError,
+     r"eta must be a single number \(use jax.vmap or dmft_jax.solve_grid for several\)"),
+    ("eta_array_with_n_steps", lambda: dj.solve(P, dj.GD(jnp.array([0.1, 0.2])), n_steps=3, n_traj=64), ValueError,
+     "eta must be a single number"),
+    ("tau_array_outside_vmap", lambda: dj.solve(P, dj.PersistentSGD(0.2, 0.3, jnp.array([1.0, 2.0])), **SMALL),
+     ValueError, "tau must be a single number"),
+    ("momentum_array_outside_vmap", lambda: dj.solve(P, dj.GD(0.2, beta=jnp.array([0.1, 0.2])), **SMALL), ValueError,
+     "beta must be a single number"),
+    ("loss_beta_array_outside_vmap", lambda: dj.solve(dj.Problem(loss=dj.SmoothHinge(jnp.array([1.0, 2.0]))), A,
+                                                      **SMALL), ValueError, "loss.beta must be a single number"),
+    ("readout_beta_array_outside_vmap", lambda: dj.solve(dj.Committee(dj.Problem(dj.TeacherStudent()), dj.SignCommittee(
+        3, jnp.array([1.0, 2.0]))), dj.GD(0.2), **SMALL), ValueError, "readout.beta must be a single number"),
+    ("schedule_init_array_outside_vmap", lambda: dj.solve(P, dj.GD(dj.ExponentialDecay(jnp.array([0.2, 0.3]), 0.1)),
+                                                          **SMALL), ValueError, "eta.init must be a single number"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),
@@ -299,6 +314,46 @@ def test_traced_invalid_values_are_failed_points_not_numbers():
         jnp.array([0.5, 1.5]))
     assert list(np.asarray(sol.result.code)) == [dj.RESULTS.successful, dj.RESULTS.invalid_input]
     assert np.all(np.isfinite(np.asarray(sol.eps_gen[0]))) and np.all(np.isnan(np.asarray(sol.eps_gen[1])))
+
+
+def test_every_construction_check_has_a_traced_twin():
+    """Under vmap/jit the construction checks of every object inside the problem and the
+    algorithm (a committee's read-out, its m0, the loss, a schedule) are collected as traced
+    predicates, which the solve turns into invalid_input: SignCommittee(beta = -1) set inside
+    vmap returned success (the read-out's check was not among them)."""
+    from dmft_jax._validate import traced_checks
+
+    committee = dj.Committee(dj.Problem(dj.TeacherStudent()), dj.SignCommittee(3, 2.0))
+    algorithm = dj.GD(dj.ExponentialDecay(0.2, 0.1))
+
+    names = []
+
+    def valid(beta, m0, smooth, init):
+        c = eqx.tree_at(lambda c: (c.readout.beta, c.m0, c.problem.loss), committee,
+                        (beta, jnp.full(3, m0), dj.SmoothHinge(smooth)))
+        a = eqx.tree_at(lambda a: a.eta.init, algorithm, init)
+        checks, ok, first = traced_checks(c, a, 3)
+        names[:] = checks
+        return ok, first
+
+    ok, first = jax.jit(jax.vmap(valid))(jnp.array([2.0, -1.0, 2.0, 2.0, 2.0]),
+                                                   jnp.array([0.0, 0.0, jnp.nan, 0.0, 0.0]),
+                                                   jnp.array([10.0, 10.0, 10.0, -1.0, 10.0]),
+                                                   jnp.array([0.2, 0.2, 0.2, 0.2, -0.2]))
+    assert list(np.asarray(ok)) == [True, False, False, False, False]
+    failed = [names[i] for i in np.asarray(first)[1:]]
+    assert failed[0] == "beta: beta > 0" and failed[1].startswith("m0") and failed[2] == "beta: beta > 0"
+    assert failed[3] == "init: init > 0"
+
+
+@pytest.mark.slow
+def test_a_traced_invalid_readout_parameter_is_a_failed_point():
+    committee = lambda b: dj.Committee(dj.Problem(dj.TeacherStudent()), dj.SignCommittee(3, b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sol = jax.vmap(lambda b: dj.solve(committee(b), dj.GD(0.2), n_steps=3, n_traj=16))(jnp.array([2.0, -1.0]))
+    assert list(np.asarray(sol.result.code)) == [dj.RESULTS.successful, dj.RESULTS.invalid_input]
+    assert "beta: beta > 0" in sol.message and np.all(np.isnan(np.asarray(sol.eps_gen[1])))
 
 
 def test_simulator_reports_nan_and_divergence():

@@ -214,7 +214,7 @@ class PersistentSGD(AbstractMinibatch):
             return
         eta_max = xp.max(steps)
         concrete = _validate.is_concrete(eta_max) and _validate.is_concrete(tau)
-        at = f"eta = {float(eta_max):g}, tau = {float(tau):g}" if concrete else "the largest eta_k"
+        at = f"eta = {_validate._shown(eta_max)}, tau = {_validate._shown(tau)}" if concrete else "the largest eta_k"
         _validate.check("tau", tau - eta_max, lambda a: a >= -1e-12 * xp.abs(eta_max), f"tau >= eta ({at})",
                         shown=self.tau)
         _validate.check(

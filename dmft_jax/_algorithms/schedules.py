@@ -11,7 +11,7 @@ static (not differentiable).
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
@@ -77,6 +77,7 @@ class PiecewiseConstant(Schedule):
 
     values: Any = _validate.float_field("values")
     boundaries: tuple = eqx.field(static=True, converter=lambda b: _boundaries(b))
+    vector_fields: ClassVar[tuple] = ("values",)  # one value per phase (not a batch)
 
     def __check_init__(self):
         _validate.positive("values", self.values)

@@ -308,12 +308,7 @@ class Problem(eqx.Module):
 
     def check_scalars(self):
         """Refuse an array where a single value is expected (outside ``vmap``)."""
-        for name in ("alpha", "delta", "lam", "R0", "m0", "bias"):
-            if getattr(self, name) is not None:
-                _validate.scalar(name, getattr(self, name))
-        for name in self.model.__dataclass_fields__:
-            if eqx.is_array_like(getattr(self.model, name, None)):
-                _validate.scalar(name, getattr(self.model, name))
+        _validate.scalar_fields(self)
 
     def __check_init__(self):
         _validate.positive("alpha", self.alpha)

@@ -11,7 +11,7 @@ for every ``K``.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
@@ -171,6 +171,7 @@ class Committee(eqx.Module):
     problem: Problem
     readout: AbstractReadout
     m0: Any
+    vector_fields: ClassVar[tuple] = ("m0",)  # one overlap per unit (not a batch)
     symmetric: bool = eqx.field(static=True, default=False)
     cross_memory: bool = eqx.field(static=True, default=True)
 
@@ -183,6 +184,8 @@ class Committee(eqx.Module):
                              f"another dmft_jax._problem.readouts.AbstractReadout; got {readout!r}")
         if problem.bias is not None:
             raise ValueError("problem: a learnable bias is not built for committee machines; use bias=None")
+        for name, value in _validate.numeric_fields(readout):  # outside vmap: one read-out, not a batch
+            _validate.scalar(f"readout.{name}", value)
         K = readout.K
         for shape, want in (((K + 2, K), (K + 2,)), ((K,), ())):  # a batch of samples, and one sample
             try:  # shapes only: nothing runs

@@ -26,11 +26,11 @@ def check_inputs(problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dt
     if not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
+    _validate.scalar_fields(problem, algorithm)
     T = count_steps(algorithm, t_max, n_steps)
     d = _validate.integer("d", d, 2)
     n_seeds = _validate.integer("n_seeds", n_seeds, 1)
     n_test = _validate.integer("n_test", n_test, 1)
-    problem.check_scalars()
     key = as_key(key), seed_of(key)
     n = int(round(float(problem.alpha) * d))
     if n < 1:

@@ -211,6 +211,6 @@ def check_problem(problem, algorithm) -> int:
         raise ValueError(f"problem.model: the committee DMFT scores a fresh sample against the model's "
                          f"clean_label(c, h0) (its label without label noise), which {type(base.model).__name__} "
                          "does not define")
-    base.check_scalars()
+    _validate.scalar_fields(problem, algorithm)  # every field of every object, the read-out's too
     check_for_solver(base.loss)
     return problem.K if isinstance(problem, Committee) else 1

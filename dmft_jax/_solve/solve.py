@@ -233,7 +233,7 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     if n_real is not None:  # times past n_real were not solved: zero
         fields = {k: _zero_past(v, n_real, k in _SQUARES) for k, v in fields.items()}
         eps_se = None if eps_se is None else _zero_past(eps_se, n_real, False)
-    checks, valid, first_bad = traced_checks(base, algorithm, T)
+    checks, valid, first_bad = traced_checks(problem, algorithm, T)
     if checks:  # an invalid point returns no numbers (NaN values and NaN gradients)
         fields = {k: _validate.poison(valid, v) for k, v in fields.items()}
     finite = {k: v for k, v in fields.items() if k not in ("C_perp", "P", "q")}  # q is checked for divergence
