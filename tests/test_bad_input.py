@@ -274,6 +274,16 @@ API = [
         3, jnp.array([1.0, 2.0]))), dj.GD(0.2), **SMALL), ValueError, "readout.beta must be a single number"),
     ("schedule_init_array_outside_vmap", lambda: dj.solve(P, dj.GD(dj.ExponentialDecay(jnp.array([0.2, 0.3]), 0.1)),
                                                           **SMALL), ValueError, "eta.init must be a single number"),
+    # issue 26: a grid lists and takes only what it can set (class variables failed with a pytree error)
+    ("grid_class_variable", lambda: dj.solve_grid(P, dj.GD(0.2), {"default_delta": [0.1]}, **SMALL), ValueError,
+     r"unknown hyperparameter 'default_delta'; this problem and algorithm can grid lam, alpha, delta, R0, m0, rho, "
+     r"eta$"),
+    ("grid_teacher_flag", lambda: dj.solve_grid(dj.Problem(dj.TeacherStudent()), dj.GD(0.2), {"unit_delta": [1.0]},
+                                                **SMALL), ValueError,
+     r"unknown hyperparameter 'unit_delta'; this problem and algorithm can grid lam, alpha, delta, R0, m0, "
+     r"label_noise, eta$"),
+    ("grid_teacher_function", lambda: dj.solve_grid(dj.Problem(dj.TeacherRegression()), dj.GD(0.2), {"f": [1.0]},
+                                                    **SMALL), ValueError, "unknown hyperparameter 'f'"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),

@@ -28,7 +28,8 @@ import numpy as np
 from .._util import as_key, cast_tree, seed_of
 from .._algorithms.schedules import Schedule
 from .._results.solution import Solution, finish
-from .._validate import run_checks
+from .. import _validate
+from .._validate import modules, run_checks
 from .._problem.readouts import Committee
 from .._solve.configure import committee_keywords, configure
 from .._solve.solve import solve_traced
@@ -72,13 +73,19 @@ def _targets(problem, algorithm, names):
             if isinstance(getattr(algorithm, n), Schedule):
                 raise ValueError(f"params: {n} is a schedule; grid its fields by building the algorithms yourself")
             continue
-        raise ValueError(f"params: unknown hyperparameter {n!r}; gridded parameters are "
-                         f"{', '.join(PROBLEM + tuple(model_params) + tuple(declared))}")
+        bias = ("bias",) if problem.bias is not None else ()
+        griddable = PROBLEM + bias + model_params + tuple(n for n in declared
+                                                          if not isinstance(getattr(algorithm, n, None), Schedule))
+        raise ValueError(f"params: unknown hyperparameter {n!r}; this problem and algorithm can grid "
+                         f"{', '.join(griddable)}")
 
 
 def _model_params(model) -> tuple:
-    """The model's numeric parameters (its array-like fields: ``rho``, ``L``, ``label_noise``, ...)."""
-    return tuple(f for f in model.__dataclass_fields__ if eqx.is_array_like(getattr(model, f, None)))
+    """The model's numeric parameters, what a grid may set: its numeric fields (``rho``, ``L``,
+    ``label_noise``, ...), neither class variables (``default_delta``, ``unit_delta``: set by
+    eqx.tree_at they failed with a pytree error) nor static fields or functions (a teacher's
+    ``f``)."""
+    return tuple(name for name, _ in _validate.numeric_fields(model))
 
 
 def set_params(problem, algorithm, values: dict):
@@ -100,9 +107,7 @@ def set_params(problem, algorithm, values: dict):
 def _validate_point(problem, algorithm, n_steps):
     """The construction-time checks of every object (named errors with the valid range) and
     the algorithm's constraints over the steps."""
-    if isinstance(problem, Committee):
-        problem = problem.problem
-    for obj in (problem.model, problem, algorithm):
+    for _, obj in modules(problem, algorithm):  # every object: a committee's read-out, the loss, schedules
         run_checks(obj)
     algorithm.check_steps(algorithm.step_sizes(n_steps))
 
