@@ -14,7 +14,7 @@
 import time
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
+from IPython.display import display
 import dmft_jax as dj
 from _common import SMALL, save
 
@@ -41,7 +41,7 @@ def draw(model="two clusters", alpha=2.0, delta=0.5, lam=0.0, b=0.3, tau=1.67, e
     fig.suptitle(f"alpha={alpha:.2f} Delta={delta:.2f} lambda={lam:.3f} b={b:.2f} tau={tau:.2f} eta={eta:.2f} "
                  f"({sol.message})")
     print(f"solved in {time.perf_counter() - t0:.2f} s ({sol.message})")  # the wall time: printed, not drawn
-    plt.show()
+    display(fig)  # compare hands its figure to the caller: shown once
     return fig
 
 

@@ -9,6 +9,7 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 import dmft_jax as dj
 from dmft_jax import ridge_gd
 from _common import D, N_CHI, N_TRAJ, SEEDS, SMALL, T_SCALE, save
@@ -25,6 +26,7 @@ fig = dj.plot.compare(sol, sim)
 ref = dj.erm(problem)
 fig.axes[0].axhline(float(ref.eps_gen), color="k", ls=":", lw=1, label="ERM (lam = 0.05)")
 fig.axes[0].legend(fontsize=8)
+display(fig)  # compare hands its figure to the caller: shown once
 save(fig, "nb09_teacher_student.png");
 
 # %% [markdown]

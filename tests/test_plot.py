@@ -67,3 +67,30 @@ def test_one_display_in_jupyter(pair, monkeypatch):
     fig = dj.plot.compare(pair[0])
     assert fig.number in plt.get_fignums()
     plt.close(fig)
+
+
+def test_grid_heat_map_and_curve():
+    g = dj.solve_grid(P, A, {"lam": [0.0, 0.1], "b": [0.2, 0.3, 0.5]}, t_max=0.4, n_traj=128, key=0)
+    fig = dj.plot.grid(g)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("b", "lam")
+    drawn = ax.collections[0].get_array().reshape(2, 3)
+    np.testing.assert_allclose(drawn, np.asarray(g.eps_gen)[..., -1])  # each cell its point's value
+    plt.close(fig)
+    g1 = dj.solve_grid(P, A, {"lam": [0.0, 0.1, 0.2]}, t_max=0.4, n_traj=128, key=0, errors=dj.GroupErrors(4))
+    fig = dj.plot.grid(g1, "q")
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), np.asarray(g1.q)[:, -1])
+    plt.close(fig)
+    with pytest.raises(ValueError, match="solution"):
+        dj.plot.grid(dj.solve(P, A, t_max=0.4, n_traj=128, key=0))
+
+
+@pytest.mark.slow  # compiles the adjoint
+def test_tune_history():
+    res = dj.tune(P, A, ["lam"], t_max=0.4, n_traj=128, steps=2, key=0)
+    fig = dj.plot.tune(res)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), res.history["objective"])
+    assert fig.axes[1].get_ylabel() == "lam"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="result"):
+        dj.plot.tune(res.solution)

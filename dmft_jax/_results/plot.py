@@ -177,6 +177,85 @@ def _once_in_jupyter(fig):
         plt.close(fig)
 
 
+def grid(solution, observable="eps_gen", *, time=-1, ax=None, path=None, cmap="viridis"):
+    """A heat map of ``observable`` at ``time`` (an index into ``t``; default the last) over
+    a two-parameter grid of :func:`dmft_jax.solve_grid` (``product=True``), the parameters on
+    the axes, points that failed left blank. A one-parameter grid is drawn as a curve with
+    its +-2 se band when the grid has errors. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    points = getattr(solution, "grid", None)
+    if not isinstance(points, dict) or not points:
+        raise ValueError("solution: grid takes the result of dmft_jax.solve_grid; this one has no grid")
+    names = list(points)
+    value = np.asarray(getattr(solution, observable))
+    if value.ndim != len(names) + 1:
+        raise ValueError(f"observable: {observable!r} is not a curve per grid point (shape {value.shape})")
+    ok = np.asarray(solution.result.code) == 0
+    v = np.where(ok, value[..., time], np.nan)
+    fig = (plt.subplots(figsize=(5.2, 4.0), constrained_layout=True)[1] if ax is None else ax).figure
+    ax = ax if ax is not None else fig.axes[0]
+    t = float(np.asarray(solution.t).reshape(-1, np.shape(solution.t)[-1])[0, time])
+    if len(names) == 1:
+        x = np.asarray(points[names[0]])
+        ax.plot(x, v, "o-", label=observable)
+        se = getattr(solution, observable + "_se", None)
+        if se is not None:
+            e = 2 * np.asarray(se)[..., time]
+            ax.fill_between(x, v - e, v + e, alpha=0.3, lw=0, label="± 2 se")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(f"{observable}(t = {t:.4g})")
+        ax.legend(fontsize=8)
+    elif len(names) == 2:
+        # the grid's axes follow the order of solve_grid's params (its dict here may be sorted):
+        # the parameter constant along axis 1 indexes the rows
+        names.sort(key=lambda n: not np.allclose(points[n], np.asarray(points[n])[:, :1]))
+        x, y = (np.asarray(points[n]) for n in names)
+        mesh = ax.pcolormesh(y[0, :], x[:, 0], v, shading="nearest", cmap=cmap)
+        fig.colorbar(mesh, ax=ax, label=f"{observable}(t = {t:.4g})")
+        ax.set_xlabel(names[1])
+        ax.set_ylabel(names[0])
+    else:
+        raise ValueError(f"solution: grid draws one or two parameters; this grid has {names}")
+    ax.set_title(describe(getattr(solution, "problem", None), getattr(solution, "algorithm", None)), fontsize=7)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def tune(result, *, path=None):
+    """The history of a :func:`dmft_jax.tune` run: the objective per step and each tuned
+    parameter per step, with the objective's start and end (and the improvement's standard
+    error when the run had errors) in the title. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    history = getattr(result, "history", None)
+    if not isinstance(history, dict) or "objective" not in history:
+        raise ValueError(f"result: tune takes the result of dmft_jax.tune; got {type(result).__name__}")
+    params = [n for n in history if n != "objective"]
+    fig, axes = plt.subplots(1, 1 + len(params), figsize=(4.2 * (1 + len(params)), 3.4), constrained_layout=True,
+                             squeeze=False)
+    axes = axes[0]
+    obj = np.asarray(history["objective"], dtype=float)
+    axes[0].plot(np.arange(len(obj)), obj, "o-", ms=3)
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("objective")
+    for ax, n in zip(axes[1:], params):
+        vals = np.asarray(history[n], dtype=float).reshape(len(history[n]), -1)
+        ax.plot(np.arange(len(vals)), vals, "o-", ms=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel(n)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    head = f"objective {obj[0]:.5g} -> {obj[-1]:.5g}"
+    if getattr(result, "improvement_se", None) is not None:
+        head += f" (improvement {float(result.improvement):.3g} ± {float(result.improvement_se):.2g})"
+    fig.suptitle(head, fontsize=10)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def fdt(analysis, *, times=None, ax=None, path=None):
     """The parametric fluctuation-dissipation plot of an :class:`~dmft_jax.FDT` analysis: the
     integrated response ``chi(t, t')`` against the correlation ``C(t, t')`` at the later times
