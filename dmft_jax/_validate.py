@@ -258,6 +258,31 @@ def poison(valid, x):
     return x * jnp.where(valid, 1.0, jnp.nan).astype(x.dtype)
 
 
+def recheck(*roots) -> None:
+    """The construction checks of every object of ``roots`` (:func:`modules`) run again now:
+    a value set by ``eqx.tree_at`` (which skips them), such as ``lam = NaN``, is refused by
+    name here when it is concrete; traced values are left to :func:`object_checks`."""
+    for _, obj in modules(*roots):
+        run_checks(obj)
+
+
+def object_checks(*roots):
+    """The construction checks of every object of ``roots`` as traced predicates (their traced
+    twins): ``(descriptions, all hold, index of the first that fails or -1)``."""
+    with collect() as found:
+        for _, obj in modules(*roots):
+            run_checks(obj)
+    return _verdict(found)
+
+
+def _verdict(found):
+    if not found:
+        return (), jnp.asarray(True), jnp.asarray(-1)
+    ok = jnp.stack([p for _, p in found])
+    first_bad = jnp.where(jnp.all(ok), -1, jnp.argmin(ok))
+    return tuple(d for d, _ in found), jnp.all(ok), first_bad
+
+
 def traced_checks(problem, algorithm, n_steps):
     """The parameter checks of ``problem`` (a problem or a committee) and ``algorithm`` and of
     every object inside them (:func:`modules`: the model, the loss, a read-out, schedules), each
@@ -271,8 +296,4 @@ def traced_checks(problem, algorithm, n_steps):
         steps = algorithm.step_sizes(n_steps)
         check("eta", steps, lambda a: a > 0, "eta_k > 0 at every step")
         algorithm.check_steps(steps)
-    if not found:
-        return (), jnp.asarray(True), jnp.asarray(-1)
-    ok = jnp.stack([p for _, p in found])
-    first_bad = jnp.where(jnp.all(ok), -1, jnp.argmin(ok))
-    return tuple(d for d, _ in found), jnp.all(ok), first_bad
+    return _verdict(found)

@@ -284,6 +284,16 @@ API = [
      r"label_noise, eta$"),
     ("grid_teacher_function", lambda: dj.solve_grid(dj.Problem(dj.TeacherRegression()), dj.GD(0.2), {"f": [1.0]},
                                                     **SMALL), ValueError, "unknown hyperparameter 'f'"),
+    # issue 26: erm re-runs the problem's checks (lam = NaN set by tree_at was "no finite minimiser") and checks
+    # its own options by name
+    ("erm_lam_nan", lambda: dj.erm(eqx.tree_at(lambda p: p.lam, P, float("nan"))), ValueError,
+     r"lam must be finite \(lam >= 0\); got nan"),
+    ("erm_loss_beta_negative", lambda: dj.erm(eqx.tree_at(lambda p: p.loss.beta, dj.Problem(loss=dj.SmoothHinge()),
+                                                          -1.0)), ValueError, r"beta must satisfy beta > 0"),
+    ("erm_max_iter_nan", lambda: dj.erm(P, max_iter=float("nan")), ValueError, "max_iter must be an integer >= 1"),
+    ("erm_tol_nan", lambda: dj.erm(P, tol=float("nan")), ValueError, r"tol must be finite \(tol > 0\)"),
+    ("erm_damping_string", lambda: dj.erm(P, damping="half"), ValueError, r"damping must be a real number \(0 < "),
+    ("erm_init_negative_q", lambda: dj.erm(P, init=(0.5, -1.0, 1.0)), ValueError, "init must satisfy .*q > 0"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),
@@ -364,6 +374,13 @@ def test_a_traced_invalid_readout_parameter_is_a_failed_point():
         sol = jax.vmap(lambda b: dj.solve(committee(b), dj.GD(0.2), n_steps=3, n_traj=16))(jnp.array([2.0, -1.0]))
     assert list(np.asarray(sol.result.code)) == [dj.RESULTS.successful, dj.RESULTS.invalid_input]
     assert "beta: beta > 0" in sol.message and np.all(np.isnan(np.asarray(sol.eps_gen[1])))
+
+
+@pytest.mark.slow
+def test_erm_at_a_traced_invalid_lam_is_a_failed_point():
+    sol = jax.vmap(lambda lam: dj.erm(eqx.tree_at(lambda p: p.lam, P, lam), n_nodes=40))(jnp.array([0.1, -1.0]))
+    assert list(np.asarray(sol.result.code)) == [dj.RESULTS.successful, dj.RESULTS.invalid_input]
+    assert "lam: lam >= 0" in sol.message and np.isfinite(sol.m[0]) and np.isnan(sol.m[1])
 
 
 def test_simulator_reports_nan_and_divergence():
@@ -661,9 +678,10 @@ def test_load_refuses_edited_arrays_and_metadata(tmp_path):
     with pytest.raises(ValueError, match="array 'm' is not the one saved"):
         io.load(path)
     path = io.save(_Fake(1.0), tmp_path / "run", overwrite=True)
-    meta = json.loads(path.with_suffix(".json").read_text())
+    assert path.json == tmp_path / "run.json" and path.npz == tmp_path / "run.npz"  # both paths returned
+    meta = json.loads(path.json.read_text())
     meta["problem"]["v"] = 7.0  # an edited parameter
-    path.with_suffix(".json").write_text(json.dumps(meta))
+    path.json.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="edited after the save: problem"):
         io.load(path)
     with pytest.raises(ValueError, match="overwrite must be True or False"):

@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr
 
+from .. import _validate
 from .._util import half_normal_nodes, normal_nodes
 from .._problem.losses import Hinge, Square, SquaredError
 from .._problem.problem import Problem, TwoCluster
@@ -274,10 +275,18 @@ def erm(problem: Problem, *, n_nodes: int | None = None, damping: float = 0.5, m
                          f"{type(problem.loss).__name__} has a kink its quadrature would miss); use SmoothHinge(beta)")
     if isinstance(problem.model, TeacherRegression) and isinstance(problem.loss, Square):
         raise ValueError("loss: a regression model needs a loss of the residual ('squared_error')")
+    # the problem's own checks again (eqx.tree_at skips them: lam = NaN was reported as "no finite
+    # minimiser"), and erm's options, each refused by name with its range
+    _validate.recheck(problem)
     if n_nodes is None:
         n_nodes = 150 if isinstance(problem.model, TwoCluster) else 40
-    if not 0 < damping <= 1:
-        raise ValueError(f"damping must satisfy 0 < damping <= 1; got {damping}")
+    n_nodes = _validate.integer("n_nodes", n_nodes, 1)
+    _validate.check("damping", damping, lambda a: (a > 0) & (a <= 1), "0 < damping <= 1")
+    max_iter = _validate.integer("max_iter", max_iter, 1)
+    _validate.positive("tol", tol)
+    if isinstance(init, (str, bytes)) or np.shape(init) != (3,):
+        raise ValueError(f"init must be three numbers (m, q, V) with q > 0 and V > 0; got {init!r}")
+    _validate.check("init", init, lambda a: (a[1:] > 0), "(m, q, V) with q > 0 and V > 0")
     if isinstance(problem.model, AbstractTeacher) and not 8 <= n_nodes <= 80:
         raise ValueError(f"n_nodes must satisfy 8 <= n_nodes <= 80 for teacher-student models (nodes per "
                          f"dimension of a two- or three-dimensional integral); got {n_nodes}")
@@ -335,6 +344,11 @@ def _erm_jit(problem, n_nodes, damping, max_iter, tol, init):
     finite = jnp.all(jnp.isfinite(x)) & jnp.isfinite(train_loss) & (x[1] < 200)
     code = jnp.where(finite, jnp.where(residual < jnp.sqrt(tol), RESULTS.successful, RESULTS.max_iter),
                      RESULTS.no_minimiser)
-    return ERMSolution(m=m, q=q, V=V, m_hat=m_hat, q_hat=q_hat, V_hat=V_hat,
-                       eps_gen=problem.eps_gen(m, q, b), train_loss=train_loss,
-                       train_error=train_error, result=Result.of(code), n_iter=n_iter, bias=b)
+    # a traced parameter outside its range (set inside vmap/grad): invalid_input naming the check, no numbers
+    checks, valid, first_bad = _validate.object_checks(problem)
+    fields = dict(m=m, q=q, V=V, m_hat=m_hat, q_hat=q_hat, V_hat=V_hat, eps_gen=problem.eps_gen(m, q, b),
+                  train_loss=train_loss, train_error=train_error, bias=b)
+    if checks:
+        fields = {k: None if v is None else _validate.poison(valid, v) for k, v in fields.items()}
+    result = Result.of(jnp.where(valid, code, RESULTS.invalid_input), first_bad, checks)
+    return ERMSolution(**fields, result=result, n_iter=n_iter)
