@@ -27,6 +27,7 @@ def check_inputs(problem, algorithm, t_max, d, n_seeds, n_test, n_steps, key, dt
         raise ValueError(f"algorithm must be GD, SGD, PersistentSGD or a subclass of dmft_jax.AbstractAlgorithm; "
                          f"got {type(algorithm).__name__}")
     _validate.scalar_fields(problem, algorithm)
+    _validate.recheck(problem, algorithm)  # values set by eqx.tree_at skipped the construction checks
     T = count_steps(algorithm, t_max, n_steps)
     d = _validate.integer("d", d, 2)
     n_seeds = _validate.integer("n_seeds", n_seeds, 1)

@@ -212,5 +212,6 @@ def check_problem(problem, algorithm) -> int:
                          f"clean_label(c, h0) (its label without label noise), which {type(base.model).__name__} "
                          "does not define")
     _validate.scalar_fields(problem, algorithm)  # every field of every object, the read-out's too
+    _validate.recheck(problem, algorithm)  # values set by eqx.tree_at skipped the construction checks
     check_for_solver(base.loss)
     return problem.K if isinstance(problem, Committee) else 1
