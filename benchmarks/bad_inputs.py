@@ -302,7 +302,7 @@ def worker(side, ids, out_path, workdir):
         a, _ = small_solutions()
         d = fresh_dir("load")
         path = dj.save(a, d / "s")
-        js = pathlib.Path(str(path)[: -len(".npz")] + ".json")
+        js = pathlib.Path(path.json)
         if kind == "npz":
             np.savez(path, something=np.zeros(3))
         else:

@@ -20,6 +20,7 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,8 +60,8 @@ def metadata(result) -> dict:
 def pair_paths(path) -> tuple[Path, Path]:
     """The ``.npz`` and ``.json`` paths of a result named ``path``: the name is kept whole
     (``lam_0.05`` gives ``lam_0.05.npz``); a trailing ``.npz`` or ``.json`` is dropped."""
-    if isinstance(path, (str, os.PathLike)) and str(path).strip():
-        base = str(path)
+    if isinstance(path, (str, os.PathLike)) and os.fspath(path).strip():
+        base = os.fspath(path)
     else:
         raise ValueError(f"path must be a non-empty file name; got {path!r}")
     for suffix in (".npz", ".json"):
@@ -138,9 +139,25 @@ def _place_new(tmp: str, target: Path) -> None:
         _op("rename", os.replace, tmp, target)
 
 
-def save(result, path, *, overwrite: bool = False) -> Path:
+class Saved(NamedTuple):
+    """The two files of a save: ``npz`` (arrays and metadata: the unit that :func:`load` reads
+    and checks) and ``json`` (the metadata, for people and other tools). It stands for the
+    result wherever a path is taken (``os.fspath`` gives the ``.npz``):
+    ``dj.load(dj.save(sol, "run"))``; it answers the ``.npz``'s path methods too."""
+
+    npz: Path
+    json: Path
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.npz)
+
+    def __getattr__(self, name):  # the path methods of the .npz (exists, stat, with_suffix, ...)
+        return getattr(self.npz, name)
+
+
+def save(result, path, *, overwrite: bool = False) -> Saved:
     """Write ``<path>.npz`` (arrays and metadata) and ``<path>.json`` (the metadata, to read);
-    returns the ``.npz`` path.
+    returns both paths (:class:`Saved`, usable as the ``.npz`` path).
 
     The ``.npz`` is the unit (module docstring): it is written whole or not at all, and an
     exception at any point leaves the earlier files as they were. An existing result of that
@@ -182,7 +199,7 @@ def save(result, path, *, overwrite: bool = False) -> Path:
         for tmp in (tmp_npz, tmp_js):
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return npz
+    return Saved(npz, js)
 
 
 def _place_pair(tmp_npz, tmp_js, npz, js):
