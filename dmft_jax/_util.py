@@ -99,3 +99,39 @@ def warn_user(message: str, category=DeprecationWarning) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here + os.sep):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _shown(x, short: int = 8):
+    """A leaf as it should read in a repr: a concrete scalar as its number, a short concrete
+    array as its list, anything else (long arrays, tracers) as it is."""
+    if isinstance(x, (jax.Array, np.ndarray, np.generic)) and not isinstance(x, jax.core.Tracer):
+        a = np.asarray(x)
+        if a.size > short:
+            return x
+        # numpy's shortest repr of each number (a float32 0.01 reads 0.01, not 0.009999999776)
+        exact = lambda v: float(str(v)) if a.dtype.kind == "f" else v.item()
+        return exact(a[()]) if a.ndim == 0 else np.array([exact(v) for v in a.ravel()], dtype=object).reshape(a.shape).tolist()
+    return x
+
+
+class _Text:
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def value_repr(module) -> str:
+    """``Problem(model=TwoCluster(rho=0.5), loss=Logistic(), alpha=2.0, ...)``: an equinox
+    module's repr with the values of its scalars and short arrays (equinox's own repr shows
+    ``f32[]``); long arrays and traced values keep their shape summary."""
+    import equinox as eqx
+
+    compact = lambda x: getattr(type(x), "compact_repr", False)  # e.g. a Result: its own short repr
+    leaf = lambda x: _Text(repr(x)) if compact(x) else _shown(x)
+    try:
+        shown = jax.tree_util.tree_map(leaf, module, is_leaf=compact)
+    except Exception:  # a leaf that cannot be read (a deleted buffer): equinox's own repr
+        return eqx.tree_pformat(module)
+    return eqx.tree_pformat(shown, short_arrays=True)

@@ -1,6 +1,7 @@
 """Command line and save/load round trip."""
 import json
 
+import equinox as eqx
 import jax
 
 import numpy as np
@@ -180,3 +181,19 @@ def test_compile_notice_only_when_compiling(capfd, seed_two_cluster):
     again = capfd.readouterr().err
     assert "compiling the sweep for T = 3, N = 66" in first and "compiled in" in first, first
     assert again == ""
+
+
+def test_reprs_show_values():
+    """Reprs read like the call that made the object (values, not f32[]), and an outcome by its
+    name: what a user sees when a notebook cell ends with a problem, an ERM or a solution."""
+    P = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.1, R0=0.01)
+    text = repr(P)
+    for part in ("TwoCluster(rho=0.5)", "alpha=2.0", "delta=0.5", "lam=0.1", "R0=0.01"):
+        assert part in text, text
+    assert repr(dj.PersistentSGD(0.2, 0.3, 2.0)).startswith("PersistentSGD(eta=0.2, b=0.3, tau=2.0")
+    erm = dj.erm(P)
+    assert f"eps_gen={float(erm.eps_gen)!r}"[:14] in repr(erm) and "f32[]" not in repr(erm) and "f64[]" not in repr(erm)
+    sol = dj.solve(P, dj.GD(0.2), t_max=0.4, n_traj=64, key=0)
+    assert "result=Result(successful)" in repr(sol) and "'alpha: alpha > 0'" not in repr(sol)
+    bad = jax.jit(lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, P, lam), dj.GD(0.2), n_steps=2, n_traj=64).result)(-1.0)
+    assert repr(bad) == "Result(invalid_input: lam: lam >= 0)"

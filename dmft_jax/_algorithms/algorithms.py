@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate
-from .._util import tolist
+from .._util import tolist, value_repr
 from .bounds import Above, Positive, UnitInterval
 from .schedules import Schedule, as_eta, step_sizes
 from .updates import AbstractUpdate, HeavyBall
@@ -83,6 +83,8 @@ class AbstractAlgorithm(eqx.Module):
     DMFT time step ``dt_k = eta_k``). Subclasses give the selection chain of the samples
     (``selection``: the law of ``s[0]`` and the switching probabilities per step), the
     constraints on the steps (``check_steps``) and a JSON description (``to_dict``)."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     eta: eqx.AbstractVar[Any]
     # Optional terms of the update (docs/equations.md, sections 5.1-5.2): heavy-ball momentum

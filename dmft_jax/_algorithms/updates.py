@@ -27,6 +27,8 @@ from typing import Any
 
 import equinox as eqx
 
+from .._util import value_repr
+
 
 class TwoStep(eqx.Module):
     """The resolved coefficients ``(a, b0, b1)`` of a solve's update (traced numbers)."""
@@ -55,6 +57,8 @@ class AbstractUpdate(eqx.Module):
     """Interface of an update rule with momentum ``beta``: ``coefficients(beta)`` gives
     ``(a, b0, b1)`` of the linear two-step update (module docstring). Options are static
     fields (none here)."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     @abc.abstractmethod
     def coefficients(self, beta) -> tuple:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax.scipy.special import erf, erfc
 
 from .. import _validate
-from .._util import cast_tree, tolist
+from .._util import cast_tree, tolist, value_repr
 from .losses import AbstractLoss, as_loss
 
 
@@ -37,6 +37,8 @@ class AbstractModel(eqx.Module):
     (classification) or the residual ``Phi(r) - y`` (regression); ``default_delta`` is the
     input noise ``Delta`` a :class:`Problem` takes when none is given (``unit_delta``: no other
     value is accepted)."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     argument: ClassVar[str] = "margin"
     default_delta: ClassVar[float] = 0.5
@@ -267,6 +269,8 @@ class Problem(eqx.Module):
     ``bias`` (keyword; ``None``, the default: no bias): the initial value ``b_0`` of a learnable
     bias, ``r -> r + b_k`` (docs/equations.md, section 5.4).
     """
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     model: AbstractModel
     loss: AbstractLoss

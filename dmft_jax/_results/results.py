@@ -11,6 +11,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from .._util import value_repr
+
 
 # q = C(t, t) above this multiple of 1 + q(0) counts as diverged (finite but exploding)
 DIVERGENCE_FACTOR = 1e12
@@ -89,10 +91,27 @@ class Result(eqx.Module):
     def __int__(self):
         return int(np.asarray(self.code))
 
+    compact_repr = True  # inside another result's repr too (dmft_jax._util.value_repr)
+
+    def __repr__(self):
+        """``Result(successful)``, ``Result(invalid_input: lam: lam >= 0)``, or for a batch the
+        count per outcome (not the list of every check's description)."""
+        try:
+            code = np.asarray(self.code)
+        except Exception:  # traced
+            return "Result(traced)"
+        if code.ndim == 0:
+            failed = self.message.partition("; failed: ")[2]
+            return f"Result({self.code_name}{': ' + failed if failed else ''})"
+        counts = ", ".join(f"{RESULTS(int(v)).name} {int((code == v).sum())}" for v in np.unique(code))
+        return f"Result(batch of {code.size}: {counts})"
+
 
 class AbstractOutcome(eqx.Module):
     """A result type with an outcome: ``result``, and from it ``ok``, ``status`` (the integer
     code) and ``message``."""
+
+    __repr__ = value_repr  # values of scalars and short curves, the outcome by name
 
     result: eqx.AbstractVar[Result]
 
