@@ -237,3 +237,27 @@ def test_new_seed_does_not_recompile(seed_problem):
         sim = dj.simulate(seed_problem, ALGO, t_max=2.0, d=100, n_seeds=2, key=8)
     assert c.count == 0
     assert int(sol.seed) == 7 and int(sim.seed) == 8
+
+
+def test_size_warning_before_long_or_large_runs(monkeypatch):
+    """dj.solve warns (dj.SizeWarning) before a run estimated above a few minutes on a CPU or
+    above half the free memory, naming the sizes, and stays silent for an ordinary solve."""
+    import warnings
+
+    from dmft_jax._solve import memory
+
+    P = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01)
+    A = dj.PersistentSGD(0.2, 0.3, 1 / 0.6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dj.SizeWarning)  # the warning stops the run before it starts
+        with pytest.raises(dj.SizeWarning, match="minutes.*t_max/eta"):
+            dj.solve(P, A, t_max=600.0, n_traj=4096, response=dj.ProbeResponse(4), key=0)
+        monkeypatch.setattr(memory, "free_bytes", lambda: 2**10)  # 1 KiB free
+        with pytest.raises(dj.SizeWarning, match="more than half the 0.0 GiB free"):
+            dj.solve(P, A, t_max=1.0, n_traj=256, key=0)
+        monkeypatch.undo()
+        sol = dj.solve(P, A, t_max=1.0, n_traj=256, key=0)  # an ordinary solve: no warning
+    assert sol.ok
+    # the estimate grows like T^2 N for the history sums and T^3 n_chi for the exact response
+    est = dj.ExactResponse(256)
+    assert 3.5 < dj.time_estimate(200, 2**16, est) / dj.time_estimate(100, 2**16, est) < 8.5

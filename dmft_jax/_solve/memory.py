@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _validate
+from .._util import warn_user
 from .._response.response import as_response
 from .._engine.past import padded_size
 from .._engine.timegrid import auto_time_blocks, chunk_width
@@ -67,9 +68,68 @@ def device_bytes():
         return None
 
 
+class SizeWarning(UserWarning):
+    """A solve is about to run for minutes or to take more than half the free memory
+    (``dj.solve`` says so before it starts; ``warnings.simplefilter("ignore", dj.SizeWarning)``
+    silences it)."""
+
+
+#: seconds per unit of work on one core of a 2-core x86_64 CPU in float64, fitted to
+#: benchmarks/solve_speed.py and the long-horizon timings of issue 25 (within ~2x there):
+#: history contractions per trajectory and step pair, the exact response per trajectory and
+#: step triple, the noise factor's substitution per step triple
+_SECONDS = {"history": 2.4e-9, "response": 3.0e-10, "factor": 1.0e-9}
+LONG_RUN_S = 180.0  # the warning's threshold: "a few minutes"
+
+
+def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 1, K: int = 1) -> float:
+    """A rough wall time (seconds) of a solve on a laptop-class CPU: its ``T^2 N`` history
+    sums (times ``1 + 2 P`` with ``P`` probes), ``T^3 n_chi`` exact response and ``T^3``
+    noise factor, with the constants measured on a 2-core machine (``_SECONDS``); a GPU is
+    usually much faster. Only for the warning before long runs: not a benchmark."""
+    T, item = float(n_steps), jnp.dtype(dtype).itemsize / 8
+    probes = getattr(est, "n_probes", 0) or 0
+    n_chi = getattr(est, "n_chi", 0) or 0
+    work = (_SECONDS["history"] * T ** 2 / 2 * n_traj * K ** 2 * (1 + 2 * probes)
+            + _SECONDS["response"] * T ** 3 / 3 * n_chi * K ** 2 + _SECONDS["factor"] * T ** 3 / 3 * K ** 3)
+    return batch * item * work
+
+
+def free_bytes():
+    """Memory free for a new solve: ``bytes_limit - bytes_in_use`` on an accelerator, the
+    kernel's ``MemAvailable`` on a Linux CPU; ``None`` if unknown."""
+    try:
+        dev = jax.devices()[0]
+        if dev.platform != "cpu":
+            stats = dev.memory_stats()
+            return stats["bytes_limit"] - stats.get("bytes_in_use", 0) if stats else None
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (ValueError, OSError, KeyError, AttributeError, TypeError, IndexError):
+        return None
+    return None
+
+
+def warn_size(need: float, seconds: float, what: str = "this solve") -> None:
+    """The warning before a run above :data:`LONG_RUN_S` seconds (on a CPU) or above half the
+    free memory, naming the sizes to change."""
+    notes = []
+    free = free_bytes()
+    if free is not None and need > 0.5 * free:
+        notes.append(f"needs about {need / 2**30:.1f} GiB, more than half the {free / 2**30:.1f} GiB free")
+    if seconds > LONG_RUN_S and jax.devices()[0].platform == "cpu":
+        notes.append(f"may take about {seconds / 60:.0f} minutes on a 2-core CPU")
+    if notes:
+        warn_user(f"{what} {' and '.join(notes)} (t_max/eta = T steps, n_traj = N, the response's n_chi or "
+                  "n_probes set its size: see docs/choosing-sizes.md)", SizeWarning)
+
+
 def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None, K=1, quadrature=0):
     """Refuse (``ValueError``) a solve of ``batch`` points that needs more than 90% of the
-    device's memory; ``replicas = (G, estimator)``: the solve also runs ``G`` replicas on
+    device's memory, and warn (:class:`SizeWarning`) before one above half the free memory
+    or a few minutes; ``replicas = (G, estimator)``: the solve also runs ``G`` replicas on
     ``N / G`` trajectories each (:class:`~dmft_jax.GroupErrors`)."""
     sizes = dict(dtype=dtype, time_blocks=time_blocks, K=K, quadrature=quadrature)
     need = memory_estimate(n_steps, n_traj, response=est, **sizes)
@@ -85,6 +145,8 @@ def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replica
             "reduce n_chi (response memory (T+1)^2 n_chi), use ProbeResponse (memory n_probes (T+1) N), "
             "or reduce n_traj or t_max/eta"
         )
+    seconds = time_estimate(n_steps, n_traj, est, dtype, batch, K) * (2 if replicas is not None else 1)
+    warn_size(need, seconds, f"this solve{f' ({batch} points)' if batch > 1 else ''}")
 
 
 def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) -> int:
