@@ -7,6 +7,12 @@ tracked files: a notebook run by a user writes to a temporary folder).
     python notebooks/build.py            # write and execute every notebook (minutes on 2 cores)
     python notebooks/build.py nb02       # only those whose name starts with nb02
     python notebooks/build.py --check    # exit 1 if a notebook's cells differ from its script
+    python notebooks/build.py --markdown-only   # take the text from the scripts, keep the outputs
+
+``--markdown-only`` is for edits to the text alone: it rewrites a notebook from its script
+without executing it, keeping the stored outputs of the code cells, and refuses (by name,
+writing nothing for that notebook) when any code cell differs from the stored one in source or
+order, since its outputs would then not be those of its code.
 
 Needs the ``notebooks`` extra (``pip install -e '.[notebooks]'``): nbformat, nbclient and a
 Python kernel. ``tests/test_notebooks.py`` checks that every notebook matches its script and
@@ -71,6 +77,41 @@ def in_sync(script: Path) -> bool:
     return [(c.cell_type, c.source) for c in nb.cells] == cells(script)
 
 
+class CodeChanged(Exception):
+    """The code cells of a script are not those of its stored notebook: only executing it
+    gives the notebook outputs that belong to its code."""
+
+
+def with_markdown_of(script: Path):
+    """The stored notebook of ``script`` with the markdown cells of the script and the stored
+    code cells (their outputs included), unexecuted; raises ``CodeChanged`` unless the code
+    cells of the two are the same sources in the same order. Keeps the notebook's metadata
+    (the kernel's language_info, nb08's widget state) and the ids of the markdown cells."""
+    import nbformat
+
+    name = script.name[:4]
+    path = script.with_suffix(".ipynb")
+    if not path.exists():
+        raise CodeChanged(f"no notebook for {name}: run python notebooks/build.py {name} to execute it")
+    stored = nbformat.read(path, as_version=4)
+    stored_code = [c for c in stored.cells if c.cell_type == "code"]
+    if [c.source for c in stored_code] != [source for kind, source in cells(script) if kind == "code"]:
+        raise CodeChanged(f"code changed in {name}: run python notebooks/build.py {name} to execute it")
+    code, old_markdown = iter(stored_code), [c for c in stored.cells if c.cell_type == "markdown"]
+    out = []
+    for kind, source in cells(script):
+        if kind == "code":
+            out.append(next(code))
+        else:
+            cell = nbformat.v4.new_markdown_cell(source)
+            i = sum(c.cell_type == "markdown" for c in out)
+            if i < len(old_markdown) and "id" in old_markdown[i]:
+                cell["id"] = old_markdown[i]["id"]  # a stable id: the diff shows only the text
+            out.append(cell)
+    stored.cells = out
+    return stored
+
+
 def execute(nb, timeout: int = 1800):
     """Run ``nb`` in a fresh kernel with the notebooks folder as working directory (in place).
     The kernel talks over unix sockets in a folder of its own: kernels started at once (the
@@ -91,7 +132,11 @@ def execute(nb, timeout: int = 1800):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("only", nargs="*", help="name prefixes (default: every notebook)")
-    ap.add_argument("--check", action="store_true", help="only compare notebooks with their scripts")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="only compare notebooks with their scripts")
+    mode.add_argument("--markdown-only", action="store_true",
+                      help="take the markdown cells from the scripts and keep the stored outputs, without "
+                           "executing; refuses a notebook whose code cells differ from its script's")
     args = ap.parse_args(argv)
     chosen = [s for s in scripts() if not args.only or any(s.name.startswith(p) for p in args.only)]
     if args.check:
@@ -102,6 +147,18 @@ def main(argv=None):
     import os
 
     import nbformat
+
+    if args.markdown_only:
+        refused = 0
+        for script in chosen:
+            try:
+                nb = with_markdown_of(script)
+            except CodeChanged as err:
+                print(err, file=sys.stderr)
+                refused += 1
+                continue
+            nbformat.write(nb, script.with_suffix(".ipynb"))
+        return 1 if refused else 0
 
     os.environ.setdefault("DMFT_NOTEBOOK_OUT", str(HERE.parent / "docs" / "figures"))  # the kernels inherit it
     for script in chosen:

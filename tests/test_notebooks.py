@@ -53,3 +53,63 @@ def test_a_user_run_writes_no_tracked_file(small, tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()[-1]
     assert Path(out).resolve().is_relative_to(tmp_path.resolve())
     assert not Path(out).resolve().is_relative_to(NOTEBOOKS.parent.resolve())
+
+
+def _write_script(path, cells):
+    """A percent script with ``cells`` (``(kind, source)``, as build.cells reads them)."""
+    text = []
+    for kind, source in cells:
+        if kind == "markdown":
+            text += ["# %% [markdown]"] + [("# " + line).rstrip() for line in source.splitlines()]
+        else:
+            text += ["# %%"] + source.splitlines()
+        text.append("")
+    path.write_text("\n".join(text))
+
+
+@pytest.mark.parametrize("code_change", ["edited", "reordered", "added"])
+def test_markdown_only_keeps_outputs_and_refuses_changed_code(code_change, tmp_path, monkeypatch, capsys):
+    """build.py --markdown-only on a copy: a changed markdown cell is taken from the script with
+    the stored outputs kept (nothing executed), an unchanged notebook is rewritten byte for byte,
+    and a notebook whose code cells differ (source, order, number) is refused by name and left
+    as it was."""
+    import shutil
+
+    src = next(s for s in SCRIPTS if s.name.startswith("nb13"))  # three code and three markdown cells
+    script = tmp_path / src.name
+    shutil.copy(src, script)
+    shutil.copy(src.with_suffix(".ipynb"), script.with_suffix(".ipynb"))
+    monkeypatch.setattr(build, "HERE", tmp_path)
+    stored = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    original = script.with_suffix(".ipynb").read_bytes()
+
+    _write_script(script, build.cells(src))  # the same cells, as this test writes them
+    assert build.main(["--markdown-only"]) == 0
+    assert script.with_suffix(".ipynb").read_bytes() == original, "an unchanged notebook was rewritten"
+
+    cells = build.cells(src)
+    i = [kind for kind, _ in cells].index("markdown", 1)
+    cells[i] = ("markdown", cells[i][1] + "\nA sentence added by the test.")
+    _write_script(script, cells)
+    assert build.main(["--markdown-only", "nb13"]) == 0
+    nb = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    assert build.in_sync(script)
+    assert nb.cells[i].source.endswith("A sentence added by the test.")
+    assert [c.outputs for c in nb.cells if c.cell_type == "code"] == \
+        [c.outputs for c in stored.cells if c.cell_type == "code"], "the stored outputs were not kept"
+    assert nb.metadata == stored.metadata
+    refreshed = script.with_suffix(".ipynb").read_bytes()
+
+    code = [j for j, (kind, _) in enumerate(cells) if kind == "code"]
+    if code_change == "edited":
+        cells[code[-1]] = ("code", cells[code[-1]][1].replace("steps=10", "steps=11"))
+    elif code_change == "reordered":
+        cells[code[0]], cells[code[1]] = cells[code[1]], cells[code[0]]
+    else:
+        cells.append(("code", "print('one more cell')"))
+    _write_script(script, cells)
+    capsys.readouterr()
+    assert build.main(["--markdown-only"]) == 1
+    assert "code changed in nb13: run python notebooks/build.py nb13 to execute it" in capsys.readouterr().err
+    assert script.with_suffix(".ipynb").read_bytes() == refreshed, "a refused notebook was written"
+    assert not build.in_sync(script)
