@@ -231,6 +231,27 @@ def integer(name: str, value, lo: int):
     return int(value)
 
 
+def function_of(name: str, fn, arity: int, what: str) -> None:
+    """Refuse ``fn`` unless it is a function that can be called with ``arity`` positional
+    arguments (``what`` says which, e.g. "one argument, the teacher field nu"): a wrong
+    signature is named as such, not as a tracing failure. Functions whose signature Python
+    cannot read (some built-ins) pass here and are tried by their callers."""
+    import inspect
+
+    if not callable(fn):
+        raise ValueError(f"{name} must be a function of {what}; got {fn!r}")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*range(arity))
+    except TypeError as err:
+        label = getattr(fn, "__name__", type(fn).__name__)
+        raise ValueError(f"{name} must be a function of {what}; {label}{sig} cannot be called that way ({err})") \
+            from None
+
+
 def float_field(name: str, **kwargs):
     """An ``eqx.field`` converting its value by :func:`as_float_array` (errors name ``name``)."""
     import equinox as eqx

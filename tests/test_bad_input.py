@@ -294,6 +294,18 @@ API = [
     ("erm_tol_nan", lambda: dj.erm(P, tol=float("nan")), ValueError, r"tol must be finite \(tol > 0\)"),
     ("erm_damping_string", lambda: dj.erm(P, damping="half"), ValueError, r"damping must be a real number \(0 < "),
     ("erm_init_negative_q", lambda: dj.erm(P, init=(0.5, -1.0, 1.0)), ValueError, "init must satisfy .*q > 0"),
+    # issue 26: a user function of the wrong signature is told the signature it must have (not "use jax.numpy")
+    ("regression_f_two_arguments", lambda: dj.TeacherRegression(f=lambda nu, k: nu), ValueError,
+     r"f must be a function of one argument, the teacher field nu .*<lambda>\(nu, k\) cannot be called that way"),
+    ("regression_f_fails", lambda: dj.TeacherRegression(f=lambda nu: nu.nonexistent), ValueError,
+     "f: calling f\\(nu\\) on an array of teacher fields failed \\(AttributeError"),
+    ("loss_two_arguments", lambda: dj.Problem(loss=lambda v, w: v), ValueError,
+     r"loss must be a function of one argument, the margins"),
+    ("schedule_no_argument", lambda: dj.GD(lambda: 0.1), ValueError, r"eta must be a function of one argument, the step"),
+    ("batch_schedule_two_arguments", lambda: dj.SGD(0.2, lambda k, j: 0.3), ValueError, r"b must be a function of one"),
+    ("readout_no_argument", lambda: dj.CustomReadout(2, lambda: 0.0), ValueError, r"fn must be a function of one"),
+    ("readout_root_number", lambda: dj.CustomReadout(2, lambda r: r.sum(-1), root=3), ValueError,
+     r"root must be a function of one argument, the other fields"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),

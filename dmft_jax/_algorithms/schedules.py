@@ -95,6 +95,9 @@ class CustomSchedule(Schedule):
 
     fn: Callable = eqx.field(static=True)
 
+    def __check_init__(self):
+        _validate.function_of("fn", self.fn, 1, "one argument, the step indices k (an array), giving eta_k")
+
     def __call__(self, k):
         return jnp.asarray(self.fn(k))
 
@@ -105,6 +108,7 @@ def as_eta(eta, name: str = "eta"):
     if isinstance(eta, Schedule):
         return eta
     if callable(eta) and not hasattr(eta, "dtype"):
+        _validate.function_of(name, eta, 1, f"one argument, the step indices k (an array), giving {name}_k")
         return CustomSchedule(eta)
     return _validate.as_float_array(eta, name)
 

@@ -144,6 +144,9 @@ class CustomLoss(AbstractLoss):
     twice_differentiable: ClassVar[bool] = True
     argument: ClassVar[str] = "any"
 
+    def __check_init__(self):
+        _validate.function_of("loss", self.fn, 1, "one argument, the margins (or residuals) v, elementwise: ell(v)")
+
     def __call__(self, v):
         return self.fn(v)
 

@@ -137,10 +137,11 @@ class CustomReadout(AbstractReadout):
 
     def __init__(self, K: int, fn: Callable, root: Callable | None = None):
         self.K = _units(K)
-        if not callable(fn):
-            raise ValueError(f"fn must be a callable f(r) of the K fields on the last axis; got {fn!r}")
-        if root is not None and not callable(root):
-            raise ValueError(f"root must be None or a callable root(rest) of the first K - 1 fields; got {root!r}")
+        _validate.function_of("fn", fn, 1, "one argument, the fields r (..., K): f(r) of the K fields on the last "
+                              "axis")
+        if root is not None:
+            _validate.function_of("root", root, 1, "one argument, the other fields rest (..., K - 1): root(rest), "
+                                  "the last field where f changes sign (or None)")
         self.fn = fn
         self.root = root
 

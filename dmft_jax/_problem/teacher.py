@@ -141,13 +141,20 @@ class TeacherRegression(AbstractTeacher):
 
     def __check_init__(self):
         _validate.nonnegative("noise", self.noise)
-        if not callable(self.f):
-            raise ValueError(f"f must be a function of the teacher field nu (a JAX callable); got {self.f!r}")
+        _validate.function_of("f", self.f, 1, "one argument, the teacher field nu (f(nu): the clean labels, "
+                              "elementwise, written with jax.numpy)")
         try:
-            out = jax.eval_shape(self.f, jax.ShapeDtypeStruct((3,), jnp.float32))
-        except Exception as err:
+            out = jax.eval_shape(lambda nu: self.f(nu), jax.ShapeDtypeStruct((3,), jnp.float32))
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+                jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError) as err:
             raise ValueError(f"f: JAX cannot trace the label function ({type(err).__name__}); write it with "
                              "jax.numpy (e.g. jnp.tanh, not np.tanh or math.tanh)") from None
+        except Exception as err:  # math.tanh of an array fails here
+            numpy = isinstance(err, TypeError) and ("__array__" in str(err) or "Python scalars" in str(err))
+            raise ValueError(f"f: calling f(nu) on an array of teacher fields failed ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200]})" + ("; write it with jax.numpy (e.g. jnp.tanh, not "
+                                                                     "np.tanh or math.tanh)" if numpy else "")) \
+                from None
         if getattr(out, "shape", None) != (3,):
             raise ValueError(f"f must be elementwise: for nu of shape (3,) it returned {out!r}")
 
