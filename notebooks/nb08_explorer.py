@@ -1,11 +1,16 @@
 # %% [markdown]
 # # Explorer: DMFT curves under sliders
-# Move a slider and the three panels are redrawn from a new solve. The first draw compiles
-# the solver (seconds on a CPU); every later draw with the same model reuses the compiled
-# program, because all parameters (alpha, Delta, lambda, b, tau, eta) are data, not part of
-# the program: a redraw takes a fraction of a second on 2 CPU cores at the size used here
-# (N = 4096 trajectories, T = 100 steps). The number of steps is fixed (T = 100), so eta sets
-# the horizon t = T eta. Switching the model compiles once per model.
+#
+# **What it is.** Move a slider and the three panels (generalisation error, training loss per
+# dimension, training accuracy) are redrawn from a new DMFT solve of persistent SGD, for two
+# clusters (`Delta` the cluster variance, `alpha = n/d`, ridge `lambda`) or three clusters. The
+# first draw compiles the solver; later draws with the same model reuse the compiled program,
+# because all parameters (`alpha`, `Delta`, `lambda`, `b`, `tau`, `eta`) are data, not part of
+# the program. Switching the model compiles once per model.
+#
+# **Size.** `N = 4096` trajectories and `T = 100` steps, fixed, so `eta` sets the horizon
+# `t = T eta` (20 at the default `eta = 0.2`). The Monte Carlo error of the curves scales as
+# `N^-1/2`.
 #
 # Needs ipywidgets (`pip install -e '.[notebooks]'`); without a live kernel (a rendered page)
 # the figure shows the default values.
@@ -58,11 +63,27 @@ controls = dict(
 widgets.interact(draw, **controls);
 
 # %% [markdown]
-# The same function without widgets, e.g. to compare two values side by side: the second call
-# reuses the compiled program.
+# The same function without widgets, to look at one point or compare two: `alpha = 3`,
+# `lambda = 0.05`, the others at their defaults (`Delta = 0.5`, `b = 0.3`, `tau = 1.67`,
+# `eta = 0.2`). **What to look at:** the printed times and the curves against nb01 (`alpha = 2`,
+# `lambda = 0`, same algorithm).
 
 # %%
 t0 = time.perf_counter()
 fig = draw(alpha=3.0, lam=0.05)
 print(f"redraw with new alpha and lambda: {time.perf_counter() - t0:.2f} s")
 save(fig, "nb08_explorer.png");
+
+# %% [markdown]
+# ## What the output shows
+#
+# - The times printed in the stored run: the solve took 3.46 s and the whole call, drawing
+#   included, 4.80 s, on the 2-core CPU that built the notebook. This call reuses the program
+#   compiled by the widget's first draw, so at this size the solve itself, not compilation,
+#   sets the time of a redraw: seconds, not a fraction of a second. A smaller `N` gives faster,
+#   noisier redraws.
+# - The training loss per dimension starts at `alpha log 2 = 2.08` and falls to about 0.67 at
+#   `t = 20`; the training accuracy reaches about 0.96.
+# - `eps_gen` falls to about 0.107 at `t = 20` (read off the figure), below the about 0.115 of
+#   the same persistent SGD at `alpha = 2`, `lambda = 0` in nb01: more samples per dimension and
+#   a small ridge both lower the error (nb06 shows the `alpha` dependence at fixed ridge).

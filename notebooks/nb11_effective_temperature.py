@@ -1,12 +1,19 @@
 # %% [markdown]
 # # The effective temperature of persistent SGD
-# No bath heats SGD, yet in its stationary regime the selection noise makes the weights
-# fluctuate: the ratio of the correlation's derivative to the response,
-# `T_eff = dC(t, t') / dt' / R(t, t')`, is an effective temperature (docs/equations.md, section
-# 5.5; `dj.fdt`). Two clusters, `alpha = 2`, `Delta = 0.5`, a ridge `lambda = 1` so that the
-# dynamics is stationary by `t = 10`; `T_eff` is measured at the last time over `t' >= 5`.
-# Each panel varies one of the batch fraction `b`, the persistence time `tau` and the
-# learning rate `eta`, the others at `b = 0.3`, `tau = 1`, `eta = 0.1`.
+#
+# **Question.** No bath heats SGD, yet in its stationary regime the selection noise makes the
+# weights fluctuate. The ratio `T_eff = [dC(t, t') / dt'] / R(t, t')` of the correlation's
+# derivative to the response is an effective temperature (docs/equations.md, section 5.5;
+# `dj.fdt`). How does it depend on the batch fraction `b`, the persistence time `tau` and the
+# step `eta`?
+#
+# **Setting.** Two balanced clusters, `alpha = 2`, `Delta = 0.5`, and a ridge `lambda = 1` so that
+# the dynamics is stationary by `t = 10`; `T_eff` is measured at the last time over `t' >= 5`.
+# Each panel varies one parameter over 8 values, the others at `b = 0.3`, `tau = 1`,
+# `eta = 0.1`. DMFT with `N = 2^16` trajectories.
+#
+# **What to look at.** The shape of each curve and its scale: the Langevin check of nb10 had
+# `T_L = 0.2`.
 
 # %%
 import matplotlib.pyplot as plt
@@ -44,16 +51,19 @@ save(fig, "nb11_effective_temperature.png");
 
 # %% [markdown]
 # ## What the measurement says
-# At full size (`N = 2^16` trajectories, 8 points per panel; `docs/figures/nb11_effective_temperature.png`):
 #
-# - **batch fraction**: the effective temperature is not monotone in `b`. It is largest near
-#   `b = 0.3` (0.014) and falls on both sides: to 0.008 at `b = 0.1` and to 0.0025 at `b = 0.8`,
-#   vanishing at `b = 1` (full-batch GD has no noise and freezes);
-# - **persistence**: it grows with `tau`, from 0.004 at `tau = 0.25` to about 0.019 at `tau = 3-4`,
-#   where it levels off: samples kept longer in the batch make longer-lived, larger fluctuations;
-# - **learning rate**: at fixed `b` and `tau` it hardly depends on `eta` (0.0142 at `eta = 0.025`,
-#   0.0141 at `eta = 0.2`): the noise of persistent SGD is set by `b` and `tau`, and the
-#   stochastic gradient flow (`eta -> 0` at fixed `tau`) keeps a finite temperature.
+# From the printed values:
 #
-# (Classic SGD is `tau = eta / (1 - b)`: there `eta` and `tau` move together, so its temperature
-# grows with the learning rate through `tau`.)
+# - **batch fraction**: `T_eff` is not monotone in `b`. It is largest at `b = 0.3` (0.0142) and
+#   falls on both sides, to 0.0080 at `b = 0.1` and 0.0025 at `b = 0.8`; full-batch GD
+#   (`b = 1`) has no selection noise, so it should vanish there (not measured).
+# - **persistence**: it grows with `tau`, from 0.0042 at `tau = 0.25` to 0.0195 at `tau = 2.7`,
+#   and levels off (0.0190 at `tau = 4`): samples kept longer in the batch make longer-lived,
+#   larger fluctuations.
+# - **step size**: at fixed `b` and `tau` it hardly depends on `eta`: 0.01423 at `eta = 0.025`,
+#   0.01408 at `eta = 0.2`, a 1% change over a factor 8. The noise of persistent SGD is set by
+#   `b` and `tau`, and the stochastic gradient flow (`eta -> 0` at fixed `tau`) keeps a finite
+#   temperature. Classic SGD has `tau = eta / (1 - b)`: there `eta` and `tau` move together, so
+#   its temperature grows with the step size through `tau`.
+#
+# All values are below 0.02, an order of magnitude below the `T_L = 0.2` of nb10.
