@@ -30,6 +30,8 @@ def solve(**kw):
     return dj.solve(P, A, **{**SMALL, **kw})
 
 
+_SOFT = lambda r: jnp.mean(jnp.tanh(r), axis=-1)  # a soft committee written by hand
+
 API = [
     # problem and data model
     ("alpha_zero", lambda: dj.Problem(alpha=0.0), ValueError, "alpha"),
@@ -306,6 +308,18 @@ API = [
     ("readout_no_argument", lambda: dj.CustomReadout(2, lambda: 0.0), ValueError, r"fn must be a function of one"),
     ("readout_root_number", lambda: dj.CustomReadout(2, lambda r: r.sum(-1), root=3), ValueError,
      r"root must be a function of one argument, the other fields"),
+    # issue 26: a user's root is verified on sampled fields before the test error's quadrature trusts it
+    # (root=lambda rest: rest gave eps_gen = 1499 with status success)
+    ("readout_root_keeps_axis", lambda: dj.Committee(dj.Problem(dj.TeacherStudent()), dj.CustomReadout(
+        2, _SOFT, root=lambda rest: rest)), ValueError,
+     r"root: root\(rest\) must return one value of the last field per point, shape \(192,\) .* got shape \(192, 1\)"),
+    ("readout_root_wrong", lambda: dj.Committee(dj.Problem(dj.TeacherStudent()), dj.CustomReadout(
+        2, _SOFT, root=lambda rest: jnp.zeros(rest.shape[:-1]))), ValueError,
+     r"root: root\(rest\) is not where f changes sign along the last field"),
+    ("readout_root_of_a_decreasing_f", lambda: dj.Committee(dj.Problem(dj.TeacherStudent()), dj.CustomReadout(
+        2, lambda r: -_SOFT(r), root=lambda rest: -rest[..., 0])), ValueError, r"f increasing in the last field"),
+    ("readout_root_nan", lambda: dj.Committee(dj.Problem(dj.TeacherStudent()), dj.CustomReadout(
+        2, _SOFT, root=lambda rest: jnp.full(rest.shape[:-1], jnp.nan))), ValueError, r"root: root\(rest\) is NaN"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),
