@@ -20,8 +20,8 @@ from .._solvers.iteration import DampedIteration
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
 from .config import SolveConfig
-from .memory import check_memory
-from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter
+from .memory import check_memory, long_run
+from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, TqdmProgressMeter
 from .standard_errors import AbstractErrors, NoErrors
 from .trajectories import FORMER, Trajectories
 
@@ -81,6 +81,7 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     :class:`~dmft_jax.Committee` and return the static :class:`~dmft_jax.SolveConfig` of the
     compiled core (``batch`` points are checked against the device memory together)."""
     trajectories = trajectories_of(trajectories, deprecated)
+    auto_meter = progress_meter is None and "progress" not in deprecated
     solver, response, adjoint, progress_meter, sharding, errors = _strategies(
         solver, response, adjoint, progress_meter, trajectories.sharding, errors, deprecated)
     antithetic, save = trajectories.antithetic, trajectories.save
@@ -100,6 +101,8 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
         raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(ids)} devices")
     adjoint.check(solver, est, ids is not None)
     _check_combinations(problem, algorithm, solver, adjoint, save)
+    if auto_meter and batch == 1 and long_run(T, n_traj, est, dtype, K, 1 if isinstance(errors, NoErrors) else 2):
+        progress_meter = TqdmProgressMeter()  # a run of more than a few seconds shows its progress
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
     pivot_rtol = resolve_pivot_rtol(solver, dtype)
     committee = isinstance(problem, Committee)

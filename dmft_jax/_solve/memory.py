@@ -95,6 +95,17 @@ def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 
     return batch * item * work
 
 
+AUTO_PROGRESS_S = 10.0  # a solve estimated longer than this shows a progress bar unless told otherwise
+
+
+def long_run(n_steps, n_traj, est, dtype, K=1, repeats: float = 1.0) -> bool:
+    """Whether ``repeats`` solves are estimated above :data:`AUTO_PROGRESS_S` on this CPU (a
+    GPU: never; its runs are far shorter than the estimate), so that they show their
+    progress by default."""
+    seconds = time_estimate(n_steps, n_traj, est, dtype, 1, K) * repeats
+    return seconds > AUTO_PROGRESS_S and jax.devices()[0].platform == "cpu"
+
+
 def free_bytes():
     """Memory free for a new solve: ``bytes_limit - bytes_in_use`` on an accelerator, the
     kernel's ``MemAvailable`` on a Linux CPU; ``None`` if unknown."""

@@ -2,8 +2,10 @@
 
 A meter's ``step(k, T)`` is called inside the compiled sweep at every step ``k``; the
 text meter reaches the host through ``jax.debug.callback``, so it works under ``jit`` and
-``vmap`` (a batch reports its most advanced point). Off by default in library calls, on in
-the command line.
+``vmap`` (a batch reports its most advanced point). In library calls a solve estimated above
+a few seconds on a CPU (:func:`dmft_jax.time_estimate`) shows a :class:`TqdmProgressMeter`
+unless a meter is given (:class:`NoProgressMeter` silences it); shorter ones show nothing.
+The command line always shows one; ``dmft_jax.tune`` counts its optimiser steps with its own.
 """
 from __future__ import annotations
 

@@ -168,6 +168,7 @@ def _tune(dj, args, problem, algo, out, parser):
         res = dj.tune(problem, algo, args.params, t_max=args.t_max, n_traj=args.n_traj,
                       response=dj.ExactResponse(args.n_chi), key=args.seed, optimizer=optax.adam(args.lr),
                       steps=args.steps, refresh=args.refresh, progress=True, log_every=5,
+                      progress_meter=dj.TqdmProgressMeter("tune", "steps"),
                       errors=dj.GroupErrors(args.groups) if args.groups != 0 else None)
     except ValueError as err:
         parser.error(str(err))

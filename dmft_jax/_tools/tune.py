@@ -48,6 +48,8 @@ from .._problem.problem import Problem
 from .._response.response import ExactResponse, as_response
 from .._results.results import RESULTS, AbstractOutcome, Result
 from .._solve.configure import committee_keywords, configure, trajectories_of
+from .._solve.memory import long_run
+from .._solve.progress import AbstractProgressMeter, NoProgressMeter, TqdmProgressMeter
 from .._solve.solve import solve
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
@@ -264,7 +266,20 @@ def _value_and_grad(theta, k, problem, algorithm, static: _TuneStatic):
     return jax.value_and_grad(loss)(theta)
 
 
-def _optimise(value_and_grad, theta, optimizer, steps, fixed_key, base_key, where, progress, log_every):
+def _steps_meter(meter, steps, config):
+    """The meter of tune's optimiser steps: ``meter``, or by default a tqdm bar when the run
+    (about three solves' worth per step) is estimated above a few seconds on a CPU."""
+    if meter is not None:
+        if not isinstance(meter, AbstractProgressMeter):
+            raise ValueError(f"progress_meter must be a dmft_jax progress meter (e.g. dj.TqdmProgressMeter()); "
+                             f"got {meter!r}")
+        return meter
+    long = long_run(config.n_steps, config.n_traj, config.response, config.dtype, config.K, 3 * steps)
+    return TqdmProgressMeter("tune", "steps") if long else NoProgressMeter()
+
+
+def _optimise(value_and_grad, theta, optimizer, steps, fixed_key, base_key, where, progress, log_every,
+              meter=None):
     """``steps`` optimiser steps from ``theta``: ``(theta, history)``, the objective and every
     parameter per step. ``fixed_key``: the key of every step (``None``: a fresh key per step
     from ``base_key``); ``where``: ``(problem, algorithm, T, params)`` of the tuned values. A
@@ -293,6 +308,8 @@ def _optimise(value_and_grad, theta, optimizer, steps, fixed_key, base_key, wher
             print(f"tune step {i:4d}: objective {float(value):.6f}  {vals}", file=sys.stderr, flush=True)
         updates, state = optimizer.update(grads, state, theta)
         theta = _project(optax.apply_updates(theta, updates))
+        if meter is not None:
+            meter.step(i, steps)
     return theta, history
 
 
@@ -311,6 +328,7 @@ def tune(
     refresh: bool = False,
     progress: bool = False,
     log_every: int = 10,
+    progress_meter=None,
     mode: str = "auto",
     errors: AbstractErrors | str | None = "auto",
     **solve_kwargs,
@@ -329,7 +347,13 @@ def tune(
     improvement over the start is beyond the Monte Carlo noise (:class:`TuneResult`; a
     warning when it is not): an :class:`~dmft_jax.AbstractErrors`, ``None`` (off) or
     ``"auto"`` (default: ``GroupErrors(G)`` with the largest ``G`` of 16, 8, 4 that splits
-    ``n_traj``; off when none does). It costs about three solves after the optimisation."""
+    ``n_traj``; off when none does). It costs about three solves after the optimisation.
+
+    ``progress_meter`` counts the optimiser steps (a :class:`~dmft_jax.TqdmProgressMeter`
+    gives rate and time left); default: one when the run is estimated above a few seconds on
+    a CPU, none otherwise (:class:`~dmft_jax.NoProgressMeter` silences it). ``progress=True``
+    also prints the objective and the parameters every ``log_every`` steps. A
+    ``progress_meter`` among ``solve_kwargs`` is the inner solves' (one bar per solve)."""
     response = _legacy_n_chi(response, solve_kwargs)
     problem = committee_keywords(problem, solve_kwargs)
     solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
@@ -344,10 +368,12 @@ def tune(
                           isinstance(problem, Committee) or problem.bias is not None)
     if mode not in ("forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
+    solve_kwargs.setdefault("progress_meter", NoProgressMeter())  # the steps' meter is tune's own
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
     errors = resolve_errors(errors, n_traj, solve_kwargs["trajectories"].antithetic)
     config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
                        **{k: v for k, v in solve_kwargs.items() if k != "throw"})
+    meter = _steps_meter(progress_meter, steps, config)
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))
@@ -357,7 +383,7 @@ def tune(
         return _value_and_grad(theta, k, prob_arr, algo_arr, static)
 
     theta, history = _optimise(value_and_grad, theta, optimizer, steps, base_key if not refresh else None, base_key,
-                               (problem, algorithm, T, params), progress, log_every)
+                               (problem, algorithm, T, params), progress, log_every, meter)
     prob, algo = _from_theta(theta, problem, algorithm, T)
     _warn_if_stuck(history, params)
     sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, errors=errors,
