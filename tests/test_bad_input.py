@@ -409,6 +409,38 @@ def test_erm_at_a_traced_invalid_lam_is_a_failed_point():
     assert "lam: lam >= 0" in sol.message and np.isfinite(sol.m[0]) and np.isnan(sol.m[1])
 
 
+def test_throw_inside_jit_names_the_failed_check():
+    """solve(throw=True) under jax.jit: the runtime error carries the outcome's message and the
+    check that failed (it said "INTERNAL: CpuCallback error ... dmft_jax.solve failed")."""
+    from typing import Any
+
+    from dmft_jax._results.results import Result
+    from dmft_jax._results.solution import finish
+
+    class Minimal(eqx.Module):  # what finish reads of a Solution
+        m: Any
+        stats: dict
+        result: Result
+
+    def run(code, check):
+        sol = Minimal(jnp.zeros(2), {"n_negative": 0}, Result.of(code, check, ("lam: lam >= 0", "delta: delta > 0")))
+        return finish(sol, True).result.code
+
+    assert int(jax.jit(run)(0, -1)) == 0
+    with pytest.raises(Exception, match=r"dmft_jax.solve: a parameter was outside its valid range .*; failed: delta: "
+                                        r"delta > 0"):
+        jax.block_until_ready(jax.jit(run)(dj.RESULTS.invalid_input, 1))
+    with pytest.raises(Exception, match=r"dmft_jax.solve: the dynamics diverged"):
+        jax.block_until_ready(jax.jit(run)(dj.RESULTS.diverged, -1))
+
+
+@pytest.mark.slow
+def test_throw_inside_jit_of_a_whole_solve_names_lam():
+    f = lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, P, lam), dj.GD(0.2), n_steps=3, n_traj=16, throw=True)
+    with pytest.raises(Exception, match="failed: lam: lam >= 0"):
+        jax.block_until_ready(jax.jit(f)(-1.0))
+
+
 def test_simulator_reports_nan_and_divergence():
     nan_loss = dj.Problem(loss=lambda v: jnp.sqrt(v))  # its gradient at a negative margin is NaN
     with pytest.warns(RuntimeWarning, match="non-finite"):

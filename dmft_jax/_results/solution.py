@@ -176,7 +176,12 @@ def finish(sol: Solution, throw: bool, who: str = "dmft_jax.solve") -> Solution:
                 raise RuntimeError(f"{who}: {sol.message}")
             warnings.warn(f"{who}: {sol.message}", RuntimeWarning, stacklevel=3)
         return sol
-    if throw:
-        checked = eqx.error_if(code, code != RESULTS.successful, f"{who} failed")
+    if throw:  # the message of the outcome, naming the failed check (jax.jit shows it inside its runtime error)
+        checks = sol.result.checks
+        messages = tuple(f"{who}: {RESULTS(v).message}" for v in range(len(RESULTS))) + tuple(
+            f"{who}: {RESULTS.invalid_input.message}; failed: {c}" for c in checks)
+        named = (code == RESULTS.invalid_input) & (sol.result.check >= 0)
+        index = jnp.where(named, len(RESULTS) + sol.result.check, code)
+        checked = eqx.branched_error_if(code, code != RESULTS.successful, index, messages)
         sol = eqx.tree_at(lambda s: s.result.code, sol, checked)
     return sol
