@@ -197,3 +197,26 @@ def test_reprs_show_values():
     assert "result=Result(successful)" in repr(sol) and "'alpha: alpha > 0'" not in repr(sol)
     bad = jax.jit(lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, P, lam), dj.GD(0.2), n_steps=2, n_traj=64).result)(-1.0)
     assert repr(bad) == "Result(invalid_input: lam: lam >= 0)"
+
+
+def test_progress_by_default_for_long_runs_and_in_tune(capfd, monkeypatch, seed_two_cluster):
+    """A run estimated above a few seconds shows a tqdm bar unless told otherwise (here the
+    threshold is lowered to 0 s to see it on a small solve); tune counts its optimiser steps
+    with a meter of its own; an explicit NoProgressMeter stays silent."""
+    from dmft_jax._solve import memory
+
+    monkeypatch.setattr(memory, "AUTO_PROGRESS_S", 0.0)
+    sol = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=0.4, n_traj=64, key=0)
+    assert isinstance(sol.config.progress_meter, dj.TqdmProgressMeter)
+    assert "[dmft-jax] sweep" in capfd.readouterr().err
+    quiet = dj.solve(seed_two_cluster, dj.GD(0.2), t_max=0.4, n_traj=64, key=0, progress_meter=dj.NoProgressMeter())
+    assert isinstance(quiet.config.progress_meter, dj.NoProgressMeter) and "[dmft-jax]" not in capfd.readouterr().err
+    dj.tune(seed_two_cluster, dj.GD(0.2), ["lam"], t_max=0.4, n_traj=64, steps=3, key=0, errors=None,
+            progress_meter=dj.TextProgressMeter("tune", "steps"))
+    err = capfd.readouterr().err
+    assert "[dmft-jax] tune" in err and "3/3 steps" in err and "[dmft-jax] sweep" not in err
+    with pytest.raises(ValueError, match="progress_meter"):
+        dj.tune(seed_two_cluster, dj.GD(0.2), ["lam"], t_max=0.4, n_traj=64, steps=1, progress_meter=True)
+    monkeypatch.setattr(memory, "AUTO_PROGRESS_S", 1e9)
+    assert isinstance(dj.solve(seed_two_cluster, dj.GD(0.2), t_max=0.4, n_traj=64, key=0).config.progress_meter,
+                      dj.NoProgressMeter)
