@@ -100,7 +100,10 @@ def solve(
         working dtype (default: JAX's default float, float64 if x64 is enabled).
     throw
         raise ``RuntimeError`` when the result is not success (otherwise a warning is
-        emitted for concrete results and the result is returned as data).
+        emitted for concrete results and the result is returned as data). Inside
+        ``jit``/``vmap`` the compiled program raises at run time instead, with the same message
+        (the outcome and, for an invalid input, the check that failed): ``eqx.filter_jit``
+        shows it alone, ``jax.jit`` inside its ``INTERNAL: CpuCallback error`` text.
 
     Notes
     -----
