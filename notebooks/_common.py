@@ -32,5 +32,5 @@ OUT.mkdir(parents=True, exist_ok=True)
 def save(fig, name):
     path = OUT / name
     fig.savefig(path, dpi=120)
-    print("wrote", path)
+    print("wrote", name)  # the name alone: a stored output must not carry this machine's folders
     return path

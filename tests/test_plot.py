@@ -94,3 +94,12 @@ def test_tune_history():
     plt.close(fig)
     with pytest.raises(ValueError, match="result"):
         dj.plot.tune(res.solution)
+
+
+def test_title_of_teacher_data_names_no_delta():
+    """A teacher's inputs have Delta = 1 fixed: the title does not list it as a parameter."""
+    from dmft_jax._results.plot import describe
+
+    P2 = dj.Problem(dj.TeacherStudent(), "logistic", alpha=2.0, lam=0.05)
+    text = describe(P2, dj.GD(0.2))
+    assert "Delta" not in text and "alpha=2" in text and "GD: eta=0.2" in text

@@ -33,6 +33,8 @@ def describe(problem, algorithm) -> str:
         if single is not problem:
             head += f", committee of K = {getattr(problem, 'K', '?')}"
         names = (("alpha", "alpha"), ("delta", "Delta"), ("lam", "lambda"), ("R0", "R0"))
+        if getattr(model, "unit_delta", False):  # Delta is fixed at 1 (a teacher's inputs): not a parameter
+            names = tuple(n for n in names if n[0] != "delta")
         parts.append(head + ": " + " ".join(f"{s}={_value(getattr(single, k))}" for k, s in names
                                              if _value(getattr(single, k, None)) is not None))
     if algorithm is not None:
