@@ -56,6 +56,8 @@ def test_cli_habits(tmp_path, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default min(N, 4096))" in text and "(default: None)" not in text and "(default: False)" not in text
     assert "--sharpness SHARPNESS" in text
+    assert "--simulate D, --d D" in text  # one name for the simulation's dimension in both commands
+    assert cli._parser().parse_args(["solve", "--d", "500"]).simulate == 500
 
 
 def test_save_load_round_trip(tmp_path, seed_two_cluster):

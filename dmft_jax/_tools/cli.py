@@ -94,7 +94,8 @@ def _parser():
     ps.add_argument("--groups", type=int, default=16, metavar="G",
                     help="standard errors (the DMFT band in the plot) from G replica solves on N/G trajectories "
                          "each (GroupErrors; about twice the solve time); 0: none")
-    ps.add_argument("--simulate", type=int, default=None, metavar="D", help="overlay a finite-D simulation")
+    ps.add_argument("--simulate", "--d", type=int, default=None, metavar="D", dest="simulate",
+                    help="overlay a finite-D simulation (--d D as in the simulate command)")
     ps.add_argument("--n-seeds", type=int, default=10, help="simulation seeds")
     pm = sub.add_parser("simulate", help="finite-d simulation only", allow_abbrev=False, formatter_class=fmt)
     _add_problem_args(pm)
@@ -122,7 +123,7 @@ def _check_args(parser, args):
     output folder is made only for a run that passed every check (:func:`_made`)."""
     d = args.simulate if args.command == "solve" else getattr(args, "d", None)
     if d is not None and d < 2:
-        parser.error(f"{'--simulate' if args.command == 'solve' else '--d'} must be an integer >= 2; got {d}")
+        parser.error(f"{'--simulate/--d' if args.command == 'solve' else '--d'} must be an integer >= 2; got {d}")
     if getattr(args, "n_seeds", 1) < 1:
         parser.error(f"--n-seeds must be an integer >= 1; got {args.n_seeds}")
     out = Path(args.out)
