@@ -18,6 +18,8 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from .memory import long_run
+
 
 class AbstractProgressMeter(eqx.Module):
     """Interface: ``step(k, T)``, traced, called once per time step of the sweep."""
@@ -131,3 +133,15 @@ def compile_notice(meter, what: str):
             how = (f"taken from the compilation cache ({state['compiled']:.1f} s compiling the rest)" if state["hits"]
                    else f"compiled in {state['compiled']:.1f} s")
             print(f"[dmft-jax] {what}: {how}", file=sys.stderr, flush=True)
+
+
+def steps_meter(meter, steps, config):
+    """The meter of tune's optimiser steps: ``meter``, or by default a tqdm bar when the run
+    (about three solves' worth per step) is estimated above a few seconds on a CPU."""
+    if meter is not None:
+        if not isinstance(meter, AbstractProgressMeter):
+            raise ValueError(f"progress_meter must be a dmft_jax progress meter (e.g. dj.TqdmProgressMeter()); "
+                             f"got {meter!r}")
+        return meter
+    long = long_run(config.n_steps, config.n_traj, config.response, config.dtype, config.K, 3 * steps)
+    return TqdmProgressMeter("tune", "steps") if long else NoProgressMeter()

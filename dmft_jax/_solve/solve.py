@@ -10,13 +10,22 @@ every strategy is an object passed by keyword, carrying its own options:
   (default) or :class:`~dmft_jax.ProbeResponse` ``(n_probes)``;
 - ``adjoint``: :class:`~dmft_jax.AutodiffAdjoint` (default) or :class:`~dmft_jax.SweepAdjoint`
   (hand-written reverse mode of the sweep);
-- ``progress_meter``: :class:`~dmft_jax.NoProgressMeter` (default) or :class:`~dmft_jax.TextProgressMeter`;
+- ``progress_meter``: :class:`~dmft_jax.TqdmProgressMeter`, :class:`~dmft_jax.TextProgressMeter` or
+  :class:`~dmft_jax.NoProgressMeter`; default: a tqdm bar for a run estimated above a few
+  seconds on a CPU, none for shorter ones;
 - ``trajectories``: :class:`~dmft_jax.Trajectories` ``(antithetic, moment_matching, sharding, save)``;
 - ``errors``: :class:`~dmft_jax.NoErrors` (default) or :class:`~dmft_jax.GroupErrors`
   ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost.
 
 Cost and accuracy: ``N`` trajectories give the kernels and observables with a Monte Carlo error
 ``O(1/sqrt(N))``; the exact response (``O(n_chi T^2)`` memory) is estimated on ``n_chi <= N``.
+
+Deprecated keywords (a ``DeprecationWarning`` says what replaced each): ``antithetic``,
+``moment_matching``, ``sharding`` and ``save_trajectories`` (now
+:class:`~dmft_jax.Trajectories`' own), ``n_chi``, ``method``, ``damping``, ``max_iter``,
+``rtol``, ``atol``, ``time_blocks``, ``progress``, ``devices``, ``pivot_rtol``,
+``adjoint=True/False``, and a committee's ``symmetric`` and ``cross_memory`` (now
+:class:`~dmft_jax.Committee`'s own).
 """
 from __future__ import annotations
 
@@ -93,9 +102,8 @@ def solve(
     n_steps
         number of steps, instead of ``t_max``; required when ``eta`` is traced.
     trajectories
-        how the ``N`` trajectories are drawn (antithetic pairs and moment
-        matching, both on by default), split over devices (``sharding``) and kept (``save``):
-        :class:`~dmft_jax.Trajectories`.
+        :class:`~dmft_jax.Trajectories`: how the ``N`` trajectories are drawn, split over
+        devices and kept. Deprecated keywords: the module docstring.
     dtype
         working dtype (default: JAX's default float, float64 if x64 is enabled).
     throw
@@ -104,15 +112,6 @@ def solve(
         ``jit``/``vmap`` the compiled program raises at run time instead, with the same message
         (the outcome and, for an invalid input, the check that failed): ``eqx.filter_jit``
         shows it alone, ``jax.jit`` inside its ``INTERNAL: CpuCallback error`` text.
-
-    Notes
-    -----
-    Deprecated keywords (a ``DeprecationWarning`` says what replaced each): ``antithetic``,
-    ``moment_matching``, ``sharding`` and ``save_trajectories`` (now
-    :class:`~dmft_jax.Trajectories`' own), ``n_chi``, ``method``, ``damping``, ``max_iter``,
-    ``rtol``, ``atol``, ``time_blocks``, ``progress``, ``devices``, ``pivot_rtol``,
-    ``adjoint=True/False``, and a committee's ``symmetric`` and ``cross_memory`` (now
-    :class:`~dmft_jax.Committee`'s own).
     """
     problem = committee_keywords(problem, deprecated)
     key = as_key(key), seed_of(key)

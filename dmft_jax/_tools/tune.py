@@ -48,8 +48,7 @@ from .._problem.problem import Problem
 from .._response.response import ExactResponse, as_response
 from .._results.results import RESULTS, AbstractOutcome, Result
 from .._solve.configure import committee_keywords, configure, trajectories_of
-from .._solve.memory import long_run
-from .._solve.progress import AbstractProgressMeter, NoProgressMeter, TqdmProgressMeter
+from .._solve.progress import NoProgressMeter, steps_meter
 from .._solve.solve import solve
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
@@ -215,6 +214,8 @@ def _legacy_n_chi(response, solve_kwargs):
 
 def _mode(mode, response, solve_kwargs, n_params, algorithm=None, has_bias=False):
     """``(mode, adjoint)``: reverse mode by the sweep's adjoint where the solve options allow it."""
+    if mode not in ("auto", "forward", "reverse"):
+        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
     if "adjoint" in solve_kwargs:
         raise ValueError("adjoint: set by tune's mode, not passed through")
     if any(k in solve_kwargs for k in ("method", "devices", "time_blocks")):
@@ -264,18 +265,6 @@ def _value_and_grad(theta, k, problem, algorithm, static: _TuneStatic):
     if static.mode == "forward":
         return loss(theta), jax.jacfwd(loss)(theta)
     return jax.value_and_grad(loss)(theta)
-
-
-def _steps_meter(meter, steps, config):
-    """The meter of tune's optimiser steps: ``meter``, or by default a tqdm bar when the run
-    (about three solves' worth per step) is estimated above a few seconds on a CPU."""
-    if meter is not None:
-        if not isinstance(meter, AbstractProgressMeter):
-            raise ValueError(f"progress_meter must be a dmft_jax progress meter (e.g. dj.TqdmProgressMeter()); "
-                             f"got {meter!r}")
-        return meter
-    long = long_run(config.n_steps, config.n_traj, config.response, config.dtype, config.K, 3 * steps)
-    return TqdmProgressMeter("tune", "steps") if long else NoProgressMeter()
 
 
 def _optimise(value_and_grad, theta, optimizer, steps, fixed_key, base_key, where, progress, log_every,
@@ -336,24 +325,19 @@ def tune(
     """Minimise ``objective(solve(...))`` over ``params`` with ``optimizer`` (default
     ``optax.adam(0.05)`` on the unconstrained parameters) for ``steps`` steps.
 
-    ``mode``: ``"reverse"`` (one backward pass by the hand-written adjoint of the sweep,
-    :class:`~dmft_jax.SweepAdjoint`: all parameters for ~2.2-2.6x a solve), ``"forward"`` (one
-    JVP per parameter, ~4x a solve each), or ``"auto"`` (reverse, unless the solve options
-    exclude the adjoint: a ``ProbeResponse``, a ``DampedIteration`` or sharding; then
-    forward for up to 4 parameters, else plain reverse-mode autodiff). ``response`` and
-    ``**solve_kwargs`` are passed to :func:`~dmft_jax.solve`.
+    ``mode``: ``"reverse"`` (the sweep's adjoint, :class:`~dmft_jax.SweepAdjoint`: all parameters
+    for ~2.2-2.8x a solve), ``"forward"`` (a JVP per parameter, ~4x a solve each) or ``"auto"``
+    (reverse unless a ``ProbeResponse``, ``DampedIteration`` or sharding excludes the adjoint; then
+    forward up to 4 parameters, else JAX's reverse mode). ``response``, ``**solve_kwargs``: as ``solve``.
 
-    ``errors`` gives the tuned solution its standard errors and reports whether the
-    improvement over the start is beyond the Monte Carlo noise (:class:`TuneResult`; a
-    warning when it is not): an :class:`~dmft_jax.AbstractErrors`, ``None`` (off) or
-    ``"auto"`` (default: ``GroupErrors(G)`` with the largest ``G`` of 16, 8, 4 that splits
-    ``n_traj``; off when none does). It costs about three solves after the optimisation.
+    ``errors``: standard errors of the tuned objective and of its improvement, a warning when
+    that is within the noise (:class:`TuneResult`): an :class:`~dmft_jax.AbstractErrors`,
+    ``None`` or ``"auto"`` (``GroupErrors`` with the largest of 16, 8, 4 groups that splits
+    ``n_traj``); about three solves more.
 
-    ``progress_meter`` counts the optimiser steps (a :class:`~dmft_jax.TqdmProgressMeter`
-    gives rate and time left); default: one when the run is estimated above a few seconds on
-    a CPU, none otherwise (:class:`~dmft_jax.NoProgressMeter` silences it). ``progress=True``
-    also prints the objective and the parameters every ``log_every`` steps. A
-    ``progress_meter`` among ``solve_kwargs`` is the inner solves' (one bar per solve)."""
+    ``progress_meter`` counts the optimiser steps (default: a tqdm bar for a run estimated
+    above a few seconds on a CPU); ``progress=True`` also prints the objective and the
+    parameters every ``log_every`` steps; a meter in ``solve_kwargs`` is the inner solves'."""
     response = _legacy_n_chi(response, solve_kwargs)
     problem = committee_keywords(problem, solve_kwargs)
     solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
@@ -363,17 +347,13 @@ def tune(
     T = count_steps(algorithm, t_max)
     import optax  # here, not at import of dmft_jax (0.1 s a process that does not tune saves)
     optimizer, theta, base_key = optimizer or optax.adam(0.05), _to_theta(problem, algorithm, params, T), as_key(key)
-
     mode, adjoint = _mode(mode, response, solve_kwargs, len(params), algorithm,
                           isinstance(problem, Committee) or problem.bias is not None)
-    if mode not in ("forward", "reverse"):
-        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse'; got {mode!r}")
-    solve_kwargs.setdefault("progress_meter", NoProgressMeter())  # the steps' meter is tune's own
+    solve_kwargs.setdefault("progress_meter", NoProgressMeter())  # the steps' meter: tune's own
     static = _TuneStatic(T, n_traj, response, adjoint, objective, mode, tuple(sorted(solve_kwargs.items())))
     errors = resolve_errors(errors, n_traj, solve_kwargs["trajectories"].antithetic)
     config = configure(problem, algorithm, None, n_traj, n_steps=T, response=response, errors=errors,
                        **{k: v for k, v in solve_kwargs.items() if k != "throw"})
-    meter = _steps_meter(progress_meter, steps, config)
 
     # parameters as arrays of one dtype (a Python float set by eqx.tree_at would be static)
     dtype = as_dtype(solve_kwargs.get("dtype"))
@@ -383,7 +363,8 @@ def tune(
         return _value_and_grad(theta, k, prob_arr, algo_arr, static)
 
     theta, history = _optimise(value_and_grad, theta, optimizer, steps, base_key if not refresh else None, base_key,
-                               (problem, algorithm, T, params), progress, log_every, meter)
+                               (problem, algorithm, T, params), progress, log_every,
+                               steps_meter(progress_meter, steps, config))
     prob, algo = _from_theta(theta, problem, algorithm, T)
     _warn_if_stuck(history, params)
     sol = solve(prob, algo, n_steps=T, n_traj=n_traj, response=response, key=base_key, errors=errors,
