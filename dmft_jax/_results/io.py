@@ -70,6 +70,22 @@ def pair_paths(path) -> tuple[Path, Path]:
     return Path(base + ".npz"), Path(base + ".json")
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing
+    parent) accepts; 255, the common limit, where it does not say."""
+    folder = Path(folder).absolute()
+    for f in (folder, *folder.parents):
+        try:
+            return int(os.pathconf(f, "PC_NAME_MAX"))
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def _too_long(path: Path) -> bool:
+    return len(os.fsencode(path.name)) > _name_max(path.parent)
+
+
 def _op(name, fn, *args):
     """Every file operation of a save goes through here (one place to count or fail them)."""
     return fn(*args)
@@ -146,7 +162,7 @@ class Saved(NamedTuple):
     ``dj.load(dj.save(sol, "run"))``; it answers the ``.npz``'s path methods too."""
 
     npz: Path
-    json: Path
+    json: Path | None  # None: the file system refuses the .json's name (the .npz alone holds everything)
 
     def __fspath__(self) -> str:
         return os.fspath(self.npz)
@@ -169,9 +185,20 @@ def save(result, path, *, overwrite: bool = False) -> Saved:
     if not isinstance(overwrite, (bool, np.bool_)):
         raise ValueError(f"overwrite must be True or False; got {overwrite!r}")
     npz, js = pair_paths(path)
-    if not overwrite and (npz.exists() or js.exists()):
-        raise FileExistsError(f"{npz} or {js} exists: pass overwrite=True to replace it, or another name")
-    for p in (npz, js):
+    limit = _name_max(npz.parent)
+    if _too_long(npz):
+        raise ValueError(f"path: the file name {npz.name!r} is {len(os.fsencode(npz.name))} bytes, above the {limit} "
+                         f"this file system allows; use a name of at most {limit - 4} bytes (before .npz)")
+    if _too_long(js):  # a legal name whose readable copy's would not be: the .npz alone (it holds the metadata)
+        warnings.warn(f"path: {js.name!r} would be {len(os.fsencode(js.name))} bytes, above the {limit} this file "
+                      f"system allows in a name: only {npz.name} is written (it holds the metadata too, and "
+                      "dmft_jax.load reads it alone)", UserWarning, stacklevel=2)
+        js = None
+    pair = (npz,) if js is None else (npz, js)
+    if not overwrite and any(p.exists() for p in pair):
+        raise FileExistsError(f"{' or '.join(str(p) for p in pair)} exists: pass overwrite=True to replace it, or "
+                              "another name")
+    for p in pair:
         if p.exists() and not p.is_file():
             raise ValueError(f"path: {p} exists and is not a file")
     arrays = _arrays(result)
@@ -184,12 +211,12 @@ def save(result, path, *, overwrite: bool = False) -> Saved:
         npz.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"path: cannot create the folder {npz.parent} ({err})") from None
-    _remove_stale(npz)
-    _remove_stale(js)
+    for p in pair:
+        _remove_stale(p)
     payload = dict(arrays, **{_META: np.frombuffer(text, dtype=np.uint8)})
     tmp_npz = _op("write", _temporary, npz, lambda fh: np.savez(fh, **payload))
     try:
-        tmp_js = _op("write", _temporary, js, lambda fh: fh.write(text))
+        tmp_js = None if js is None else _op("write", _temporary, js, lambda fh: fh.write(text))
     except BaseException:
         os.unlink(tmp_npz)
         raise
@@ -197,7 +224,7 @@ def save(result, path, *, overwrite: bool = False) -> Saved:
         (_place_pair if not overwrite else _replace_pair)(tmp_npz, tmp_js, npz, js)
     finally:
         for tmp in (tmp_npz, tmp_js):
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
     return Saved(npz, js)
 
@@ -208,7 +235,8 @@ def _place_pair(tmp_npz, tmp_js, npz, js):
     try:
         _place_new(tmp_npz, npz)
         placed.append(npz)
-        _place_new(tmp_js, js)
+        if js is not None:
+            _place_new(tmp_js, js)
     except BaseException:
         for p in placed:  # ours only (a name another save took first is not touched)
             p.unlink()
@@ -222,14 +250,15 @@ def _replace_pair(tmp_npz, tmp_js, npz, js):
     backups, placed = {}, []
     try:
         for p in (npz, js):
-            if p.exists():
+            if p is not None and p.exists():
                 backup = f"{p.parent / _prefix(p)}{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
                 _op("link", os.link, p, backup)
                 backups[p] = backup
         _op("rename", os.replace, tmp_npz, npz)
         placed.append(npz)
-        _op("rename", os.replace, tmp_js, js)
-        placed.append(js)
+        if js is not None:
+            _op("rename", os.replace, tmp_js, js)
+            placed.append(js)
     except BaseException:
         for p in placed:  # undo: the earlier file back, or no new file
             if p in backups:
@@ -288,7 +317,8 @@ def load_arrays(path) -> tuple[dict, dict]:
             arrays = {k: data[k] for k in data.files}
     except Exception as err:  # zipfile/pickle errors on truncated files
         raise ValueError(f"{npz}: cannot read arrays ({err})") from err
-    sidecar = _read_json(js, required=_META not in arrays)
+    no_sidecar = _too_long(js)  # a name whose .json the file system refuses: saved as the .npz alone
+    sidecar = None if no_sidecar and _META in arrays else _read_json(js, required=_META not in arrays)
     if _META not in arrays and sidecar.get("format_version") == FORMAT_VERSION:
         raise ValueError(f"{npz}: not a saved dmft_jax result: missing arrays ['{_META}'] (the metadata that the "
                          ".json beside it was saved with)")
@@ -306,7 +336,8 @@ def load_arrays(path) -> tuple[dict, dict]:
             raise ValueError(f"{npz}: not dmft_jax metadata (a JSON object is expected)")
         _check_version(npz, meta, FORMAT_VERSION)
         _check_arrays(npz, arrays, meta)
-        _check_sidecar(js, sidecar, meta)
+        if not no_sidecar:
+            _check_sidecar(js, sidecar, meta)
     kind = meta.get("kind")
     if kind not in REQUIRED:
         raise ValueError(f"{npz}: kind {kind!r} is not one of {sorted(REQUIRED)}")
