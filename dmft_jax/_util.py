@@ -86,6 +86,18 @@ def half_normal_nodes(n: int, upper: float = 10.0):
     return t, 0.5 * upper * w * np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)
 
 
+def device_bytes():
+    """Memory of the first device (physical memory on CPU), or ``None`` if unknown."""
+    import os
+
+    try:
+        dev = jax.devices()[0]
+        stats = dev.memory_stats() if dev.platform != "cpu" else None
+        return stats["bytes_limit"] if stats else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, KeyError, AttributeError, TypeError):
+        return None
+
+
 def warn_user(message: str, category=DeprecationWarning) -> None:
     """``warnings.warn`` attributed to the first frame outside this package (the user's call),
     however deep inside dmft_jax it is raised (``solve``, ``solve_grid`` and ``tune`` reach the

@@ -320,6 +320,26 @@ API = [
         2, lambda r: -_SOFT(r), root=lambda rest: -rest[..., 0])), ValueError, r"f increasing in the last field"),
     ("readout_root_nan", lambda: dj.Committee(dj.Problem(dj.TeacherStudent()), dj.CustomReadout(
         2, _SOFT, root=lambda rest: jnp.full(rest.shape[:-1], jnp.nan))), ValueError, r"root: root\(rest\) is NaN"),
+    # issue 26: a schedule turning negative or NaN is blamed (name, step, value) after one small chunk, not t_max
+    # after 16.7 million steps; every size is checked against memory before a per-step table is built
+    ("schedule_turns_negative", lambda: dj.solve(P, dj.GD(lambda k: 0.2 - 0.01 * k), t_max=10.0, n_traj=64),
+     ValueError, r"eta: the schedule .*<lambda> \(a schedule function\) gives eta_k = -0.01 at step k = 21 \(t = 2.1\), "
+                 r"before its steps add up to t_max = 10; a learning rate must be positive and finite"),
+    ("schedule_turns_nan", lambda: dj.solve(P, dj.GD(lambda k: jnp.where(k > 3, jnp.nan, 0.2)), t_max=10.0, n_traj=64),
+     ValueError, r"eta: the schedule .* gives eta_k = nan at step k = 4"),
+    ("schedule_too_short_for_memory", lambda: dj.solve(P, dj.GD(dj.ExponentialDecay(0.2, 1e-3, 1e-9)), t_max=1e3,
+                                                       n_traj=64), ValueError,
+     r"t_max: the schedule ExponentialDecay\(init=0.2, rate=0.001, floor=1e-09\) adds up to only 200[.\d]* in \d+ steps, "
+     r"short of t_max = 1000 \((more steps would not fit|searched up to)"),
+    ("steps_beyond_memory", lambda: dj.solve(P, dj.GD(1e-9), t_max=5.0, n_traj=64), ValueError,
+     r"t_max = 5 at eta = 1e-09 is T = 5000000000 steps: its kernels and histories alone, .* need about [\d.e+]+ GiB but "
+     r"the device has [\d.]+ GiB \(at most T = \d+ fit\); raise eta, lower t_max"),
+    ("n_steps_beyond_memory", lambda: dj.solve(P, dj.GD(0.2), n_steps=10**9, n_traj=64), ValueError,
+     r"n_steps = 1000000000 is T = 1000000000 steps: its kernels"),
+    ("simulate_steps_beyond_memory", lambda: dj.simulate(P, dj.GD(1e-10), t_max=5.0, d=50), ValueError,
+     r"t_max = 5 at eta = 1e-10 is T = 50000000000 steps: its per-step tables"),
+    ("grid_steps_beyond_memory", lambda: dj.solve_grid(P, dj.GD(1e-6), {"lam": [0.0, 0.1]}, t_max=5.0, n_traj=64),
+     ValueError, r"T = 5000000 steps: its kernels and histories alone, .*, for 2 points need about"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),

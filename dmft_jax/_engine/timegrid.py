@@ -20,19 +20,85 @@ def _rounding(x) -> float:
     return max(1e-9, 8 * eps)
 
 
-def count_steps(algorithm, t_max=None, n_steps=None) -> int:
+class StepBudget:
+    """How many steps fit: ``bytes_of(T)``, the bytes a run of ``T`` steps needs (``what`` says
+    which arrays), against 90% of the device's memory. :func:`count_steps` checks ``T``
+    against it before any per-step table is built (``GD(1e-9)`` to ``t_max = 5`` is five
+    billion steps: its step sizes alone were 37 GiB, allocated before any size check), and stops
+    a schedule's search for ``T`` where more steps could not fit."""
+
+    def __init__(self, bytes_of, what: str):
+        self.bytes_of, self.what = bytes_of, what
+
+    def _avail(self):
+        from .._util import device_bytes
+
+        avail = device_bytes()
+        return None if avail is None else 0.9 * avail
+
+    def limit(self) -> int | None:
+        """The largest ``T`` that fits (``None``: the memory is unknown)."""
+        avail = self._avail()
+        if avail is None:
+            return None
+        lo, hi = 0, 1
+        while self.bytes_of(hi) <= avail and hi < 2**62:
+            lo, hi = hi, 2 * hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.bytes_of(mid) <= avail else (lo, mid)
+        return lo
+
+    def check(self, T: int, source: str) -> None:
+        """``ValueError`` when ``T`` steps do not fit, naming ``source`` (where ``T`` came from,
+        e.g. ``t_max = 5 at eta = 1e-09``), the memory they need and the device's."""
+        avail = self._avail()
+        need = self.bytes_of(T)
+        if avail is not None and need > avail:
+            raise ValueError(f"{source} is T = {T} steps: {self.what} need about {_gib(need)} but the device has "
+                             f"{_gib(avail / 0.9)} (at most T = {self.limit()} fit); raise eta, lower t_max or "
+                             "pass a smaller n_steps")
+
+
+def _gib(n) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+# the per-step tables of a run (step sizes, times, selection probabilities): what every caller
+# builds; a solve passes its own budget (solve/memory.step_budget), with its T^2 kernels
+TABLES = StepBudget(lambda T: 8 * 8 * (T + 1), "its per-step tables (step sizes, times, selection: 8 (T+1) numbers "
+                                               "of 8 bytes)")
+SCHEDULE_SEARCH_MAX = 2**24  # steps of a schedule evaluated at most to find T
+
+
+def describe_schedule(schedule) -> str:
+    """A schedule as a person reads it: ``ExponentialDecay(init=0.2, rate=0.5, floor=0)``, or
+    the name of a user function."""
+    fn = getattr(schedule, "fn", None)
+    if fn is not None:
+        return f"{getattr(fn, '__qualname__', repr(fn))} (a schedule function)"
+    fields = {k: v for k, v in schedule.to_dict().items() if k != "schedule"}
+    return f"{type(schedule).__name__}({', '.join(f'{k}={_validate._shown(v)}' for k, v in fields.items())})"
+
+
+def count_steps(algorithm, t_max=None, n_steps=None, budget: StepBudget | None = None) -> int:
     """Number of steps ``T`` and the validation of every step against the algorithm's
     constraints (``algorithm.check_steps``).
 
     ``n_steps`` (an integer >= 1) wins over ``t_max``; otherwise ``T = floor(t_max / eta)`` for
     a constant ``eta`` and, for a schedule, the first ``T`` with ``sum_{k<T} eta_k >= t_max``
-    (within 1e-9). Concrete step sizes are needed
-    unless ``n_steps`` is given (inside ``jit``/``vmap``/``grad`` pass ``n_steps``).
+    (within 1e-9). Concrete step sizes are needed unless ``n_steps`` is given (inside
+    ``jit``/``vmap``/``grad`` pass ``n_steps``). ``T`` is checked against ``budget`` (default:
+    the per-step tables, :data:`TABLES`) before anything of its size is built; a schedule is
+    evaluated in growing chunks, and one that turns non-positive or NaN before adding up to
+    ``t_max`` is refused there, naming the schedule, the step and its value.
     """
+    budget = TABLES if budget is None else budget
     if n_steps is not None:
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ValueError(f"n_steps must be an integer >= 1; got {n_steps!r}")
         T = int(n_steps)
+        budget.check(T, f"n_steps = {T}")
         _checked_steps(algorithm, T)
         return T
     _validate.positive("t_max", t_max)
@@ -47,23 +113,49 @@ def count_steps(algorithm, t_max=None, n_steps=None) -> int:
         if eta.ndim:
             raise ValueError("eta is an array: pass n_steps explicitly for a batch of learning rates")
         _validate.check("t_max", t_max, lambda a: a >= eta * (1 - tol), f"t_max >= eta = {float(eta):g}")
-        T = int(np.floor(float(t_max) / float(eta) * (1 + tol)))
+        ratio = float(t_max) / float(eta)
+        T = int(np.floor(ratio + min(tol * ratio, 0.5)))  # a rounding below a whole step counts, never a step more
+        budget.check(T, f"t_max = {float(t_max):g} at eta = {float(eta):g}")
         _checked_steps(algorithm, T)
         return T
-    n = 1024
-    while True:  # a schedule: the first T whose steps add up to t_max (only those T are checked)
+    return _schedule_steps(algorithm, float(t_max), budget)
+
+
+def _schedule_steps(algorithm, t_max: float, budget: StepBudget) -> int:
+    """The first ``T`` whose steps add up to ``t_max``, evaluating the schedule in chunks of
+    1024, 4096, ... steps, at most as many as fit (``budget``) and :data:`SCHEDULE_SEARCH_MAX`."""
+    schedule = algorithm.eta
+    fit = budget.limit()
+    most = SCHEDULE_SEARCH_MAX if fit is None else max(1, min(SCHEDULE_SEARCH_MAX, fit))
+    n = min(1024, most)
+    while True:
         steps = algorithm.step_sizes(n)
         if not _validate.is_concrete(steps):
             raise ValueError("eta is traced (inside jit/vmap/grad): pass n_steps explicitly")
-        t = np.cumsum(np.maximum(np.asarray(steps, dtype=float), 0.0))
-        hit = np.nonzero(t >= float(t_max) * (1 - _rounding(steps)))[0]
+        tol = _rounding(steps)
+        steps = np.asarray(steps, dtype=float)
+        bad = np.nonzero(~(np.isfinite(steps) & (steps > 0)))[0]
+        good = steps[: bad[0]] if bad.size else steps
+        t = np.cumsum(good)
+        hit = np.nonzero(t >= t_max * (1 - tol))[0]
         if hit.size:
             T = int(hit[0]) + 1
+            budget.check(T, f"t_max = {t_max:g} with the schedule {describe_schedule(schedule)}")
             _checked_steps(algorithm, T)
             return T
-        if n > 2**22:
-            raise ValueError(f"t_max: the schedule does not reach t_max = {t_max} within {n} steps")
-        n *= 4
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"eta: the schedule {describe_schedule(schedule)} gives eta_k = {steps[k]:g} at step "
+                             f"k = {k} (t = {(t[-1] if k else 0.0):.6g}), before its steps add up to t_max = "
+                             f"{t_max:g}; a learning rate must be positive and finite at every step of the run "
+                             "(lower t_max, or fix the schedule)")
+        if n >= most:
+            why = (f"more steps would not fit: {budget.what} for T = {most + 1} steps exceed 90% of the device's "
+                   "memory" if fit is not None and most == fit else f"searched up to {n} steps")
+            raise ValueError(f"t_max: the schedule {describe_schedule(schedule)} adds up to only {t[-1]:.6g} in {n} "
+                             f"steps, short of t_max = {t_max:g} ({why}); lower t_max, or use a schedule with larger "
+                             "steps (a floor)")
+        n = min(4 * n, most)
 
 
 def _checked_steps(algorithm, n_steps):

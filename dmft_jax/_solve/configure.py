@@ -20,7 +20,7 @@ from .._solvers.iteration import DampedIteration
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
 from .config import SolveConfig
-from .memory import check_memory, long_run
+from .memory import check_memory, long_run, step_budget
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, TqdmProgressMeter
 from .standard_errors import AbstractErrors, NoErrors
 from .trajectories import FORMER, Trajectories
@@ -86,14 +86,15 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
         solver, response, adjoint, progress_meter, trajectories.sharding, errors, deprecated)
     antithetic, save = trajectories.antithetic, trajectories.save
     K = check_problem(problem, algorithm)
-    T = count_steps(algorithm, t_max, n_steps)
     n_traj = _validate.integer("n_traj", n_traj, 2)
+    dtype = as_dtype(dtype)
+    # T checked against memory before anything of its size is built (its step sizes included)
+    T = count_steps(algorithm, t_max, n_steps, step_budget(n_traj, dtype, K, batch))
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
     errors.check(n_traj, antithetic)
     if save > n_traj:
         raise ValueError(f"Trajectories.save (save_trajectories) must be in [0, n_traj = {n_traj}]; got {save}")
-    dtype = as_dtype(dtype)
     solver.check(T)
     est = as_response(response).resolve(T, n_traj, dtype.itemsize, K)
     ids = device_ids(sharding)

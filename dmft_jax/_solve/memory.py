@@ -2,16 +2,14 @@
 request that cannot fit, before anything is allocated."""
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 
 from .. import _validate
-from .._util import warn_user
+from .._util import device_bytes, warn_user
 from .._response.response import as_response
 from .._engine.past import padded_size
-from .._engine.timegrid import auto_time_blocks, chunk_width
+from .._engine.timegrid import StepBudget, auto_time_blocks, chunk_width
 
 
 def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None,
@@ -58,14 +56,15 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     return int(item * (est.peak_numbers(size, width, K) + hist + kernels + 16 * n_traj + 2 * quadrature * (K + 4)))
 
 
-def device_bytes():
-    """Memory of the first device (physical memory on CPU), or ``None`` if unknown."""
-    try:
-        dev = jax.devices()[0]
-        stats = dev.memory_stats() if dev.platform != "cpu" else None
-        return stats["bytes_limit"] if stats else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, KeyError, AttributeError, TypeError):
-        return None
+def step_budget(n_traj: int, dtype, K: int = 1, batch: int = 1) -> StepBudget:
+    """The steps a solve of ``n_traj`` trajectories can hold, checked before anything of size
+    ``T`` is built (the step sizes, the tables, the sweep): the part of
+    :func:`memory_estimate` that grows with ``T`` whatever the response, its kernels
+    ``12 ((T+1) K)^2`` and histories ``6 (T+1) N K`` numbers, for ``batch`` points."""
+    item = jnp.dtype(dtype).itemsize
+    return StepBudget(lambda T: batch * item * (12 * ((T + 1) * K) ** 2 + 6 * (T + 1) * n_traj * K),
+                      f"its kernels and histories alone, 12 ((T+1) K)^2 + 6 (T+1) N K numbers of {item} bytes "
+                      f"(memory_estimate){f', for {batch} points' if batch > 1 else ''}")
 
 
 class SizeWarning(UserWarning):
