@@ -193,6 +193,9 @@ def test_reprs_show_values():
     for part in ("TwoCluster(rho=0.5)", "alpha=2.0", "delta=0.5", "lam=0.1", "R0=0.01"):
         assert part in text, text
     assert repr(dj.PersistentSGD(0.2, 0.3, 2.0)).startswith("PersistentSGD(eta=0.2, b=0.3, tau=2.0")
+    assert repr(dj.SmoothHinge(10.0)) == "SmoothHinge(beta=10.0)"
+    assert repr(dj.PiecewiseConstant([0.2, 0.1], [5.0])) == "PiecewiseConstant(values=[0.2, 0.1], boundaries=(5,))"
+    assert "m0=[0.3, -0.1]" in repr(dj.Committee(P, dj.SoftCommittee(2), m0=[0.3, -0.1]))
     erm = dj.erm(P)
     assert f"eps_gen={float(erm.eps_gen)!r}"[:14] in repr(erm) and "f32[]" not in repr(erm) and "f64[]" not in repr(erm)
     sol = dj.solve(P, dj.GD(0.2), t_max=0.4, n_traj=64, key=0)

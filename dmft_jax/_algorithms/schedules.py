@@ -19,11 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate
-from .._util import cast_leaf
+from .._util import cast_leaf, value_repr
 
 
 class Schedule(eqx.Module):
     """Interface: ``__call__(k)``, the value at the integer steps ``k`` (an array)."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     def __check_init__(self):
         _validate.numbers_only(self)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _validate
 from .._cache import trace as trace_cache
-from .._util import tolist
+from .._util import tolist, value_repr
 
 
 class AbstractLoss(eqx.Module):
@@ -34,6 +34,8 @@ class AbstractLoss(eqx.Module):
     ``name`` identifies it in saved results; ``twice_differentiable`` is ``False`` for a loss
     whose second derivative has a Dirac part that autodiff cannot see (the solver refuses
     it)."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     name: eqx.AbstractClassVar[str]
     twice_differentiable: eqx.AbstractClassVar[bool]

@@ -19,12 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _validate
-from .._util import cast_tree, tolist
+from .._util import cast_tree, tolist, value_repr
 from .problem import Problem
 
 
 class AbstractReadout(eqx.Module):
     """The fixed second layer: ``f(r)`` of the ``K`` fields on the last axis of ``r``."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     K: int = eqx.field(static=True)
 
@@ -252,6 +254,8 @@ class Committee(eqx.Module):
     with less Monte Carlo noise. ``cross_memory`` (default on): keep the cross-unit entries
     ``a != b`` of ``M_R``; ``False`` drops them (to show what they do; the result is then not
     the DMFT)."""
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     problem: Problem
     readout: AbstractReadout

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
+
+from .._util import value_repr
 import numpy as np
 
 
@@ -22,6 +24,8 @@ class Trajectories(eqx.Module):
     - ``save``: keep ``u``, ``g``, ``r``, ``s``, ``c``, ``y`` of this many trajectories in
       ``sol.trajectories`` (a single unit; ``0 <= save <= n_traj``).
     """
+
+    __repr__ = value_repr  # the values of the parameters, not f32[]
 
     antithetic: bool = eqx.field(static=True, default=True, converter=lambda x: _plain(x))
     moment_matching: bool = eqx.field(static=True, default=True, converter=lambda x: _plain(x))
