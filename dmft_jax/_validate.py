@@ -224,6 +224,14 @@ def scalar_fields(*roots) -> None:
                 scalar(path + name, value)
 
 
+def flag(name: str, value) -> bool:
+    """``value`` as a bool: only ``True`` or ``False`` (a string such as ``'no'`` is truthy and
+    would switch the option on)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def integer(name: str, value, lo: int):
     """``value`` as an ``int >= lo`` (a float like 2.5 or a bool is refused)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < lo:

@@ -340,6 +340,35 @@ API = [
      r"t_max = 5 at eta = 1e-10 is T = 50000000000 steps: its per-step tables"),
     ("grid_steps_beyond_memory", lambda: dj.solve_grid(P, dj.GD(1e-6), {"lam": [0.0, 0.1]}, t_max=5.0, n_traj=64),
      ValueError, r"T = 5000000 steps: its kernels and histories alone, .*, for 2 points need about"),
+    # issue 26, second table: what the campaign of benchmarks/bad_inputs.py --second found
+    ("fdt_t_min_string", lambda: dj.fdt(solve(), t_min="late"), ValueError, r"t_min must be a real number \(a time in \["),
+    ("fdt_of_a_failed_solve", lambda: dj.fdt(eqx.tree_at(lambda s: s.result.code, solve(), jnp.asarray(
+        dj.RESULTS.diverged, jnp.int32))), ValueError, r"solution: fdt of a failed solve \(the dynamics diverged"),
+    ("gd_long_time_rtol_string", lambda: dj.gd_long_time(P, rtol="tight"), ValueError,
+     r"rtol must be a real number \(rtol > 0\)"),
+    ("gd_long_time_doublings_fraction", lambda: dj.gd_long_time(P, max_doublings=1.5), ValueError,
+     "max_doublings must be an integer >= 0"),
+    ("schedule_returns_string", lambda: dj.solve(P, dj.GD(lambda k: "fast"), **SMALL), ValueError, r"eta: the schedule function .* returned 'fast'"),
+    ("grid_string_values", lambda: dj.solve_grid(P, A, {"lam": ["a", "b"]}, **SMALL), ValueError,
+     r"params\['lam'\] must be a non-empty 1-d list of numbers"),
+    ("grid_product_string", lambda: dj.solve_grid(P, A, {"lam": [0.1]}, product="yes", **SMALL), ValueError,
+     "product must be True or False"),
+    ("grid_throw_string", lambda: dj.solve_grid(P, A, {"lam": [0.1]}, throw="no", **SMALL), ValueError,
+     "throw must be True or False"),
+    ("solve_throw_string", lambda: solve(throw="no"), ValueError, "throw must be True or False"),
+    ("erm_throw_string", lambda: dj.erm(P, throw="no"), ValueError, "throw must be True or False"),
+    ("tune_steps_fraction", lambda: dj.tune(P, A, ["lam"], t_max=1.0, n_traj=64, steps=2.5), ValueError,
+     "steps must be an integer >= 1"),
+    ("tune_optimizer_string", lambda: dj.tune(P, A, ["lam"], optimizer="adam", t_max=1.0, n_traj=64, steps=1),
+     ValueError, "optimizer must be an optax GradientTransformation"),
+    ("tune_objective_string", lambda: dj.tune(P, A, ["lam"], objective="eps_gen", t_max=1.0, n_traj=64, steps=1),
+     ValueError, "objective must be a function of the Solution"),
+    ("tune_refresh_string", lambda: dj.tune(P, A, ["lam"], refresh="yes", t_max=1.0, n_traj=64, steps=1), ValueError,
+     "refresh must be True or False"),
+    ("tune_log_every_zero", lambda: dj.tune(P, A, ["lam"], log_every=0, t_max=1.0, n_traj=64, steps=1), ValueError,
+     "log_every must be an integer >= 1"),
+    ("n_traj_beyond_memory", lambda: solve(n_traj=2**40), ValueError,
+     "n_traj = 1099511627776: even a single step needs about"),
     # save
     ("save_number", lambda: dj.save(3, "x"), ValueError, "result must be"),
     ("save_empty_name", lambda: dj.save(dj.solve(P, A, **SMALL), ""), ValueError, "path"),
@@ -477,7 +506,7 @@ def test_eps_gen_of_a_nan_state_is_nan():
 
 
 CLI = [
-    ("abbreviated_flag", ["solve", "--d", "100"], "unrecognized|ambiguous"),
+    ("abbreviated_flag", ["solve", "--alph", "3"], "unrecognized|ambiguous"),  # --d is now a name of --simulate
     ("simulate_zero", ["solve", "--simulate", "0"], "--simulate"),
     ("n_seeds_zero", ["solve", "--simulate", "50", "--n-seeds", "0"], "--n-seeds"),
     ("alpha_negative", ["solve", "--alpha", "-1"], "alpha"),
@@ -487,6 +516,7 @@ CLI = [
     ("tune_unknown_param", ["tune", "--params", "alpha"], "params"),
     ("groups_one", ["solve", "--groups", "1"], "groups"),
     ("groups_indivisible", ["solve", "--groups", "3"], "groups"),
+    ("tune_lr_nan", ["tune", "--lr", "nan"], "--lr must be a finite number"),
 ]
 
 
@@ -512,6 +542,15 @@ def test_cli_out_is_a_file_or_taken(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["solve", "--t-max", "1.0", "--n-traj", "64", "--out", str(out)])
     assert "--overwrite" in capsys.readouterr().err and (out / "solution.npz").read_text() == "earlier"
+
+
+def test_cli_refuses_output_files_that_are_folders(tmp_path, capsys):
+    # --overwrite when curves.png is a folder: a traceback after the solution was written
+    (tmp_path / "out" / "curves.png").mkdir(parents=True)
+    with pytest.raises(SystemExit) as err:
+        cli.main(["solve", "--t-max", "1.0", "--n-traj", "64", "--overwrite", "--out", str(tmp_path / "out")])
+    assert err.value.code == 2 and "curves.png exist and are not files" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*.npz"))
 
 
 def test_cli_help_shows_defaults(capsys):

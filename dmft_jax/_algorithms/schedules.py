@@ -101,7 +101,12 @@ class CustomSchedule(Schedule):
         _validate.function_of("fn", self.fn, 1, "one argument, the step indices k (an array), giving eta_k")
 
     def __call__(self, k):
-        return jnp.asarray(self.fn(k))
+        value = self.fn(k)
+        if isinstance(value, (jax.Array, jax.core.Tracer)) or _validate._is_number(value):
+            return jnp.asarray(value)
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        raise ValueError(f"eta: the schedule function {name} returned {value!r} for the step indices k; it must "
+                         "return numbers (eta_k > 0, an array like k)")
 
 
 def as_eta(eta, name: str = "eta"):

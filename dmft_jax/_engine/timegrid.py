@@ -27,8 +27,8 @@ class StepBudget:
     billion steps: its step sizes alone were 37 GiB, allocated before any size check), and stops
     a schedule's search for ``T`` where more steps could not fit."""
 
-    def __init__(self, bytes_of, what: str):
-        self.bytes_of, self.what = bytes_of, what
+    def __init__(self, bytes_of, what: str, other: str | None = None):
+        self.bytes_of, self.what, self.other = bytes_of, what, other  # other: the sizes besides T, by name
 
     def _avail(self):
         from .._util import device_bytes
@@ -48,6 +48,15 @@ class StepBudget:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if self.bytes_of(mid) <= avail else (lo, mid)
         return lo
+
+    def check_floor(self) -> None:
+        """``ValueError`` naming the other sizes when not even one step fits (the number of steps
+        is then not what to change)."""
+        avail = self._avail()
+        need = self.bytes_of(1)
+        if avail is not None and self.other is not None and need > avail:
+            raise ValueError(f"{self.other}: even a single step needs about {_gib(need)} ({self.what}) but the "
+                             f"device has {_gib(avail / 0.9)}; reduce it")
 
     def check(self, T: int, source: str) -> None:
         """``ValueError`` when ``T`` steps do not fit, naming ``source`` (where ``T`` came from,
@@ -94,6 +103,7 @@ def count_steps(algorithm, t_max=None, n_steps=None, budget: StepBudget | None =
     ``t_max`` is refused there, naming the schedule, the step and its value.
     """
     budget = TABLES if budget is None else budget
+    budget.check_floor()
     if n_steps is not None:
         if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
             raise ValueError(f"n_steps must be an integer >= 1; got {n_steps!r}")

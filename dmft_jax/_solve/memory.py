@@ -64,7 +64,9 @@ def step_budget(n_traj: int, dtype, K: int = 1, batch: int = 1) -> StepBudget:
     item = jnp.dtype(dtype).itemsize
     return StepBudget(lambda T: batch * item * (12 * ((T + 1) * K) ** 2 + 6 * (T + 1) * n_traj * K),
                       f"its kernels and histories alone, 12 ((T+1) K)^2 + 6 (T+1) N K numbers of {item} bytes "
-                      f"(memory_estimate){f', for {batch} points' if batch > 1 else ''}")
+                      f"(memory_estimate){f', for {batch} points' if batch > 1 else ''}",
+                      f"n_traj = {n_traj}" + (f" (with K = {K} units)" if K > 1 else "")
+                      + (f" for {batch} points" if batch > 1 else ""))
 
 
 class SizeWarning(UserWarning):

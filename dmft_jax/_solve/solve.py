@@ -114,6 +114,7 @@ def solve(
         shows it alone, ``jax.jit`` inside its ``INTERNAL: CpuCallback error`` text.
     """
     problem = committee_keywords(problem, deprecated)
+    throw = _validate.flag("throw", throw)
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
                        progress_meter=progress_meter, errors=errors, n_steps=n_steps, trajectories=trajectories,

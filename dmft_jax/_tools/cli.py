@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -134,6 +135,11 @@ def _check_args(parser, args):
     names = {"solve": ["solution", "simulation"] if getattr(args, "simulate", None) is not None else ["solution"],
              "simulate": ["simulation"], "tune": ["tune"]}[args.command]
     files = [out / f"{n}.{ext}" for n in names for ext in ("npz", "json")] + [out / f"curves.{args.format}"]
+    folders = [str(f) for f in files if f.exists() and not f.is_file()]
+    if folders:  # --overwrite cannot replace them: refused before the run, not after it
+        parser.error(f"--out: {', '.join(folders)} exist and are not files; remove them or choose another --out")
+    if args.command == "tune" and not math.isfinite(args.lr):
+        parser.error(f"--lr must be a finite number; got {args.lr}")
     taken = [str(f) for f in files if f.exists()]
     if taken and not args.overwrite:
         parser.error(f"--out: {', '.join(taken)} exist; pass --overwrite to replace them, or another --out")

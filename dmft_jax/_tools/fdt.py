@@ -19,6 +19,8 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
+from .. import _validate
+
 
 class FDT(eqx.Module):
     """The fluctuation-dissipation analysis of a :class:`~dmft_jax.Solution` (NumPy arrays;
@@ -72,6 +74,9 @@ def fdt(solution, t_min: float | None = None) -> FDT:
     if m.ndim != 1:
         raise ValueError(f"solution: fdt analyses a single unit (a dj.Problem); this is a committee's solution "
                          f"(K = {m.shape[-1]} units: its C and R are K x K blocks)")
+    ok = getattr(solution, "ok", True)
+    if not np.all(np.asarray(ok)):  # a failed solve's kernels are no dynamics to analyse
+        raise ValueError(f"solution: fdt of a failed solve ({solution.message}); no FDT analysis")
     C = np.asarray(solution.C, dtype=float) - np.outer(m, m)
     R = np.asarray(solution.R, dtype=float)
     if not (np.all(np.isfinite(C)) and np.all(np.isfinite(R))):
@@ -82,6 +87,7 @@ def fdt(solution, t_min: float | None = None) -> FDT:
     dts = np.diff(t)
     if t_min is None:
         t_min = 0.5 * t[-1]
+    _validate.check("t_min", t_min, lambda a: a == a, f"a time in [{t[1]:g}, {t[-3]:g}]")  # a number, finite
     t_min = float(t_min)
     if not t[1] <= t_min <= t[-3]:
         raise ValueError(f"t_min must be in [{t[1]:g}, {t[-3]:g}] (at least two steps before the last time); "

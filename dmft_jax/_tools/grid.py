@@ -133,6 +133,7 @@ def solve_grid(problem, algorithm, params: dict, t_max: float = 20.0, n_traj: in
         raise if any point fails; default returns failures as ``result`` per point.
     """
     problem = committee_keywords(problem, solve_options)
+    product, throw = _validate.flag("product", product), _validate.flag("throw", throw)
     names, points, shape, batch_size, config, values = _prepare(
         problem, algorithm, params, product, batch_size, solve_options,
         lambda batch: configure(problem, algorithm, t_max, n_traj, batch=batch, **solve_options))
@@ -153,6 +154,8 @@ def _points(problem, algorithm, params, product):
     _targets(problem, algorithm, names)
     lists = []
     for n in names:
+        if not _validate._is_number(params[n]):
+            raise ValueError(f"params[{n!r}] must be a non-empty 1-d list of numbers; got {params[n]!r}")
         v = np.atleast_1d(np.asarray(params[n], dtype=float))
         if v.ndim != 1 or v.size == 0:
             raise ValueError(f"params[{n!r}] must be a non-empty 1-d list of values; got shape {v.shape}")

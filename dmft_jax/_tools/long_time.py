@@ -9,6 +9,7 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
+from .. import _validate
 from .._problem.problem import Problem
 from .._response.response import ExactResponse
 from .._results.results import AbstractOutcome, Result
@@ -96,10 +97,15 @@ def gd_long_time(problem: Problem, eta: float = 0.5, t_max: float = 60.0, *, rto
     if not isinstance(problem, Problem):
         raise ValueError(f"problem: gd_long_time runs a single unit (a dmft_jax.Problem); got "
                          f"{type(problem).__name__}")
+    _validate.positive("rtol", rtol)
+    max_doublings = _validate.integer("max_doublings", max_doublings, 0)
+    n_traj = _validate.integer("n_traj", n_traj, 2)
     if response is None and "n_chi" not in solve_kwargs:
         response = ExactResponse(min(1024, n_traj))
     for _ in range(max_doublings + 1):
         sol = solve(problem, GD(eta), t_max=t_max, n_traj=n_traj, response=response, key=key, **solve_kwargs)
+        if not np.all(sol.ok):  # a failed solve is no long-time limit: its outcome, no doubling
+            return LongTimeGD(solution=sol, stationary=False, result=sol.result)
         T = len(sol.t) - 1
         k0 = int(0.9 * T)
         drift = max(abs(float(sol.m[-1] - sol.m[k0])) / abs(float(sol.m[-1])),

@@ -278,6 +278,7 @@ def erm(problem: Problem, *, n_nodes: int | None = None, damping: float = 0.5, m
     # the problem's own checks again (eqx.tree_at skips them: lam = NaN was reported as "no finite
     # minimiser"), and erm's options, each refused by name with its range
     _validate.recheck(problem)
+    throw = _validate.flag("throw", throw)
     if n_nodes is None:
         n_nodes = 150 if isinstance(problem.model, TwoCluster) else 40
     n_nodes = _validate.integer("n_nodes", n_nodes, 1)

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _validate
 from .._util import as_dtype, as_key, cast_tree
 from .._solvers.adjoint import AutodiffAdjoint, SweepAdjoint
 from .._algorithms.algorithms import AbstractAlgorithm
@@ -342,8 +343,16 @@ def tune(
     problem = committee_keywords(problem, solve_kwargs)
     solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
     params = _checked_params(algorithm, params)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
+    steps = _validate.integer("steps", steps, 1)
+    log_every = _validate.integer("log_every", log_every, 1)
+    refresh, progress = _validate.flag("refresh", refresh), _validate.flag("progress", progress)
+    if not callable(objective):
+        raise ValueError(f"objective must be a function of the Solution returning a number (default: the final "
+                         f"eps_gen); got {objective!r}")
+    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
+                                      and callable(getattr(optimizer, "update", None))):
+        raise ValueError(f"optimizer must be an optax GradientTransformation (e.g. optax.adam(0.05)); got "
+                         f"{optimizer!r}")
     T = count_steps(algorithm, t_max)
     import optax  # here, not at import of dmft_jax (0.1 s a process that does not tune saves)
     optimizer, theta, base_key = optimizer or optax.adam(0.05), _to_theta(problem, algorithm, params, T), as_key(key)
