@@ -517,6 +517,11 @@ CLI = [
     ("groups_one", ["solve", "--groups", "1"], "groups"),
     ("groups_indivisible", ["solve", "--groups", "3"], "groups"),
     ("tune_lr_nan", ["tune", "--lr", "nan"], "--lr must be a finite number"),
+    # a refusal names the option that sets the parameter (rate is --eta-decay's, beta --sharpness's)
+    ("eta_decay_negative", ["solve", "--eta-decay", "-0.1"], "--eta-decay: rate must satisfy rate >= 0"),
+    ("sharpness_negative", ["solve", "--loss", "smooth_hinge", "--sharpness", "-1"],
+     "--sharpness: beta must satisfy beta > 0"),
+    ("seed_negative", ["solve", "--seed", "-1"], r"--seed: key must be an integer seed"),
 ]
 
 

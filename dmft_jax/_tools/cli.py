@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,26 @@ def _add_problem_args(p):
                    help="do not use the on-disk compilation cache (dmft_jax.default_cache_dir()); shows a "
                         "progress bar instead (programs with a bar are not cached)")
     a.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format")
+
+
+# the option behind each parameter a refusal names (the library's words), where a user of the command
+# line would not recognise the parameter: "--eta-decay: rate must satisfy rate >= 0"
+_FLAGS = {"t_max": "--t-max", "eta": "--eta", "init": "--eta", "rate": "--eta-decay", "floor": "--eta-floor",
+          "b": "--b", "tau": "--tau", "alpha": "--alpha", "delta": "--delta", "lam": "--lam", "R0": "--R0",
+          "m0": "--m0", "rho": "--rho", "L": "--L", "beta": "--sharpness", "loss": "--loss", "key": "--seed",
+          "n_traj": "--n-traj", "n_chi": "--n-chi", "n_probes": "--probes", "GroupErrors.groups": "--groups",
+          "groups": "--groups", "params": "--params", "steps": "--steps", "d": "--d", "n_seeds": "--n-seeds"}
+
+
+def _flagged(message: str) -> str:
+    """A library refusal in the command line's words: the parameter it starts with given as the
+    option that sets it (``"rate must ..."`` -> ``"--eta-decay: rate must ..."``, ``"params: each
+    name once"`` -> ``"--params: each name once"``)."""
+    m = re.match(r"([A-Za-z_][A-Za-z0-9_.]*)(:?)", message)
+    if not m or m.group(1) not in _FLAGS:
+        return message
+    flag = _FLAGS[m.group(1)]
+    return f"{flag}{message[m.end(1):]}" if m.group(2) else f"{flag}: {message}"
 
 
 def _build(args):
@@ -178,7 +199,7 @@ def _tune(dj, args, problem, algo, out, parser):
                       progress_meter=dj.TqdmProgressMeter("tune", "steps"),
                       errors=dj.GroupErrors(args.groups) if args.groups != 0 else None)
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(_flagged(str(err)))
     _made(parser, out)
     noise = dict(objective_se=res.objective_se, start_objective=res.start_objective, improvement=res.improvement,
                  improvement_se=res.improvement_se, within_noise=res.within_noise)
@@ -211,7 +232,7 @@ def main(argv=None):
     try:
         problem, algo = _build(args)
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(_flagged(str(err)))
     out = _check_args(parser, args)
     if not args.no_cache:
         try:
@@ -245,7 +266,7 @@ def main(argv=None):
             summary["simulation_status"], summary["simulation_message"] = sim.result.code_name, sim.message
             io.save(sim, _made(parser, out) / "simulation", overwrite=args.overwrite)
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(_flagged(str(err)))
     plot.compare(sol, sim, path=out / f"curves.{args.format}")
     res = sol if sol is not None else sim
     summary.update(t_max=_clean(res.t[-1]), eps_gen=_clean(res.eps_gen[-1]))
