@@ -107,8 +107,9 @@ def numbers_only(obj) -> None:
     import equinox as eqx
 
     for f in dataclasses.fields(obj):
-        if f.metadata.get("static", False):
-            continue
+        declared = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if f.metadata.get("static", False) or any(w in declared for w in ("str", "bool", "Callable")):
+            continue  # an extension's field declared as text, a flag or a function is not a number
         value = getattr(obj, f.name, None)
         if value is None or isinstance(value, (eqx.Module, jax.core.Tracer)) \
                 or (callable(value) and not hasattr(value, "dtype")):
