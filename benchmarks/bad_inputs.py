@@ -19,6 +19,12 @@ OOM killer). A case that kills its worker is a crash; a case running past 120 s 
 (crash); the worker is then restarted for the remaining cases.
 
 Nothing in the checkout is written: bytecode writing is disabled, all output goes to the out folder.
+
+The second table (issue 26; ``python benchmarks/bad_inputs.py --second``) runs the cases of
+benchmarks/bad_inputs_second.py on this checkout only, in the same kind of worker, and classes
+each one automatically as clear / handled / unclear / silent / lost / hang / OOM / security (and
+crash, for a worker that died of anything else); the rules are written out in that file and in
+``classify_second`` below. ``--second --reclassify`` redoes its table from the raw JSON.
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_FILE = os.path.join(REPO, "tests", "test_bad_input.py")
-ROOTS = {"before": os.environ.get("DMFT_BAD_INPUT_OLD", "/tmp/old"), "after": REPO}
+ROOTS = {"before": os.environ.get("DMFT_BAD_INPUT_OLD", "/tmp/old"), "after": REPO, "second": REPO}
 OUT = os.environ.get("DMFT_BAD_INPUT_OUT", "/tmp/dmft_bad_inputs")
 os.makedirs(OUT, exist_ok=True)
 RAW = os.path.join(OUT, "bad_input_raw.json")
@@ -393,6 +399,191 @@ def worker(side, ids, out_path, workdir):
 
 
 # =======================================================================================
+# the second table (issue 26): worker, classification, table
+# =======================================================================================
+RAW2 = os.path.join(OUT, "bad_input_second_raw.json")
+TABLE2 = os.path.join(OUT, "bad_input_second.md")
+CLASSES2 = ["clear", "handled", "unclear", "silent", "lost", "hang", "OOM", "security", "crash"]
+
+
+def worker_second(ids, out_path, workdir):
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT, MEM_LIMIT))
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, REPO)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    # the command line turns the on-disk caches on: here they must neither read nor fill the user's
+    os.environ["DMFT_JAX_CACHE_DIR"] = os.path.join(workdir, "cli_cache")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import contextlib
+    import io as _io
+    import warnings
+
+    import equinox as eqx
+    import jax.numpy as jnp
+    import numpy as np
+
+    import dmft_jax as dj
+    import bad_inputs_second as second
+
+    assert dj.__file__.startswith(REPO), dj.__file__
+    cases = {c.id: c for c in second.CASES}
+    ctx = second.Context(dj, jax, jnp, np, eqx, workdir)
+    out = open(out_path, "a")
+
+    def emit(rec):
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+
+    for cid in ids:
+        case = cases[cid]
+        emit({"event": "start", "id": cid, "time": time.time()})
+        rec = {"event": "done", "id": cid, "group": case.group, "expect": case.expect, "pattern": case.pattern}
+        t0 = time.time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                with contextlib.redirect_stderr(_io.StringIO()):
+                    value = case.fn(ctx)
+                    if hasattr(value, "m"):
+                        jax.block_until_ready(value.m)
+            except BaseException as e:  # noqa: BLE001 (a case may raise anything, SystemExit included)
+                text = str(e)  # head and tail: jax.jit puts the check's message at the end of its traceback
+                rec.update(outcome="raised", exc_type=type(e).__name__,
+                           message=text if len(text) <= 3000 else text[:1000] + " ...[cut]... " + text[-2000:])
+            else:
+                rec["outcome"] = "returned"
+                if case.expect == "cli":
+                    rec["cli"] = value
+                elif case.expect == "correct":
+                    rec["verdict"] = value if isinstance(value, (bool, str, dict)) else repr(value)[:200]
+                else:
+                    st = getattr(value, "status", None)
+                    rec["status"] = None if st is None else np.asarray(st).tolist()
+                    rec["message"] = _summ(getattr(value, "message", ""), 600)
+                    rec["repr"] = _summ(repr(value), 200)
+        rec["warnings"] = sorted({f"{w.category.__name__}: {_summ(w.message, 200)}" for w in caught})[:6]
+        rec["seconds"] = round(time.time() - t0, 2)
+        emit(rec)
+    out.close()
+
+
+def _oom(text) -> bool:
+    return bool(text) and re.search(r"MemoryError|RESOURCE_EXHAUSTED|Out of memory|bad_alloc|Cannot allocate",
+                                    text) is not None
+
+
+def classify_second(rec):
+    """(class, note) of one record of the second table (rules: bad_inputs_second.py)."""
+    out, exp, pattern = rec.get("outcome"), rec.get("expect"), rec.get("pattern")
+    if out == "hang":
+        return "hang", f"still running after {CASE_TIMEOUT:.0f} s (killed)"
+    if out == "died":
+        tail = rec.get("log_tail", "")
+        return ("OOM" if _oom(tail) else "crash"), f"worker died (returncode {rec.get('returncode')})"
+    if out == "raised":
+        msg = rec.get("message") or ""
+        if rec.get("exc_type") == "MemoryError" or _oom(msg):
+            return "OOM", f"{rec['exc_type']}: {msg[:160]}"
+        if exp in ("refuse", "fail", "correct") and pattern and re.search(pattern, msg, flags=re.S):
+            return "clear", ""
+        return "unclear", f"{rec['exc_type']}: {msg[:200]}"
+    if exp == "cli":
+        res = rec["cli"]
+        code, err = res["exit"], res["stderr"]
+        if code in (1, 2):
+            if "Traceback" in err:
+                return "unclear", f"exit {code} with a traceback: {err.strip().splitlines()[-1][:160]}"
+            if pattern and re.search(pattern, err):
+                return "clear", ""
+            return "unclear", f"exit {code}: {err.strip().splitlines()[-1][:160] if err.strip() else '(no message)'}"
+        return "silent", f"exit {code}; files {res['files']}"
+    if exp == "correct":
+        v = rec.get("verdict")
+        if v is True:
+            return "handled", ""
+        if isinstance(v, dict):
+            return v.get("class", "silent"), v.get("note", "")
+        return "silent", str(v)[:200]
+    okst = ok_status(rec.get("status"))
+    if exp == "refuse":
+        if okst is False:
+            return "handled", ""
+        return "silent", f"returned {rec.get('repr', '')[:80]} " + ("with success status" if okst else "(no outcome)")
+    if exp == "fail":
+        if okst is False:
+            if pattern and re.search(pattern, rec.get("message") or ""):
+                return "handled", ""
+            return "unclear", f"failed point, message without the check: {(rec.get('message') or '')[:160]}"
+        return "silent", f"success: {(rec.get('message') or '')[:120]}"
+    return "unclear", "unclassified"
+
+
+def write_second_table(raw, command):
+    import bad_inputs_second as second
+
+    rows, totals, by_group = [], {c: 0 for c in CLASSES2}, {}
+    order = [c.id for c in second.CASES]
+    group_of = {c.id: c.group for c in second.CASES}
+    for cid in order:
+        rec = raw["records"][cid]
+        cls, note = classify_second(rec)
+        totals[cls] += 1
+        g = group_of[cid]
+        by_group.setdefault(g, {c: 0 for c in CLASSES2})[cls] += 1
+        rows.append((g, cid, cls, note, rec.get("seconds", "")))
+    lines = ["", "# Second table (issue 26): committees, teacher-student, momentum/fdt, bias, schedules, grids, "
+             "tune, save/load, caches, CLI, numerics, jit/vmap/grad", "",
+             f"Command: `{command}` (this checkout only; cases in `benchmarks/bad_inputs_second.py`, each in a "
+             f"worker process with x64, one CPU, address space capped at {MEM_LIMIT >> 30} GiB, "
+             f"{CASE_TIMEOUT:.0f} s per case). Classes: clear (an error naming the parameter and its valid range), "
+             "handled (a failed result naming the check, or the correct behaviour), unclear, silent (a wrong or "
+             "unflagged result), lost (data), hang, OOM, security, crash. "
+             f"{len(order)} inputs in {raw.get('seconds', '?')} s wall.", "",
+             "| group | id | class | note | s |", "|---|---|---|---|---|"]
+    for g, cid, cls, note, sec in rows:
+        lines.append(f"| {g} | {cid} | {cls} | {note.replace('|', '/').replace(chr(10), ' ')} | {sec} |")
+    lines += ["", "## Totals by group", "", "| group | " + " | ".join(CLASSES2) + " | total |",
+              "|---|" + "---|" * (len(CLASSES2) + 1)]
+    for g in second.GROUPS:
+        if g in by_group:
+            n = by_group[g]
+            lines.append(f"| {g} | " + " | ".join(str(n[c]) for c in CLASSES2) + f" | {sum(n.values())} |")
+    lines.append("| **total** | " + " | ".join(f"**{totals[c]}**" for c in CLASSES2) + f" | **{len(order)}** |")
+    with open(TABLE2, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return totals, rows
+
+
+def main_second(argv):
+    import bad_inputs_second as second
+
+    command = "python benchmarks/bad_inputs.py --second"
+    if "--reclassify" in argv:
+        raw = json.load(open(RAW2))
+    else:
+        only = [a for a in argv if not a.startswith("-")]
+        ids = only or [c.id for c in second.CASES]
+        t0 = time.time()
+        records = run_side("second", ids)
+        raw = {"records": records, "seconds": round(time.time() - t0, 1)}
+        if only:
+            for cid in only:
+                print(cid, classify_second(records[cid]))
+            return
+        json.dump(raw, open(RAW2, "w"), indent=1)
+    totals, rows = write_second_table(raw, command)
+    print(json.dumps(totals, indent=1))
+    for g, cid, cls, note, _ in rows:
+        if cls not in ("clear", "handled"):
+            print("SECOND", cid, cls, note)
+
+
+# =======================================================================================
 # driver
 # =======================================================================================
 def all_ids():
@@ -627,7 +818,13 @@ def write_table(raw):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         side, out_path, workdir = sys.argv[2:5]
-        worker(side, sys.argv[5:], out_path, workdir)
+        if side == "second":
+            worker_second(sys.argv[5:], out_path, workdir)
+        else:
+            worker(side, sys.argv[5:], out_path, workdir)
+        return
+    if "--second" in sys.argv[1:]:
+        main_second([a for a in sys.argv[1:] if a != "--second"])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--reclassify":
         raw = json.load(open(RAW))
