@@ -521,35 +521,7 @@ add("grad_at_invalid_lam_is_nan", None, lambda c: c.grad_invalid())
 # =============================================================================================
 # the worker's helpers (ctx): shared solutions, files, processes
 # =============================================================================================
-_KILLED_SAVE = """
-import importlib.util, os, signal, sys, types
-import numpy as np
-root = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1])))
-package, results = types.ModuleType("dmft_jax"), types.ModuleType("dmft_jax._results")
-package.__path__, results.__path__ = [root], [os.path.join(root, "_results")]
-sys.modules["dmft_jax"], sys.modules["dmft_jax._results"] = package, results
-spec = importlib.util.spec_from_file_location("dmft_jax._results.io", sys.argv[1])
-io = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(io)
-k, path, overwrite, value = int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", float(sys.argv[5])
-done = []
-def die(name, fn, *args):
-    done.append(name)
-    if len(done) == k:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return fn(*args)
-if k:
-    io._op = die
-class Fake:
-    kind = "solution"
-    saved_arrays = ("t", "m", "q", "eps_gen", "train_loss", "train_acc", "status")
-    def __init__(self, value):
-        for n in self.saved_arrays:
-            setattr(self, n, np.full(5, value))
-        self.problem = self.algorithm = self.config = type("D", (), {"to_dict": lambda s: {"v": value}})()
-        self.seed = value
-io.save(Fake(value), path, overwrite=overwrite)
-"""
+_KILLED_SAVE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "killed_save.py")
 
 
 class Context:
@@ -787,8 +759,7 @@ class Context:
         no temporary."""
         import warnings
 
-        script = self.tmp() / "killed_save.py"
-        script.write_text(_KILLED_SAVE)
+        script = _KILLED_SAVE  # tests/killed_save.py, the test suite's script
         problems = []
         for k in range(1, 9):
             path = self.tmp() / "run"

@@ -10,6 +10,7 @@ flags, names with dots, and so on).
 import json
 import os
 import warnings
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -684,44 +685,9 @@ def test_review_findings_stay_fixed(tmp_path):
     assert e.ok and float(e.q) == pytest.approx(45.4361, rel=1e-4)
 
 
-_FAKE = """
-class Fake:
-    # the least a result needs to be saved (numpy arrays only: no JAX in a child process)
-    kind = "solution"
-    saved_arrays = ("t", "m", "q", "eps_gen", "train_loss", "train_acc", "status")
+from killed_save import Fake as _Fake  # noqa: E402 (tests/killed_save.py: the child's script and its result)
 
-    def __init__(self, value):
-        for n in self.saved_arrays:
-            setattr(self, n, np.full(5, value))
-        self.problem = self.algorithm = self.config = type("D", (), {"to_dict": lambda s: {"v": value}})()
-        self.seed = value
-"""
-exec(_FAKE)
-_Fake = Fake  # noqa: F821 (defined by the exec above)
-
-
-_KILLED_SAVE = """
-import importlib.util, os, signal, sys, types
-import numpy as np
-# dmft_jax/_results/io.py alone (with the version string beside it): no JAX in this process
-root = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1])))
-package, results = types.ModuleType("dmft_jax"), types.ModuleType("dmft_jax._results")
-package.__path__, results.__path__ = [root], [os.path.join(root, "_results")]
-sys.modules["dmft_jax"], sys.modules["dmft_jax._results"] = package, results
-spec = importlib.util.spec_from_file_location("dmft_jax._results.io", sys.argv[1])
-io = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(io)
-k, path, overwrite = int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
-done = []
-def die(name, fn, *args):
-    done.append(name)
-    if len(done) == k:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return fn(*args)
-io._op = die
-""" + _FAKE + """
-io.save(Fake(2.0), path, overwrite=overwrite)
-"""
+KILLED_SAVE = Path(__file__).with_name("killed_save.py")
 
 
 @pytest.mark.parametrize("earlier", [False, True], ids=["new", "overwrite"])
@@ -736,8 +702,7 @@ def test_a_save_killed_at_any_file_operation_never_mixes_two_results(tmp_path, m
     io.save(_Fake(0.0), tmp_path / "count", overwrite=False)
     n_ops = len(calls) + (2 if earlier else 0)  # an overwrite also links the two backups
     monkeypatch.undo()
-    script = tmp_path / "killed_save.py"
-    script.write_text(_KILLED_SAVE)
+    script = KILLED_SAVE
     for k in range(1, n_ops + 1):
         path = tmp_path / f"kill{k}" / "run"
         path.parent.mkdir()
