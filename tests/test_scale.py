@@ -261,3 +261,7 @@ def test_size_warning_before_long_or_large_runs(monkeypatch):
     # the estimate grows like T^2 N for the history sums and T^3 n_chi for the exact response
     est = dj.ExactResponse(256)
     assert 3.5 < dj.time_estimate(200, 2**16, est) / dj.time_estimate(100, 2**16, est) < 8.5
+    for bad, name in (((0, 2**10, est), "n_steps"), ((10, -1, est), "n_traj"), ((10, 2**10, 256), "est"),
+                      ((10, 2**10, est, "complex"), "dtype"), ((10, 2**10, est, "nope"), "dtype")):
+        with pytest.raises(ValueError, match=name):
+            dj.time_estimate(*bad)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from .. import _validate
 from .._util import device_bytes, warn_user
-from .._response.response import as_response
+from .._response.response import AbstractResponse, as_response
 from .._engine.past import padded_size
 from .._engine.timegrid import StepBudget, auto_time_blocks, chunk_width
 
@@ -88,7 +88,18 @@ def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 
     sums (times ``1 + 2 P`` with ``P`` probes), ``T^3 n_chi`` exact response and ``T^3``
     noise factor, with the constants measured on a 2-core machine (``_SECONDS``); a GPU is
     usually much faster. Only for the warning before long runs: not a benchmark."""
-    T, item = float(n_steps), jnp.dtype(dtype).itemsize / 8
+    T = float(_validate.integer("n_steps", n_steps, 1))
+    n_traj = _validate.integer("n_traj", n_traj, 1)
+    batch, K = _validate.integer("batch", batch, 1), _validate.integer("K", K, 1)
+    if not isinstance(est, AbstractResponse):
+        raise ValueError(f"est: a response estimator (dj.ExactResponse(n_chi) or dj.ProbeResponse(n_probes)); "
+                         f"got {est!r}")
+    try:
+        kind, item = jnp.dtype(dtype).kind, jnp.dtype(dtype).itemsize / 8
+    except TypeError:
+        kind = None
+    if kind != "f":
+        raise ValueError(f"dtype must be a floating dtype such as 'float32' or 'float64'; got {dtype!r}")
     probes = getattr(est, "n_probes", 0) or 0
     n_chi = getattr(est, "n_chi", 0) or 0
     work = (_SECONDS["history"] * T ** 2 / 2 * n_traj * K ** 2 * (1 + 2 * probes)
