@@ -303,6 +303,21 @@ def _optimise(value_and_grad, theta, optimizer, steps, fixed_key, base_key, wher
     return theta, history
 
 
+def _checked_options(steps, log_every, refresh, progress, objective, optimizer):
+    """tune's own options, refused by name: ``(steps, log_every, refresh, progress)``."""
+    steps = _validate.integer("steps", steps, 1)
+    log_every = _validate.integer("log_every", log_every, 1)
+    refresh, progress = _validate.flag("refresh", refresh), _validate.flag("progress", progress)
+    if not callable(objective):
+        raise ValueError(f"objective must be a function of the Solution returning a number (default: the final "
+                         f"eps_gen); got {objective!r}")
+    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
+                                      and callable(getattr(optimizer, "update", None))):
+        raise ValueError(f"optimizer must be an optax GradientTransformation (e.g. optax.adam(0.05)); got "
+                         f"{optimizer!r}")
+    return steps, log_every, refresh, progress
+
+
 def tune(
     problem: Problem,
     algorithm: AbstractAlgorithm,
@@ -343,16 +358,7 @@ def tune(
     problem = committee_keywords(problem, solve_kwargs)
     solve_kwargs["trajectories"] = trajectories_of(solve_kwargs.pop("trajectories", None), solve_kwargs)
     params = _checked_params(algorithm, params)
-    steps = _validate.integer("steps", steps, 1)
-    log_every = _validate.integer("log_every", log_every, 1)
-    refresh, progress = _validate.flag("refresh", refresh), _validate.flag("progress", progress)
-    if not callable(objective):
-        raise ValueError(f"objective must be a function of the Solution returning a number (default: the final "
-                         f"eps_gen); got {objective!r}")
-    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
-                                      and callable(getattr(optimizer, "update", None))):
-        raise ValueError(f"optimizer must be an optax GradientTransformation (e.g. optax.adam(0.05)); got "
-                         f"{optimizer!r}")
+    steps, log_every, refresh, progress = _checked_options(steps, log_every, refresh, progress, objective, optimizer)
     T = count_steps(algorithm, t_max)
     import optax  # here, not at import of dmft_jax (0.1 s a process that does not tune saves)
     optimizer, theta, base_key = optimizer or optax.adam(0.05), _to_theta(problem, algorithm, params, T), as_key(key)
