@@ -37,6 +37,7 @@ from ._solve.solve import solve
 from ._solve.deprecated import solve_committee
 from ._solvers.base import AbstractSolver
 from ._solvers.sweep import CausalSweep
+from ._engine.history import AbstractHistory, CompressedHistory, FullHistory
 from ._tools.tune import TuneResult, tune
 from ._algorithms.updates import AbstractUpdate, HeavyBall, Nesterov
 
@@ -74,7 +75,7 @@ __all__ = [
     "AbstractAdjoint", "AbstractAlgorithm", "AbstractErrors", "GroupErrors", "NoErrors", "AbstractLoss", "AbstractMinibatch", "AbstractMixture",
     "AbstractModel", "AbstractProgressMeter", "AbstractTeacher", "PseudoHuber", "SquaredError", "TeacherRegression",
     "TeacherStudent", "AbstractResponse", "AbstractSolver", "Algorithm",
-    "AutodiffAdjoint", "CausalSweep", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
+    "AutodiffAdjoint", "CausalSweep", "AbstractHistory", "CompressedHistory", "FullHistory", "CustomLoss", "CustomSchedule", "DampedIteration", "ERMSolution",
     "ExactResponse", "Exponential", "FDT", "fdt", "ExponentialDecay", "GD", "GridSolution", "Hinge", "Logistic", "LongTimeGD",
     "Loss", "NoProgressMeter", "PersistentSGD", "PiecewiseConstant", "ProbeResponse", "Problem", "RESULTS",
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square", "Trajectories",

@@ -74,3 +74,66 @@ def noise_factor(M_C, delta, rtol):
 
     factor, L = lax.scan(body, NoiseFactor.empty(size * K, M_C.dtype), jnp.arange(size))
     return L, factor.pivots
+
+
+class SlotNoise(eqx.Module):
+    """The noise of a compressed history (docs/equations.md, section 2.10.2): ``xi`` averaged
+    over each slot ``(n, K, N)`` and the covariance of those averages ``(n, K, n, K)``
+    (``Delta M_C`` averaged over the slots' pairs of steps)."""
+
+    xi: Any
+    cov: Any
+
+    @staticmethod
+    def empty(n_slots: int, K: int, n_traj: int, dtype) -> "SlotNoise":
+        return SlotNoise(xi=jnp.zeros((n_slots, K, n_traj), dtype), cov=jnp.zeros((n_slots, K, n_slots, K), dtype))
+
+    def merged(self, past, k) -> "SlotNoise":
+        cov = past.merged(past.merged(self.cov, k, axis=0), k, axis=2)
+        return SlotNoise(xi=past.merged(self.xi, k), cov=cov)
+
+
+def slot_noise(ns: SlotNoise, M_C_row, delta, slot_k, zeta_k, rtol):
+    """``xi[k]`` ``(K, N)`` drawn given the slots' averages of the past noise: the Gaussian
+    conditional ``xi[k] | xi_bar`` of covariance ``Delta M_C`` (``M_C_row`` ``(n, K, K)``:
+    ``M_C[k, s]`` averaged over slot ``s``; slot ``slot_k`` holds ``M_C[k, k]``), its mean
+    ``c^T C^{-1} xi_bar`` and covariance ``Delta M_C[k, k] - c^T C^{-1} c`` factored with the
+    sweep's pivot rule. ``C`` is regularised by ``rtol`` times its diagonal (empty slots by 1).
+    With every slot one step (no merge yet) this is the causal Cholesky row of the full
+    scheme. Returns ``xi[k]``, the new state and the pivot flags ``(K,)``."""
+    n, K = M_C_row.shape[0], M_C_row.shape[-1]
+    A = delta * M_C_row  # A[s, a, b] = Cov(xi[k, a], xi_bar[s, b])
+    own = jnp.arange(n) == slot_k
+    c = jnp.where(own[:, None, None], 0.0, A)
+    c_flat = jnp.transpose(c, (0, 2, 1)).reshape(n * K, K)  # [(s, b), a]
+    C = ns.cov.reshape(n * K, n * K)
+    d = jnp.diagonal(C)
+    C = C + jnp.diag(jnp.where(d > 0, rtol * d, 1.0))
+    L = jnp.linalg.cholesky(C)
+    X = jax.scipy.linalg.solve_triangular(L, c_flat, lower=True)
+    coef = jax.scipy.linalg.solve_triangular(L.T, X, lower=False)  # C^{-1} c
+    A_kk = A[slot_k]
+    S = A_kk - X.T @ X  # the conditional covariance
+    L_S, flags = _small_factor(S, jnp.einsum("aa->a", A_kk), rtol)
+    xi_k = coef.T @ ns.xi.reshape(n * K, -1) + L_S @ zeta_k
+    cov = ns.cov.at[slot_k].set(jnp.transpose(A, (1, 0, 2))).at[:, :, slot_k].set(jnp.transpose(A, (0, 2, 1)))
+    return xi_k, SlotNoise(xi=ns.xi.at[slot_k].set(xi_k), cov=cov), flags
+
+
+def _small_factor(S, scale, rtol):
+    """The lower factor of a ``K x K`` covariance ``S`` with the sweep's pivot rule: a pivot
+    below ``rtol scale[a]`` (``scale``: the unconditional variances) is clipped to zero and its
+    row left out of the later ones. Returns the factor and the int8 flags (1 kept, 0 clipped,
+    -1 negative beyond rounding)."""
+    K = S.shape[0]
+    idx = jnp.arange(K)
+    Lm, L, kept, flags = jnp.eye(K, dtype=S.dtype), jnp.zeros_like(S), jnp.zeros(K, bool), []
+    for a in range(K):
+        x = jax.scipy.linalg.solve_triangular(Lm, jnp.where((idx < a) & kept, S[a], 0.0), lower=True)
+        pivot = S[a, a] - x @ x
+        ok = (pivot > rtol * scale[a]) & (scale[a] > 0)
+        unit = (idx == a).astype(S.dtype)
+        row = x + jnp.where(ok, jnp.sqrt(jnp.where(ok, pivot, 1.0)), 0.0) * unit
+        Lm, L, kept = Lm.at[a].set(jnp.where(ok, row, unit)), L.at[a].set(row), kept.at[a].set(ok)
+        flags.append(jnp.where(ok, 1, jnp.where(pivot < -rtol * scale[a], -1, 0)).astype(jnp.int8))
+    return L, jnp.stack(flags)

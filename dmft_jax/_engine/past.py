@@ -25,8 +25,34 @@ class Past(eqx.Module):
 
     width: int | None = eqx.field(static=True, default=None)
 
+    compressed = False  # a compressed history's past (dmft_jax._engine.history.SlotPast) is
+
     def chunked(self, size: int) -> bool:
         return self.width is not None and size > self.width
+
+    def size(self, n_rows: int) -> int:
+        """Rows of a history holding ``n_rows`` steps (padded to the chunks)."""
+        return padded_size(n_rows, self.width)
+
+    def slot(self, k):
+        """The row step ``k`` is written to (here ``k`` itself)."""
+        return k
+
+    def lag_mask(self, n, k):
+        """Rows ``< k - 1`` of a history of ``n`` rows (those older than the first lag)."""
+        return jnp.arange(n) < jnp.maximum(k - 1, 0)
+
+    def per_unit_time(self, row, dts):
+        """A kernel row of eta-weighted entries ``eta_l M_R[k, l]`` as ``M_R[k, l]``."""
+        return row / dts[:, None, None]
+
+    def eta_weighted(self, row, dts):
+        """``eta_l M_R[k, l]`` from a kernel row ``M_R[k, l]`` (the memory's weights)."""
+        return row * dts[:, None, None]
+
+    def merged(self, hist, k, how: str = "mean", axis: int = 0):
+        """``hist`` after the merges of step ``k`` (none: every step stays)."""
+        return hist
 
     def rows(self, hist, k, f):
         """``f`` applied to the rows of ``hist`` (time leading) in the chunks up to ``k``'s:

@@ -162,15 +162,17 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
                       update=algorithm.two_step())
 
 
-def grid_bits(key, n_rows: int, n_cols: int):
+def grid_bits(key, n_rows: int, n_cols: int, row0=0):
     """32 random bits for every ``(row, column)``, ``(n_rows, n_cols)`` uint32: the Threefry
     hash of the counter ``(row, column)`` under ``key``, so an entry depends on its own row and
-    column only (the first rows and columns of a larger grid are the smaller grid)."""
+    column only (the first rows and columns of a larger grid are the smaller grid). ``row0``
+    (may be traced): the rows ``row0 .. row0 + n_rows - 1`` of the same grid."""
     data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     data = data.reshape(-1)
     if data.shape[0] != 2:  # not a Threefry key: hash its words down to one
         data = jax.random.key_data(jax.random.PRNGKey(0)).at[1].set(jnp.sum(data, dtype=jnp.uint32))
-    rows = jnp.broadcast_to(jnp.arange(n_rows, dtype=jnp.uint32)[:, None], (n_rows, n_cols)).reshape(-1)
+    rows = jnp.arange(n_rows, dtype=jnp.uint32) + jnp.asarray(row0).astype(jnp.uint32)
+    rows = jnp.broadcast_to(rows[:, None], (n_rows, n_cols)).reshape(-1)
     cols = jnp.broadcast_to(jnp.arange(n_cols, dtype=jnp.uint32)[None, :], (n_rows, n_cols)).reshape(-1)
     # threefry_2x32 hashes the pairs (first half, second half) of its counts
     bits = jax.extend.random.threefry_2x32((data[0], data[1]), jnp.concatenate([rows, cols]))
@@ -206,6 +208,13 @@ class State(eqx.Module):
     log_w: Traj  # log-likelihood of the discrete draws (c, s[0..k]) so far
     incr: Any = None  # (K, N): the last step's increment u[k] - u[k-1] before momentum (a two-step update)
 
+    def merged(self, past: Past, k) -> "State":
+        """The state after the history's merges of step ``k`` (a compressed history; else itself)."""
+        if not past.compressed:
+            return self
+        return eqx.tree_at(lambda st: (st.u, st.g, st.resp), self,
+                           (past.merged(self.u, k), past.merged(self.g, k), self.resp.merged(k)))
+
 
 class Row(eqx.Module):
     """Kernel row ``k`` and the observables at step ``k`` in ``K x K`` blocks; ``H`` and
@@ -233,7 +242,7 @@ def init_state(net: Network, rnd: Randomness, n_steps: int, est, key, past: Past
     if past is None:
         resp, size = est.init(key, n_steps, n, dtype, K), n_steps + 1
     else:
-        resp, size = est.init_rolled(key, n_steps, n, dtype, past, K), padded_size(n_steps + 1, past.width)
+        resp, size = est.init_rolled(key, n_steps, n, dtype, past, K), past.size(n_steps + 1)
     u = jnp.zeros((size, K, n), dtype)
     g = jnp.zeros((size, K, n), dtype)
     return State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype),
@@ -317,9 +326,9 @@ def kernel_row(net: Network, rnd: Randomness, state: State, k, m_k, est, past: P
     """
     alpha, delta = net.problem.alpha, net.problem.delta
     u_k = state.u_now
-    u_hist = state.u.at[k].set(u_k)
+    u_hist = state.u.at[past.slot(k)].set(u_k)
     loc = local_step(net, rnd.at_step(k), u_k, m_k, state.log_w, k, b_k)
-    g_hist = state.g.at[k].set(loc.g)
+    g_hist = state.g.at[past.slot(k)].set(loc.g)
     row = Row(
         lam_hat=loc.lam_hat,
         mu=loc.mu,
@@ -361,24 +370,26 @@ def noise_term(L_k, zeta, k, past: Past = Past()):
 
 
 def advance(net: Network, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_k, row: Row, est,
-            past: Past = Past()):
+            past: Past = Past(), xi=None):
     """Advance ``u`` and the response from step ``k`` to ``k + 1``.
 
     ``lam_hat_k``, ``M_R_k`` (row ``k`` of ``M_R``, ``(S, K, K)``) and ``L_k`` (the noise
     factor's rows of step ``k``, ``(K, S K)``) are the kernels used for the dynamics; ``row``
     supplies this step's per-trajectory ``g[k]`` and ``H``. In the sweep the kernels are
-    ``row``'s own; in the damped iteration they are the previous iterate's.
+    ``row``'s own; in the damped iteration they are the previous iterate's. ``xi``: the noise of
+    step ``k`` when the history draws it itself (a compressed history; ``L_k`` is then unused).
     """
     lam, delta = net.problem.lam, net.problem.delta
-    xi = noise_term(L_k, rnd.zeta, k, past)
+    if xi is None:
+        xi = noise_term(L_k, rnd.zeta, k, past)
     dt = rnd.dts[k]
-    K_k = M_R_k * rnd.dts[:, None, None]  # memory weights eta_l M_R[k, l]
+    K_k = past.eta_weighted(M_R_k, rnd.dts)  # memory weights eta_l M_R[k, l]
     memory = past.total(k, lambda Kl, u: jnp.einsum("lab,lbn->an", Kl, u), K_k, state.u)
     u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, memory, xi)
     if rnd.temperature is not None:  # Langevin: the weight noise reaches the field through |x|^2/d = Delta
         u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l[k]
     # momentum: u[-1] = u[0] (row k is written), so none at the first step
-    u_next, incr = updated(rnd.update, u_next, state.u_now, state.u[jnp.maximum(k - 1, 0)], state.incr)
+    u_next, incr = updated(rnd.update, u_next, state.u_now, state.u[past.slot(jnp.maximum(k - 1, 0))], state.incr)
     momentum = {} if rnd.update is None else {"update": rnd.update}
     decay = jnp.eye(net.K, dtype=u_next.dtype) - dt * decay_matrix(lam, lam_hat_k)
     resp = est.advance(state.resp, k, K_k, dt, decay, delta, row.H, **momentum)

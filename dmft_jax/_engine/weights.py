@@ -8,6 +8,9 @@ block code).
 """
 from __future__ import annotations
 
+from typing import Any
+
+import equinox as eqx
 import jax.numpy as jnp
 from jax import lax
 
@@ -74,3 +77,52 @@ def correlation(R, P, M_C, R0, dts, temperature=None):
     lower triangular, its upper half read by symmetry)."""
     C = correlation_blocks(R[:, :, None, None], P[:, None, None], M_C[:, :, None, None], R0, dts, temperature)
     return C[:, 0, :, 0]
+
+
+class SlotWeights(eqx.Module):
+    """The weight side of a compressed history (docs/equations.md, section 2.10.3), carried
+    through the sweep: ``G[s, a, s', b]`` the covariance of the slots' averages of the
+    weights' free part ``x`` (``C_perp`` averaged over the slots' pairs of steps) and
+    ``Rb[s, a, s', b]`` the response of slot ``s``'s average to a field over slot ``s'``
+    (``sum_{l in s'} eta_l R[., l]``), both ``(n, K, n, K)``. ``x`` follows the linear process
+    whose covariance is ``C_perp`` (section 2.4): ``x[k+1] = (I - eta_k (lam + lam_hat_k))
+    x[k] + eta_k sum_l eta_l M_R[k, l] x[l] + eta_k nu[k]``, ``Cov(nu) = M_C``,
+    ``Cov(x[0]) = R0 I`` (plus ``2 T_L eta_k I`` a step with Langevin noise)."""
+
+    G: Any
+    Rb: Any
+
+    @staticmethod
+    def start(n_slots: int, K: int, slot0, R0, dtype) -> "SlotWeights":
+        G = jnp.zeros((n_slots, K, n_slots, K), dtype).at[slot0, :, slot0, :].set(R0 * jnp.eye(K, dtype=dtype))
+        return SlotWeights(G=G, Rb=jnp.zeros((n_slots, K, n_slots, K), dtype))
+
+    def q_perp(self, slot_k):
+        """``C_perp[k, k]`` ``(K, K)`` of the step written to ``slot_k``."""
+        return self.G[slot_k, :, slot_k, :]
+
+    def step(self, past, k, lam, lam_hat_k, K_k, M_C_row, dt, temperature=None) -> "SlotWeights":
+        """Row ``k + 1`` from the kernel row ``k`` (``K_k[s]`` the memory weights
+        ``sum_{l in s} eta_l M_R[k, l]`` ``(n, K, K)``, ``M_C_row[s]`` ``M_C[k, s]`` averaged
+        over slot ``s``), written to step ``k + 1``'s slot, then the merges of step ``k``."""
+        n, K = self.G.shape[0], self.G.shape[1]
+        eye = jnp.eye(K, dtype=self.G.dtype)
+        s_k, s_next = past.slot(k), past.slot(k + 1)
+        own = (jnp.arange(n) == s_k)[:, None, None]
+        B = dt * K_k + jnp.where(own, eye - dt * (lam * eye + lam_hat_k), 0.0)  # x[k+1] = sum_s B[s] x_bar[s] + dt nu
+        # Cov(nu[k, a], x_bar[s, b]) = sum_{s', c} Rb[s, b, s', c] M_C[k, s']_{ac}
+        V = jnp.einsum("sbtc,tac->asb", self.Rb, M_C_row)
+        cross = jnp.einsum("sab,sbtc->atc", B, self.G) + dt * V  # Cov(x[k+1, a], x_bar[t, c])
+        BV = jnp.einsum("sab,csb->ac", B, V)
+        var = jnp.einsum("atc,tbc->ab", jnp.einsum("sab,sbtc->atc", B, self.G), B) + dt * (BV + BV.T) \
+            + dt * dt * M_C_row[s_k]
+        if temperature is not None:
+            var = var + 2.0 * temperature * dt * eye
+        Rb_row = jnp.einsum("sab,sbtc->atc", B, self.Rb)
+        Rb_row = Rb_row.at[:, s_k, :].add(dt * eye)
+        G = self.G.at[s_next].set(cross).at[:, :, s_next].set(jnp.transpose(cross, (1, 2, 0)))
+        G = G.at[s_next, :, s_next, :].set(var)
+        Rb = self.Rb.at[s_next].set(Rb_row)
+        G = past.merged(past.merged(G, k, axis=0), k, axis=2)
+        Rb = past.merged(past.merged(Rb, k, axis=0), k, "sum", axis=2)
+        return SlotWeights(G=G, Rb=Rb)

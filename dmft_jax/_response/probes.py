@@ -9,24 +9,31 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._util import pad_to
 from .._engine.past import Past, padded_size
 from .._engine.process import grid_bits
 from .response import AbstractResponse, is_whole
 
 
 class ProbeState(eqx.Module):
-    """Probe histories ``v[k, a, p, n]``, the Rademacher fields ``eps[k, a, p, n]`` and the
-    previous step's ``H`` times the update's ``b0`` (the exactly known first lag is
-    ``chi[k, k-1] = b0 eta_{k-1} Delta H_{k-1}``); time and unit lead, so that the products over
-    the past are plain matrix products."""
+    """Probe histories ``v[k, a, p, n]``, the Rademacher fields ``eps[k, a, p, n]`` of the steps
+    so far (each drawn at its step from the counter ``(step, probe, unit)`` of ``key``; rows of
+    later steps are zero) and the previous step's ``H`` times the update's ``b0`` (the exactly
+    known first lag is ``chi[k, k-1] = b0 eta_{k-1} Delta H_{k-1}``); time and unit lead, so
+    that the products over the past are plain matrix products. With a compressed history
+    (``past`` a :class:`~dmft_jax._engine.history.SlotPast`) a row is a slot: ``v`` holds the
+    slot's average, ``eps`` its sum."""
 
     v: Float[Array, "steps K probes traj"]
     eps: Float[Array, "steps K probes traj"]
     H_prev: Float[Array, "K K traj"]
+    key: Any  # the probes' key
     past: Past = Past()  # how the products over the history are taken
     incr: Any = None  # the last increment of v, (K, P, n) (for a two-step update)
 
+    def merged(self, k) -> "ProbeState":
+        """The state after the history's merges of step ``k``."""
+        return eqx.tree_at(lambda s: (s.v, s.eps), self, (self.past.merged(self.v, k, "mean"),
+                                                          self.past.merged(self.eps, k, "sum")))
 
 
 class ProbeResponse(AbstractResponse):
@@ -60,44 +67,52 @@ class ProbeResponse(AbstractResponse):
         return self.init_rolled(key, n_steps, n_traj, dtype, Past(), K)
 
     def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
-        size = n_steps + 1
-        # time first; a sign per (step, probe, unit) and trajectory counter, drawn over the S
-        # steps whatever the padding: every layout and shape bucket has the same probes
-        signs = (grid_bits(key, size * self.n_probes * K, self.n_traj) >> 31).astype(dtype)  # 0 or 1
-        eps = jnp.swapaxes((2.0 * signs - 1.0).reshape(size, self.n_probes, K, self.n_traj), 1, 2)
-        eps = pad_to(eps, padded_size(size, past.width), (0,))
-        return ProbeState(v=jnp.zeros(eps.shape, dtype), eps=eps, H_prev=jnp.zeros((K, K, self.n_traj), dtype),
-                          past=past, incr=jnp.zeros(eps.shape[1:], dtype))
+        shape = (past.size(n_steps + 1), K, self.n_probes, self.n_traj)
+        return ProbeState(v=jnp.zeros(shape, dtype), eps=jnp.zeros(shape, dtype),
+                          H_prev=jnp.zeros((K, K, self.n_traj), dtype), key=key, past=past,
+                          incr=jnp.zeros(shape[1:], dtype))
+
+    def fields(self, key, k, K, dtype):
+        """The Rademacher fields of step ``k`` ``(K, P, n)``: a sign per (step, probe, unit) and
+        trajectory counter, the same for every layout, shape bucket and history."""
+        P = self.n_probes
+        signs = (grid_bits(key, P * K, self.n_traj, row0=k * (P * K)) >> 31).astype(dtype)  # 0 or 1
+        return jnp.swapaxes((2.0 * signs - 1.0).reshape(P, K, self.n_traj), 0, 1)
 
     def row(self, st, k, w, H, dts, delta):
         n = self.n_traj
+        past = st.past
         size = st.v.shape[0]
         w_n = w[:n]
         H = H[..., :n]
         norm = jnp.sum(w_n)
         km1 = jnp.maximum(k - 1, 0)
         # v[k] without the exactly known first lag chi[k, k-1] eps[k-1] = eta Delta H[k-1] eps[k-1]
-        v_k = st.v[k] - dts[km1] * delta * _apply(st.H_prev, st.eps[km1])  # (K, P, n)
+        v_k = st.v[past.slot(k)] - dts[km1] * delta * _apply(st.H_prev, st.eps[past.slot(km1)])  # (K, P, n)
         Hv = w_n * _apply(H, v_k)
-        est = st.past.rows(st.eps, k, lambda e: jnp.transpose(jnp.tensordot(Hv, e, axes=((1, 2), (2, 3))), (1, 0, 2)))
-        est = est / self.n_probes / norm / dts[:, None, None]
-        exact_first = delta * jnp.einsum("n,abn,bcn->ac", w_n, H, st.H_prev) / norm
-        idx = jnp.arange(size)[:, None, None]
-        est = jnp.where(idx < km1, est, 0.0)
-        return jnp.where((idx == km1) & (k > 0), exact_first[None], est)
+        est = past.rows(st.eps, k, lambda e: jnp.transpose(jnp.tensordot(Hv, e, axes=((1, 2), (2, 3))), (1, 0, 2)))
+        est = est / self.n_probes / norm  # eta-weighted: eta_l M_R[k, l] / (alpha Delta)
+        exact_first = delta * jnp.einsum("n,abn,bcn->ac", w_n, H, st.H_prev) / norm * dts[km1]
+        est = jnp.where(past.lag_mask(size, k)[:, None, None], est, 0.0)
+        first = (jnp.arange(size) == past.slot(km1))[:, None, None] & (k > 0)
+        return past.per_unit_time(jnp.where(first, exact_first[None], est), dts)
 
     def advance(self, st, k, K_k, dt, decay, delta, H, update=None):
-        v = st.v
+        v, past = st.v, st.past
         H = H[..., : self.n_traj]
+        eps_k = self.fields(st.key, k, H.shape[0], v.dtype)
+        eps = st.eps.at[past.slot(k)].set(eps_k)
         A = decay[:, :, None] - dt * delta * H
-        memory = st.past.total(k, lambda Kl, vl: jnp.tensordot(Kl, vl, axes=((0, 2), (0, 1))), K_k, v)
-        v_next = _apply(A, v[k]) + dt * memory + dt * delta * _apply(H, st.eps[k])
+        v_k = v[past.slot(k)]
+        memory = past.total(k, lambda Kl, vl: jnp.tensordot(Kl, vl, axes=((0, 2), (0, 1))), K_k, v)
+        v_next = _apply(A, v_k) + dt * memory + dt * delta * _apply(H, eps_k)
         incr, first = st.incr, H
         if update is not None:  # v is linear in chi, so it takes the same update (v[-1] = v[0])
-            incr = v_next - v[k]
-            v_next = update.step(v[k], v[jnp.maximum(k - 1, 0)], incr, st.incr)
+            incr = v_next - v_k
+            v_next = update.step(v_k, v[past.slot(jnp.maximum(k - 1, 0))], incr, st.incr)
             first = update.b0 * H  # the first lag chi[k+1, k] = b0 eta_k Delta H_k
-        return ProbeState(v=v.at[k + 1].set(v_next), eps=st.eps, H_prev=first, past=st.past, incr=incr)
+        return ProbeState(v=v.at[past.slot(k + 1)].set(v_next), eps=eps, H_prev=first, key=st.key, past=past,
+                          incr=incr)
 
 
 def _apply(A, v):

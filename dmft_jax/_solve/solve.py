@@ -234,12 +234,12 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
                              config.progress_meter, shard, **bucket)
     fields, eps_se = _observables(problem, net, rnd, out, key, config)
     if n_real is not None:  # times past n_real were not solved: zero
-        fields = {k: _zero_past(v, n_real, k in _SQUARES) for k, v in fields.items()}
+        fields = {k: None if v is None else _zero_past(v, n_real, k in _SQUARES) for k, v in fields.items()}
         eps_se = None if eps_se is None else _zero_past(eps_se, n_real, False)
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
     if checks:  # an invalid point returns no numbers (NaN values and NaN gradients)
-        fields = {k: _validate.poison(valid, v) for k, v in fields.items()}
-    finite = {k: v for k, v in fields.items() if k not in ("C_perp", "P", "q")}  # q is checked for divergence
+        fields = {k: None if v is None else _validate.poison(valid, v) for k, v in fields.items()}
+    finite = {k: v for k, v in fields.items() if k not in ("C_perp", "P", "q") and v is not None}  # q is checked for divergence
     result = outcome(finite, fields["q"], out.converged, valid, first_bad, checks)
     pivots = out.pivots[:T]  # the step-T pivots enter no noise (there is no step T -> T+1)
     if n_real is not None:
@@ -266,6 +266,8 @@ def _observables(problem, net, rnd, out, key, config):
     ``q = C(t, t)`` with the magnetisation, and the test error; a single unit's without unit
     axes. Returns the fields and the standard error of a committee's test-error integral."""
     base, rows, m = net.problem, out.rows, out.m
+    if out.q_perp is not None:  # a compressed history: q from the weight side of the loop, no squares
+        return _compressed_observables(problem, net, rnd, out, key, config)
     R, P = weights.response_blocks(base.lam, rows.lam_hat, rows.M_R, rnd.dts, rnd.update)
     C_perp = jnp.transpose(weights.correlation_blocks(R, P, rows.M_C, base.R0, rnd.dts, rnd.temperature),
                            (0, 2, 1, 3))  # [k, l, a, b]
@@ -280,6 +282,28 @@ def _observables(problem, net, rnd, out, key, config):
     fields = {k: one.get(k, v[..., 0, 0] if k in _SQUARES else v) for k, v in fields.items()}
     bias = None if out.bias is None else out.bias[:, 0]
     fields["eps_gen"] = base.eps_gen(fields["m"], fields["q"], bias)
+    if bias is not None:
+        fields["bias"] = bias
+    return fields, None
+
+
+def _compressed_observables(problem, net, rnd, out, key, config):
+    """The observables of a compressed history (docs/equations.md, section 2.10): ``q`` from
+    the weight side carried in the loop; the kernels' rows over the slots of each step
+    (``M_C[k, s]`` averaged, ``M_R[k, s]`` the eta-weighted sum over the slot) and no
+    two-time squares (``C``, ``C_perp``, ``R``, ``P`` are ``None``)."""
+    rows, m = out.rows, out.m
+    q = out.q_perp + m[:, :, None] * m[:, None, :]
+    fields = dict(m=m, q=q, C=None, C_perp=None, R=None, P=None, train_loss=rows.train_loss,
+                  train_acc=rows.train_acc, lam_hat=rows.lam_hat, mu=rows.mu, M_C=rows.M_C, M_R=rows.M_R)
+    if isinstance(problem, Committee):
+        eps, eps_se = test_error(problem, rnd, m, out.q_perp, key, config)
+        return dict(fields, eps_gen=eps), eps_se
+    one = {"m": m[:, 0], "q": q[:, 0, 0], "mu": rows.mu[:, 0], "lam_hat": rows.lam_hat[:, 0, 0],
+           "M_C": rows.M_C[..., 0, 0], "M_R": rows.M_R[..., 0, 0]}
+    fields = dict(fields, **one)
+    bias = None if out.bias is None else out.bias[:, 0]
+    fields["eps_gen"] = net.problem.eps_gen(fields["m"], fields["q"], bias)
     if bias is not None:
         fields["bias"] = bias
     return fields, None

@@ -30,6 +30,7 @@ class SolverOutput(eqx.Module):
     converged: Any
     factor: Any = None
     bias: Any = None  # b[0..T] of a learnable bias (section 5.4)
+    q_perp: Any = None  # C_perp[k, k] (T+1, K, K) from a compressed history's weight side (None: from the squares)
 
     def single_unit(self) -> "SolverOutput":
         """The output for ``K = 1`` with the unit axes dropped: the single-unit
@@ -39,8 +40,9 @@ class SolverOutput(eqx.Module):
         rows = Row(lam_hat=r.lam_hat[:, 0, 0], mu=r.mu[:, 0], M_C=r.M_C[..., 0, 0], M_R=r.M_R[..., 0, 0],
                    train_loss=r.train_loss, train_acc=r.train_acc)
         state = eqx.tree_at(lambda st: (st.u, st.g), self.state, (self.state.u[:, 0], self.state.g[:, 0]))
-        return eqx.tree_at(lambda o: (o.rows, o.m, o.pivots, o.state, o.bias), self,
-                           (rows, self.m[:, 0], self.pivots[:, 0], state, None if self.bias is None else self.bias[:, 0]),
+        return eqx.tree_at(lambda o: (o.rows, o.m, o.pivots, o.state, o.bias, o.q_perp), self,
+                           (rows, self.m[:, 0], self.pivots[:, 0], state, None if self.bias is None else self.bias[:, 0],
+                            None if self.q_perp is None else self.q_perp[:, 0, 0]),
                            is_leaf=lambda x: x is None)
 
 

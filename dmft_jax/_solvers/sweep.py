@@ -27,8 +27,10 @@ from jax import lax
 
 from .._engine import process
 from .._util import pad_to
-from .._engine.noise import NoiseFactor, noise_rows
+from .._engine.noise import NoiseFactor, SlotNoise, noise_rows, slot_noise
 from .._engine.past import Past, padded_size
+from .._engine.history import AbstractHistory, FullHistory, as_history
+from .._engine.weights import SlotWeights
 from .base import AbstractSolver, SolverOutput
 from .._engine.timegrid import auto_time_blocks, chunk_width
 from .._algorithms.updates import updated
@@ -45,6 +47,7 @@ class SweepCarry(eqx.Module):
     b: Any = None  # the learnable bias b[k] and b[k-1] (K,) and its increment (section 5.4; None without one)
     b_prev: Any = None
     b_incr: Any = None
+    weights: Any = None  # the weight side of a compressed history (SlotWeights; None for the full history)
 
 
 class CausalSweep(AbstractSolver):
@@ -60,11 +63,14 @@ class CausalSweep(AbstractSolver):
     time_blocks: int | None = eqx.field(static=True)
     pivot_rtol: float | None = eqx.field(static=True)
     buckets: bool = eqx.field(static=True)
+    history: AbstractHistory = eqx.field(static=True)
 
-    def __init__(self, time_blocks: int | None = None, pivot_rtol: float | None = None, buckets: bool = True):
+    def __init__(self, time_blocks: int | None = None, pivot_rtol: float | None = None, buckets: bool = True,
+                 history: AbstractHistory | None = None):
         self.time_blocks = time_blocks
         self.pivot_rtol = pivot_rtol
         self.buckets = buckets
+        self.history = as_history(history)
 
     def check(self, n_steps):
         if self.time_blocks is not None and (isinstance(self.time_blocks, bool)
@@ -79,11 +85,11 @@ class CausalSweep(AbstractSolver):
 
     def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
         return forward_sweep(net, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
-                             shard, n_real)
+                             shard, n_real, self.history)
 
 
 def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x,
-                  n_real=None) -> SolverOutput:
+                  n_real=None, history: AbstractHistory = FullHistory()) -> SolverOutput:
     """The sweep over ``T`` steps in ``n_chunks`` chunks (see the module docstring) for the
     ``K`` units of ``net`` (:class:`~dmft_jax._engine.process.Network`; a single unit is ``K = 1``):
     kernels in ``K x K`` blocks, the noise factor over the flattened (time, unit) index.
@@ -92,60 +98,88 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
     sweep stops after ``n_real <= T`` (steps from ``n_real`` on are skipped, kernel rows past
     ``n_real`` are zero, their pivot flags were never formed (0: the caller masks them) and
     ``m`` keeps its value at ``n_real``), so that every ``n_real``
-    shares one compiled program and gives the numbers of a sweep over ``n_real`` steps."""
+    shares one compiled program and gives the numbers of a sweep over ``n_real`` steps.
+
+    ``history``: how the past is kept (:mod:`dmft_jax._engine.history`). A compressed history
+    reads the past through slots (kernel rows ``M_C[k, s]``, ``M_R[k, s]`` over the slots of
+    step ``k``, ``M_R`` eta-weighted), draws the noise given the slots' averages and carries
+    the weight side (``q``) in the loop."""
     dtype = rnd.u0.dtype
     problem, K = net.problem, net.K
     stop = T if n_real is None else n_real
     size = T + 1
-    width = chunk_width(T, n_chunks)
-    past = Past(width)
-    padded = padded_size(size, width)
-    group = T if width is None else width  # steps per checkpointed group
+    compressed = history.compressed
+    if compressed:
+        past = history.past(T)
+        padded = past.size(size)
+        group = max(16, int(np.ceil(np.sqrt(T))))  # steps per checkpointed group: O(sqrt T) carries
+        rnd_p = rnd
+    else:
+        width = chunk_width(T, n_chunks)
+        past = Past(width)
+        padded = padded_size(size, width)
+        group = T if width is None else width  # steps per checkpointed group
+        # histories over the padded rows; the step sizes past T are 1 (M_R[k, l] divides by them)
+        rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd,
+                            (pad_to(rnd.zeta, padded, (0,)), pad_to(rnd.dts, padded, (0,), value=1.0)))
     n_groups = -(-T // group)
-    # histories over the padded rows; the step sizes past T are 1 (M_R[k, l] divides by them)
-    rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd,
-                        (pad_to(rnd.zeta, padded, (0,)), pad_to(rnd.dts, padded, (0,), value=1.0)))
 
     def live(carry: SweepCarry, k):
         meter.step(k, stop)
         state, row = process.kernel_row(net, rnd_p, carry.state, k, carry.m, est, past, carry.b)
-        L_k, factor = noise_rows(carry.factor, row.M_C, problem.delta, k, pivot_rtol)
-        state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
         dt = rnd_p.dts[k]
+        weights, extra = None, ()
+        if compressed:
+            xi, factor, flags = slot_noise(carry.factor, row.M_C, problem.delta, past.slot(k), rnd_p.zeta[k],
+                                           pivot_rtol)
+            state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, None, row, est, past, xi=xi)
+            weights = carry.weights.step(past, k, problem.lam, row.lam_hat, row.M_R, row.M_C, dt, rnd.temperature)
+            state, factor = state.merged(past, k), factor.merged(past, k)
+            extra = (carry.weights.q_perp(past.slot(k)), flags)
+        else:
+            L_k, factor = noise_rows(carry.factor, row.M_C, problem.delta, k, pivot_rtol)
+            state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, L_k, row, est, past)
         m_next, m_incr = updated(rnd.update, process.m_step(problem.lam, dt, carry.m, row.mu), carry.m,
                                          carry.m_prev, carry.m_incr)
         b_next, b_incr = None, None
         if carry.b is not None:  # b[k+1] = b[k] - dt alpha E[g[k]] (no ridge on the bias)
             b_next, b_incr = updated(rnd.update, process.m_step(0.0, dt, carry.b, row.g_mean), carry.b,
                                              carry.b_prev, carry.b_incr)
-        return (SweepCarry(state, m_next, factor, carry.m, m_incr, b_next, carry.b, b_incr),
-                ((carry.m, carry.b), row.public()))
+        return (SweepCarry(state, m_next, factor, carry.m, m_incr, b_next, carry.b, b_incr, weights),
+                ((carry.m, carry.b), row.public(), extra))
 
     def body(carry, k):
         if n_groups * group == T:  # no padded steps
             return live(carry, k)
-        zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1])
-        return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b), zeros())), carry, k)
+        zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1:])
+        return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b),) + zeros()), carry, k)
 
     state = shard(process.init_state(net, rnd, T, est, key_probe, past))
     zero = lambda x: None if x is None else jnp.zeros_like(x)
-    carry = SweepCarry(state, net.m0, NoiseFactor.empty(padded * K, dtype), net.m0, zero(net.m0), net.bias, net.bias,
-                       zero(net.bias))
+    if compressed:
+        factor = SlotNoise.empty(padded, K, rnd.u0.shape[-1], dtype)
+        weights = SlotWeights.start(padded, K, past.slot(0), problem.R0, dtype)
+    else:
+        factor, weights = NoiseFactor.empty(padded * K, dtype), None
+    carry = SweepCarry(state, net.m0, factor, net.m0, zero(net.m0), net.bias, net.bias, zero(net.bias), weights)
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
     if n_real is None:
         # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
         # memory holds the groups' boundary carries plus one group's per-step carries, not T
         # carries (a carry holds the O(T^2 N_chi) response).
         run_group = jax.checkpoint(lambda c, g: lax.scan(body, c, g * group + jnp.arange(group)))
-        carry, (m, rows) = lax.scan(run_group, carry, jnp.arange(n_groups))
+        carry, (m, rows, extra) = lax.scan(run_group, carry, jnp.arange(n_groups))
         flat = lambda a: a.reshape((-1,) + a.shape[2:])[:T]
-        m, rows = jax.tree_util.tree_map(flat, m), jax.tree_util.tree_map(flat, rows)
+        m, rows, extra = (jax.tree_util.tree_map(flat, x) for x in (m, rows, extra))
     else:
         # a bucket (a concrete top-level solve: forward only): n_real steps in a while loop,
         # the rows written into arrays of T (rows past n_real stay zero)
+        if compressed:
+            raise ValueError("a compressed history runs without shape buckets (CausalSweep(buckets=False))")
+
         def step(st):
             k, carry, ms, rows = st
-            carry, (m_k, row) = live(carry, k)
+            carry, (m_k, row, _) = live(carry, k)
             put = lambda a, x: lax.dynamic_update_index_in_dim(a, x, k, 0)
             return k + 1, carry, jax.tree_util.tree_map(put, ms, m_k), jax.tree_util.tree_map(put, rows, row)
 
@@ -153,15 +187,29 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
         init = (jnp.zeros((), jnp.result_type(int)), carry, jax.tree_util.tree_map(zeros, out_shape[1][0]),
                 jax.tree_util.tree_map(zeros, out_shape[1][1]))
         _, carry, m, rows = lax.while_loop(lambda st: st[0] < n_real, step, init)
+        extra = ()
     m, b = m
-    return _finish(net, rnd_p, carry, rows, m, b, size, stop, n_real, est, past, pivot_rtol)
+    out = _finish(net, rnd_p, carry, rows, m, b, size, stop, n_real, est, past, pivot_rtol)
+    if compressed:  # q from the weight side in the loop; the pivot flags of steps 0..T-1 (step T's: none)
+        q_perp = jnp.concatenate([extra[0], carry.weights.q_perp(past.slot(T))[None]])
+        pivots = jnp.concatenate([extra[1], jnp.ones((1, K), jnp.int8)])
+        out = eqx.tree_at(lambda o: (o.q_perp, o.pivots), out, (q_perp, pivots), is_leaf=lambda x: x is None)
+    return out
 
 
 def _finish(net, rnd_p, carry: SweepCarry, rows, m, b, size, stop, n_real, est, past, pivot_rtol) -> SolverOutput:
     """The sweep's output: kernel row ``stop`` (``T``, or ``n_real`` in a bucket) appended to the
-    scanned rows, ``m`` (and ``b``) to step ``T``, the histories cut to ``size = T + 1``."""
+    scanned rows, ``m`` (and ``b``) to step ``T``, the histories cut to ``size = T + 1`` (a
+    compressed history's are its slots)."""
     K = net.K
     state, row_T = process.kernel_row(net, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
+    if past.compressed:
+        factor = carry.factor
+        rows = stack_rows(rows, row_T.public())
+        m = jnp.concatenate([m, carry.m[None]])
+        b = None if b is None else jnp.concatenate([b, carry.b[None]])
+        return SolverOutput(rows=rows, m=m, pivots=None, state=state, n_iter=jnp.asarray(0),
+                            converged=jnp.asarray(True), factor=None, bias=b)
     _, factor = noise_rows(carry.factor, row_T.M_C, net.problem.delta, stop, pivot_rtol)
     if n_real is None:
         rows = stack_rows(rows, row_T.public())
