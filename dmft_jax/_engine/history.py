@@ -114,9 +114,11 @@ def as_history(history) -> AbstractHistory:
 def slot_schedule(n_steps: int, window: int, per_level: int):
     """The static layout of a compressed history over steps ``0..n_steps``.
 
-    Returns ``(write, dst, src, n_rows)``: step ``k`` is written to slot ``write[k]``; after step
-    ``k`` the slot pairs ``(dst[k, i], src[k, i])`` are merged (``src`` averaged into ``dst``,
-    ``src`` cleared; a pair of the scratch slot ``n_rows - 1`` with itself is no merge).
+    Returns ``(write, dst, src, n_rows)``: step ``k`` is written to slot ``write[k]``; at the
+    start of step ``k`` (before any write of the step: XLA then updates the histories in place)
+    the slot pairs ``(dst[k, i], src[k, i])`` that step ``k - 1`` filled up are merged (``src``
+    averaged into ``dst``, ``src`` cleared; a pair of the scratch slot ``n_rows - 1`` with
+    itself is no merge).
     Steps enter level 0 (length 1); a level holding more than its capacity (``window`` for
     level 0, ``per_level`` above) merges its two oldest slots, adjacent in time, into one of
     the next level. The slot of step ``k + 1`` is reserved before the merges of step ``k``
@@ -157,9 +159,9 @@ def slot_schedule(n_steps: int, window: int, per_level: int):
     width = max(1, max(len(m) for m in merges))
     dst = np.full((n_steps + 1, width), scratch, np.int32)
     src = np.full((n_steps + 1, width), scratch, np.int32)
-    for k, step in enumerate(merges):
+    for k, step in enumerate(merges[:-1]):  # applied at the start of the next step
         for i, (a, b) in enumerate(step):
-            dst[k, i], src[k, i] = a, b
+            dst[k + 1, i], src[k + 1, i] = a, b
     return write, dst, src, n_used + 1
 
 
@@ -205,14 +207,38 @@ class SlotPast(Past):
     def eta_weighted(self, row, dts):
         return row
 
-    def merged(self, hist, k, how: str = "mean", axis: int = 0):
-        """``hist`` after the merges of step ``k`` along ``axis``: ``mean`` for averages
-        (histories, covariances), ``sum`` for sums (probe fields, sources of a response)."""
+    def pair_rows(self, hist, k):
+        """The rows the merges at the start of step ``k`` combine, ``(M, 2, ...)``: read at the
+        end of step ``k - 1`` (after its writes) and carried, so that the merges write without
+        reading the history in the same step (XLA copies a history read and then updated in one
+        step; this way it updates it in place)."""
         _, dst_t, src_t, _ = self.tables
+        idx = jnp.stack([jnp.asarray(dst_t)[k], jnp.asarray(src_t)[k]], axis=1)
+        return jnp.take(hist, idx, axis=0)
+
+    def merged(self, hist, k, how: str = "mean", axis: int = 0, rows=None):
+        """``hist`` after the merges at the start of step ``k`` along ``axis``: ``mean`` for
+        averages (histories, covariances), ``sum`` for sums (probe fields, sources of a
+        response). ``rows``: :meth:`pair_rows` of the history read beforehand (axis 0)."""
         x = jnp.moveaxis(hist, axis, 0)
-        dst, src = jnp.asarray(dst_t)[k], jnp.asarray(src_t)[k]
+        if rows is None:
+            rows = self.pair_rows(x, k)
+        idx, vals = self._merges(k, rows, how)
+        return jnp.moveaxis(x.at[idx].set(vals), 0, axis)
+
+    def put(self, hist, slot, value, k, how: str = "mean", rows=None):
+        """``hist`` after the merges at the start of step ``k`` with ``value`` written to row
+        ``slot``, in one scatter whose values do not read ``hist`` (``rows`` carried from
+        :meth:`pair_rows`): XLA then writes the history in place."""
+        idx, vals = self._merges(k, rows, how)
+        idx = jnp.concatenate([idx, jnp.asarray(slot, idx.dtype)[None]])
+        return hist.at[idx].set(jnp.concatenate([vals, value[None].astype(hist.dtype)]))
+
+    def _merges(self, k, rows, how):
+        """The rows written by the merges at the start of step ``k`` and their values: each
+        pair's first slot gets the mean (``sum``) of the pair, the second zero (the scratch
+        slot's pairs write zero to it)."""
+        _, dst_t, src_t, _ = self.tables
         w = 0.5 if how == "mean" else 1.0
-        for i in range(dst_t.shape[1]):  # disjoint pairs, a static few per step
-            merged_row = w * (x[dst[i]] + x[src[i]])
-            x = x.at[dst[i]].set(merged_row).at[src[i]].set(0.0)
-        return jnp.moveaxis(x, 0, axis)
+        idx = jnp.concatenate([jnp.asarray(dst_t)[k], jnp.asarray(src_t)[k]])
+        return idx, jnp.concatenate([w * (rows[:, 0] + rows[:, 1]), jnp.zeros_like(rows[:, 1])])

@@ -83,24 +83,34 @@ class SlotNoise(eqx.Module):
 
     xi: Any
     cov: Any
+    xi_prev: Any  # xi of the previous step (K, N), written to its slot at the next step's start
+    pend: Any = None  # the rows of xi the next step's merges combine (SlotPast.pair_rows)
 
     @staticmethod
-    def empty(n_slots: int, K: int, n_traj: int, dtype) -> "SlotNoise":
-        return SlotNoise(xi=jnp.zeros((n_slots, K, n_traj), dtype), cov=jnp.zeros((n_slots, K, n_slots, K), dtype))
+    def empty(past, K: int, n_traj: int, dtype) -> "SlotNoise":
+        n = past.n_slots
+        xi = jnp.zeros((n, K, n_traj), dtype)
+        return SlotNoise(xi=xi, cov=jnp.zeros((n, K, n, K), dtype), xi_prev=jnp.zeros((K, n_traj), dtype),
+                         pend=past.pair_rows(xi, 0))
 
-    def merged(self, past, k) -> "SlotNoise":
+    def begin(self, past, k) -> "SlotNoise":
+        """The pending ``xi[k-1]`` written, then the merges at the start of step ``k``."""
+        xi = past.put(self.xi, past.slot(jnp.maximum(k - 1, 0)), jnp.where(k > 0, self.xi_prev, 0.0), k,
+                      rows=self.pend)
         cov = past.merged(past.merged(self.cov, k, axis=0), k, axis=2)
-        return SlotNoise(xi=past.merged(self.xi, k), cov=cov)
+        return SlotNoise(xi=xi, cov=cov, xi_prev=self.xi_prev, pend=self.pend)
 
 
-def slot_noise(ns: SlotNoise, M_C_row, delta, slot_k, zeta_k, rtol):
+def slot_noise(ns: SlotNoise, M_C_row, delta, past, k, zeta_k, rtol):
     """``xi[k]`` ``(K, N)`` drawn given the slots' averages of the past noise: the Gaussian
     conditional ``xi[k] | xi_bar`` of covariance ``Delta M_C`` (``M_C_row`` ``(n, K, K)``:
-    ``M_C[k, s]`` averaged over slot ``s``; slot ``slot_k`` holds ``M_C[k, k]``), its mean
+    ``M_C[k, s]`` averaged over slot ``s``; step ``k``'s slot holds ``M_C[k, k]``), its mean
     ``c^T C^{-1} xi_bar`` and covariance ``Delta M_C[k, k] - c^T C^{-1} c`` factored with the
     sweep's pivot rule. ``C`` is regularised by ``rtol`` times its diagonal (empty slots by 1).
     With every slot one step (no merge yet) this is the causal Cholesky row of the full
     scheme. Returns ``xi[k]``, the new state and the pivot flags ``(K,)``."""
+    ns = ns.begin(past, k)
+    slot_k = past.slot(k)
     n, K = M_C_row.shape[0], M_C_row.shape[-1]
     A = delta * M_C_row  # A[s, a, b] = Cov(xi[k, a], xi_bar[s, b])
     own = jnp.arange(n) == slot_k
@@ -117,7 +127,7 @@ def slot_noise(ns: SlotNoise, M_C_row, delta, slot_k, zeta_k, rtol):
     L_S, flags = _small_factor(S, jnp.einsum("aa->a", A_kk), rtol)
     xi_k = coef.T @ ns.xi.reshape(n * K, -1) + L_S @ zeta_k
     cov = ns.cov.at[slot_k].set(jnp.transpose(A, (1, 0, 2))).at[:, :, slot_k].set(jnp.transpose(A, (0, 2, 1)))
-    return xi_k, SlotNoise(xi=ns.xi.at[slot_k].set(xi_k), cov=cov), flags
+    return xi_k, SlotNoise(xi=ns.xi, cov=cov, xi_prev=xi_k, pend=past.pair_rows(ns.xi, k + 1)), flags
 
 
 def _small_factor(S, scale, rtol):

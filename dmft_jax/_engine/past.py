@@ -50,9 +50,18 @@ class Past(eqx.Module):
         """``eta_l M_R[k, l]`` from a kernel row ``M_R[k, l]`` (the memory's weights)."""
         return row * dts[:, None, None]
 
-    def merged(self, hist, k, how: str = "mean", axis: int = 0):
-        """``hist`` after the merges of step ``k`` (none: every step stays)."""
+    def merged(self, hist, k, how: str = "mean", axis: int = 0, rows=None):
+        """``hist`` after the merges at the start of step ``k`` (none: every step stays)."""
         return hist
+
+    def put(self, hist, slot, value, k, how: str = "mean", rows=None):
+        """``hist`` with ``value`` written to row ``slot`` (after the merges at the start of step
+        ``k``: none here)."""
+        return hist.at[slot].set(value)
+
+    def pair_rows(self, hist, k):
+        """The rows the merges at the start of step ``k`` read (none)."""
+        return None
 
     def rows(self, hist, k, f):
         """``f`` applied to the rows of ``hist`` (time leading) in the chunks up to ``k``'s:

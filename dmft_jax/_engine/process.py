@@ -207,13 +207,16 @@ class State(eqx.Module):
     u_now: Any  # (K, N): u at the current step
     log_w: Traj  # log-likelihood of the discrete draws (c, s[0..k]) so far
     incr: Any = None  # (K, N): the last step's increment u[k] - u[k-1] before momentum (a two-step update)
+    pend: Any = None  # a compressed history's rows of u and g the next step's merges combine (SlotPast.pair_rows)
 
-    def merged(self, past: Past, k) -> "State":
-        """The state after the history's merges of step ``k`` (a compressed history; else itself)."""
+    def prefetched(self, past: Past, k) -> "State":
+        """The state with the rows the merges at the start of step ``k`` read (a compressed
+        history; read after the writes of step ``k - 1``)."""
         if not past.compressed:
             return self
-        return eqx.tree_at(lambda st: (st.u, st.g, st.resp), self,
-                           (past.merged(self.u, k), past.merged(self.g, k), self.resp.merged(k)))
+        return eqx.tree_at(lambda st: st.pend, self, (past.pair_rows(self.u, k), past.pair_rows(self.g, k)),
+                           is_leaf=lambda x: x is None)
+
 
 
 class Row(eqx.Module):
@@ -245,8 +248,9 @@ def init_state(net: Network, rnd: Randomness, n_steps: int, est, key, past: Past
         resp, size = est.init_rolled(key, n_steps, n, dtype, past, K), past.size(n_steps + 1)
     u = jnp.zeros((size, K, n), dtype)
     g = jnp.zeros((size, K, n), dtype)
-    return State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype),
-                 incr=jnp.zeros((K, n), dtype))
+    state = State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype),
+                  incr=jnp.zeros((K, n), dtype))
+    return state if past is None else state.prefetched(past, 0)
 
 
 def initial_u(problem, u0):
@@ -320,28 +324,33 @@ def kernel_row(net: Network, rnd: Randomness, state: State, k, m_k, est, past: P
     """Evaluate the trajectories at step ``k`` and form kernel row ``k`` (products over the
     history as ``past`` takes them).
 
-    Returns the new state (``u[k]``, ``g[k]`` recorded) and the :class:`Row`. Histories are
-    written before they are read within a step, so XLA updates them in place (writing
-    ``u[k+1]`` after the memory product of the same step made it copy the history).
+    Returns the new state (``u[k]``, ``g[k]`` recorded, the estimator's :meth:`begin` taken)
+    and the :class:`Row`. Histories are written before they are read within a step, so XLA
+    updates them in place (writing ``u[k+1]`` after the memory product of the same step made it
+    copy the history).
     """
     alpha, delta = net.problem.alpha, net.problem.delta
     u_k = state.u_now
-    u_hist = state.u.at[past.slot(k)].set(u_k)
+    # a compressed history merges the slots step k - 1 filled up first (writes before reads)
+    pend = (None, None) if state.pend is None else state.pend
+    u_hist = past.put(state.u, past.slot(k), u_k, k, rows=pend[0])
     loc = local_step(net, rnd.at_step(k), u_k, m_k, state.log_w, k, b_k)
-    g_hist = state.g.at[past.slot(k)].set(loc.g)
+    g_hist = past.put(state.g, past.slot(k), loc.g, k, rows=pend[1])
+    resp = est.begin(state.resp, k)
     row = Row(
         lam_hat=loc.lam_hat,
         mu=loc.mu,
         M_C=past.rows(g_hist, k, lambda g: jnp.einsum("an,lbn->lab", loc.x1, g)),
         # per unit time: a source at step l carries eta_l (chi[l+1, l] = eta_l Delta H_l)
-        M_R=(alpha * delta) * est.row(state.resp, k, loc.w, loc.H, rnd.dts, delta),
+        M_R=(alpha * delta) * est.row(resp, k, loc.w, loc.H, rnd.dts, delta),
         train_loss=loc.train_loss,
         train_acc=loc.train_acc,
         H=loc.H,
         g_k=loc.g,
         g_mean=loc.g_mean,
     )
-    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w), state, (u_hist, g_hist, loc.log_w)), net.project(row)
+    return eqx.tree_at(lambda st: (st.u, st.g, st.log_w, st.resp), state, (u_hist, g_hist, loc.log_w, resp)), \
+        net.project(row)
 
 
 def decay_matrix(lam, lam_hat_k):
@@ -393,4 +402,5 @@ def advance(net: Network, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_
     momentum = {} if rnd.update is None else {"update": rnd.update}
     decay = jnp.eye(net.K, dtype=u_next.dtype) - dt * decay_matrix(lam, lam_hat_k)
     resp = est.advance(state.resp, k, K_k, dt, decay, delta, row.H, **momentum)
-    return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w, incr=incr)
+    return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w, incr=incr,
+                 pend=state.pend).prefetched(past, k + 1)

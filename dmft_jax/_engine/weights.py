@@ -104,7 +104,7 @@ class SlotWeights(eqx.Module):
     def step(self, past, k, lam, lam_hat_k, K_k, M_C_row, dt, temperature=None) -> "SlotWeights":
         """Row ``k + 1`` from the kernel row ``k`` (``K_k[s]`` the memory weights
         ``sum_{l in s} eta_l M_R[k, l]`` ``(n, K, K)``, ``M_C_row[s]`` ``M_C[k, s]`` averaged
-        over slot ``s``), written to step ``k + 1``'s slot, then the merges of step ``k``."""
+        over slot ``s``), written to step ``k + 1``'s slot, then the merges at the start of step ``k + 1``."""
         n, K = self.G.shape[0], self.G.shape[1]
         eye = jnp.eye(K, dtype=self.G.dtype)
         s_k, s_next = past.slot(k), past.slot(k + 1)
@@ -123,6 +123,6 @@ class SlotWeights(eqx.Module):
         G = self.G.at[s_next].set(cross).at[:, :, s_next].set(jnp.transpose(cross, (1, 2, 0)))
         G = G.at[s_next, :, s_next, :].set(var)
         Rb = self.Rb.at[s_next].set(Rb_row)
-        G = past.merged(past.merged(G, k, axis=0), k, axis=2)
-        Rb = past.merged(past.merged(Rb, k, axis=0), k, "sum", axis=2)
+        G = past.merged(past.merged(G, k + 1, axis=0), k + 1, axis=2)
+        Rb = past.merged(past.merged(Rb, k + 1, axis=0), k + 1, "sum", axis=2)
         return SlotWeights(G=G, Rb=Rb)

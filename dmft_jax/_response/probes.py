@@ -27,13 +27,16 @@ class ProbeState(eqx.Module):
     eps: Float[Array, "steps K probes traj"]
     H_prev: Float[Array, "K K traj"]
     key: Any  # the probes' key
+    v_now: Any  # v at the step to come (K, P, n), written to the history at its step's begin
     past: Past = Past()  # how the products over the history are taken
     incr: Any = None  # the last increment of v, (K, P, n) (for a two-step update)
+    pend: Any = None  # a compressed history's rows of v and eps the next step's merges combine
 
-    def merged(self, k) -> "ProbeState":
-        """The state after the history's merges of step ``k``."""
-        return eqx.tree_at(lambda s: (s.v, s.eps), self, (self.past.merged(self.v, k, "mean"),
-                                                          self.past.merged(self.eps, k, "sum")))
+    def prefetched(self, k) -> "ProbeState":
+        if not self.past.compressed:
+            return self
+        return eqx.tree_at(lambda s: s.pend, self, (self.past.pair_rows(self.v, k), self.past.pair_rows(self.eps, k)),
+                           is_leaf=lambda x: x is None)
 
 
 class ProbeResponse(AbstractResponse):
@@ -69,8 +72,17 @@ class ProbeResponse(AbstractResponse):
     def init_rolled(self, key, n_steps, n_traj, dtype, past, K=1):
         shape = (past.size(n_steps + 1), K, self.n_probes, self.n_traj)
         return ProbeState(v=jnp.zeros(shape, dtype), eps=jnp.zeros(shape, dtype),
-                          H_prev=jnp.zeros((K, K, self.n_traj), dtype), key=key, past=past,
-                          incr=jnp.zeros(shape[1:], dtype))
+                          H_prev=jnp.zeros((K, K, self.n_traj), dtype), key=key, v_now=jnp.zeros(shape[1:], dtype),
+                          past=past, incr=jnp.zeros(shape[1:], dtype)).prefetched(0)
+
+    def begin(self, st, k):
+        """Step ``k``'s fields and the pending ``v[k]`` written, after the merges at the start of the
+        step (a compressed history): every write of the step before its reads."""
+        past = st.past
+        pend = (None, None) if st.pend is None else st.pend
+        eps = past.put(st.eps, past.slot(k), self.fields(st.key, k, st.v.shape[1], st.v.dtype), k, "sum", pend[1])
+        v = past.put(st.v, past.slot(k), st.v_now, k, rows=pend[0])
+        return eqx.tree_at(lambda s: (s.v, s.eps), st, (v, eps))
 
     def fields(self, key, k, K, dtype):
         """The Rademacher fields of step ``k`` ``(K, P, n)``: a sign per (step, probe, unit) and
@@ -100,8 +112,7 @@ class ProbeResponse(AbstractResponse):
     def advance(self, st, k, K_k, dt, decay, delta, H, update=None):
         v, past = st.v, st.past
         H = H[..., : self.n_traj]
-        eps_k = self.fields(st.key, k, H.shape[0], v.dtype)
-        eps = st.eps.at[past.slot(k)].set(eps_k)
+        eps_k = st.eps[past.slot(k)]
         A = decay[:, :, None] - dt * delta * H
         v_k = v[past.slot(k)]
         memory = past.total(k, lambda Kl, vl: jnp.tensordot(Kl, vl, axes=((0, 2), (0, 1))), K_k, v)
@@ -111,8 +122,8 @@ class ProbeResponse(AbstractResponse):
             incr = v_next - v_k
             v_next = update.step(v_k, v[past.slot(jnp.maximum(k - 1, 0))], incr, st.incr)
             first = update.b0 * H  # the first lag chi[k+1, k] = b0 eta_k Delta H_k
-        return ProbeState(v=v.at[past.slot(k + 1)].set(v_next), eps=eps, H_prev=first, key=st.key, past=past,
-                          incr=incr)
+        return ProbeState(v=v, eps=st.eps, H_prev=first, key=st.key, v_now=v_next, past=past, incr=incr,
+                          pend=st.pend).prefetched(k + 1)
 
 
 def _apply(A, v):

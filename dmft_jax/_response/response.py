@@ -91,6 +91,12 @@ class AbstractResponse(eqx.Module):
         takes their update. ``update`` is passed only when the algorithm has momentum, so an
         estimator without the keyword works for every other solve."""
 
+    def begin(self, state, k):
+        """The state at the start of step ``k``, before ``row`` reads it: where an estimator writes
+        what the previous step left pending (writes before reads keep XLA's updates in place) and
+        applies a compressed history's merges. By default the state itself."""
+        return state
+
     def init_rolled(self, key, n_steps: int, n_traj: int, dtype, past: Past, K: int = 1):
         """The state for the rolled causal sweep, whose histories have ``padded_size(n_steps +
         1, past.width)`` rows; by default :meth:`init` for that many rows (``row`` and

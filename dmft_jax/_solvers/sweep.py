@@ -130,11 +130,9 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
         dt = rnd_p.dts[k]
         weights, extra = None, ()
         if compressed:
-            xi, factor, flags = slot_noise(carry.factor, row.M_C, problem.delta, past.slot(k), rnd_p.zeta[k],
-                                           pivot_rtol)
+            xi, factor, flags = slot_noise(carry.factor, row.M_C, problem.delta, past, k, rnd_p.zeta[k], pivot_rtol)
             state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, None, row, est, past, xi=xi)
             weights = carry.weights.step(past, k, problem.lam, row.lam_hat, row.M_R, row.M_C, dt, rnd.temperature)
-            state, factor = state.merged(past, k), factor.merged(past, k)
             extra = (carry.weights.q_perp(past.slot(k)), flags)
         else:
             L_k, factor = noise_rows(carry.factor, row.M_C, problem.delta, k, pivot_rtol)
@@ -157,7 +155,7 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
     state = shard(process.init_state(net, rnd, T, est, key_probe, past))
     zero = lambda x: None if x is None else jnp.zeros_like(x)
     if compressed:
-        factor = SlotNoise.empty(padded, K, rnd.u0.shape[-1], dtype)
+        factor = SlotNoise.empty(past, K, rnd.u0.shape[-1], dtype)
         weights = SlotWeights.start(padded, K, past.slot(0), problem.R0, dtype)
     else:
         factor, weights = NoiseFactor.empty(padded * K, dtype), None
