@@ -13,7 +13,9 @@ from .._engine.sharding import device_ids
 from .._problem.losses import check_for_solver
 from .._problem.problem import AbstractModel, Problem
 from .._problem.readouts import Committee
-from .._response.response import as_response
+from .._response.probes import ProbeResponse
+from .._response.response import ExactResponse, as_response
+from .._engine.history import FullHistory
 from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .._solvers.base import AbstractSolver, resolve_pivot_rtol
 from .._solvers.iteration import DampedIteration
@@ -88,8 +90,10 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     K = check_problem(problem, algorithm)
     n_traj = _validate.integer("n_traj", n_traj, 2)
     dtype = as_dtype(dtype)
+    history = solver.history if isinstance(solver, CausalSweep) else FullHistory()
+    response = _history_response(history, response, algorithm, adjoint)
     # T checked against memory before anything of its size is built (its step sizes included)
-    T = count_steps(algorithm, t_max, n_steps, step_budget(n_traj, dtype, K, batch))
+    T = count_steps(algorithm, t_max, n_steps, step_budget(n_traj, dtype, K, batch, history))
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
     errors.check(n_traj, antithetic)
@@ -102,7 +106,8 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
         raise ValueError(f"sharding: n_traj = {n_traj} must split evenly over {len(ids)} devices")
     adjoint.check(solver, est, ids is not None)
     _check_combinations(problem, algorithm, solver, adjoint, save)
-    if auto_meter and batch == 1 and long_run(T, n_traj, est, dtype, K, 1 if isinstance(errors, NoErrors) else 2):
+    if auto_meter and batch == 1 and long_run(T, n_traj, est, dtype, K, 1 if isinstance(errors, NoErrors) else 2,
+                                              history):
         progress_meter = TqdmProgressMeter()  # a run of more than a few seconds shows its progress
     blocks = solver.blocks(T) if isinstance(solver, CausalSweep) else 1
     pivot_rtol = resolve_pivot_rtol(solver, dtype)
@@ -114,8 +119,25 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
                          cross_memory=problem.cross_memory if committee else True,
                          symmetric=problem.symmetric if committee else False,
                          quadrature=quadrature_size(problem) if committee else 0)
-    check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config), K, config.quadrature)
+    check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config), K, config.quadrature, history)
     return config
+
+
+def _history_response(history, response, algorithm, adjoint):
+    """The response estimator of a solve with this ``history``: a compressed history takes
+    :class:`~dmft_jax.ProbeResponse` (its default) and refuses what it does not cover, by name."""
+    if not history.compressed:
+        return response
+    if isinstance(response, ExactResponse):
+        raise ValueError("response: a CompressedHistory needs ProbeResponse(n_probes) (its default); the exact "
+                         "response stores chi over every pair of steps, O(T^2) by nature")
+    if getattr(algorithm, "beta", None) is not None:
+        raise ValueError("algorithm.beta: a CompressedHistory covers plain steps; momentum (beta) is solved with the "
+                         "full history (CausalSweep(history=dj.FullHistory()))")
+    if isinstance(adjoint, SweepAdjoint):
+        raise ValueError("adjoint: SweepAdjoint differentiates the full history's exact response; a CompressedHistory "
+                         "is differentiated by AutodiffAdjoint() (the default)")
+    return ProbeResponse() if response is None else response
 
 
 def trajectories_of(trajectories, options: dict) -> Trajectories:

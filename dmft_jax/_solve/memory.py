@@ -13,7 +13,7 @@ from .._engine.timegrid import StepBudget, auto_time_blocks, chunk_width
 
 
 def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", response=None,
-                    time_blocks=None, K: int = 1, quadrature: int = 0) -> int:
+                    time_blocks=None, K: int = 1, quadrature: int = 0, history=None) -> int:
     """Peak bytes of one forward sweep (see docs/memory.md), with ``S = T + 1``, ``b`` the
     bytes per number (8 in float64, 4 in float32):
 
@@ -32,7 +32,11 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     (:func:`~dmft_jax._engine.timegrid.auto_time_blocks`). A ``vmap`` over ``B`` points needs ``B``
     times this. ``K``: units of a committee (every history ``K`` times, every kernel ``K^2``
     times); ``quadrature``: the points of its test error's quadrature (``Q``, ``K + 4`` numbers
-    each, two rules)."""
+    each, two rules).
+
+    ``history``: a :class:`~dmft_jax.CompressedHistory` replaces ``S`` by its ``n`` slots in
+    every history and kernel (``b (R + (3 n + 4 S) N K + 2 S n K^2 + 12 (n K)^2 + ...)``; the
+    random numbers ``zeta`` and ``s`` still hold ``S`` rows), the response's ``R`` over ``n`` rows."""
     n_steps = _validate.integer("n_steps", n_steps, 1)
     n_traj = _validate.integer("n_traj", n_traj, 1)
     K = _validate.integer("K", K, 1)
@@ -47,8 +51,13 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
         raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
     item = dt.itemsize
     est = as_response(response, n_chi).resolve(n_steps, n_traj, item, K)
-    blocks = auto_time_blocks(n_steps) if time_blocks is None else time_blocks
     size = n_steps + 1
+    if getattr(history, "compressed", False):
+        n = history.n_slots(n_steps)
+        hist = (3 * n + 4 * size) * n_traj * K
+        kernels = 2 * size * n * K * K + 12 * (n * K) ** 2
+        return int(item * (est.peak_numbers(n, None, K) + hist + kernels + 16 * n_traj + 2 * quadrature * (K + 4)))
+    blocks = auto_time_blocks(n_steps) if time_blocks is None else time_blocks
     width = chunk_width(n_steps, blocks)
     padded = padded_size(size, width)
     hist = 6 * padded * n_traj * K
@@ -56,12 +65,20 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     return int(item * (est.peak_numbers(size, width, K) + hist + kernels + 16 * n_traj + 2 * quadrature * (K + 4)))
 
 
-def step_budget(n_traj: int, dtype, K: int = 1, batch: int = 1) -> StepBudget:
+def step_budget(n_traj: int, dtype, K: int = 1, batch: int = 1, history=None) -> StepBudget:
     """The steps a solve of ``n_traj`` trajectories can hold, checked before anything of size
     ``T`` is built (the step sizes, the tables, the sweep): the part of
     :func:`memory_estimate` that grows with ``T`` whatever the response, its kernels
-    ``12 ((T+1) K)^2`` and histories ``6 (T+1) N K`` numbers, for ``batch`` points."""
+    ``12 ((T+1) K)^2`` and histories ``6 (T+1) N K`` numbers, for ``batch`` points (a
+    compressed ``history``: its random numbers ``4 (T+1) N K`` and kernel rows over at most
+    ``256`` slots)."""
     item = jnp.dtype(dtype).itemsize
+    if getattr(history, "compressed", False):
+        return StepBudget(lambda T: batch * item * (4 * (T + 1) * n_traj * K + 512 * (T + 1) * K * K),
+                          f"its random numbers and kernel rows, 4 (T+1) N K + 512 (T+1) K^2 numbers of {item} bytes "
+                          f"(memory_estimate){f', for {batch} points' if batch > 1 else ''}",
+                          f"n_traj = {n_traj}" + (f" (with K = {K} units)" if K > 1 else "")
+                          + (f" for {batch} points" if batch > 1 else ""))
     return StepBudget(lambda T: batch * item * (12 * ((T + 1) * K) ** 2 + 6 * (T + 1) * n_traj * K),
                       f"its kernels and histories alone, 12 ((T+1) K)^2 + 6 (T+1) N K numbers of {item} bytes "
                       f"(memory_estimate){f', for {batch} points' if batch > 1 else ''}",
@@ -79,15 +96,17 @@ class SizeWarning(UserWarning):
 #: benchmarks/solve_speed.py and the long-horizon timings of issue 25 (within ~2x there):
 #: history contractions per trajectory and step pair, the exact response per trajectory and
 #: step triple, the noise factor's substitution per step triple
-_SECONDS = {"history": 2.4e-9, "response": 3.0e-10, "factor": 1.0e-9}
+_SECONDS = {"history": 2.4e-9, "response": 3.0e-10, "factor": 1.0e-9, "slots": 2.2e-9}
 LONG_RUN_S = 180.0  # the warning's threshold: "a few minutes"
 
 
-def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 1, K: int = 1) -> float:
+def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 1, K: int = 1,
+                  history=None) -> float:
     """A rough wall time (seconds) of a solve on a laptop-class CPU: its ``T^2 N`` history
     sums (times ``1 + 2 P`` with ``P`` probes), ``T^3 n_chi`` exact response and ``T^3``
     noise factor, with the constants measured on a 2-core machine (``_SECONDS``); a GPU is
-    usually much faster. Only for the warning before long runs: not a benchmark."""
+    usually much faster. With a compressed ``history`` the work is ``T n N (3 + 2 P)`` over its
+    ``n`` slots. Only for the warning before long runs: not a benchmark."""
     T = float(_validate.integer("n_steps", n_steps, 1))
     n_traj = _validate.integer("n_traj", n_traj, 1)
     batch, K = _validate.integer("batch", batch, 1), _validate.integer("K", K, 1)
@@ -102,6 +121,9 @@ def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 
         raise ValueError(f"dtype must be a floating dtype such as 'float32' or 'float64'; got {dtype!r}")
     probes = getattr(est, "n_probes", 0) or 0
     n_chi = getattr(est, "n_chi", 0) or 0
+    if getattr(history, "compressed", False):  # n slots read every step: linear in T
+        n = history.n_slots(int(T))
+        return batch * item * _SECONDS["slots"] * T * n * n_traj * K ** 2 * (3 + 2 * probes)
     work = (_SECONDS["history"] * T ** 2 / 2 * n_traj * K ** 2 * (1 + 2 * probes)
             + _SECONDS["response"] * T ** 3 / 3 * n_chi * K ** 2 + _SECONDS["factor"] * T ** 3 / 3 * K ** 3)
     return batch * item * work
@@ -110,11 +132,11 @@ def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 
 AUTO_PROGRESS_S = 10.0  # a solve estimated longer than this shows a progress bar unless told otherwise
 
 
-def long_run(n_steps, n_traj, est, dtype, K=1, repeats: float = 1.0) -> bool:
+def long_run(n_steps, n_traj, est, dtype, K=1, repeats: float = 1.0, history=None) -> bool:
     """Whether ``repeats`` solves are estimated above :data:`AUTO_PROGRESS_S` on this CPU (a
     GPU: never; its runs are far shorter than the estimate), so that they show their
     progress by default."""
-    seconds = time_estimate(n_steps, n_traj, est, dtype, 1, K) * repeats
+    seconds = time_estimate(n_steps, n_traj, est, dtype, 1, K, history) * repeats
     return seconds > AUTO_PROGRESS_S and jax.devices()[0].platform == "cpu"
 
 
@@ -149,12 +171,13 @@ def warn_size(need: float, seconds: float, what: str = "this solve") -> None:
                   "n_probes set its size: see docs/choosing-sizes.md)", SizeWarning)
 
 
-def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None, K=1, quadrature=0):
+def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replicas=None, K=1, quadrature=0,
+                 history=None):
     """Refuse (``ValueError``) a solve of ``batch`` points that needs more than 90% of the
     device's memory, and warn (:class:`SizeWarning`) before one above half the free memory
     or a few minutes; ``replicas = (G, estimator)``: the solve also runs ``G`` replicas on
     ``N / G`` trajectories each (:class:`~dmft_jax.GroupErrors`)."""
-    sizes = dict(dtype=dtype, time_blocks=time_blocks, K=K, quadrature=quadrature)
+    sizes = dict(dtype=dtype, time_blocks=time_blocks, K=K, quadrature=quadrature, history=history)
     need = memory_estimate(n_steps, n_traj, response=est, **sizes)
     if replicas is not None:
         g, small = replicas
@@ -168,7 +191,7 @@ def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replica
             "reduce n_chi (response memory (T+1)^2 n_chi), use ProbeResponse (memory n_probes (T+1) N), "
             "or reduce n_traj or t_max/eta"
         )
-    seconds = time_estimate(n_steps, n_traj, est, dtype, batch, K) * (2 if replicas is not None else 1)
+    seconds = time_estimate(n_steps, n_traj, est, dtype, batch, K, history) * (2 if replicas is not None else 1)
     warn_size(need, seconds, f"this solve{f' ({batch} points)' if batch > 1 else ''}")
 
 

@@ -152,7 +152,8 @@ def _bucket(config: SolveConfig, problem, algorithm, response):
     the two built in, or when the padded ``N`` would not split into the error groups or over
     the devices. ``response``: the estimator as passed to ``solve`` (re-sized for the bucket)."""
     solver = config.solver
-    if not (isinstance(solver, CausalSweep) and solver.buckets and isinstance(config.adjoint, AutodiffAdjoint)):
+    if not (isinstance(solver, CausalSweep) and solver.buckets and isinstance(config.adjoint, AutodiffAdjoint)) \
+            or solver.history.compressed:  # a compressed history's schedule is sized for its T
         return None
     is_schedule = lambda x: isinstance(x, Schedule)
     leaves = jax.tree_util.tree_leaves((problem, algorithm), is_leaf=is_schedule)

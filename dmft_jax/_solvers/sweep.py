@@ -79,6 +79,7 @@ class CausalSweep(AbstractSolver):
             raise ValueError(f"time_blocks must be an integer >= 1; got {self.time_blocks!r}")
         if not isinstance(self.buckets, (bool, np.bool_)):
             raise ValueError(f"buckets must be True or False; got {self.buckets!r}")
+        self.history.check(n_steps)
 
     def blocks(self, n_steps: int) -> int:
         return auto_time_blocks(n_steps) if self.time_blocks is None else int(self.time_blocks)
