@@ -54,14 +54,15 @@ class CompressedHistory(AbstractHistory):
     length, at most ``per_level`` blocks of each length (module docstring; docs/equations.md,
     section 2.10).
 
-    ``rtol``: the tolerance of the compression error. With ``estimate=True`` (default) the solve
-    estimates the error as an embedded pair does: the same random numbers are solved on the
-    first ``n_estimate`` trajectories (default ``min(N, 2048)``) with this history and with
-    the next coarser one (``window / 2``, ``per_level / 2``); the largest difference of
-    ``eps_gen`` (absolute) and of ``q`` (relative to ``1 + q``) over the whole run is reported
-    in ``sol.stats["history_error"]`` (``"history_error_q"``), and a solve whose estimate exceeds
-    ``rtol`` ends with ``result`` ``history_tolerance``, not success. The estimate costs about
-    ``2 n_estimate / N`` of a solve (one coarser solve when ``n_estimate = N``).
+    Error control: with ``estimate=True`` (default) the solve estimates the compression error
+    as an embedded pair does: the same random numbers are solved on the first ``n_estimate``
+    trajectories (default ``min(N, 2048)``) with this history and with the next coarser one
+    (``window / 2``, ``per_level / 2``); the largest difference over the run of ``eps_gen``
+    (absolute) and of ``q`` (relative to ``1 + |q|``) is reported in
+    ``sol.stats["history_error"]`` and ``sol.stats["history_error_q"]``, and a solve whose
+    estimate exceeds ``atol`` (``eps_gen``, default ``1e-3``) or ``rtol`` (``q``, default
+    ``1e-2``) ends with ``result`` ``history_tolerance``, not success. The estimate costs about
+    ``2 n_estimate / N`` of a solve (one coarser, cheaper solve when ``n_estimate = N``).
 
     Requires :class:`~dmft_jax.ProbeResponse` (the default estimator of a compressed solve;
     the exact response is ``O(T^2)`` by nature) and a plain step (no momentum ``beta``).
@@ -69,7 +70,8 @@ class CompressedHistory(AbstractHistory):
 
     window: int = eqx.field(static=True, default=64)
     per_level: int = eqx.field(static=True, default=8)
-    rtol: float = eqx.field(static=True, default=2e-3)
+    atol: float = eqx.field(static=True, default=1e-3)
+    rtol: float = eqx.field(static=True, default=1e-2)
     estimate: bool = eqx.field(static=True, default=True)
     n_estimate: int | None = eqx.field(static=True, default=None)
 
@@ -80,9 +82,10 @@ class CompressedHistory(AbstractHistory):
             v = getattr(self, name)
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < low:
                 raise ValueError(f"CompressedHistory.{name} must be an integer >= {low}; got {v!r}")
-        r = self.rtol
-        if isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Real) or not (np.isfinite(r) and r > 0):
-            raise ValueError(f"CompressedHistory.rtol must be a finite number > 0; got {r!r}")
+        for name in ("atol", "rtol"):
+            r = getattr(self, name)
+            if isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Real) or not (np.isfinite(r) and r > 0):
+                raise ValueError(f"CompressedHistory.{name} must be a finite number > 0; got {r!r}")
         if not isinstance(self.estimate, (bool, np.bool_)):
             raise ValueError(f"CompressedHistory.estimate must be True or False; got {self.estimate!r}")
         n = self.n_estimate
@@ -92,7 +95,7 @@ class CompressedHistory(AbstractHistory):
     def coarser(self) -> "CompressedHistory":
         """The embedded coarser history of the error estimate (half the window and blocks per
         length), without an estimate of its own."""
-        return CompressedHistory(max(4, self.window // 2), max(2, self.per_level // 2), self.rtol, False)
+        return CompressedHistory(max(4, self.window // 2), max(2, self.per_level // 2), self.atol, self.rtol, False)
 
     def past(self, n_steps: int) -> "SlotPast":
         return SlotPast(n_steps=int(n_steps), window=self.window, per_level=self.per_level)

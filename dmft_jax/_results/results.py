@@ -28,6 +28,7 @@ class RESULTS(enum.IntEnum):
     no_minimiser = 4
     invalid_input = 5
     worse = 6
+    history_tolerance = 7
 
     @property
     def message(self) -> str:
@@ -45,6 +46,9 @@ _MESSAGES = {
     RESULTS.worse: "tuning made the objective worse than at its start (beyond twice the standard error of the "
     "difference, or on the same random numbers): lower the optimiser's learning rate, take more steps or check "
     "its sign; the start is the better point",
+    RESULTS.history_tolerance: "the compressed history's error estimate exceeded its tolerance (sol.stats[\"history_error\"] "
+    "above CompressedHistory.atol on eps_gen, or sol.stats[\"history_error_q\"] above rtol on q): enlarge window or "
+    "per_level, or solve with the full history",
     RESULTS.no_minimiser: "no finite minimiser: the order parameters diverge (with lam = 0 this happens "
     "when the data are separable, alpha < alpha*(Delta))",
 }

@@ -45,7 +45,9 @@ from .._cache.trace import cached_call
 from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint
 from .standard_errors import AbstractErrors, GroupErrors, no_gradient
 from .._algorithms.algorithms import AbstractAlgorithm
+from .history_error import history_error
 from .memory import check_memory
+from .._results.results import RESULTS, Result
 from .._problem.network import Network
 from .._problem.readouts import Committee
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, compile_notice
@@ -210,7 +212,8 @@ def _solve_sweep(problem, algorithm, key, seed, config, n_real=None, n_live=None
 _solve_jit = eqx.filter_jit(_solve_sweep)  # compiled programs are named after _solve_sweep
 
 
-def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None, n_live=None) -> Solution:
+def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=None, n_live=None,
+                 estimate_history: bool = True) -> Solution:
     """The jittable core of :func:`solve` for every ``K`` (no validation; ``config`` from
     :func:`~dmft_jax._solve.configure.configure`): the one causal sweep of ``Network.of(problem)``
     (``K x K`` blocks, a single unit being ``K = 1``), the weight side in blocks, the test
@@ -220,7 +223,8 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     for ``config.n_steps`` (a shape bucket, :func:`dmft_jax._engine.timegrid.bucket_steps`): every
     entry past ``n_real`` is zero, to be cut off by the caller. ``n_live`` (traced,
     optional): only the first ``n_live`` of the ``config.n_traj`` trajectories are averaged
-    (the rest pad the bucket)."""
+    (the rest pad the bucket). ``estimate_history``: a compressed history's error estimate (off
+    for the solves that make it and for the error replicas)."""
     T, K = config.n_steps, config.K
     net = Network.of(problem)
     base = net.problem
@@ -253,10 +257,18 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     # (N_bucket / replica size is the group count G, exact: errors.check makes N a multiple of G;
     # n_live * size would overflow int32 without x64)
     live_of = lambda c: None if n_live is None else n_live // (config.n_traj // c.n_traj)
-    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real, n_live=live_of(c)),
-                                          key, config)
+    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real, n_live=live_of(c),
+                                                                    estimate_history=False), key, config)
     if se is not None:
         stats["n_groups_failed"] = n_failed
+    history = getattr(config.solver, "history", None)
+    if estimate_history and history is not None and history.compressed and history.estimate:
+        err_eps, err_q = history_error(lambda k, c: solve_traced(*frozen, k, c, estimate_history=False), key, config,
+                                       fields)
+        stats.update(history_error=err_eps, history_error_q=err_q)
+        worse = (err_eps > history.atol) | (err_q > history.rtol) | ~jnp.isfinite(err_eps + err_q)
+        result = Result.of(jnp.where((result.code == RESULTS.successful) & worse, RESULTS.history_tolerance,
+                                     result.code), result.check, result.checks)
     return Solution(t=t, result=result, stats=stats, seed=seed, problem=problem, algorithm=algorithm, config=config,
                     trajectories=traj, se=se, eps_gen_integral_se=eps_se, **fields)
 

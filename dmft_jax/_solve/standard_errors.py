@@ -93,8 +93,8 @@ class GroupErrors(AbstractErrors):
         reps = jax.vmap(lambda k: run_group(k, small))(replica_keys(key, self.groups))
         failed = jnp.sum(reps.result.code != 0)
         scale = 1.0 / jnp.sqrt(self.groups)
-        se = {n: jnp.where(failed > 0, jnp.nan, jnp.std(getattr(reps, n), axis=0, ddof=1) * scale)
-              for n in OBSERVABLES}
+        se = {n: None if getattr(reps, n) is None else
+              jnp.where(failed > 0, jnp.nan, jnp.std(getattr(reps, n), axis=0, ddof=1) * scale) for n in OBSERVABLES}
         return se, failed
 
     def replicas(self, config):
