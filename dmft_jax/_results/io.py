@@ -278,6 +278,8 @@ class Loaded:
     can be passed to :func:`dmft_jax._results.plot.compare` like the original result."""
 
     def __init__(self, arrays: dict, meta: dict):
+        if meta.get("kind") in ("solution", "committee_solution"):  # squares a compressed history has not
+            self.__dict__.update({n: None for n in ("C", "C_perp", "R", "P")})
         self.__dict__.update(arrays)
         if "q" in arrays and "Q" not in arrays:  # the names a result answers to (Q is q)
             self.__dict__.update(Q=arrays["q"], **({"Q_se": arrays["q_se"]} if "q_se" in arrays else {}))

@@ -93,7 +93,10 @@ class Solution(AbstractOutcome):
     def saved_arrays(self) -> tuple:
         """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
         optional = tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(self, n) is not None)
-        return self.base_arrays + optional + (tuple(f"{n}_se" for n in OBSERVABLES) if self.se is not None else ())
+        # a compressed history's solution has no two-time squares (C, C_perp, R, P: None)
+        base = tuple(n for n in self.base_arrays if getattr(self, n) is not None)
+        se = tuple(f"{n}_se" for n in OBSERVABLES if self.se[n] is not None) if self.se is not None else ()
+        return base + optional + se
 
     m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, C_perp_se, R_se, M_C_se, M_R_se = (
         se_property(n) for n in OBSERVABLES)

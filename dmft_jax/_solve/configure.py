@@ -15,7 +15,7 @@ from .._problem.problem import AbstractModel, Problem
 from .._problem.readouts import Committee
 from .._response.probes import ProbeResponse
 from .._response.response import ExactResponse, as_response
-from .._engine.history import FullHistory
+from .._engine.history import CompressedHistory, FullHistory
 from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .._solvers.base import AbstractSolver, resolve_pivot_rtol
 from .._solvers.iteration import DampedIteration
@@ -91,9 +91,14 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     n_traj = _validate.integer("n_traj", n_traj, 2)
     dtype = as_dtype(dtype)
     history = solver.history if isinstance(solver, CausalSweep) else FullHistory()
-    response = _history_response(history, response, algorithm, adjoint)
+    auto = history is None and _compressible(response, algorithm, adjoint)
     # T checked against memory before anything of its size is built (its step sizes included)
-    T = count_steps(algorithm, t_max, n_steps, step_budget(n_traj, dtype, K, batch, history))
+    T = count_steps(algorithm, t_max, n_steps, step_budget(n_traj, dtype, K, batch,
+                                                           CompressedHistory() if auto else history))
+    if isinstance(solver, CausalSweep) and history is None:  # the automatic choice, by the number of steps
+        history = CompressedHistory() if auto and T > AUTO_COMPRESS_STEPS else FullHistory()
+        solver = CausalSweep(solver.time_blocks, solver.pivot_rtol, solver.buckets, history)
+    response = _history_response(history, response, algorithm, adjoint)
     if antithetic and n_traj % 2:
         raise ValueError(f"n_traj must be even when antithetic=True; got {n_traj}")
     errors.check(n_traj, antithetic)
@@ -121,6 +126,16 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
                          quadrature=quadrature_size(problem) if committee else 0)
     check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config), K, config.quadrature, history)
     return config
+
+
+# a solve of more steps than this, with CausalSweep() as it comes, runs with a CompressedHistory (linear
+# cost in T) where it can: the default or probed response, a plain step, the autodiff adjoint
+AUTO_COMPRESS_STEPS = 2000
+
+
+def _compressible(response, algorithm, adjoint) -> bool:
+    return (response is None or isinstance(response, ProbeResponse)) and getattr(algorithm, "beta", None) is None \
+        and not isinstance(adjoint, SweepAdjoint)
 
 
 def _history_response(history, response, algorithm, adjoint):

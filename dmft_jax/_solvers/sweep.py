@@ -58,7 +58,11 @@ class CausalSweep(AbstractSolver):
     sizes runs ``T`` steps in arrays sized for ``T``'s bucket
     (:func:`~dmft_jax._engine.timegrid.bucket_steps`), so that another ``t_max`` in the bucket
     reuses the compiled program (results equal to rounding). ``pivot_rtol``: see
-    :class:`~dmft_jax._solvers.base.AbstractSolver`."""
+    :class:`~dmft_jax._solvers.base.AbstractSolver`. ``history``: how the past is kept,
+    :class:`~dmft_jax.FullHistory` (the exact scheme) or :class:`~dmft_jax.CompressedHistory`
+    (cost linear in ``T``; docs/equations.md, section 2.10); default ``None``: the solve picks
+    the full history up to 2000 steps and a ``CompressedHistory()`` beyond, where it applies
+    (default or probed response, no momentum, the autodiff adjoint)."""
 
     time_blocks: int | None = eqx.field(static=True)
     pivot_rtol: float | None = eqx.field(static=True)
@@ -70,7 +74,7 @@ class CausalSweep(AbstractSolver):
         self.time_blocks = time_blocks
         self.pivot_rtol = pivot_rtol
         self.buckets = buckets
-        self.history = as_history(history)
+        self.history = None if history is None else as_history(history)  # None: chosen by the solve (auto)
 
     def check(self, n_steps):
         if self.time_blocks is not None and (isinstance(self.time_blocks, bool)
@@ -79,14 +83,15 @@ class CausalSweep(AbstractSolver):
             raise ValueError(f"time_blocks must be an integer >= 1; got {self.time_blocks!r}")
         if not isinstance(self.buckets, (bool, np.bool_)):
             raise ValueError(f"buckets must be True or False; got {self.buckets!r}")
-        self.history.check(n_steps)
+        if self.history is not None:
+            self.history.check(n_steps)
 
     def blocks(self, n_steps: int) -> int:
         return auto_time_blocks(n_steps) if self.time_blocks is None else int(self.time_blocks)
 
     def run(self, net, rnd, n_steps, response, key_probe, pivot_rtol, meter, shard, n_real=None):
         return forward_sweep(net, rnd, n_steps, response, key_probe, pivot_rtol, self.blocks(n_steps), meter,
-                             shard, n_real, self.history)
+                             shard, n_real, self.history or FullHistory())
 
 
 def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shard=lambda x: x,
