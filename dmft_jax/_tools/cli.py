@@ -66,7 +66,8 @@ _FLAGS = {"t_max": "--t-max", "eta": "--eta", "init": "--eta", "rate": "--eta-de
           "b": "--b", "tau": "--tau", "alpha": "--alpha", "delta": "--delta", "lam": "--lam", "R0": "--R0",
           "m0": "--m0", "rho": "--rho", "L": "--L", "beta": "--sharpness", "loss": "--loss", "key": "--seed",
           "n_traj": "--n-traj", "n_chi": "--n-chi", "n_probes": "--probes", "GroupErrors.groups": "--groups",
-          "groups": "--groups", "params": "--params", "steps": "--steps", "d": "--d", "n_seeds": "--n-seeds"}
+          "groups": "--groups", "CompressedHistory.window": "--window", "CompressedHistory.per_level": "--per-level",
+          "params": "--params", "steps": "--steps", "d": "--d", "n_seeds": "--n-seeds"}
 
 
 def _flagged(message: str) -> str:
@@ -113,6 +114,13 @@ def _parser():
     ps.add_argument("--n-chi", type=int, default=None, help="trajectories carrying the response (default min(N, 4096))")
     ps.add_argument("--probes", type=int, default=None, metavar="P",
                     help="estimate M_R by P randomized probes per trajectory (ProbeResponse) instead of the exact response")
+    ps.add_argument("--history", choices=["auto", "full", "compressed"], default="auto",
+                    help="how the sweep keeps the past: the full history (exact scheme, cost ~T^2.4), a compressed "
+                         "one (a recent window and blocks of doubling length; cost linear in T, ProbeResponse), or "
+                         "auto: compressed beyond 2000 steps")
+    ps.add_argument("--window", type=int, default=64, help="steps kept at full resolution (--history compressed)")
+    ps.add_argument("--per-level", type=int, default=8,
+                    help="blocks of each length 2, 4, 8, ... (--history compressed)")
     ps.add_argument("--groups", type=int, default=16, metavar="G",
                     help="standard errors (the DMFT band in the plot) from G replica solves on N/G trajectories "
                          "each (GroupErrors; about twice the solve time); 0: none")
@@ -246,10 +254,14 @@ def main(argv=None):
     try:
         if args.command == "solve":
             t0 = time.perf_counter()
-            resp = dj.ProbeResponse(args.probes) if args.probes is not None else dj.ExactResponse(args.n_chi)
+            resp = dj.ProbeResponse(args.probes) if args.probes is not None else (
+                None if args.n_chi is None else dj.ExactResponse(args.n_chi))
             errors = dj.GroupErrors(args.groups) if args.groups != 0 else None
+            history = {"auto": None, "full": dj.FullHistory(),
+                       "compressed": dj.CompressedHistory(args.window, args.per_level)}[args.history]
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
-                           progress_meter=_meter(dj, args, "sweep", "steps"), errors=errors)
+                           progress_meter=_meter(dj, args, "sweep", "steps"), errors=errors,
+                           solver=dj.CausalSweep(history=history))
             sol.m.block_until_ready()
             summary["solve_seconds"] = round(time.perf_counter() - t0, 3)
             summary["status"], summary["message"] = sol.result.code_name, sol.message
