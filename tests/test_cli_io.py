@@ -44,7 +44,9 @@ def test_cli_habits(tmp_path, capsys):
         cli.main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dmft-jax {dj.__version__}"
     for bad, says in ((["--t-max", "0"], "t_max must satisfy t_max > 0"), (["--n-traj", "0"], "n_traj"),
-                      (["--loss", "hinge"], "hinge")):
+                      (["--loss", "hinge"], "hinge"), (["--history", "compressed", "--window", "2"], "--window"),
+                      (["--history", "compressed", "--per-level", "0"], "--per-level"),
+                      (["--history", "compressed", "--n-chi", "64"], "CompressedHistory needs ProbeResponse")):
         out = tmp_path / "refused"
         with pytest.raises(SystemExit) as done:
             cli.main(["solve", "--no-cache", "--out", str(out), *bad])

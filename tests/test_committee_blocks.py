@@ -28,9 +28,10 @@ def test_probes_carry_the_block_response(rule):
     sp = probes.init(jax.random.PRNGKey(1), S - 1, n, jnp.float64, K)
     dts, delta, w = jnp.asarray(rng.uniform(0.1, 0.3, S)), 0.7, jnp.asarray(rng.uniform(0.5, 1.5, n))
     one = dj.ProbeResponse(1).resolve(S - 1, n, 8, K)
-    per_probe = jax.vmap(lambda v, e: one.row(ProbeState(v[:, :, None], e[:, :, None], sp.H_prev), k, w, H, dts,
-                                              delta), in_axes=(2, 2))
+    per_probe = jax.vmap(lambda v, e: one.row(ProbeState(v[:, :, None], e[:, :, None], sp.H_prev, sp.key, None), k, w,
+                                              H, dts, delta), in_axes=(2, 2))
     for k in range(S - 1):
+        sp = probes.begin(sp, k)  # step k's fields drawn and v[k] written (the estimator's protocol)
         H = jnp.asarray(rng.standard_normal((K, K, n)))
         H = H + jnp.swapaxes(H, 0, 1)
         if k > 1:
@@ -43,8 +44,8 @@ def test_probes_carry_the_block_response(rule):
         decay = jnp.eye(K) - dts[k] * jnp.asarray(rng.standard_normal((K, K))) * 0.2
         se = exact.advance(se, k, KR, dts[k], decay, delta, H, update=rule.two_step(0.3))
         sp = probes.advance(sp, k, KR, dts[k], decay, delta, H, update=rule.two_step(0.3))
-        v = jnp.einsum("albn,lbpn->apn", se.chi[0][k + 1], sp.eps[: S - 1])
-        np.testing.assert_allclose(np.asarray(sp.v[k + 1]), np.asarray(v), rtol=1e-12, atol=1e-12)
+        v = jnp.einsum("albn,lbpn->apn", se.chi[0][k + 1], sp.eps[: S - 1])  # eps of the steps <= k
+        np.testing.assert_allclose(np.asarray(sp.v_now), np.asarray(v), rtol=1e-12, atol=1e-12)
 
 
 def test_probe_and_exact_solves_agree_within_their_error_bars(two, tmp_path):

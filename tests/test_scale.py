@@ -251,7 +251,8 @@ def test_size_warning_before_long_or_large_runs(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", dj.SizeWarning)  # the warning stops the run before it starts
         with pytest.raises(dj.SizeWarning, match="minutes.*t_max/eta"):
-            dj.solve(P, A, t_max=600.0, n_traj=4096, response=dj.ProbeResponse(4), key=0)
+            dj.solve(P, A, t_max=600.0, n_traj=4096, response=dj.ProbeResponse(4), key=0,
+                     solver=dj.CausalSweep(history=dj.FullHistory()))
         monkeypatch.setattr(memory, "free_bytes", lambda: 2**10)  # 1 KiB free
         with pytest.raises(dj.SizeWarning, match="more than half the 0.0 GiB free"):
             dj.solve(P, A, t_max=1.0, n_traj=256, key=0)
@@ -261,6 +262,11 @@ def test_size_warning_before_long_or_large_runs(monkeypatch):
     # the estimate grows like T^2 N for the history sums and T^3 n_chi for the exact response
     est = dj.ExactResponse(256)
     assert 3.5 < dj.time_estimate(200, 2**16, est) / dj.time_estimate(100, 2**16, est) < 8.5
+    # with a compressed history (CausalSweep's own choice beyond 2000 steps) it grows like T
+    probe, comp = dj.ProbeResponse(4), dj.CompressedHistory()
+    assert 2.0 < dj.time_estimate(20000, 2**12, probe, history=comp) / dj.time_estimate(10000, 2**12, probe,
+                                                                                          history=comp) < 2.3
+    assert dj.time_estimate(3000, 4096, probe, history=comp) < 0.1 * dj.time_estimate(3000, 4096, probe)
     for bad, name in (((0, 2**10, est), "n_steps"), ((10, -1, est), "n_traj"), ((10, 2**10, 256), "est"),
                       ((10, 2**10, est, "complex"), "dtype"), ((10, 2**10, est, "nope"), "dtype")):
         with pytest.raises(ValueError, match=name):

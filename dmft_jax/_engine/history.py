@@ -73,8 +73,8 @@ class CompressedHistory(AbstractHistory):
     the exact response is ``O(T^2)`` by nature) and a plain step (no momentum ``beta``).
     """
 
-    window: int = eqx.field(static=True, default=64)
-    per_level: int = eqx.field(static=True, default=8)
+    window: int = eqx.field(static=True, default=32)
+    per_level: int = eqx.field(static=True, default=4)
     atol: float = eqx.field(static=True, default=5e-3)
     rtol: float = eqx.field(static=True, default=5e-2)
     estimate: bool = eqx.field(static=True, default=True)
@@ -181,8 +181,8 @@ class SlotPast(Past):
     the tables come from :func:`slot_schedule`'s cache."""
 
     n_steps: int = eqx.field(static=True, default=0)
-    window: int = eqx.field(static=True, default=64)
-    per_level: int = eqx.field(static=True, default=8)
+    window: int = eqx.field(static=True, default=32)
+    per_level: int = eqx.field(static=True, default=4)
 
     compressed = True
 

@@ -118,8 +118,8 @@ def _parser():
                     help="how the sweep keeps the past: the full history (exact scheme, cost ~T^2.4), a compressed "
                          "one (a recent window and blocks of doubling length; cost linear in T, ProbeResponse), or "
                          "auto: compressed beyond 2000 steps")
-    ps.add_argument("--window", type=int, default=64, help="steps kept at full resolution (--history compressed)")
-    ps.add_argument("--per-level", type=int, default=8,
+    ps.add_argument("--window", type=int, default=32, help="steps kept at full resolution (--history compressed)")
+    ps.add_argument("--per-level", type=int, default=4,
                     help="blocks of each length 2, 4, 8, ... (--history compressed)")
     ps.add_argument("--groups", type=int, default=16, metavar="G",
                     help="standard errors (the DMFT band in the plot) from G replica solves on N/G trajectories "
