@@ -28,7 +28,6 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _validate
 from .past import Past
 
 

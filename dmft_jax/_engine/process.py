@@ -21,15 +21,15 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.extend
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
 from .._algorithms import selection
 from .._problem.network import Network
-from .past import Past, padded_size
+from .past import Past
 from .._algorithms.updates import updated
+from .grids import grid_normal
 
 Traj = Float[Array, " traj"]
 History = Float[Array, "steps traj"]
@@ -162,31 +162,6 @@ def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, d
                       update=algorithm.two_step())
 
 
-def grid_bits(key, n_rows: int, n_cols: int, row0=0):
-    """32 random bits for every ``(row, column)``, ``(n_rows, n_cols)`` uint32: the Threefry
-    hash of the counter ``(row, column)`` under ``key``, so an entry depends on its own row and
-    column only (the first rows and columns of a larger grid are the smaller grid). ``row0``
-    (may be traced): the rows ``row0 .. row0 + n_rows - 1`` of the same grid."""
-    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    data = data.reshape(-1)
-    if data.shape[0] != 2:  # not a Threefry key: hash its words down to one
-        data = jax.random.key_data(jax.random.PRNGKey(0)).at[1].set(jnp.sum(data, dtype=jnp.uint32))
-    rows = jnp.arange(n_rows, dtype=jnp.uint32) + jnp.asarray(row0).astype(jnp.uint32)
-    rows = jnp.broadcast_to(rows[:, None], (n_rows, n_cols)).reshape(-1)
-    cols = jnp.broadcast_to(jnp.arange(n_cols, dtype=jnp.uint32)[None, :], (n_rows, n_cols)).reshape(-1)
-    # threefry_2x32 hashes the pairs (first half, second half) of its counts
-    bits = jax.extend.random.threefry_2x32((data[0], data[1]), jnp.concatenate([rows, cols]))
-    return bits[: n_rows * n_cols].reshape(n_rows, n_cols)
-
-
-def grid_normal(key, n_rows: int, n_cols: int):
-    """Standard normals (float32) on a ``(row, column)`` grid, from :func:`grid_bits`."""
-    u = lax.bitcast_convert_type((grid_bits(key, n_rows, n_cols) >> 9) | jnp.uint32(0x3F800000),
-                                 jnp.float32) - 1.0  # uniform in [0, 1)
-    v = jnp.maximum(2.0 * u - 1.0, jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0)))  # in (-1, 1)
-    return jnp.sqrt(jnp.float32(2.0)) * lax.erf_inv(v)
-
-
 def _unit_mean_square(a, live=None):
     """``a`` rescaled along its last (trajectory) axis to mean square 1 over the ``live``
     trajectories (moment matching)."""
@@ -210,12 +185,9 @@ class State(eqx.Module):
     pend: Any = None  # a compressed history's rows of u and g the next step's merges combine (SlotPast.pair_rows)
 
     def prefetched(self, past: Past, k) -> "State":
-        """The state with the rows the merges at the start of step ``k`` read (a compressed
-        history; read after the writes of step ``k - 1``)."""
-        if not past.compressed:
-            return self
-        return eqx.tree_at(lambda st: st.pend, self, (past.pair_rows(self.u, k), past.pair_rows(self.g, k)),
-                           is_leaf=lambda x: x is None)
+        """With the rows the merges at the start of step ``k`` read (a compressed history)."""
+        pend = (past.pair_rows(self.u, k), past.pair_rows(self.g, k)) if past.compressed else None
+        return eqx.tree_at(lambda st: st.pend, self, pend, is_leaf=lambda x: x is None)
 
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._engine.past import Past, padded_size
-from .._engine.process import grid_bits
+from .._engine.grids import grid_bits
 from .response import AbstractResponse, is_whole
 
 

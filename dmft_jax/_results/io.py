@@ -44,7 +44,6 @@ def _digest(a: np.ndarray) -> str:
 
 def metadata(result) -> dict:
     from .._version import __version__
-
     return {
         "format_version": FORMAT_VERSION,
         "kind": result.kind,
@@ -273,13 +272,12 @@ def _replace_pair(tmp_npz, tmp_js, npz, js):
 
 
 class Loaded:
-    """A saved result: every array as an attribute (``t``, ``m``, ``eps_gen``, ``*_se``, ...),
-    ``meta`` (parameters, algorithm, config with seed, package version) and ``config``; it
-    can be passed to :func:`dmft_jax._results.plot.compare` like the original result."""
+    """A saved result: every array as an attribute (``t``, ``m``, ``eps_gen``, ``*_se``, ...), ``meta``
+    (parameters, algorithm, config, seed, version), ``config``; plotted like the original result."""
+
+    C = C_perp = R = P = None  # the squares a compressed history's solution has not (saved ones replace them)
 
     def __init__(self, arrays: dict, meta: dict):
-        if meta.get("kind") in ("solution", "committee_solution"):  # squares a compressed history has not
-            self.__dict__.update({n: None for n in ("C", "C_perp", "R", "P")})
         self.__dict__.update(arrays)
         if "q" in arrays and "Q" not in arrays:  # the names a result answers to (Q is q)
             self.__dict__.update(Q=arrays["q"], **({"Q_se": arrays["q_se"]} if "q_se" in arrays else {}))

@@ -113,22 +113,8 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
     dtype = rnd.u0.dtype
     problem, K = net.problem, net.K
     stop = T if n_real is None else n_real
-    size = T + 1
     compressed = history.compressed
-    if compressed:
-        past = history.past(T)
-        padded = past.size(size)
-        group = max(16, int(np.ceil(np.sqrt(T))))  # steps per checkpointed group: O(sqrt T) carries
-        rnd_p = rnd
-    else:
-        width = chunk_width(T, n_chunks)
-        past = Past(width)
-        padded = padded_size(size, width)
-        group = T if width is None else width  # steps per checkpointed group
-        # histories over the padded rows; the step sizes past T are 1 (M_R[k, l] divides by them)
-        rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd,
-                            (pad_to(rnd.zeta, padded, (0,)), pad_to(rnd.dts, padded, (0,), value=1.0)))
-    n_groups = -(-T // group)
+    past, padded, group, rnd_p = _layout(T, n_chunks, history, rnd)
 
     def live(carry: SweepCarry, k):
         meter.step(k, stop)
@@ -152,12 +138,6 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
         return (SweepCarry(state, m_next, factor, carry.m, m_incr, b_next, carry.b, b_incr, weights),
                 ((carry.m, carry.b), row.public(), extra))
 
-    def body(carry, k):
-        if n_groups * group == T:  # no padded steps
-            return live(carry, k)
-        zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1:])
-        return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b),) + zeros()), carry, k)
-
     state = shard(process.init_state(net, rnd, T, est, key_probe, past))
     zero = lambda x: None if x is None else jnp.zeros_like(x)
     if compressed:
@@ -166,7 +146,37 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
     else:
         factor, weights = NoiseFactor.empty(padded * K, dtype), None
     carry = SweepCarry(state, net.m0, factor, net.m0, zero(net.m0), net.bias, net.bias, zero(net.bias), weights)
+    return _scan(live, carry, T, group, n_real, net, rnd_p, est, past, pivot_rtol, stop)
+
+
+def _layout(T, n_chunks, history, rnd):
+    """``(past, rows of a history, steps per checkpointed group, randomness)`` of a sweep: a
+    compressed history's slots, checkpointed every ``sqrt(T)`` steps; else the full history in
+    chunks, its histories and step sizes padded to them (the padded steps' sizes are 1:
+    ``M_R[k, l]`` divides by them)."""
+    if history.compressed:
+        past = history.past(T)
+        return past, past.size(T + 1), max(16, int(np.ceil(np.sqrt(T)))), rnd
+    width = chunk_width(T, n_chunks)
+    padded = padded_size(T + 1, width)
+    rnd_p = eqx.tree_at(lambda r: (r.zeta, r.dts), rnd,
+                        (pad_to(rnd.zeta, padded, (0,)), pad_to(rnd.dts, padded, (0,), value=1.0)))
+    return Past(width), padded, T if width is None else width, rnd_p
+
+
+def _scan(live, carry, T, group, n_real, net, rnd_p, est, past, pivot_rtol, stop):
+    """The sweep's loop over the steps of ``live`` from ``carry`` (module docstring), in
+    checkpointed groups of ``group`` steps, and its output."""
+    K, size, compressed = net.K, T + 1, past.compressed
+    n_groups = -(-T // group)
     out_shape = jax.eval_shape(live, carry, jnp.asarray(0))
+
+    def body(carry, k):
+        if n_groups * group == T:  # no padded steps
+            return live(carry, k)
+        zeros = lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1][1:])
+        return lax.cond(k < T, live, lambda c, k: (c, ((c.m, c.b),) + zeros()), carry, k)
+
     if n_real is None:
         # Reverse mode: each group of steps is recomputed in the backward pass (checkpoint), so
         # memory holds the groups' boundary carries plus one group's per-step carries, not T
@@ -208,7 +218,6 @@ def _finish(net, rnd_p, carry: SweepCarry, rows, m, b, size, stop, n_real, est, 
     K = net.K
     state, row_T = process.kernel_row(net, rnd_p, carry.state, stop, carry.m, est, past, carry.b)
     if past.compressed:
-        factor = carry.factor
         rows = stack_rows(rows, row_T.public())
         m = jnp.concatenate([m, carry.m[None]])
         b = None if b is None else jnp.concatenate([b, carry.b[None]])
