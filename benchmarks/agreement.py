@@ -9,6 +9,7 @@ error (GroupErrors(16)), is the honest agreement score. Writes the README
 figure (two-cluster, largest d) to docs/figures/seed_two_cluster.png.
 
     python benchmarks/agreement.py [--dims 500 1000 2000 4000] [--seeds 10] [--only teacher bias ...]
+    python benchmarks/agreement.py --long        # to t = 1000 with a compressed history, read at t = 100, 300, 1000
 
 A table at the end gives each setting's largest |DMFT - A| / se.
 """
@@ -76,6 +77,19 @@ EXTENSION_SETTINGS = {
 }
 SETTINGS = {**SEED_SETTINGS, **EXTENSION_SETTINGS}
 
+# issue 25: long times (t = 1000, 5000 steps), solved with a CompressedHistory and probes, read at
+# t = 100, 300, 1000 against simulations at d = 1000 - 4000
+LONG_SETTINGS = {
+    "long: two-cluster GD lam=0 (separable)": (
+        dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01), dj.GD(0.2)),
+    "long: two-cluster PSGD lam=0 (seed)": (
+        dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.0, R0=0.01),
+        dj.PersistentSGD(0.2, 0.3, 1 / 0.6)),
+    "long: two-cluster PSGD lam=0.05": (
+        dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, lam=0.05, R0=0.01),
+        dj.PersistentSGD(0.2, 0.3, 1 / 0.6)),
+}
+
 
 def fit_inverse_d(dims, means, ses):
     """Weighted least squares of y = A + B/d; returns A and its standard error."""
@@ -88,20 +102,26 @@ def fit_inverse_d(dims, means, ses):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dims", type=int, nargs="+", default=[500, 1000, 2000, 4000])
+    ap.add_argument("--dims", type=int, nargs="+", default=None, help="default 500 1000 2000 4000 (--long: 1000 2000 "
+                                                                        "4000)")
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--t-max", type=float, default=20.0)
+    ap.add_argument("--t-max", type=float, default=None, help="default 20 (--long: 1000)")
+    ap.add_argument("--long", action="store_true", help="the long-time settings (compressed history, ProbeResponse)")
     ap.add_argument("--n-traj", type=int, default=2**17)
     ap.add_argument("--n-chi", type=int, default=16384)
     ap.add_argument("--only", nargs="*", default=None,
                     help="run the settings whose name contains one of these words (e.g. teacher bias)")
     args = ap.parse_args()
-    chosen = {k: v for k, v in SETTINGS.items() if args.only is None or any(w in k for w in args.only)}
+    args.dims = args.dims or ([1000, 2000, 4000] if args.long else [500, 1000, 2000, 4000])
+    args.t_max = args.t_max or (1000.0 if args.long else 20.0)
+    settings = LONG_SETTINGS if args.long else SETTINGS
+    chosen = {k: v for k, v in settings.items() if args.only is None or any(w in k for w in args.only)}
+    how = (dict(response=dj.ProbeResponse(4), solver=dj.CausalSweep(history=dj.CompressedHistory())) if args.long
+           else dict(response=dj.ExactResponse(args.n_chi)))
     summary = []
     for name, (problem, algo) in chosen.items():
         t0 = time.perf_counter()
-        sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, response=dj.ExactResponse(args.n_chi), key=0,
-                       errors=dj.GroupErrors(16))
+        sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=0, errors=dj.GroupErrors(16), **how)
         t_solve = time.perf_counter() - t0
         sims = {}
         for d in args.dims:
@@ -113,7 +133,8 @@ def main():
         worst = 0.0
         observables = ("m", "q", "eps_gen", "train_loss", "train_acc") + (("bias",) if sol.bias is not None else ())
         for obs in observables:
-            for k in (T // 4, T // 2, T):
+            times = (T // 10, (3 * T) // 10, T) if args.long else (T // 4, T // 2, T)
+            for k in times:
                 means = [float(getattr(sims[d], obs)[k]) for d in args.dims]
                 ses = [max(float(getattr(sims[d], obs + "_se")[k]), 1e-12) for d in args.dims]
                 A, se_A = fit_inverse_d(args.dims, means, ses)
@@ -130,7 +151,8 @@ def main():
             os.makedirs("docs/figures", exist_ok=True)
             sol.plot(sims[d], path="docs/figures/seed_two_cluster.png")
             print("wrote docs/figures/seed_two_cluster.png")
-    print("\n| setting | largest |DMFT - A| / se over the observables at t = T/4, T/2, T |\n|---|---|")
+    when = "t = T/10, 3T/10, T" if args.long else "t = T/4, T/2, T"
+    print(f"\n| setting | largest |DMFT - A| / se over the observables at {when} |\n|---|---|")
     for name, worst in summary:
         print(f"| {name} | {worst:.2f} |")
 
