@@ -13,10 +13,13 @@ ProbeResponse(4)):
    difference of eps_gen and the largest relative difference of q, beside eps_gen's standard
    error (GroupErrors(16) of the full solve) and the embedded pair's own estimate;
 3. exact answers at long times: GD on ridge regression (TeacherRegression(0.5), squared
-   error, alpha = 2, lam = 0.1 and 0) against dmft_jax.ridge_gd up to t = --ridge-t.
+   error, alpha = 2, lam = 0.1 and 0) against dmft_jax.ridge_gd up to t = --ridge-t;
+4. the issue's target size: T = 5000 steps (t = 1000), N = 16384, the default compressed
+   history with its error estimate.
 
     python benchmarks/long_times.py                       # N = 4096, T up to 20000
-    python benchmarks/long_times.py --n-traj 16384 --steps 5000 --skip-accuracy
+    python benchmarks/long_times.py --n-traj 2048 --full-max 1000 --steps 500 1000 2000 5000 10000 20000 \
+        --ridge-n 2048                                    # the committed run
 """
 from __future__ import annotations
 
@@ -112,6 +115,14 @@ def ridge(args):
     print()
 
 
+def target(args):
+    print(f"## the issue's target: T = {args.target_steps}, N = {args.target_n}, CompressedHistory() with its error "
+          "estimate, float64\n")
+    sol, sec, first = timed(dj.CompressedHistory(), args.target_steps, args.target_n)
+    print(f"solve {sec:.1f} s (second call; first call {first:.1f} s), {1e3 * sec / args.target_steps:.2f} ms / step, "
+          f"history_error {float(sol.stats['history_error']):.1e}, result {sol.result}\n", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-traj", type=int, default=4096)
@@ -123,6 +134,9 @@ def main():
     p.add_argument("--skip-cost", action="store_true")
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--skip-ridge", action="store_true")
+    p.add_argument("--target-steps", type=int, default=5000)
+    p.add_argument("--target-n", type=int, default=16384)
+    p.add_argument("--skip-target", action="store_true")
     args = p.parse_args()
     print("# long horizons: benchmarks/long_times.py\n")
     if not args.skip_cost:
@@ -131,6 +145,8 @@ def main():
         accuracy(args)
     if not args.skip_ridge:
         ridge(args)
+    if not args.skip_target:
+        target(args)
 
 
 if __name__ == "__main__":

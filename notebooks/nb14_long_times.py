@@ -60,8 +60,8 @@ save(fig, "nb14_long_times_psgd.png");
 # ## Wall time against the number of steps, before and after
 
 # %%
-n_time = 2**9 if SMALL else 2**11
-full_T = [125, 250] if SMALL else [250, 500, 1000, 2000]
+n_time = 2**9 if SMALL else 2**10
+full_T = [125, 250] if SMALL else [250, 500, 1000]
 comp_T = [125, 250, 500] if SMALL else [250, 500, 1000, 2000, 4000, 8000]
 rows = {}
 for name, history, steps in (("full history", dj.FullHistory(), full_T),
