@@ -46,7 +46,8 @@ def test_cli_habits(tmp_path, capsys):
     for bad, says in ((["--t-max", "0"], "t_max must satisfy t_max > 0"), (["--n-traj", "0"], "n_traj"),
                       (["--loss", "hinge"], "hinge"), (["--history", "compressed", "--window", "2"], "--window"),
                       (["--history", "compressed", "--per-level", "0"], "--per-level"),
-                      (["--history", "compressed", "--n-chi", "64"], "CompressedHistory needs ProbeResponse")):
+                      (["--history", "compressed", "--n-chi", "64"], "--n-chi: a CompressedHistory needs"),
+                      (["--history", "full", "--window", "8"], "--window: applies to --history compressed")):
         out = tmp_path / "refused"
         with pytest.raises(SystemExit) as done:
             cli.main(["solve", "--no-cache", "--out", str(out), *bad])

@@ -146,7 +146,8 @@ def test_float32_takes_the_same_steps_and_agrees(seed_two_cluster):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(window=2), "window"), (dict(window=8.5), "window"), (dict(per_level=1), "per_level"),
     (dict(per_level=True), "per_level"), (dict(atol=0.0), "atol"), (dict(rtol=float("nan")), "rtol"),
-    (dict(estimate="yes"), "estimate"), (dict(n_estimate=1), "n_estimate"),
+    (dict(estimate="yes"), "estimate"), (dict(n_estimate=1), "n_estimate"), (dict(n_estimate=32), "n_estimate"),
+    (dict(window=4, per_level=2), "coarser"),  # the embedded pair would compare the history with itself
 ])
 def test_bad_history_options_are_refused_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -154,6 +155,13 @@ def test_bad_history_options_are_refused_by_name(kwargs, match):
 
 
 def test_what_a_compressed_history_does_not_cover_is_refused(seed_two_cluster):
+    with pytest.raises(ValueError, match="history"):
+        dj.memory_estimate(1000, 256, response=dj.ProbeResponse(), history="compressed")
+    with pytest.raises(ValueError, match="history"):
+        dj.time_estimate(1000, 256, dj.ProbeResponse(), history=dj.CompressedHistory)  # the class
+    with pytest.raises(ValueError, match="ProbeResponse"):
+        dj.memory_estimate(1000, 256, response=dj.ExactResponse(4), history=dj.CompressedHistory())
+    assert dj.time_estimate(10**8, 256, dj.ProbeResponse(), history=dj.CompressedHistory()) > 0  # no O(T) loop
     solver = compressed(estimate=False)
     with pytest.raises(ValueError, match="response"):
         dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=solver, response=dj.ExactResponse())
@@ -163,3 +171,7 @@ def test_what_a_compressed_history_does_not_cover_is_refused(seed_two_cluster):
         dj.solve(seed_two_cluster, dj.GD(0.2), t_max=2.0, n_traj=64, solver=solver, adjoint=dj.SweepAdjoint())
     with pytest.raises(ValueError, match="history"):
         dj.CausalSweep(history="compressed")
+    sol = dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=compressed(window=4, per_level=2,
+                                                                                   estimate=False))
+    with pytest.raises(ValueError, match="CompressedHistory solve keeps no two-time C and R"):
+        dj.fdt(sol)

@@ -93,8 +93,13 @@ class CompressedHistory(AbstractHistory):
         if not isinstance(self.estimate, (bool, np.bool_)):
             raise ValueError(f"CompressedHistory.estimate must be True or False; got {self.estimate!r}")
         n = self.n_estimate
-        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 2):
-            raise ValueError(f"CompressedHistory.n_estimate must be an integer >= 2 or None; got {n!r}")
+        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 64):
+            raise ValueError(f"CompressedHistory.n_estimate must be an integer >= 64 or None (fewer trajectories "
+                             f"make the estimate itself noise); got {n!r}")
+        if self.estimate and self.window < 8 and self.per_level < 4:
+            raise ValueError(f"CompressedHistory.estimate=True compares with a coarser history (window / 2, "
+                             f"per_level / 2): it needs window >= 8 or per_level >= 4; got window={self.window}, "
+                             f"per_level={self.per_level} (or pass estimate=False)")
 
     def coarser(self) -> "CompressedHistory":
         """The embedded coarser history of the error estimate (half the window and blocks per
@@ -105,15 +110,21 @@ class CompressedHistory(AbstractHistory):
         return SlotPast(n_steps=int(n_steps), window=self.window, per_level=self.per_level)
 
     def n_slots(self, n_steps: int) -> int:
-        """Rows of every history of a solve over ``n_steps`` steps (the slots and one scratch row)."""
-        return slot_schedule(n_steps, self.window, self.per_level)[3]
+        """Rows of every history of a solve over ``n_steps`` steps (the slots and one scratch row):
+        the schedule's count up to a million steps, beyond it a bound in closed form (for the
+        estimates: the schedule itself is a Python loop over the steps)."""
+        if n_steps <= 10**6:
+            return slot_schedule(n_steps, self.window, self.per_level)[3]
+        levels = int(np.ceil(np.log2(max(n_steps / self.window, 2.0)))) + 1
+        return self.window + 3 + (self.per_level + 1) * levels
 
 
 def as_history(history) -> AbstractHistory:
     if history is None:
         return FullHistory()
     if not isinstance(history, AbstractHistory):
-        raise ValueError(f"history must be dmft_jax.FullHistory() or dmft_jax.CompressedHistory(...); got {history!r}")
+        raise ValueError(f"history must be dmft_jax.FullHistory() or dmft_jax.CompressedHistory(...) (an instance); "
+                         f"got {history!r}")
     return history
 
 

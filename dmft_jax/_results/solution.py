@@ -92,7 +92,8 @@ class Solution(AbstractOutcome):
     @property
     def saved_arrays(self) -> tuple:
         """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
-        optional = tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(self, n) is not None)
+        optional = tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(self, n) is not None) + tuple(
+            n for n in ("history_error", "history_error_q") if n in self.stats)  # a compressed history's estimate
         # a compressed history's solution has no two-time squares (C, C_perp, R, P: None)
         base = tuple(n for n in self.base_arrays if getattr(self, n) is not None)
         se = tuple(f"{n}_se" for n in OBSERVABLES if self.se[n] is not None) if self.se is not None else ()
@@ -123,6 +124,16 @@ class Solution(AbstractOutcome):
     @property
     def n_iter(self):
         return self.stats["n_iter"]
+
+    @property
+    def history_error(self):
+        """A compressed history's error estimate of ``eps_gen`` (``None`` without one)."""
+        return self.stats.get("history_error")
+
+    @property
+    def history_error_q(self):
+        """A compressed history's error estimate of ``q`` (relative; ``None`` without one)."""
+        return self.stats.get("history_error_q")
 
     def __getitem__(self, name: str):
         """``sol["eps_gen"]`` is ``sol.eps_gen`` (the former grid interface)."""

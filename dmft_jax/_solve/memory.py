@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from .. import _validate
 from .._util import device_bytes, warn_user
-from .._response.response import AbstractResponse, as_response
+from .._response.response import AbstractResponse, ExactResponse, as_response
 from .._engine.past import padded_size
 from .._engine.timegrid import StepBudget, auto_time_blocks, chunk_width
 
@@ -51,6 +51,7 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
         raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
     item = dt.itemsize
     est = as_response(response, n_chi).resolve(n_steps, n_traj, item, K)
+    history = checked_history(history, est)
     size = n_steps + 1
     if getattr(history, "compressed", False):
         n = history.n_slots(n_steps)
@@ -86,6 +87,19 @@ def step_budget(n_traj: int, dtype, K: int = 1, batch: int = 1, history=None) ->
                       + (f" for {batch} points" if batch > 1 else ""))
 
 
+def checked_history(history, est):
+    """``history`` of an estimate (``None``: the full history) as a history strategy, refused by
+    name otherwise, and refused with an exact response when compressed (as ``dj.solve`` refuses
+    it)."""
+    from .._engine.history import as_history
+
+    history = as_history(history)
+    if history.compressed and isinstance(est, ExactResponse):
+        raise ValueError("response: a CompressedHistory needs ProbeResponse(n_probes); the exact response stores chi "
+                         "over every pair of steps, O(T^2) by nature")
+    return history
+
+
 class SizeWarning(UserWarning):
     """A solve is about to run for minutes or to take more than half the free memory
     (``dj.solve`` says so before it starts; ``warnings.simplefilter("ignore", dj.SizeWarning)``
@@ -119,6 +133,7 @@ def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 
         kind = None
     if kind != "f":
         raise ValueError(f"dtype must be a floating dtype such as 'float32' or 'float64'; got {dtype!r}")
+    history = checked_history(history, est)
     probes = getattr(est, "n_probes", 0) or 0
     n_chi = getattr(est, "n_chi", 0) or 0
     if getattr(history, "compressed", False):  # n slots read every step: linear in T

@@ -66,7 +66,7 @@ _FLAGS = {"t_max": "--t-max", "eta": "--eta", "init": "--eta", "rate": "--eta-de
           "b": "--b", "tau": "--tau", "alpha": "--alpha", "delta": "--delta", "lam": "--lam", "R0": "--R0",
           "m0": "--m0", "rho": "--rho", "L": "--L", "beta": "--sharpness", "loss": "--loss", "key": "--seed",
           "n_traj": "--n-traj", "n_chi": "--n-chi", "n_probes": "--probes", "GroupErrors.groups": "--groups",
-          "groups": "--groups", "CompressedHistory.window": "--window", "CompressedHistory.per_level": "--per-level",
+          "groups": "--groups", "response": "--n-chi", "CompressedHistory.window": "--window", "CompressedHistory.per_level": "--per-level",
           "params": "--params", "steps": "--steps", "d": "--d", "n_seeds": "--n-seeds"}
 
 
@@ -79,6 +79,17 @@ def _flagged(message: str) -> str:
         return message
     flag = _FLAGS[m.group(1)]
     return f"{flag}{message[m.end(1):]}" if m.group(2) else f"{flag}: {message}"
+
+
+def _history(dj, args):
+    """The history of ``solve --history``; --window and --per-level belong to a compressed one."""
+    if args.history != "compressed":
+        given = [f for f, v in (("--window", args.window), ("--per-level", args.per_level)) if v is not None]
+        if given:
+            raise ValueError(f"{given[0]}: applies to --history compressed (this run: --history {args.history})")
+        return None if args.history == "auto" else dj.FullHistory()
+    return dj.CompressedHistory(32 if args.window is None else args.window,
+                                4 if args.per_level is None else args.per_level)
 
 
 def _build(args):
@@ -118,9 +129,10 @@ def _parser():
                     help="how the sweep keeps the past: the full history (exact scheme, cost ~T^2.4), a compressed "
                          "one (a recent window and blocks of doubling length; cost linear in T, ProbeResponse), or "
                          "auto: compressed beyond 2000 steps")
-    ps.add_argument("--window", type=int, default=32, help="steps kept at full resolution (--history compressed)")
-    ps.add_argument("--per-level", type=int, default=4,
-                    help="blocks of each length 2, 4, 8, ... (--history compressed)")
+    ps.add_argument("--window", type=int, default=None,
+                    help="steps kept at full resolution (--history compressed; default 32)")
+    ps.add_argument("--per-level", type=int, default=None,
+                    help="blocks of each length 2, 4, 8, ... (--history compressed; default 4)")
     ps.add_argument("--groups", type=int, default=16, metavar="G",
                     help="standard errors (the DMFT band in the plot) from G replica solves on N/G trajectories "
                          "each (GroupErrors; about twice the solve time); 0: none")
@@ -257,8 +269,7 @@ def main(argv=None):
             resp = dj.ProbeResponse(args.probes) if args.probes is not None else (
                 None if args.n_chi is None else dj.ExactResponse(args.n_chi))
             errors = dj.GroupErrors(args.groups) if args.groups != 0 else None
-            history = {"auto": None, "full": dj.FullHistory(),
-                       "compressed": dj.CompressedHistory(args.window, args.per_level)}[args.history]
+            history = _history(dj, args)
             sol = dj.solve(problem, algo, t_max=args.t_max, n_traj=args.n_traj, key=args.seed, response=resp,
                            progress_meter=_meter(dj, args, "sweep", "steps"), errors=errors,
                            solver=dj.CausalSweep(history=history))

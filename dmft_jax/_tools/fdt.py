@@ -63,6 +63,9 @@ def fdt(solution, t_min: float | None = None) -> FDT:
     ``t_min``: the start of the stationary window for ``temperature`` (default: half of the
     horizon); it needs at least two steps before the last time.
     """
+    if hasattr(solution, "C") and (solution.C is None or solution.R is None):
+        raise ValueError("solution: a CompressedHistory solve keeps no two-time C and R (docs/equations.md, section "
+                         "2.10); solve with CausalSweep(history=dj.FullHistory()) for an FDT analysis")
     if not hasattr(solution, "C") or not hasattr(solution, "R"):
         raise ValueError(f"solution: fdt analyses a DMFT solution (dj.solve: its correlation C and response R); got "
                          f"{type(solution).__name__}")
