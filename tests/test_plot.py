@@ -49,7 +49,7 @@ def test_overlays_group_by_label_and_log_axis(pair):
     dj.plot.compare(sol, sim, axes=axes, label="b=0.3", color="C1", logx=True)
     labels = axes[0].get_legend_handles_labels()[1]
     assert "b=0.3" in labels and "b=0.3: simulation d=100" in labels
-    assert axes[0].get_xscale() == "symlog"
+    assert axes[0].get_xscale() == "symlog" and axes[0].get_xlim()[0] == 0.0  # no negative times
     with pytest.raises(ValueError, match="residuals"):
         dj.plot.compare(sol, sim, axes=axes, residuals=True)
     with pytest.raises(ValueError, match="residuals"):

@@ -96,6 +96,7 @@ def compare(solution=None, simulation=None, *, axes=None, label=None, color=None
         if logx:
             for a in (ax, bottom):
                 a.set_xscale("symlog", linthresh=_first_step(solution, simulation))
+                a.set_xlim(left=0.0)  # time starts at 0: no negative decades of the symlog axis
     axes[0].legend(fontsize=8)
     if made or title is not None:
         head = title if title is not None else describe(getattr(solution or simulation, "problem", None),
