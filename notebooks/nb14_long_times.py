@@ -40,7 +40,7 @@ sol = dj.solve(problem, gd, t_max=t_max, n_traj=N, key=0, solver=long)
 sim = dj.simulate(problem, gd, t_max=t_max, d=D, n_seeds=SEEDS, key=1)
 print(sol.result, "| history error estimate: eps_gen", float(sol.stats["history_error"]))
 fig = dj.plot.compare(sol, sim, logx=True, title="GD, lambda = 0 (separable): t up to %g" % t_max)
-save(fig, "nb14_long_times_gd.png")
+save(fig, "nb14_long_times.png")
 fig
 
 # %% [markdown]
