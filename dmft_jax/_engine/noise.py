@@ -29,17 +29,18 @@ class NoiseFactor(eqx.Module):
         return NoiseFactor(rows=jnp.eye(size, dtype=dtype), pivots=jnp.zeros(size, jnp.int8))
 
 
-def noise_row(factor: NoiseFactor, a_row, k, rtol):
+def noise_row(factor: NoiseFactor, a_row, k, rtol, scale=None):
     """Row ``k`` of the causal Cholesky factor of ``A = Delta M_C`` given ``a_row = A[k, :]``
-    (entries beyond ``k`` ignored). A pivot below ``rtol A[k, k]`` (rounding, rank
-    deficiency) is clipped to zero. Returns ``(L_k, factor)`` with row ``k`` recorded."""
+    (entries beyond ``k`` ignored). A pivot below ``rtol scale`` (``scale``: ``A[k, k]`` unless
+    given; rounding, rank deficiency) is clipped to zero. Returns ``(L_k, factor)`` with row
+    ``k`` recorded."""
     Lmod, pivot_ok = factor.rows, factor.pivots
     size = a_row.shape[0]
     idx = jnp.arange(size)
     rhs = jnp.where((idx < k) & (pivot_ok > 0), a_row, 0.0)
     x = jax.scipy.linalg.solve_triangular(Lmod, rhs, lower=True)
-    a_kk = a_row[k]
-    pivot = a_kk - x @ x
+    a_kk = a_row[k] if scale is None else scale
+    pivot = a_row[k] - x @ x
     ok = (pivot > rtol * a_kk) & (a_kk > 0)
     l_kk = jnp.where(ok, jnp.sqrt(jnp.where(ok, pivot, 1.0)), 0.0)
     unit = (idx == k).astype(a_row.dtype)
@@ -131,19 +132,12 @@ def slot_noise(ns: SlotNoise, M_C_row, delta, past, k, zeta_k, rtol):
 
 
 def _small_factor(S, scale, rtol):
-    """The lower factor of a ``K x K`` covariance ``S`` with the sweep's pivot rule: a pivot
-    below ``rtol scale[a]`` (``scale``: the unconditional variances) is clipped to zero and its
-    row left out of the later ones. Returns the factor and the int8 flags (1 kept, 0 clipped,
-    -1 negative beyond rounding)."""
+    """The lower factor of a ``K x K`` covariance ``S`` by :func:`noise_row`, the sweep's pivot rule
+    against ``rtol scale[a]`` (``scale``: the unconditional variances). Returns the factor and the
+    int8 flags (1 kept, 0 clipped, -1 negative beyond rounding)."""
     K = S.shape[0]
-    idx = jnp.arange(K)
-    Lm, L, kept, flags = jnp.eye(K, dtype=S.dtype), jnp.zeros_like(S), jnp.zeros(K, bool), []
+    factor, rows = NoiseFactor.empty(K, S.dtype), []
     for a in range(K):
-        x = jax.scipy.linalg.solve_triangular(Lm, jnp.where((idx < a) & kept, S[a], 0.0), lower=True)
-        pivot = S[a, a] - x @ x
-        ok = (pivot > rtol * scale[a]) & (scale[a] > 0)
-        unit = (idx == a).astype(S.dtype)
-        row = x + jnp.where(ok, jnp.sqrt(jnp.where(ok, pivot, 1.0)), 0.0) * unit
-        Lm, L, kept = Lm.at[a].set(jnp.where(ok, row, unit)), L.at[a].set(row), kept.at[a].set(ok)
-        flags.append(jnp.where(ok, 1, jnp.where(pivot < -rtol * scale[a], -1, 0)).astype(jnp.int8))
-    return L, jnp.stack(flags)
+        L_a, factor = noise_row(factor, S[a], a, rtol, scale[a])
+        rows.append(L_a)
+    return jnp.stack(rows), factor.pivots
