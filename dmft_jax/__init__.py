@@ -16,13 +16,13 @@ from ._tools.fdt import FDT, fdt
 from ._tools.grid import GridSolution, count_compilations, solve_grid
 from ._results.io import load, save
 from ._solvers.iteration import DampedIteration
-from ._problem.losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, SmoothHinge, Square,
-                     SquaredError)
+from ._problem.losses import (AbstractLoss, CustomLoss, Exponential, Hinge, Logistic, PseudoHuber, Quadratic,
+                              SmoothHinge, Square, SquaredError)
 from ._problem.problem import AbstractMixture, AbstractModel, Problem, ThreeCluster, TwoCluster
 from ._problem.teacher import AbstractTeacher, TeacherRegression, TeacherStudent
 from ._solve.progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, TqdmProgressMeter
 from ._solve.memory import SizeWarning, memory_estimate, time_estimate
-from ._tools.exact import ridge_gd
+from ._tools.exact import quadratic_dmft, ridge_gd
 from ._tools.long_time import LongTimeGD, alpha_star, gd_long_time
 from ._tools.replica import ERMSolution, erm
 from ._response.probes import ProbeResponse
@@ -81,6 +81,6 @@ __all__ = [
     "Response", "Result", "SGD", "Schedule", "Simulation", "SmoothHinge", "Solution", "SolveConfig", "Square", "Trajectories",
     "SweepAdjoint", "TextProgressMeter", "TqdmProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
     "check_parameter", "count_compilations", "default_cache_dir", "disable_compilation_cache",
-    "enable_compilation_cache", "erm", "memory_estimate", "time_estimate", "SizeWarning", "ridge_gd", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
+    "enable_compilation_cache", "erm", "memory_estimate", "time_estimate", "SizeWarning", "ridge_gd", "quadratic_dmft", "Quadratic", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
     "tune",
 ]

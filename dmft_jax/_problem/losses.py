@@ -48,6 +48,13 @@ class AbstractLoss(eqx.Module):
     def __call__(self, v):
         """``ell(v)`` elementwise."""
 
+    @property
+    def quadratic(self):
+        """``(curvature, center, offset)`` when ``ell(v) = offset + curvature (v - center)^2 / 2``
+        exactly (the effective process is then linear and has an exact Gaussian solution,
+        :func:`dmft_jax.quadratic_dmft`), else ``None``."""
+        return None
+
     def to_dict(self) -> dict:
         out = {"loss": self.name}
         out.update({f: tolist(getattr(self, f)) for f in self.__dataclass_fields__
@@ -98,6 +105,10 @@ class Square(AbstractLoss):
     def __call__(self, v):
         return 0.5 * (1.0 - v) ** 2
 
+    @property
+    def quadratic(self):
+        return 1.0, 1.0, 0.0
+
 
 class Exponential(AbstractLoss):
     """``ell(v) = exp(-v)``."""
@@ -119,6 +130,52 @@ class SquaredError(AbstractLoss):
 
     def __call__(self, e):
         return 0.5 * e**2
+
+    @property
+    def quadratic(self):
+        return 1.0, 0.0, 0.0
+
+
+class Quadratic(AbstractLoss):
+    """``ell(v) = offset + curvature (v - center)^2 / 2`` of the margin or the residual: a loss
+    whose effective process is linear, solved exactly by :func:`dmft_jax.quadratic_dmft`; the
+    surrogate of :class:`~dmft_jax.ControlVariates`. :meth:`matching` builds the one that
+    matches another loss's value, slope and curvature at a point."""
+
+    curvature: float = 1.0
+    center: float = 0.0
+    offset: float = 0.0
+    name: ClassVar[str] = "quadratic"
+    twice_differentiable: ClassVar[bool] = True
+    argument: ClassVar[str] = "any"
+
+    def __check_init__(self):
+        _validate.positive("curvature", self.curvature)
+        _validate.check("center", self.center, lambda a: jnp.isfinite(a), "a finite number")
+        _validate.check("offset", self.offset, lambda a: jnp.isfinite(a), "a finite number")
+
+    def __call__(self, v):
+        return self.offset + 0.5 * self.curvature * (v - self.center) ** 2
+
+    @property
+    def quadratic(self):
+        return self.curvature, self.center, self.offset
+
+    @classmethod
+    def matching(cls, loss, at=0.0) -> "Quadratic":
+        """The quadratic with the value, slope and curvature of ``loss`` at ``v = at``
+        (``loss``'s second derivative there must be positive). The logistic loss at 0 gives
+        ``log 2 - 1/2 + (v - 2)^2 / 8``."""
+        loss = as_loss(loss)
+        at = _validate.as_float_array(at, "at")
+        value = loss(at)
+        slope = jax.grad(lambda v: loss(v))(at)
+        curvature = jax.grad(jax.grad(lambda v: loss(v)))(at)
+        if _validate.is_concrete(curvature) and not float(curvature) > 0:
+            raise ValueError(f"at: the loss's second derivative at v = {float(at):g} is {float(curvature):g}; a "
+                             "quadratic surrogate needs a positive curvature there (match it at another margin)")
+        safe = jnp.where(curvature > 0, curvature, jnp.nan)  # traced: no surrogate (NaN) rather than a wrong one
+        return cls(curvature=safe, center=at - slope / safe, offset=value - 0.5 * slope**2 / safe)
 
 
 class PseudoHuber(AbstractLoss):
@@ -161,6 +218,7 @@ LOSSES = {
     "exponential": Exponential,
     "squared_error": SquaredError,
     "pseudo_huber": PseudoHuber,
+    "quadratic": Quadratic,
 }
 
 

@@ -110,6 +110,15 @@ class AbstractModel(eqx.Module):
         """The label a fresh test sample is scored against (without label noise)."""
         raise NotImplementedError
 
+    def gaussian_atoms(self, delta):
+        """The second moments a linear effective process needs (docs/equations.md, section
+        2.11): atoms ``(weights (A,), proj (A, 3), moments (A, 3, 3))`` such that, given atom
+        ``a``, the vector ``Z = (1, h0, y)`` has ``E[Z Z^T] = moments[a]`` and the
+        teacher-direction field is ``proj[a] . Z``; for a loss of the margin the label must
+        be fixed per atom. ``None`` when the read-out is not linear (``Phi(r) = r``) or the
+        moments are not known: no exact quadratic surrogate then."""
+        return None
+
 
 def _has_bias_error(model) -> bool:
     return type(model).eps_gen_bias is not AbstractModel.eps_gen_bias
@@ -176,6 +185,15 @@ class TwoCluster(AbstractMixture):
 
     def clean_label(self, c, h0):
         return c
+
+    def gaussian_atoms(self, delta):
+        rho = jnp.asarray(self.rho)
+        one, zero = jnp.ones_like(rho), jnp.zeros_like(rho)
+        c = jnp.stack([one, -one])
+        proj = jnp.stack([c, jnp.sqrt(delta) * jnp.ones_like(c), 0 * c], axis=-1)
+        moments = jnp.stack([jnp.stack([jnp.stack([one, zero, ci]), jnp.stack([zero, one, zero]),
+                                        jnp.stack([ci, zero, one])]) for ci in (one, -one)])
+        return jnp.stack([rho, 1 - rho]), proj, moments
 
     def eps_gen(self, m, q, delta):
         positive = q > 0

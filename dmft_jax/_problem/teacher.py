@@ -92,6 +92,16 @@ class TeacherStudent(AbstractTeacher):
     def clean_label(self, c, h0):
         return jnp.where(h0 >= 0, 1.0, -1.0).astype(h0.dtype)
 
+    def gaussian_atoms(self, delta):
+        # atoms y = +-1 (probability 1/2 each): E[nu | y] = y (1 - 2 eps) sqrt(2 / pi), E[nu^2 | y] = 1
+        eps = jnp.asarray(self.label_noise)
+        one, zero = jnp.ones_like(eps), jnp.zeros_like(eps)
+        mean = (1 - 2 * eps) * jnp.sqrt(2 / jnp.pi)
+        moments = jnp.stack([jnp.stack([jnp.stack([one, y * mean, y * one]), jnp.stack([y * mean, one, mean]),
+                                        jnp.stack([y * one, mean, one])]) for y in (1.0, -1.0)])
+        proj = jnp.stack([jnp.stack([zero, one, zero])] * 2)
+        return 0.5 * jnp.stack([one, one]), proj, moments
+
     def eps_gen(self, m, q, delta):
         # arccos(m / sqrt q) = atan2(sqrt(q - m^2), m): no infinite derivative at q = m^2
         positive = q > 0
@@ -180,6 +190,16 @@ class TeacherRegression(AbstractTeacher):
 
     def clean_label(self, c, h0):
         return self.f(h0)
+
+    def gaussian_atoms(self, delta):
+        # one atom: y = f(nu) + noise xi, its moments with nu by Gauss-Hermite quadrature
+        noise = jnp.asarray(self.noise)
+        x, w = (jnp.asarray(a, noise.dtype) for a in _GH)
+        f = self.f(x)
+        Ey, Ehy, Eyy = w @ f, w @ (x * f), w @ f**2 + noise**2
+        one, zero = jnp.ones_like(noise), jnp.zeros_like(noise)
+        moments = jnp.stack([jnp.stack([one, zero, Ey]), jnp.stack([zero, one, Ehy]), jnp.stack([Ey, Ehy, Eyy])])
+        return one[None], jnp.stack([zero, one, zero])[None], moments[None]
 
     def test_error(self, y, p):
         return jnp.mean((p - y) ** 2)

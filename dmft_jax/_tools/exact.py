@@ -101,3 +101,28 @@ def ridge_gd(problem: Problem, algorithm: GD, t_max: float = 20.0, *, n_steps: i
                    - 2 * s2 * E((1 - P) * a * np.where(a + lam > 0, 1 / np.where(a + lam > 0, a + lam, 1.0), 0.0))
                    + alpha * s2)
     return ExactCurves(t=eta * np.arange(T + 1), m=m, q=q, eps_gen=q - 2 * m + 1, train_loss=train)
+
+
+def quadratic_dmft(problem: Problem, algorithm, t_max: float = 20.0, *, n_steps: int | None = None, dtype=None):
+    """The exact DMFT of a loss quadratic in the margin or the residual (docs/equations.md,
+    section 2.11): :class:`~dmft_jax.Quadratic`, :class:`~dmft_jax.Square` or
+    :class:`~dmft_jax.SquaredError` on a linear read-out (:class:`~dmft_jax.TwoCluster`,
+    :class:`~dmft_jax.TeacherStudent`, :class:`~dmft_jax.TeacherRegression`), trained by
+    ``GD``, ``SGD`` or ``PersistentSGD`` (any step-size schedule; no momentum, Langevin noise
+    or bias). The effective process is linear, so its second moments, split by the state of
+    the selection chain, give every kernel without Monte Carlo: ``O(T^3)`` time,
+    ``O(T^2)`` memory. Returns :class:`~dmft_jax._engine.gaussian.GaussianCurves` (``t, m, q,
+    eps_gen, train_loss`` and the kernels); jittable and differentiable in the parameters.
+    For GD on ridge regression it equals :func:`ridge_gd` (to 1e-7)."""
+    from .._engine.gaussian import applicable, quadratic_curves
+    from .._solve.configure import check_problem
+    from .._util import as_dtype
+
+    check_problem(problem, algorithm)
+    why = applicable(problem, algorithm)
+    if why is not None:
+        raise ValueError(f"problem: quadratic_dmft needs a linear effective process: {why}")
+    T = count_steps(algorithm, t_max, n_steps)
+    dtype = as_dtype(dtype)
+    rtol = 1e-7 if dtype == np.float64 else 1e-4
+    return quadratic_curves(problem.astype(dtype), algorithm, T, dtype, rtol)
