@@ -97,10 +97,9 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
     sigma = jnp.asarray([0.0, 1.0], dtype)
     zproj = jnp.pad(proj, ((0, 0), (0, D - 3)))  # the field along the teacher, as a form over X
 
-    def append(S, i, form):
-        """``S`` with the variable ``form . X`` (a form per atom and state) in row and column ``i``."""
-        row = jnp.einsum("asd,asde->ase", form, S)
-        diag = jnp.einsum("ase,ase->as", row, form)
+    def put(S, i, row, diag):
+        """``S`` with a variable of moments ``row`` ``(A, 2, D)`` (with ``X``) and ``diag`` in row
+        and column ``i``."""
         S = S.at[:, :, i, :].set(row).at[:, :, :, i].set(row)
         return S.at[:, :, i, i].set(diag)
 
@@ -118,14 +117,17 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
         r_form = m * zproj + unit(iu(k))[None, :]
         v_form = d_atom[:, None] * r_form if margin else r_form - unit(2)[None, :]
         shifted = v_form - center * unit(0)[None, :]  # ell'(v) = curv (v - center)
-        g_form = (curv * d_atom)[:, None, None] * shifted[:, None, :] * sigma[None, :, None]  # g = s Lambda'
-        S = append(S, ig(k), g_form)
+        # E[1{s_k = s} (v - center) X]: v is a form over Z and u[k] only, so four rows of S
+        w = jnp.einsum("ad,asde->ase", shifted[:, :3], S[:, :, :3, :]) + shifted[:, iu(k), None, None] * S[:, :, iu(k), :]
+        square = jnp.einsum("ase,ae->as", w, shifted)
+        scale = (curv * d_atom)[:, None] * sigma[None, :]  # g = s Lambda' = s curv d (v - center)
         prob = S[:, :, 0, 0]  # P(s_k = s | atom)
+        S = put(S, ig(k), scale[..., None] * w, scale**2 * square)
         row_MC = alpha * delta * E(S[:, :, ig(k), :])[ig(0):ig(0) + T + 1] * (lags <= k)
         mu = alpha * E(jnp.einsum("asd,ad->as", S[:, :, ig(k), :], zproj))
         lam_hat = alpha * delta * curv * (weights_a @ prob[:, 1])
         row_MR = alpha * delta * curv * (weights_a @ Q[:, 1, k, :]) / dts * (lags < k)  # E[a_k chi[k, l]] / eta_l
-        loss = alpha * E(offset * prob + 0.5 * curv * jnp.einsum("ad,asde,ae->as", shifted, S, shifted))
+        loss = alpha * E(offset * prob + 0.5 * curv * square)
         return S, prob, (row_MC, row_MR, mu, lam_hat, loss)
 
     def step(carry, k):
@@ -139,7 +141,8 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
         memory = dt * row_MR * dts  # eta_k eta_l M_R[k, l]
         u_next = ((1 - dt * (lam + lam_hat)) * unit(iu(k)) + jnp.pad(memory, (3, D - T - 4))
                   + dt * jnp.pad(L_k[:T], (5 + 2 * T, 0)) - dt * delta * unit(ig(k)))
-        S = append(S, iu(k + 1), jnp.broadcast_to(u_next, (A, 2, D)))
+        row = jnp.einsum("d,asde->ase", u_next, S)
+        S = put(S, iu(k + 1), row, jnp.einsum("ase,e->as", row, u_next))
         # chi[k+1, l] = (1 - eta_k (lam + lam_hat + Delta a_k)) chi[k, l] + eta_k sum_j eta_j M_R[k, j] chi[j, l]
         a_k = curv * sigma  # Lambda'' s_k, per state
         decay = 1 - dt * (lam + lam_hat + delta * a_k)

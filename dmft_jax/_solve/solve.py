@@ -15,7 +15,10 @@ every strategy is an object passed by keyword, carrying its own options:
   seconds on a CPU, none for shorter ones;
 - ``trajectories``: :class:`~dmft_jax.Trajectories` ``(antithetic, moment_matching, sharding, save)``;
 - ``errors``: :class:`~dmft_jax.NoErrors` (default) or :class:`~dmft_jax.GroupErrors`
-  ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost.
+  ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost;
+- ``variance_reduction``: ``None`` (plain Monte Carlo) or :class:`~dmft_jax.ControlVariates`
+  ``(at, observables, fallback)``: ``m, q, eps_gen, train_loss`` corrected by an exactly solved
+  quadratic surrogate run on the same random numbers (docs/equations.md, section 2.12).
 
 Cost and accuracy: ``N`` trajectories give the kernels and observables with a Monte Carlo error
 ``O(1/sqrt(N))``; the exact response (``O(n_chi T^2)`` memory) is estimated on ``n_chi <= N``.
@@ -43,7 +46,9 @@ from .._validate import traced_checks
 from .._util import as_key, cast_tree, seed_of
 from .._cache.trace import cached_call
 from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint
-from .standard_errors import AbstractErrors, GroupErrors, no_gradient
+from . import control_variates
+from .control_variates import ControlVariates
+from .standard_errors import AbstractErrors, GroupErrors, NoErrors, no_gradient
 from .._algorithms.algorithms import AbstractAlgorithm
 from .history_error import history_error
 from .memory import check_memory
@@ -80,6 +85,7 @@ def solve(
     trajectories: Trajectories | None = None,
     dtype=None,
     throw: bool = False,
+    variance_reduction=None,
     **deprecated,
 ) -> Solution:
     """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
@@ -99,7 +105,7 @@ def solve(
         Monte Carlo trajectories ``N`` (even when ``antithetic``).
     key
         ``int`` seed or ``jax.random`` key. The same key gives the same result.
-    solver, response, adjoint, progress_meter, errors
+    solver, response, adjoint, progress_meter, errors, variance_reduction
         the strategies (module docstring).
     n_steps
         number of steps, instead of ``t_max``; required when ``eta`` is traced.
@@ -120,7 +126,7 @@ def solve(
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
                        progress_meter=progress_meter, errors=errors, n_steps=n_steps, trajectories=trajectories,
-                       dtype=dtype, **deprecated)
+                       dtype=dtype, variance_reduction=variance_reduction, **deprecated)
     dtype = jnp.dtype(config.dtype)
     T = config.n_steps
     run = None if deprecated else _bucket(config, problem, algorithm, response)
@@ -238,9 +244,29 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     out = config.adjoint.run(config.solver, net, rnd, T, config.response, key_probe, config.pivot_rtol,
                              config.progress_meter, shard, **bucket)
     fields, eps_se = _observables(problem, net, rnd, out, key, config)
+    frozen = no_gradient((problem, algorithm))
+    # a replica of N / G trajectories pads to N_bucket / G
+    # (N_bucket / replica size is the group count G, exact: errors.check makes N a multiple of G;
+    # n_live * size would overflow int32 without x64)
+    live_of = lambda c: None if n_live is None else n_live // (config.n_traj // c.n_traj)
+    run_group = lambda prob: lambda k, c: solve_traced(prob, frozen[1], k, c, n_real=n_real, n_live=live_of(c),
+                                                       estimate_history=False)
+    cv_stats = {}
+    if isinstance(config.variance_reduction, ControlVariates):  # the same replicas give the se and beta
+        reps = config.errors.replicate(run_group(frozen[0]), key, config)
+        se, n_failed = config.errors.summarize(reps)
+        surrogate_config = control_variates.without(dataclasses.replace(config, errors=NoErrors()))
+        fields, se, cv_stats = config.variance_reduction.apply(
+            problem, algorithm, key, config, fields, se, reps,
+            lambda prob, k: solve_traced(prob, algorithm, k, surrogate_config, n_real=n_real, n_live=n_live,
+                                         estimate_history=False),
+            lambda prob: config.errors.replicate(run_group(no_gradient(prob)), key, config))
+    else:
+        se, n_failed = config.errors.estimate(run_group(frozen[0]), key, config)
     if n_real is not None:  # times past n_real were not solved: zero
         fields = {k: None if v is None else _zero_past(v, n_real, k in _SQUARES) for k, v in fields.items()}
         eps_se = None if eps_se is None else _zero_past(eps_se, n_real, False)
+        cv_stats = {k: _zero_past(v, n_real, False) for k, v in cv_stats.items()}
     checks, valid, first_bad = traced_checks(problem, algorithm, T)
     if checks:  # an invalid point returns no numbers (NaN values and NaN gradients)
         fields = {k: None if v is None else _validate.poison(valid, v) for k, v in fields.items()}
@@ -249,16 +275,10 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     pivots = out.pivots[:T]  # the step-T pivots enter no noise (there is no step T -> T+1)
     if n_real is not None:
         pivots = jnp.where((jnp.arange(T) < n_real)[:, None], pivots, jnp.ones_like(pivots))
-    stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter))
+    stats = dict(n_clipped=jnp.sum(pivots <= 0), n_negative=jnp.sum(pivots < 0), n_iter=jnp.asarray(out.n_iter),
+                 **cv_stats)
     traj = _trajectories(base, rnd, out, fields, config.save_trajectories) if config.save_trajectories else None
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(rnd.dts[:-1])])
-    frozen = no_gradient((problem, algorithm))
-    # a replica of N / G trajectories pads to N_bucket / G
-    # (N_bucket / replica size is the group count G, exact: errors.check makes N a multiple of G;
-    # n_live * size would overflow int32 without x64)
-    live_of = lambda c: None if n_live is None else n_live // (config.n_traj // c.n_traj)
-    se, n_failed = config.errors.estimate(lambda k, c: solve_traced(*frozen, k, c, n_real=n_real, n_live=live_of(c),
-                                                                    estimate_history=False), key, config)
     if se is not None:
         stats["n_groups_failed"] = n_failed
     history = getattr(config.solver, "history", None)

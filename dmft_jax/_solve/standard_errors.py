@@ -89,8 +89,15 @@ class GroupErrors(AbstractErrors):
                              f"trajectories{pairs}: n_traj must be a multiple of {unit} and at least {2 * g}")
 
     def estimate(self, run_group, key, config):
+        return self.summarize(self.replicate(run_group, key, config))
+
+    def replicate(self, run_group, key, config):
+        """The ``G`` replicas (a :class:`~dmft_jax.Solution` batched over the groups)."""
         small = group_config(config, self.groups)
-        reps = jax.vmap(lambda k: run_group(k, small))(replica_keys(key, self.groups))
+        return jax.vmap(lambda k: run_group(k, small))(replica_keys(key, self.groups))
+
+    def summarize(self, reps):
+        """``(se, n_failed)`` from the replicas."""
         failed = jnp.sum(reps.result.code != 0)
         scale = 1.0 / jnp.sqrt(self.groups)
         se = {n: None if getattr(reps, n) is None else
@@ -109,12 +116,15 @@ def replica_keys(key, groups: int):
 def group_config(config, groups: int):
     """The :class:`~dmft_jax.SolveConfig` of one group solve: ``N / groups``
     trajectories, the response estimator split likewise, no trajectories saved, no progress,
-    one device, no errors of its own."""
+    one device, no errors or variance reduction of its own."""
+    from .control_variates import NoVarianceReduction
+
     n = config.n_traj // groups
     response = config.response.per_group(groups).resolve(config.n_steps, n, jnp.dtype(config.dtype).itemsize,
                                                          config.K)
     return dataclasses.replace(config, n_traj=n, response=response, save_trajectories=0,
-                               progress_meter=NoProgressMeter(), devices=None, errors=NoErrors())
+                               progress_meter=NoProgressMeter(), devices=None, errors=NoErrors(),
+                               variance_reduction=NoVarianceReduction())
 
 
 def no_gradient(tree):

@@ -1,0 +1,182 @@
+"""Control variates from an exactly solvable surrogate (docs/equations.md, section 2.12).
+
+A solve's observable ``theta`` is a Monte Carlo estimate. The same sweep, on the same random
+numbers, run with a loss quadratic in the margin (or residual) that matches the real one at
+a point (:meth:`~dmft_jax.Quadratic.matching`) gives ``theta_s``, whose error is strongly
+correlated with ``theta``'s, and whose mean ``theta_x`` is known exactly
+(:func:`dmft_jax.quadratic_dmft`: the surrogate's process is linear). The estimate
+
+    theta_cv = theta - beta . (theta_s - theta_x)
+
+has the mean of ``theta`` for any ``beta`` fixed independently of the main solve's random
+numbers; ``beta`` is fitted (least squares with an intercept, per observable and time) on the
+error replicas of :class:`~dmft_jax.GroupErrors`, which are independent of the main solve,
+so the estimate stays unbiased. The replicas' residuals give its standard error (with the
+factor ``1 + n_s / (G - n_s - 2)`` for the fitted ``beta``). Where the fit does not promise a
+smaller variance (``fallback``), the plain value and standard error are kept; ``stats``
+reports the variance ratio per observable and time (``cv_gain_<name>``, 1 where it fell
+back).
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._engine.gaussian import applicable, quadratic_curves
+from .._problem.losses import Quadratic
+
+# the observables a surrogate's exact solution has (train_acc is not a second moment)
+CORRECTABLE = ("m", "q", "eps_gen", "train_loss")
+
+
+class AbstractVarianceReduction(eqx.Module):
+    """Interface of a variance-reduction strategy applied to a solve's observables."""
+
+    @abc.abstractmethod
+    def check(self, problem, algorithm, config) -> None:
+        """Raise ``ValueError`` when the strategy cannot run for this solve."""
+
+
+class NoVarianceReduction(AbstractVarianceReduction):
+    """The plain Monte Carlo estimates (the default)."""
+
+    def check(self, problem, algorithm, config):
+        return None
+
+
+class ControlVariates(AbstractVarianceReduction):
+    """Control variates from quadratic surrogates of the loss (module docstring).
+
+    ``at``: the margins (residuals for regression) where each surrogate matches the loss's
+    value, slope and curvature (one surrogate per entry; default the one at 0); ``observables``:
+    those corrected, among ``m, q, eps_gen, train_loss``; ``fallback``: keep the plain estimate
+    where the fitted correction does not promise a smaller variance. Needs the error replicas
+    (``errors=dj.GroupErrors(G)``, ``G >= n_surrogates + 4``; the default of a solve with control
+    variates is ``GroupErrors(16)``) and a single unit whose read-out is linear (two clusters,
+    teacher-student, regression) trained without momentum, Langevin noise or bias, over at most
+    ``MAX_STEPS`` steps (the exact surrogate costs ``T^3``). Cost: one more solve with its
+    replicas per surrogate."""
+
+    at: tuple = eqx.field(static=True, default=(0.0,))
+    observables: tuple = eqx.field(static=True, default=CORRECTABLE)
+    fallback: bool = eqx.field(static=True, default=True)
+
+    MAX_STEPS = 1000
+
+    def __init__(self, at=(0.0,), observables=CORRECTABLE, fallback=True):
+        points = (at,) if isinstance(at, (int, float)) and not isinstance(at, bool) else at
+        try:
+            points = tuple(float(a) for a in points)
+        except (TypeError, ValueError):
+            raise ValueError(f"ControlVariates.at must be a margin or a sequence of margins (finite numbers); "
+                             f"got {at!r}") from None
+        if not points or not all(abs(a) < float("inf") for a in points):
+            raise ValueError(f"ControlVariates.at must hold at least one finite margin; got {at!r}")
+        if len(set(points)) != len(points):
+            raise ValueError(f"ControlVariates.at: each margin once (the same surrogate twice is collinear); got {at!r}")
+        names = (observables,) if isinstance(observables, str) else tuple(observables)
+        bad = [n for n in names if n not in CORRECTABLE]
+        if bad or not names:
+            raise ValueError(f"ControlVariates.observables must be a non-empty subset of {CORRECTABLE}; got "
+                             f"{observables!r}")
+        if not isinstance(fallback, bool):
+            raise ValueError(f"ControlVariates.fallback must be True or False; got {fallback!r}")
+        self.at, self.observables, self.fallback = points, names, fallback
+
+    def check(self, problem, algorithm, config):
+        groups = getattr(config.errors, "groups", None)
+        if groups is None:
+            raise ValueError("errors: ControlVariates fits its coefficients on the error replicas; give "
+                             "errors=dj.GroupErrors(G) (or leave errors out: GroupErrors(16))")
+        if groups < len(self.at) + 4:
+            raise ValueError(f"errors: GroupErrors.groups = {groups} is too few to fit {len(self.at)} control "
+                             f"variate(s): at least {len(self.at) + 4}")
+        from .._problem.problem import Problem
+
+        if not isinstance(problem, Problem):
+            raise ValueError("variance_reduction: ControlVariates needs a surrogate with an exact solution: a "
+                             "committee's read-out is not linear (only a single unit, dj.Problem)")
+        why = applicable(self.surrogates(problem)[0], algorithm)  # matched at each point: a positive curvature
+        if why is not None:
+            raise ValueError(f"variance_reduction: ControlVariates needs a surrogate with an exact solution: {why}")
+        if config.n_steps > self.MAX_STEPS:
+            raise ValueError(f"variance_reduction: ControlVariates' exact surrogate costs T^3 time and T^2 memory; "
+                             f"T = {config.n_steps} steps is above its limit of {self.MAX_STEPS}")
+        history = getattr(config.solver, "history", None)
+        if history is not None and history.compressed:
+            raise ValueError("variance_reduction: ControlVariates does not run with a compressed history (its "
+                             "exact surrogate is O(T^3)); use history=dj.FullHistory()")
+
+    def surrogates(self, problem):
+        """The problems of the surrogates: ``problem`` with each matched quadratic loss."""
+        return [eqx.tree_at(lambda p: p.loss, problem, Quadratic.matching(problem.loss, a)) for a in self.at]
+
+    def apply(self, problem, algorithm, key, config, fields, se, reps, run_main, run_replicas):
+        """``(fields, se, stats)`` with the observables corrected. ``reps``: the replicas of the
+        real loss (a batched :class:`~dmft_jax.Solution`); ``run_main(problem, key)``: the
+        main solve of a surrogate on the same random numbers, ``run_replicas(problem)``: its
+        replicas on the replica keys."""
+        dtype = jnp.dtype(config.dtype)
+        surrogates = self.surrogates(problem)
+        exact = [quadratic_curves(s, algorithm, config.n_steps, dtype, config.pivot_rtol) for s in surrogates]
+        mains = [run_main(s, key) for s in surrogates]
+        sreps = [run_replicas(s) for s in surrogates]
+        ok = (reps.result.code == 0).all() & jnp.all(jnp.stack([(r.result.code == 0).all() for r in sreps]))
+        ok = ok & jnp.all(jnp.stack([m.result.code == 0 for m in mains]))
+        fields, se, stats = dict(fields), dict(se), {}
+        G = reps.result.code.shape[0]
+        for name in self.observables:
+            theta_g = lax.stop_gradient(getattr(reps, name))  # (G, S)
+            x = jnp.stack([getattr(m, name) - getattr(e, name) for m, e in zip(mains, exact)])  # (n_s, S)
+            x_g = lax.stop_gradient(jnp.stack([getattr(r, name) - getattr(e, name) for r, e in zip(sreps, exact)]))
+            beta, var_cv, var_raw = fit(theta_g, x_g)
+            use = jnp.isfinite(var_cv) & jnp.all(jnp.isfinite(beta), axis=0) & jnp.all(jnp.isfinite(x), axis=0) & ok
+            if self.fallback:
+                use = use & (var_cv < var_raw)
+            beta = lax.stop_gradient(jnp.where(use[None], beta, 0.0))
+            fields[name] = fields[name] - jnp.sum(beta * x, axis=0)
+            se[name] = jnp.where(use, jnp.sqrt(jnp.where(use, var_cv, 0.0) / G), se[name])
+            stats[f"cv_gain_{name}"] = jnp.where(use, var_raw / jnp.where(use & (var_cv > 0), var_cv, 1.0), 1.0)
+        return fields, se, stats
+
+
+def fit(theta_g, x_g):
+    """Least squares of ``theta_g`` ``(G, S)`` on the surrogates' deviations ``x_g`` ``(n, G,
+    S)`` with an intercept, per time: ``beta`` ``(n, S)``, the variance of one replica after the
+    correction (residual variance on ``G - n - 1`` degrees of freedom, times ``1 + n / (G - n
+    - 2)`` for the fitted ``beta``) and before it (``G - 1``)."""
+    n, G = x_g.shape[0], x_g.shape[1]
+    y = theta_g - jnp.mean(theta_g, axis=0)
+    X = x_g - jnp.mean(x_g, axis=1, keepdims=True)
+    XtX = jnp.einsum("igs,jgs->sij", X, X)
+    Xty = jnp.einsum("igs,gs->si", X, y)
+    scale = jnp.maximum(jnp.einsum("sii->s", XtX), jnp.finfo(y.dtype).tiny)[:, None, None]
+    eye = jnp.eye(n, dtype=y.dtype)
+    beta = jnp.linalg.solve(XtX / scale + 1e-12 * eye, Xty[..., None] / scale)[..., 0].T  # (n, S)
+    resid = y - jnp.einsum("is,igs->gs", beta, X)
+    var_cv = jnp.sum(resid**2, axis=0) / (G - n - 1) * (1 + n / (G - n - 2))
+    var_raw = jnp.sum(y**2, axis=0) / (G - 1)
+    return beta, var_cv, var_raw
+
+
+def as_variance_reduction(value) -> AbstractVarianceReduction:
+    if value is None:
+        return NoVarianceReduction()
+    if not isinstance(value, AbstractVarianceReduction):
+        raise ValueError(f"variance_reduction must be a dmft_jax.AbstractVarianceReduction (e.g. "
+                         f"dj.ControlVariates()); got {value!r}")
+    return value
+
+
+def without(config):
+    """The configuration of a surrogate's own solves: no variance reduction, no trajectories
+    kept, no progress of its own."""
+    from .progress import NoProgressMeter
+
+    return dataclasses.replace(config, variance_reduction=NoVarianceReduction(), save_trajectories=0,
+                               progress_meter=NoProgressMeter())
