@@ -22,6 +22,16 @@ Curve = Float[Array, "..."]
 Square = Float[Array, "..."]
 
 
+def gain_property(name: str) -> property:
+    def get(self):
+        return self.stats.get(f"cv_gain_{name}")
+
+    get.__doc__ = (f"The variance ratio of ``{name}`` without and with control variates, per time (1 where it "
+                   "fell back; ``None`` without ``variance_reduction=dj.ControlVariates()``).")
+    get.__name__ = f"cv_gain_{name}"
+    return property(get)
+
+
 def se_property(name: str) -> property:
     def get(self):
         return None if self.se is None else self.se[name]
@@ -93,7 +103,8 @@ class Solution(AbstractOutcome):
     def saved_arrays(self) -> tuple:
         """The names :func:`dmft_jax.save` writes (with ``<name>_se`` when there are errors)."""
         optional = tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(self, n) is not None) + tuple(
-            n for n in ("history_error", "history_error_q") if n in self.stats)  # a compressed history's estimate
+            n for n in ("history_error", "history_error_q") if n in self.stats) + tuple(  # a compressed history's estimate
+            f"cv_gain_{n}" for n in ("m", "q", "eps_gen", "train_loss") if f"cv_gain_{n}" in self.stats)
         # a compressed history's solution has no two-time squares (C, C_perp, R, P: None)
         base = tuple(n for n in self.base_arrays if getattr(self, n) is not None)
         se = tuple(f"{n}_se" for n in OBSERVABLES if self.se[n] is not None) if self.se is not None else ()
@@ -102,6 +113,8 @@ class Solution(AbstractOutcome):
     m_se, q_se, eps_gen_se, train_loss_se, train_acc_se, lam_hat_se, mu_se, C_se, C_perp_se, R_se, M_C_se, M_R_se = (
         se_property(n) for n in OBSERVABLES)
     Q_se = q_se
+    cv_gain_m, cv_gain_q, cv_gain_eps_gen, cv_gain_train_loss = (
+        gain_property(n) for n in ("m", "q", "eps_gen", "train_loss"))
 
     @property
     def Q(self):

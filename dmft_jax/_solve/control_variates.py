@@ -138,8 +138,10 @@ class ControlVariates(AbstractVarianceReduction):
             use = jnp.isfinite(var_cv) & jnp.all(jnp.isfinite(beta), axis=0) & jnp.all(jnp.isfinite(x), axis=0) & ok
             if self.fallback:
                 use = use & (var_cv < var_raw)
-            beta = lax.stop_gradient(jnp.where(use[None], beta, 0.0))
-            fields[name] = fields[name] - jnp.sum(beta * x, axis=0)
+            beta = jnp.where(use[None], beta, 0.0)
+            # the correction carries no gradient: a derivative is the plain estimate's (unbiased), since
+            # the surrogate's derivative is not what beta was fitted to and only adds noise to it
+            fields[name] = fields[name] - lax.stop_gradient(jnp.sum(beta * x, axis=0))
             se[name] = jnp.where(use, jnp.sqrt(jnp.where(use, var_cv, 0.0) / G), se[name])
             stats[f"cv_gain_{name}"] = jnp.where(use, var_raw / jnp.where(use & (var_cv > 0), var_cv, 1.0), 1.0)
         return fields, se, stats

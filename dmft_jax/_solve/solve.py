@@ -197,15 +197,17 @@ def _cut(sol: Solution, T: int, config: SolveConfig) -> Solution:
     names = ("t", "m", "q", "C", "C_perp", "R", "P", "eps_gen", "train_loss", "train_acc", "lam_hat", "mu", "M_C",
              "M_R") + tuple(n for n in ("bias", "eps_gen_integral_se") if getattr(sol, n) is not None)
     cut = lambda name, a: a[:size, :size] if name in _SQUARES else a[:size]
-    tree = {"fields": {n: getattr(sol, n) for n in names}, "se": sol.se,
+    gains = {k: v for k, v in sol.stats.items() if k.startswith("cv_gain_")}  # per time, like the fields
+    tree = {"fields": {n: getattr(sol, n) for n in names}, "se": sol.se, "gains": gains,
             "trajectories": {k: v for k, v in (sol.trajectories or {}).items() if k in ("u", "g", "r", "s")}}
     host = jax.device_get(tree)
     host["fields"] = {n: cut(n, a) for n, a in host["fields"].items()}
     if host["se"] is not None:
         host["se"] = {n: cut(n, a) for n, a in host["se"].items()}
     host["trajectories"] = {k: a[:size] for k, a in host["trajectories"].items()}
+    host["gains"] = {k: a[:size] for k, a in host["gains"].items()}
     dev = jax.device_put(host)
-    changes = dict(dev["fields"], se=dev["se"])
+    changes = dict(dev["fields"], se=dev["se"], stats=dict(sol.stats, **dev["gains"]))
     if sol.trajectories is not None:
         changes["trajectories"] = dict(sol.trajectories, **dev["trajectories"])
     return dataclasses.replace(sol, config=config, **changes)
@@ -258,8 +260,8 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
         surrogate_config = control_variates.without(dataclasses.replace(config, errors=NoErrors()))
         fields, se, cv_stats = config.variance_reduction.apply(
             problem, algorithm, key, config, fields, se, reps,
-            lambda prob, k: solve_traced(prob, algorithm, k, surrogate_config, n_real=n_real, n_live=n_live,
-                                         estimate_history=False),
+            lambda prob, k: solve_traced(no_gradient(prob), frozen[1], k, surrogate_config, n_real=n_real,
+                                         n_live=n_live, estimate_history=False),
             lambda prob: config.errors.replicate(run_group(no_gradient(prob)), key, config))
     else:
         se, n_failed = config.errors.estimate(run_group(frozen[0]), key, config)
