@@ -1,4 +1,4 @@
-"""Control variates (``variance_reduction=dj.ControlVariates(...)``) against the plain Monte
+"""Control variates (``errors=dj.ControlVariates(...)``) against the plain Monte
 Carlo estimate, at equal wall time (docs/equations.md, section 2.12).
 
 For each setting (T = 100 steps of eta = 0.2, t = 20) and each variant, ``--keys`` solves of
@@ -16,8 +16,8 @@ costs 3.5x more per solve at N = 4096 for an error of the same size, so the base
 the cheaper one):
 
 - ``plain``: ``dj.solve(...)`` without errors (no replicas);
-- ``cv``: ``ControlVariates()``, one surrogate matched at margin 0 (and its ``GroupErrors(16)``
-  replicas: the error bars come with it);
+- ``cv``: ``errors=ControlVariates()``, one surrogate matched at margin 0 (16 replicas: the
+  error bars come with it);
 - ``cv2``: ``ControlVariates(at=(0, 1))``, two surrogates.
 
 Settings: the seed setting (two clusters, logistic, persistent SGD, lambda = 0); GD with
@@ -54,14 +54,14 @@ NOT_APPLICABLE = {
     "committee K = 2": (dj.Committee(dj.Problem(dj.TwoCluster(0.5), "logistic", R0=0.01), dj.SoftCommittee(2)),
                         dj.PersistentSGD(0.2)),
 }
-VARIANTS = {"plain": None, "cv": dj.ControlVariates(), "cv2": dj.ControlVariates(at=(0.0, 1.0))}
+VARIANTS = {"plain": dj.NoErrors(), "cv": dj.ControlVariates(), "cv2": dj.ControlVariates(at=(0.0, 1.0))}
 NAMES = ("eps_gen", "q", "train_loss")
 TIMES = (5.0, 10.0, 20.0)
 
 
-def run(problem, alg, n, key, vr):
+def run(problem, alg, n, key, errors):
     t0 = time.perf_counter()
-    sol = dj.solve(problem, alg, t_max=20.0, n_traj=n, key=key, response=dj.ProbeResponse(4), variance_reduction=vr)
+    sol = dj.solve(problem, alg, t_max=20.0, n_traj=n, key=key, response=dj.ProbeResponse(4), errors=errors)
     jax.block_until_ready(sol.eps_gen)
     return sol, time.perf_counter() - t0
 
@@ -124,7 +124,7 @@ def main():
         setting(name, args.keys, args.n, args.ref_n)
     for name, (problem, alg) in NOT_APPLICABLE.items():
         try:
-            dj.solve(problem, alg, t_max=1.0, n_traj=64, variance_reduction=dj.ControlVariates())
+            dj.solve(problem, alg, t_max=1.0, n_traj=64, errors=dj.ControlVariates())
         except ValueError as err:
             print(f"- {name}: not applicable ({err})")
 

@@ -12,7 +12,7 @@ from ._problem.readouts import (AbstractReadout, Committee, CustomReadout, SignC
                         SoftCommittee)
 from ._algorithms.algorithms import GD, SGD, AbstractAlgorithm, AbstractMinibatch, PersistentSGD
 from ._solve.standard_errors import AbstractErrors, GroupErrors, NoErrors
-from ._solve.control_variates import AbstractVarianceReduction, ControlVariates, NoVarianceReduction
+from ._solve.control_variates import ControlVariates
 from ._tools.fdt import FDT, fdt
 from ._tools.grid import GridSolution, count_compilations, solve_grid
 from ._results.io import load, save
@@ -83,6 +83,6 @@ __all__ = [
     "SweepAdjoint", "TextProgressMeter", "TqdmProgressMeter", "ThreeCluster", "TuneResult", "TwoCluster", "__version__", "alpha_star",
     "check_parameter", "count_compilations", "default_cache_dir", "disable_compilation_cache",
     "enable_compilation_cache", "erm", "memory_estimate", "time_estimate", "SizeWarning", "ridge_gd", "quadratic_dmft", "Quadratic",
-    "AbstractVarianceReduction", "ControlVariates", "NoVarianceReduction", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
+    "ControlVariates", "gd_long_time", "io", "load", "plot", "save", "simulate", "solve", "solve_grid",
     "tune",
 ]

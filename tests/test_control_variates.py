@@ -21,7 +21,7 @@ def reference():
 
 @pytest.fixture(scope="module")
 def corrected():
-    return dj.solve(SEED, PSGD, n_traj=2048, key=7, variance_reduction=dj.ControlVariates(), **KW)
+    return dj.solve(SEED, PSGD, n_traj=2048, key=7, errors=dj.ControlVariates(), **KW)
 
 
 def test_corrected_estimate_agrees_with_reference(corrected, reference):
@@ -58,16 +58,16 @@ def test_fallback_keeps_the_plain_estimate(corrected):
 @pytest.mark.slow
 def test_without_fallback_every_time_is_corrected():
     sol = dj.solve(SEED, dj.GD(0.2), t_max=2.0, n_traj=512, key=3, response=dj.ProbeResponse(2),
-                   variance_reduction=dj.ControlVariates(observables=("eps_gen",), fallback=False))
+                   errors=dj.ControlVariates(observables=("eps_gen",), fallback=False))
     assert np.all(np.asarray(sol.cv_gain_eps_gen)[1:] != 1.0) and sol.cv_gain_q is None
 
 
 @pytest.mark.slow
 def test_gradient_is_the_plain_estimates():
-    def f(lam, vr):
+    def f(lam, errors):
         problem = dj.Problem(dj.TwoCluster(0.5), "logistic", lam=lam, R0=0.01)
         return dj.solve(problem, dj.GD(0.2), t_max=2.0, n_traj=512, key=1, response=dj.ProbeResponse(2),
-                        variance_reduction=vr).eps_gen[-1]
+                        errors=errors).eps_gen[-1]
 
     plain = jax.grad(f)(0.1, None)
     assert jax.grad(f)(0.1, dj.ControlVariates()) == plain and plain != 0
@@ -75,7 +75,7 @@ def test_gradient_is_the_plain_estimates():
 
 @pytest.mark.slow
 def test_two_surrogates_remove_more_variance():
-    one, two = (dj.solve(SEED, PSGD, n_traj=2048, key=7, variance_reduction=dj.ControlVariates(at=at), **KW)
+    one, two = (dj.solve(SEED, PSGD, n_traj=2048, key=7, errors=dj.ControlVariates(at=at), **KW)
                 for at in ((0.0,), (0.0, 1.0)))
     assert two.result.ok
     late = slice(30, None)  # t > 6, where one surrogate explains less
@@ -85,10 +85,10 @@ def test_two_surrogates_remove_more_variance():
 @pytest.mark.slow
 def test_grid_points_are_each_corrected():
     grid = dj.solve_grid(SEED, dj.GD(0.2), {"lam": np.array([0.0, 0.1])}, t_max=2.0, n_traj=512, key=3,
-                         response=dj.ProbeResponse(2), variance_reduction=dj.ControlVariates())
+                         response=dj.ProbeResponse(2), errors=dj.ControlVariates())
     for i, lam in enumerate((0.0, 0.1)):
         one = dj.solve(dj.Problem(dj.TwoCluster(0.5), "logistic", lam=lam, R0=0.01), dj.GD(0.2), t_max=2.0,
-                       n_traj=512, key=3, response=dj.ProbeResponse(2), variance_reduction=dj.ControlVariates())
+                       n_traj=512, key=3, response=dj.ProbeResponse(2), errors=dj.ControlVariates())
         assert np.allclose(grid.eps_gen[i], one.eps_gen, atol=1e-12)
 
 
@@ -96,7 +96,7 @@ def test_grid_points_are_each_corrected():
 def test_no_bias_and_coverage_over_keys(reference):
     # 32 keys of N = 1024 against the reference (16x the trajectories): the mean within 3 of its
     # standard errors, and +-2 se covering the reference at 85-99% of the (key, time) pairs
-    sols = [dj.solve(SEED, PSGD, n_traj=1024, key=1000 + i, variance_reduction=dj.ControlVariates(), **KW)
+    sols = [dj.solve(SEED, PSGD, n_traj=1024, key=1000 + i, errors=dj.ControlVariates(), **KW)
             for i in range(32)]
     for name in ("eps_gen", "q"):
         vals = np.stack([np.asarray(getattr(s, name)) for s in sols])[:, 1:]
@@ -116,6 +116,9 @@ def test_no_bias_and_coverage_over_keys(reference):
     (dict(observables=("C",)), "observables"),
     (dict(observables=()), "observables"),
     (dict(fallback="yes"), "fallback"),
+    (dict(groups=4), "at least 5"),
+    (dict(groups=6, at=(0.0, 1.0, 2.0)), "at least 7"),
+    (dict(groups=1), "groups must be an integer >= 2"),
 ])
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -123,17 +126,15 @@ def test_bad_options(kwargs, match):
 
 
 @pytest.mark.parametrize("problem, alg, kwargs, match", [
-    (SEED, dj.GD(0.2), dict(errors=dj.NoErrors()), "GroupErrors"),
-    (SEED, dj.GD(0.2), dict(errors=dj.GroupErrors(4)), "at least 5"),
     (dj.Problem(dj.ThreeCluster(), m0=0.1), dj.GD(0.2), {}, "ThreeCluster has a non-linear read-out"),
     (dj.Committee(SEED, dj.SoftCommittee(2)), dj.GD(0.2), {}, "committee"),
     (SEED, dj.GD(0.2, beta=0.5), {}, "momentum"),
     (SEED, dj.GD(0.2), dict(t_max=300.0), "limit of 1000"),
     (SEED, dj.GD(0.2), dict(solver=dj.CausalSweep(history=dj.CompressedHistory())), "compressed history"),
     (dj.Problem(dj.TwoCluster(), lambda v: -(v**2) + 0.1 * v**4), dj.GD(0.2), {}, "positive curvature"),
-    (SEED, dj.GD(0.2), dict(variance_reduction="cv"), "variance_reduction must be"),
+    (SEED, dj.GD(0.2), dict(n_traj=500), "multiple of 32"),
 ])
 def test_refusals(problem, alg, kwargs, match):
-    kwargs = dict(dict(t_max=2.0, n_traj=512, variance_reduction=dj.ControlVariates()), **kwargs)
+    kwargs = dict(dict(t_max=2.0, n_traj=512, errors=dj.ControlVariates()), **kwargs)
     with pytest.raises(ValueError, match=match):
         dj.solve(problem, alg, **kwargs)

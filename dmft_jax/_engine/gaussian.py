@@ -84,29 +84,15 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
     y_atom = Zmom[:, 0, 2]  # E[y | atom] (the label itself for a loss of the margin)
     d_atom = y_atom if margin else jnp.ones_like(y_atom)  # d v / d r
 
-    D = 5 + 3 * T
-    iu = lambda j: 3 + j
-    ig = lambda j: 4 + T + j
-    iz = lambda j: 5 + 2 * T + j
+    D, iu, ig, iz = 5 + 3 * T, (lambda j: 3 + j), (lambda j: 4 + T + j), (lambda j: 5 + 2 * T + j)  # X's layout
     idx = jnp.arange(D)
     unit = lambda i: (idx == i).astype(dtype)
-    S0 = jnp.zeros((A, D, D), dtype).at[:, :3, :3].set(Zmom).at[:, iu(0), iu(0)].set(delta * jnp.asarray(problem.R0, dtype))
-    prob0 = jnp.stack([1 - b0, b0]).astype(dtype)  # states s = 0, 1
-    S = prob0[None, :, None, None] * S0[:, None]
+    S0 = jnp.zeros((A, D, D), dtype).at[:, :3, :3].set(Zmom)
+    S0 = S0.at[:, iu(0), iu(0)].set(delta * jnp.asarray(problem.R0, dtype))
+    S = jnp.stack([1 - b0, b0]).astype(dtype)[None, :, None, None] * S0[:, None]  # states s = 0, 1
     Q = jnp.zeros((A, 2, T + 1, T + 1), dtype)
     sigma = jnp.asarray([0.0, 1.0], dtype)
     zproj = jnp.pad(proj, ((0, 0), (0, D - 3)))  # the field along the teacher, as a form over X
-
-    def put(S, i, row, diag):
-        """``S`` with a variable of moments ``row`` ``(A, 2, D)`` (with ``X``) and ``diag`` in row
-        and column ``i``."""
-        S = S.at[:, :, i, :].set(row).at[:, :, :, i].set(row)
-        return S.at[:, :, i, i].set(diag)
-
-    def mix(X, k):
-        """The transition ``k -> k+1`` of the selection chain, on the state axis 1."""
-        on, off = p_on[k], p_off[k]
-        return jnp.stack([off * X[:, 1] + (1 - on) * X[:, 0], (1 - off) * X[:, 1] + on * X[:, 0]], axis=1)
 
     E = lambda x: jnp.einsum("a,a...->...", weights_a, jnp.sum(x, axis=1))  # over atoms and states
     lags = jnp.arange(T + 1)
@@ -122,7 +108,7 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
         square = jnp.einsum("ase,ae->as", w, shifted)
         scale = (curv * d_atom)[:, None] * sigma[None, :]  # g = s Lambda' = s curv d (v - center)
         prob = S[:, :, 0, 0]  # P(s_k = s | atom)
-        S = put(S, ig(k), scale[..., None] * w, scale**2 * square)
+        S = _put(S, ig(k), scale[..., None] * w, scale**2 * square)
         row_MC = alpha * delta * E(S[:, :, ig(k), :])[ig(0):ig(0) + T + 1] * (lags <= k)
         mu = alpha * E(jnp.einsum("asd,ad->as", S[:, :, ig(k), :], zproj))
         lam_hat = alpha * delta * curv * (weights_a @ prob[:, 1])
@@ -142,7 +128,7 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
         u_next = ((1 - dt * (lam + lam_hat)) * unit(iu(k)) + jnp.pad(memory, (3, D - T - 4))
                   + dt * jnp.pad(L_k[:T], (5 + 2 * T, 0)) - dt * delta * unit(ig(k)))
         row = jnp.einsum("d,asde->ase", u_next, S)
-        S = put(S, iu(k + 1), row, jnp.einsum("ase,e->as", row, u_next))
+        S = _put(S, iu(k + 1), row, jnp.einsum("ase,e->as", row, u_next))
         # chi[k+1, l] = (1 - eta_k (lam + lam_hat + Delta a_k)) chi[k, l] + eta_k sum_j eta_j M_R[k, j] chi[j, l]
         a_k = curv * sigma  # Lambda'' s_k, per state
         decay = 1 - dt * (lam + lam_hat + delta * a_k)
@@ -150,16 +136,34 @@ def quadratic_curves(problem, algorithm, n_steps: int, dtype, pivot_rtol: float)
         new = new.at[:, :, k].add(dt * delta * a_k[None, :] * prob)  # the source chi[k+1, k] = eta_k Delta a_k
         Q = Q.at[:, :, k + 1, :].set(new)
         m_next = m - dt * (lam * m + mu)
-        return (mix(S, k), mix(Q, k), m_next, factor), (m,) + rows
+        return (_mix(S, p_on[k], p_off[k]), _mix(Q, p_on[k], p_off[k]), m_next, factor), (m,) + rows
 
     m0 = jnp.asarray(problem.m0, dtype)
     (S, Q, m_T, _), (m, MC, MR, mu, lam_hat, loss) = lax.scan(
         step, (S, Q, m0, NoiseFactor.empty(T + 1, dtype)), jnp.arange(T))
     _, _, last = observe(S, Q, m_T, T)  # step T: its kernels only
     stack = lambda a, b: jnp.concatenate([a, b[None]])
-    m = stack(m, m_T)
-    MC, MR, mu, lam_hat, loss = (stack(a, b) for a, b in zip((MC, MR, mu, lam_hat, loss), last))
-    R, P = weights.response(lam, lam_hat, MR, dts)
+    return _curves(problem, steps, dts, stack(m, m_T), *(stack(a, b) for a, b in zip((MC, MR, mu, lam_hat, loss), last)))
+
+
+def _put(S, i, row, diag):
+    """``S`` with a variable of moments ``row`` ``(A, 2, D)`` (with ``X``) and ``diag`` in row and
+    column ``i``."""
+    S = S.at[:, :, i, :].set(row).at[:, :, :, i].set(row)
+    return S.at[:, :, i, i].set(diag)
+
+
+def _mix(X, on, off):
+    """The transition of the selection chain (``0 -> 1`` w.p. ``on``, ``1 -> 0`` w.p. ``off``) on
+    the state axis 1."""
+    return jnp.stack([off * X[:, 1] + (1 - on) * X[:, 0], (1 - off) * X[:, 1] + on * X[:, 0]], axis=1)
+
+
+def _curves(problem, steps, dts, m, MC, MR, mu, lam_hat, loss) -> GaussianCurves:
+    """The curves from the exact kernels: ``R, P, C_perp`` by the engine's weight side, ``q`` and
+    the model's ``eps_gen``."""
+    dtype = m.dtype
+    R, P = weights.response(jnp.asarray(problem.lam, dtype), lam_hat, MR, dts)
     C_perp = weights.correlation(R, P, MC, problem.R0, dts)
     q = m**2 + jnp.diagonal(C_perp)
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(steps)])

@@ -27,7 +27,7 @@ def gain_property(name: str) -> property:
         return self.stats.get(f"cv_gain_{name}")
 
     get.__doc__ = (f"The variance ratio of ``{name}`` without and with control variates, per time (1 where it "
-                   "fell back; ``None`` without ``variance_reduction=dj.ControlVariates()``).")
+                   "fell back; ``None`` without ``errors=dj.ControlVariates()``).")
     get.__name__ = f"cv_gain_{name}"
     return property(get)
 

@@ -5,7 +5,6 @@ from typing import Any
 
 import equinox as eqx
 
-from .control_variates import NoVarianceReduction
 from .standard_errors import AbstractErrors, NoErrors
 
 
@@ -13,7 +12,7 @@ class SolveConfig(eqx.Module):
     """Everything the compiled solve depends on besides the parameters and the key: the
     number of steps ``n_steps`` (``T``), of trajectories ``n_traj`` (``N``), of units ``K``
     (1 for a single unit), the strategies (``solver``, ``response`` resolved to its sizes for
-    ``K`` units, ``adjoint``, ``progress_meter``, ``errors``, ``variance_reduction``), the device ids of the sharding
+    ``K`` units, ``adjoint``, ``progress_meter``, ``errors``), the device ids of the sharding
     (``None``: one device) and the numerical options; for committees also ``cross_memory``,
     ``symmetric`` (docs/equations.md, section 6.2) and ``quadrature``, the points of the test
     error's quadrature (0: Monte Carlo, or a single unit's closed form)."""
@@ -35,7 +34,6 @@ class SolveConfig(eqx.Module):
     cross_memory: bool = eqx.field(static=True, default=True)
     symmetric: bool = eqx.field(static=True, default=False)
     quadrature: int = eqx.field(static=True, default=0)
-    variance_reduction: Any = eqx.field(static=True, default=NoVarianceReduction())
 
     @property
     def n_chi(self) -> int:

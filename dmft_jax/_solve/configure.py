@@ -22,10 +22,9 @@ from .._solvers.iteration import DampedIteration
 from .._solvers.sweep import CausalSweep
 from .._engine.timegrid import count_steps
 from .config import SolveConfig
-from .control_variates import ControlVariates, as_variance_reduction
 from .memory import check_memory, long_run, step_budget
 from .progress import AbstractProgressMeter, NoProgressMeter, TextProgressMeter, TqdmProgressMeter
-from .standard_errors import AbstractErrors, GroupErrors, NoErrors
+from .standard_errors import AbstractErrors, NoErrors
 from .trajectories import FORMER, Trajectories
 
 _DEPRECATED = {
@@ -79,14 +78,11 @@ def _legacy_options(deprecated, solver, response, adjoint, progress_meter, shard
 
 def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, adjoint=None,
               progress_meter=None, errors=None, n_steps=None, trajectories=None, dtype=None, batch=1,
-              variance_reduction=None, **deprecated) -> SolveConfig:
+              **deprecated) -> SolveConfig:
     """Validate the options of :func:`~dmft_jax.solve` for a single unit or a
     :class:`~dmft_jax.Committee` and return the static :class:`~dmft_jax.SolveConfig` of the
     compiled core (``batch`` points are checked against the device memory together)."""
     trajectories = trajectories_of(trajectories, deprecated)
-    variance_reduction = as_variance_reduction(variance_reduction)
-    if isinstance(variance_reduction, ControlVariates) and errors is None:
-        errors = GroupErrors(16)  # the replicas its coefficients are fitted on
     auto_meter = progress_meter is None and "progress" not in deprecated
     solver, response, adjoint, progress_meter, sharding, errors = _strategies(
         solver, response, adjoint, progress_meter, trajectories.sharding, errors, deprecated)
@@ -127,9 +123,8 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
                          dtype=str(dtype), save_trajectories=int(save), errors=errors, K=K,
                          cross_memory=problem.cross_memory if committee else True,
                          symmetric=problem.symmetric if committee else False,
-                         quadrature=quadrature_size(problem) if committee else 0,
-                         variance_reduction=variance_reduction)
-    variance_reduction.check(problem, algorithm, config)
+                         quadrature=quadrature_size(problem) if committee else 0)
+    errors.check_solve(problem, algorithm, config)
     check_memory(T, n_traj, est, dtype, batch, blocks, errors.replicas(config), K, config.quadrature, history)
     return config
 

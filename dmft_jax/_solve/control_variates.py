@@ -19,7 +19,6 @@ back).
 """
 from __future__ import annotations
 
-import abc
 import dataclasses
 
 import equinox as eqx
@@ -29,38 +28,26 @@ from jax import lax
 
 from .._engine.gaussian import applicable, quadratic_curves
 from .._problem.losses import Quadratic
+from .standard_errors import GroupErrors, NoErrors
 
 # the observables a surrogate's exact solution has (train_acc is not a second moment)
 CORRECTABLE = ("m", "q", "eps_gen", "train_loss")
 
 
-class AbstractVarianceReduction(eqx.Module):
-    """Interface of a variance-reduction strategy applied to a solve's observables."""
-
-    @abc.abstractmethod
-    def check(self, problem, algorithm, config) -> None:
-        """Raise ``ValueError`` when the strategy cannot run for this solve."""
-
-
-class NoVarianceReduction(AbstractVarianceReduction):
-    """The plain Monte Carlo estimates (the default)."""
-
-    def check(self, problem, algorithm, config):
-        return None
-
-
-class ControlVariates(AbstractVarianceReduction):
-    """Control variates from quadratic surrogates of the loss (module docstring).
+class ControlVariates(GroupErrors):
+    """Standard errors from ``groups`` replicas (as :class:`~dmft_jax.GroupErrors`) and the
+    observables ``m, q, eps_gen, train_loss`` corrected by control variates from quadratic
+    surrogates of the loss (module docstring; docs/equations.md, section 2.12):
+    ``solve(..., errors=dj.ControlVariates())``.
 
     ``at``: the margins (residuals for regression) where each surrogate matches the loss's
     value, slope and curvature (one surrogate per entry; default the one at 0); ``observables``:
-    those corrected, among ``m, q, eps_gen, train_loss``; ``fallback``: keep the plain estimate
-    where the fitted correction does not promise a smaller variance. Needs the error replicas
-    (``errors=dj.GroupErrors(G)``, ``G >= n_surrogates + 4``; the default of a solve with control
-    variates is ``GroupErrors(16)``) and a single unit whose read-out is linear (two clusters,
-    teacher-student, regression) trained without momentum, Langevin noise or bias, over at most
-    ``MAX_STEPS`` steps (the exact surrogate costs ``T^3``). Cost: one more solve with its
-    replicas per surrogate."""
+    those corrected; ``fallback``: keep the plain estimate where the fitted correction does not
+    promise a smaller variance. ``groups >= len(at) + 4``. Applies to a single unit whose
+    read-out is linear (two clusters, teacher-student, regression) trained without momentum,
+    Langevin noise or bias, over at most ``MAX_STEPS`` steps with the full history (the exact
+    surrogate costs ``T^3``). Cost: one more solve with its replicas per surrogate. A derivative
+    of a corrected observable is the plain estimate's (the correction carries no gradient)."""
 
     at: tuple = eqx.field(static=True, default=(0.0,))
     observables: tuple = eqx.field(static=True, default=CORRECTABLE)
@@ -68,7 +55,8 @@ class ControlVariates(AbstractVarianceReduction):
 
     MAX_STEPS = 1000
 
-    def __init__(self, at=(0.0,), observables=CORRECTABLE, fallback=True):
+    def __init__(self, groups=16, at=(0.0,), observables=CORRECTABLE, fallback=True):
+        super().__init__(groups)
         points = (at,) if isinstance(at, (int, float)) and not isinstance(at, bool) else at
         try:
             points = tuple(float(a) for a in points)
@@ -79,6 +67,9 @@ class ControlVariates(AbstractVarianceReduction):
             raise ValueError(f"ControlVariates.at must hold at least one finite margin; got {at!r}")
         if len(set(points)) != len(points):
             raise ValueError(f"ControlVariates.at: each margin once (the same surrogate twice is collinear); got {at!r}")
+        if self.groups < len(points) + 4:
+            raise ValueError(f"ControlVariates.groups = {self.groups} is too few to fit {len(points)} control "
+                             f"variate(s): at least {len(points) + 4}")
         names = (observables,) if isinstance(observables, str) else tuple(observables)
         bad = [n for n in names if n not in CORRECTABLE]
         if bad or not names:
@@ -88,29 +79,22 @@ class ControlVariates(AbstractVarianceReduction):
             raise ValueError(f"ControlVariates.fallback must be True or False; got {fallback!r}")
         self.at, self.observables, self.fallback = points, names, fallback
 
-    def check(self, problem, algorithm, config):
-        groups = getattr(config.errors, "groups", None)
-        if groups is None:
-            raise ValueError("errors: ControlVariates fits its coefficients on the error replicas; give "
-                             "errors=dj.GroupErrors(G) (or leave errors out: GroupErrors(16))")
-        if groups < len(self.at) + 4:
-            raise ValueError(f"errors: GroupErrors.groups = {groups} is too few to fit {len(self.at)} control "
-                             f"variate(s): at least {len(self.at) + 4}")
+    def check_solve(self, problem, algorithm, config):
         from .._problem.problem import Problem
 
         if not isinstance(problem, Problem):
-            raise ValueError("variance_reduction: ControlVariates needs a surrogate with an exact solution: a "
-                             "committee's read-out is not linear (only a single unit, dj.Problem)")
+            raise ValueError("errors: ControlVariates needs a surrogate with an exact solution: a committee's "
+                             "read-out is not linear (only a single unit, dj.Problem)")
         why = applicable(self.surrogates(problem)[0], algorithm)  # matched at each point: a positive curvature
         if why is not None:
-            raise ValueError(f"variance_reduction: ControlVariates needs a surrogate with an exact solution: {why}")
+            raise ValueError(f"errors: ControlVariates needs a surrogate with an exact solution: {why}")
         if config.n_steps > self.MAX_STEPS:
-            raise ValueError(f"variance_reduction: ControlVariates' exact surrogate costs T^3 time and T^2 memory; "
+            raise ValueError(f"errors: ControlVariates' exact surrogate costs T^3 time and T^2 memory; "
                              f"T = {config.n_steps} steps is above its limit of {self.MAX_STEPS}")
         history = getattr(config.solver, "history", None)
         if history is not None and history.compressed:
-            raise ValueError("variance_reduction: ControlVariates does not run with a compressed history (its "
-                             "exact surrogate is O(T^3)); use history=dj.FullHistory()")
+            raise ValueError("errors: ControlVariates does not run with a compressed history (its exact surrogate "
+                             "is O(T^3)); use history=dj.FullHistory()")
 
     def surrogates(self, problem):
         """The problems of the surrogates: ``problem`` with each matched quadratic loss."""
@@ -166,19 +150,8 @@ def fit(theta_g, x_g):
     return beta, var_cv, var_raw
 
 
-def as_variance_reduction(value) -> AbstractVarianceReduction:
-    if value is None:
-        return NoVarianceReduction()
-    if not isinstance(value, AbstractVarianceReduction):
-        raise ValueError(f"variance_reduction must be a dmft_jax.AbstractVarianceReduction (e.g. "
-                         f"dj.ControlVariates()); got {value!r}")
-    return value
-
-
-def without(config):
-    """The configuration of a surrogate's own solves: no variance reduction, no trajectories
-    kept, no progress of its own."""
+def surrogate_config(config):
+    """The configuration of a surrogate's main solve: no errors, trajectories kept or progress."""
     from .progress import NoProgressMeter
 
-    return dataclasses.replace(config, variance_reduction=NoVarianceReduction(), save_trajectories=0,
-                               progress_meter=NoProgressMeter())
+    return dataclasses.replace(config, errors=NoErrors(), save_trajectories=0, progress_meter=NoProgressMeter())

@@ -14,11 +14,11 @@ every strategy is an object passed by keyword, carrying its own options:
   :class:`~dmft_jax.NoProgressMeter`; default: a tqdm bar for a run estimated above a few
   seconds on a CPU, none for shorter ones;
 - ``trajectories``: :class:`~dmft_jax.Trajectories` ``(antithetic, moment_matching, sharding, save)``;
-- ``errors``: :class:`~dmft_jax.NoErrors` (default) or :class:`~dmft_jax.GroupErrors`
-  ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost;
-- ``variance_reduction``: ``None`` (plain Monte Carlo) or :class:`~dmft_jax.ControlVariates`
-  ``(at, observables, fallback)``: ``m, q, eps_gen, train_loss`` corrected by an exactly solved
-  quadratic surrogate run on the same random numbers (docs/equations.md, section 2.12).
+- ``errors``: :class:`~dmft_jax.NoErrors` (default), :class:`~dmft_jax.GroupErrors`
+  ``(groups)``: standard errors of every observable (``sol.eps_gen_se``), about twice the cost,
+  or :class:`~dmft_jax.ControlVariates` ``(groups, at, observables, fallback)``: the same, with
+  ``m, q, eps_gen, train_loss`` corrected by exactly solved quadratic surrogates run on the
+  same random numbers (docs/equations.md, section 2.12).
 
 Cost and accuracy: ``N`` trajectories give the kernels and observables with a Monte Carlo error
 ``O(1/sqrt(N))``; the exact response (``O(n_chi T^2)`` memory) is estimated on ``n_chi <= N``.
@@ -48,7 +48,7 @@ from .._cache.trace import cached_call
 from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint
 from . import control_variates
 from .control_variates import ControlVariates
-from .standard_errors import AbstractErrors, GroupErrors, NoErrors, no_gradient
+from .standard_errors import AbstractErrors, GroupErrors, no_gradient
 from .._algorithms.algorithms import AbstractAlgorithm
 from .history_error import history_error
 from .memory import check_memory
@@ -85,7 +85,6 @@ def solve(
     trajectories: Trajectories | None = None,
     dtype=None,
     throw: bool = False,
-    variance_reduction=None,
     **deprecated,
 ) -> Solution:
     """Solve the DMFT of ``problem`` trained by ``algorithm`` up to ``t_max``.
@@ -105,7 +104,7 @@ def solve(
         Monte Carlo trajectories ``N`` (even when ``antithetic``).
     key
         ``int`` seed or ``jax.random`` key. The same key gives the same result.
-    solver, response, adjoint, progress_meter, errors, variance_reduction
+    solver, response, adjoint, progress_meter, errors
         the strategies (module docstring).
     n_steps
         number of steps, instead of ``t_max``; required when ``eta`` is traced.
@@ -126,7 +125,7 @@ def solve(
     key = as_key(key), seed_of(key)
     config = configure(problem, algorithm, t_max, n_traj, solver=solver, response=response, adjoint=adjoint,
                        progress_meter=progress_meter, errors=errors, n_steps=n_steps, trajectories=trajectories,
-                       dtype=dtype, variance_reduction=variance_reduction, **deprecated)
+                       dtype=dtype, **deprecated)
     dtype = jnp.dtype(config.dtype)
     T = config.n_steps
     run = None if deprecated else _bucket(config, problem, algorithm, response)
@@ -254,11 +253,11 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     run_group = lambda prob: lambda k, c: solve_traced(prob, frozen[1], k, c, n_real=n_real, n_live=live_of(c),
                                                        estimate_history=False)
     cv_stats = {}
-    if isinstance(config.variance_reduction, ControlVariates):  # the same replicas give the se and beta
+    if isinstance(config.errors, ControlVariates):  # the same replicas give the se and beta
         reps = config.errors.replicate(run_group(frozen[0]), key, config)
         se, n_failed = config.errors.summarize(reps)
-        surrogate_config = control_variates.without(dataclasses.replace(config, errors=NoErrors()))
-        fields, se, cv_stats = config.variance_reduction.apply(
+        surrogate_config = control_variates.surrogate_config(config)
+        fields, se, cv_stats = config.errors.apply(
             problem, algorithm, key, config, fields, se, reps,
             lambda prob, k: solve_traced(no_gradient(prob), frozen[1], k, surrogate_config, n_real=n_real,
                                          n_live=n_live, estimate_history=False),

@@ -50,6 +50,11 @@ class AbstractErrors(eqx.Module):
     def replicas(self, config):
         """``(G, per-replica response estimator)`` for the memory check, or ``None``."""
 
+    def check_solve(self, problem, algorithm, config) -> None:
+        """Raise ``ValueError`` when the estimator cannot run for this problem and configuration
+        (nothing to check by default)."""
+        return None
+
 
 class NoErrors(AbstractErrors):
     """No standard errors (the default of :func:`dmft_jax.solve`)."""
@@ -116,15 +121,12 @@ def replica_keys(key, groups: int):
 def group_config(config, groups: int):
     """The :class:`~dmft_jax.SolveConfig` of one group solve: ``N / groups``
     trajectories, the response estimator split likewise, no trajectories saved, no progress,
-    one device, no errors or variance reduction of its own."""
-    from .control_variates import NoVarianceReduction
-
+    one device, no errors of its own."""
     n = config.n_traj // groups
     response = config.response.per_group(groups).resolve(config.n_steps, n, jnp.dtype(config.dtype).itemsize,
                                                          config.K)
     return dataclasses.replace(config, n_traj=n, response=response, save_trajectories=0,
-                               progress_meter=NoProgressMeter(), devices=None, errors=NoErrors(),
-                               variance_reduction=NoVarianceReduction())
+                               progress_meter=NoProgressMeter(), devices=None, errors=NoErrors())
 
 
 def no_gradient(tree):
