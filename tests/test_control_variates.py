@@ -138,3 +138,16 @@ def test_refusals(problem, alg, kwargs, match):
     kwargs = dict(dict(t_max=2.0, n_traj=512, errors=dj.ControlVariates()), **kwargs)
     with pytest.raises(ValueError, match=match):
         dj.solve(problem, alg, **kwargs)
+
+
+@pytest.mark.slow
+def test_tune_reports_the_corrected_objective_and_its_errors():
+    problem = dj.Problem(dj.TwoCluster(0.5), "logistic", alpha=2.0, delta=0.5, R0=0.01, lam=0.05)
+    kw = dict(t_max=2.0, n_traj=1024, steps=3, response=dj.ProbeResponse(2), key=1)
+    plain = dj.tune(problem, dj.GD(0.2), ["lam"], errors=dj.GroupErrors(16), **kw)
+    cv = dj.tune(problem, dj.GD(0.2), ["lam"], errors=dj.ControlVariates(), **kw)
+    assert cv.objective == cv.solution.eps_gen[-1] and cv.objective_se < 0.5 * plain.objective_se
+    start = dj.solve(problem, dj.GD(0.2), t_max=2.0, n_traj=1024, key=1, response=dj.ProbeResponse(2),
+                     errors=dj.ControlVariates())
+    assert np.isclose(cv.start_objective, start.eps_gen[-1], rtol=1e-12)  # both ends corrected alike
+    assert abs(cv.improvement - plain.improvement) < 3 * np.hypot(cv.improvement_se, plain.improvement_se) + 1e-6

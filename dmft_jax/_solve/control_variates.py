@@ -100,35 +100,55 @@ class ControlVariates(GroupErrors):
         """The problems of the surrogates: ``problem`` with each matched quadratic loss."""
         return [eqx.tree_at(lambda p: p.loss, problem, Quadratic.matching(problem.loss, a)) for a in self.at]
 
-    def apply(self, problem, algorithm, key, config, fields, se, reps, run_main, run_replicas):
-        """``(fields, se, stats)`` with the observables corrected. ``reps``: the replicas of the
-        real loss (a batched :class:`~dmft_jax.Solution`); ``run_main(problem, key)``: the
-        main solve of a surrogate on the same random numbers, ``run_replicas(problem)``: its
-        replicas on the replica keys."""
+    def coefficients(self, problem, algorithm, config, reps, run_replicas):
+        """The exact surrogates and, per corrected observable, ``(beta, use, var_cv, var_raw,
+        x_g)``: the coefficients fitted on the replicas ``reps`` of the real loss (a batched
+        :class:`~dmft_jax.Solution`) and those of each surrogate (``run_replicas(problem)``, on
+        the same replica keys), where they apply (``use``; ``beta`` is 0 elsewhere), the
+        variances of one replica with and without the correction, and the surrogates'
+        deviations ``x_g`` per replica."""
         dtype = jnp.dtype(config.dtype)
         surrogates = self.surrogates(problem)
         exact = [quadratic_curves(s, algorithm, config.n_steps, dtype, config.pivot_rtol) for s in surrogates]
-        mains = [run_main(s, key) for s in surrogates]
         sreps = [run_replicas(s) for s in surrogates]
         ok = (reps.result.code == 0).all() & jnp.all(jnp.stack([(r.result.code == 0).all() for r in sreps]))
-        ok = ok & jnp.all(jnp.stack([m.result.code == 0 for m in mains]))
-        fields, se, stats = dict(fields), dict(se), {}
-        G = reps.result.code.shape[0]
+        fits = {}
         for name in self.observables:
             theta_g = lax.stop_gradient(getattr(reps, name))  # (G, S)
-            x = jnp.stack([getattr(m, name) - getattr(e, name) for m, e in zip(mains, exact)])  # (n_s, S)
             x_g = lax.stop_gradient(jnp.stack([getattr(r, name) - getattr(e, name) for r, e in zip(sreps, exact)]))
             beta, var_cv, var_raw = fit(theta_g, x_g)
-            use = jnp.isfinite(var_cv) & jnp.all(jnp.isfinite(beta), axis=0) & jnp.all(jnp.isfinite(x), axis=0) & ok
+            use = jnp.isfinite(var_cv) & jnp.all(jnp.isfinite(beta), axis=0) & ok
             if self.fallback:
                 use = use & (var_cv < var_raw)
-            beta = jnp.where(use[None], beta, 0.0)
+            fits[name] = (jnp.where(use[None], beta, 0.0), use, var_cv, var_raw, x_g)
+        return surrogates, exact, fits
+
+    def apply(self, problem, algorithm, key, config, fields, se, reps, run_main, run_replicas):
+        """``(fields, se, stats)`` with the observables corrected. ``reps``: the replicas of the
+        real loss; ``run_main(problem, key)``: the main solve of a surrogate on the same random
+        numbers, ``run_replicas(problem)``: its replicas on the replica keys."""
+        surrogates, exact, fits = self.coefficients(problem, algorithm, config, reps, run_replicas)
+        mains = [run_main(s, key) for s in surrogates]
+        ok = jnp.all(jnp.stack([m.result.code == 0 for m in mains]))
+        fields, se, stats = dict(fields), dict(se), {}
+        G = reps.result.code.shape[0]
+        for name, (beta, use, var_cv, var_raw, _) in fits.items():
+            x = jnp.stack([getattr(m, name) - getattr(e, name) for m, e in zip(mains, exact)])  # (n_s, S)
+            use = use & jnp.all(jnp.isfinite(x), axis=0) & ok
             # the correction carries no gradient: a derivative is the plain estimate's (unbiased), since
             # the surrogate's derivative is not what beta was fitted to and only adds noise to it
-            fields[name] = fields[name] - lax.stop_gradient(jnp.sum(beta * x, axis=0))
+            fields[name] = fields[name] - lax.stop_gradient(jnp.sum(jnp.where(use[None], beta * x, 0.0), axis=0))
             se[name] = jnp.where(use, jnp.sqrt(jnp.where(use, var_cv, 0.0) / G), se[name])
             stats[f"cv_gain_{name}"] = jnp.where(use, var_raw / jnp.where(use & (var_cv > 0), var_cv, 1.0), 1.0)
         return fields, se, stats
+
+    def corrected_replicas(self, problem, algorithm, config, reps, run_replicas):
+        """The replicas ``reps`` with each corrected observable ``theta_g - beta . x_g`` (the
+        spread of a function of them, ``tune``'s objective, is then that of the corrected
+        estimate; ``beta`` is fitted on the same replicas, so it is slightly optimistic)."""
+        _, _, fits = self.coefficients(problem, algorithm, config, reps, run_replicas)
+        return dataclasses.replace(reps, **{n: getattr(reps, n) - jnp.sum(beta * x_g, axis=0)
+                                            for n, (beta, _, _, _, x_g) in fits.items()})
 
 
 def fit(theta_g, x_g):

@@ -44,6 +44,7 @@ from .._solvers.adjoint import AutodiffAdjoint, SweepAdjoint
 from .._algorithms.algorithms import AbstractAlgorithm
 from .._algorithms.bounds import expand
 from .._problem.readouts import Committee
+from .._solve.control_variates import ControlVariates
 from .._solve.standard_errors import AbstractErrors, GroupErrors
 from .._problem.problem import Problem
 from .._response.response import ExactResponse, as_response
@@ -389,8 +390,10 @@ def tune(
     noise = {}
     if isinstance(errors, GroupErrors):  # the improvement against the Monte Carlo noise
         start = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
+        corrected = isinstance(errors, ControlVariates)  # the start's value corrected alike
         start_value = (objective(solve(*start, n_steps=T, n_traj=n_traj, response=response, key=base_key,
-                                       **solve_kwargs)) if refresh else history["objective"][0])
+                                       **(dict(errors=errors) if corrected else {}), **solve_kwargs))
+                       if refresh or corrected else history["objective"][0])
         end = (prob.astype(dtype), cast_tree(algo, dtype))
         noise = noise_report(objective, start, end, base_key, config, errors, start_value, value)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,

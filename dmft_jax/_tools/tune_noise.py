@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from .._solve.standard_errors import AbstractErrors, GroupErrors, NoErrors, group_config, replica_keys
+from .._solve.control_variates import ControlVariates
 from .._solve.solve import solve_traced
 
 
@@ -30,13 +31,11 @@ def resolve_errors(errors, n_traj: int, antithetic: bool) -> AbstractErrors:
 def replica_objectives(problem, algorithm, key, config, objective, groups):
     """The objective of each of the ``groups`` replicas of a solve (:mod:`dmft_jax._solve.standard_errors`)."""
     small = group_config(config, groups)
-    run = lambda k: solve_traced(problem, algorithm, k, small)
-
-    def one(k):
-        sol = run(k)
-        return objective(sol), sol.result.code
-
-    return jax.vmap(one)(replica_keys(key, groups))
+    replicas = lambda prob: jax.vmap(lambda k: solve_traced(prob, algorithm, k, small))(replica_keys(key, groups))
+    reps = replicas(problem)
+    if isinstance(config.errors, ControlVariates):  # the objective of the corrected replicas
+        reps = config.errors.corrected_replicas(problem, algorithm, config, reps, replicas)
+    return jax.vmap(objective)(reps), reps.result.code
 
 
 def noise_report(objective, start, end, key, config, errors, start_value, value):
