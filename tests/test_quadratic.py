@@ -108,3 +108,20 @@ def test_quadratic_bad_inputs():
         dj.Quadratic.matching(lambda v: -(v**2), at=0.0)
     with pytest.raises(ValueError, match="at"):
         dj.Quadratic.matching("logistic", at="zero")
+    with pytest.raises(ValueError, match="one margin"):
+        dj.Quadratic.matching("logistic", at=[0.0, 1.0])
+    with pytest.raises(ValueError, match="overflows"):
+        dj.Quadratic.matching("exponential", at=-800.0)
+
+
+def test_invalid_parameters_inside_vmap_and_jit_give_nan():
+    import equinox as eqx
+
+    problem = dj.Problem(dj.TwoCluster(0.5), "square", alpha=2.0, R0=0.01)
+    eps = jax.vmap(lambda lam: dj.quadratic_dmft(eqx.tree_at(lambda p: p.lam, problem, lam), dj.GD(0.2),
+                                                 n_steps=5).eps_gen[-1])(jnp.array([0.1, -0.5]))
+    assert np.isfinite(eps[0]) and np.isnan(eps[1])  # lam = -0.5 is out of range: no number
+    # a quadratic built inside jit from concrete numbers
+    f = jax.jit(lambda c: dj.quadratic_dmft(dj.Problem(dj.TwoCluster(), dj.Quadratic(c, 1.0)), dj.GD(0.2),
+                                            n_steps=5).eps_gen[-1])
+    assert np.isclose(f(1.0), dj.quadratic_dmft(dj.Problem(dj.TwoCluster(), "square"), dj.GD(0.2), n_steps=5).eps_gen[-1])

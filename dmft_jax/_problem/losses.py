@@ -151,8 +151,8 @@ class Quadratic(AbstractLoss):
 
     def __check_init__(self):
         _validate.positive("curvature", self.curvature)
-        _validate.check("center", self.center, lambda a: jnp.isfinite(a), "a finite number")
-        _validate.check("offset", self.offset, lambda a: jnp.isfinite(a), "a finite number")
+        _validate.check("center", self.center, lambda a: a == a, "a finite number")  # check() tests finiteness
+        _validate.check("offset", self.offset, lambda a: a == a, "a finite number")
 
     def __call__(self, v):
         return self.offset + 0.5 * self.curvature * (v - self.center) ** 2
@@ -168,9 +168,14 @@ class Quadratic(AbstractLoss):
         ``log 2 - 1/2 + (v - 2)^2 / 8``."""
         loss = as_loss(loss)
         at = _validate.as_float_array(at, "at")
+        if jnp.ndim(at) != 0:
+            raise ValueError(f"at: one margin (a number) per surrogate; got an array of shape {jnp.shape(at)}")
         value = loss(at)
         slope = jax.grad(lambda v: loss(v))(at)
         curvature = jax.grad(jax.grad(lambda v: loss(v)))(at)
+        if _validate.is_concrete(curvature) and not np.isfinite(float(curvature)):
+            raise ValueError(f"at: the loss's second derivative at v = {float(at):g} is not finite "
+                             f"({float(curvature):g}: it overflows there); match it at another margin")
         if _validate.is_concrete(curvature) and not float(curvature) > 0:
             raise ValueError(f"at: the loss's second derivative at v = {float(at):g} is {float(curvature):g}; a "
                              "quadratic surrogate needs a positive curvature there (match it at another margin)")

@@ -276,6 +276,7 @@ class Loaded:
     (parameters, algorithm, config, seed, version), ``config``; plotted like the original result."""
 
     C = C_perp = R = P = None  # the squares a compressed history's solution has not (saved ones replace them)
+    cv_gain_m = cv_gain_q = cv_gain_eps_gen = cv_gain_train_loss = None  # observables not corrected
 
     def __init__(self, arrays: dict, meta: dict):
         self.__dict__.update(arrays)

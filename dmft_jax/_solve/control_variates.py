@@ -24,6 +24,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .._engine.gaussian import applicable, quadratic_curves
@@ -57,8 +58,11 @@ class ControlVariates(GroupErrors):
 
     def __init__(self, groups=16, at=(0.0,), observables=CORRECTABLE, fallback=True):
         super().__init__(groups)
-        points = (at,) if isinstance(at, (int, float)) and not isinstance(at, bool) else at
+        scalar = np.ndim(at) == 0 and not isinstance(at, (bool, np.bool_, str, dict))
+        points = (at,) if scalar else at
         try:
+            if isinstance(points, (str, dict)) or any(isinstance(a, (bool, np.bool_, str)) for a in points):
+                raise TypeError
             points = tuple(float(a) for a in points)
         except (TypeError, ValueError):
             raise ValueError(f"ControlVariates.at must be a margin or a sequence of margins (finite numbers); "
@@ -70,10 +74,14 @@ class ControlVariates(GroupErrors):
         if self.groups < len(points) + 4:
             raise ValueError(f"ControlVariates.groups = {self.groups} is too few to fit {len(points)} control "
                              f"variate(s): at least {len(points) + 4}")
-        names = (observables,) if isinstance(observables, str) else tuple(observables)
+        try:
+            names = (observables,) if isinstance(observables, str) else tuple(observables)
+        except TypeError:
+            names = ()
         bad = [n for n in names if n not in CORRECTABLE]
-        if bad or not names:
-            raise ValueError(f"ControlVariates.observables must be a non-empty subset of {CORRECTABLE}; got "
+        if bad or not names or len(set(names)) != len(names):
+            raise ValueError(f"ControlVariates.observables must be a non-empty subset of {CORRECTABLE} (each "
+                             f"once); got "
                              f"{observables!r}")
         if not isinstance(fallback, bool):
             raise ValueError(f"ControlVariates.fallback must be True or False; got {fallback!r}")
@@ -139,7 +147,8 @@ class ControlVariates(GroupErrors):
             # the surrogate's derivative is not what beta was fitted to and only adds noise to it
             fields[name] = fields[name] - lax.stop_gradient(jnp.sum(jnp.where(use[None], beta * x, 0.0), axis=0))
             se[name] = jnp.where(use, jnp.sqrt(jnp.where(use, var_cv, 0.0) / G), se[name])
-            stats[f"cv_gain_{name}"] = jnp.where(use, var_raw / jnp.where(use & (var_cv > 0), var_cv, 1.0), 1.0)
+            gain = jnp.where(var_cv > 0, var_raw / jnp.where(var_cv > 0, var_cv, 1.0), 1.0)  # 0 / 0 (t = 0): 1
+            stats[f"cv_gain_{name}"] = jnp.where(use, gain, 1.0)
         return fields, se, stats
 
     def corrected_replicas(self, problem, algorithm, config, reps, run_replicas):
@@ -147,8 +156,8 @@ class ControlVariates(GroupErrors):
         spread of a function of them, ``tune``'s objective, is then that of the corrected
         estimate; ``beta`` is fitted on the same replicas, so it is slightly optimistic)."""
         _, _, fits = self.coefficients(problem, algorithm, config, reps, run_replicas)
-        return dataclasses.replace(reps, **{n: getattr(reps, n) - jnp.sum(beta * x_g, axis=0)
-                                            for n, (beta, _, _, _, x_g) in fits.items()})
+        return dataclasses.replace(reps, **{n: getattr(reps, n) - jnp.sum(
+            jnp.where(use[None, None], beta[:, None] * x_g, 0.0), axis=0) for n, (beta, use, _, _, x_g) in fits.items()})
 
 
 def fit(theta_g, x_g):

@@ -25,6 +25,7 @@ from typing import Any
 import warnings
 
 import equinox as eqx
+import jax
 import numpy as np
 
 from .. import _validate
@@ -112,7 +113,9 @@ def quadratic_dmft(problem: Problem, algorithm, t_max: float = 20.0, *, n_steps:
     or bias). The effective process is linear, so its second moments, split by the state of
     the selection chain, give every kernel without Monte Carlo: ``O(T^3)`` time,
     ``O(T^2)`` memory. Returns :class:`~dmft_jax._engine.gaussian.GaussianCurves` (``t, m, q,
-    eps_gen, train_loss`` and the kernels); jittable and differentiable in the parameters.
+    eps_gen, train_loss`` and the kernels); jittable and differentiable in the parameters (a
+    parameter out of range inside ``vmap``/``jit`` gives NaN curves; non-finite curves of a
+    concrete call warn).
     For GD on ridge regression it equals :func:`ridge_gd` (to 1e-7)."""
     from .._engine.gaussian import applicable, quadratic_curves
     from .._solve.configure import check_problem
@@ -125,4 +128,12 @@ def quadratic_dmft(problem: Problem, algorithm, t_max: float = 20.0, *, n_steps:
     T = count_steps(algorithm, t_max, n_steps)
     dtype = as_dtype(dtype)
     rtol = 1e-7 if dtype == np.float64 else 1e-4
-    return quadratic_curves(problem.astype(dtype), algorithm, T, dtype, rtol)
+    curves = quadratic_curves(problem.astype(dtype), algorithm, T, dtype, rtol)
+    checks, valid, _ = _validate.traced_checks(problem, algorithm, T)
+    if checks:  # inside vmap/jit the construction checks run here: an invalid point gives NaN curves
+        curves = jax.tree_util.tree_map(lambda x: _validate.poison(valid, x), curves)
+    elif not np.all(np.isfinite(np.asarray(curves.eps_gen))) or not np.all(np.isfinite(np.asarray(curves.q))):
+        warnings.warn("quadratic_dmft: the curves are not finite (the linear dynamics diverge: a step size above "
+                      "2 / curvature, or a surrogate matched where the loss is very steep)", RuntimeWarning,
+                      stacklevel=2)
+    return curves
