@@ -1,6 +1,5 @@
-"""Save and load results: arrays in ``<name>.npz`` with the parameters, configuration, seed
-and package version inside it (member ``__meta__``), and the same metadata beside it as
-``<name>.json`` for people to read.
+"""Save and load results: arrays in ``<name>.npz`` with the parameters, configuration, seed and package
+version inside it (member ``__meta__``), and the same metadata beside it as ``<name>.json`` for people to read.
 
 Why one file is the unit: a save must never mix two results, whatever interrupts it. The
 ``.npz`` carries its own metadata, a save id and the SHA-256 of every array, so :func:`load`
@@ -275,8 +274,8 @@ class Loaded:
     """A saved result: every array as an attribute (``t``, ``m``, ``eps_gen``, ``*_se``, ...), ``meta``
     (parameters, algorithm, config, seed, version), ``config``; plotted like the original result."""
 
-    C = C_perp = R = P = None  # the squares a compressed history's solution has not (saved ones replace them)
-    cv_gain_m = cv_gain_q = cv_gain_eps_gen = cv_gain_train_loss = None  # observables not corrected
+    # the squares a compressed history's solution has not and the gains of observables not corrected (saved ones replace them)
+    C = C_perp = R = P = cv_gain_m = cv_gain_q = cv_gain_eps_gen = cv_gain_train_loss = None
 
     def __init__(self, arrays: dict, meta: dict):
         self.__dict__.update(arrays)

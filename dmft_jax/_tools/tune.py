@@ -3,8 +3,7 @@
 ``tune`` minimises an objective of the :class:`~dmft_jax.Solution` (default: ``eps_gen`` at
 the final step; the problem may be a :class:`~dmft_jax.Committee`, tuned through JAX's own
 reverse mode and without the noise report) over a chosen subset of ``lam``, ``R0``, ``eta``,
-``b``, ``tau`` by gradient
-descent through the whole solver (pathwise derivatives; likelihood-ratio weights for the
+``b``, ``tau`` by gradient descent through the whole solver (pathwise derivatives; likelihood-ratio weights for the
 parameters that shape the discrete draws, see :mod:`dmft_jax._engine.process`).
 
 Schedule parameters are tunable as ``"eta.<field>"`` (e.g. ``"eta.init"``, ``"eta.rate"``,
@@ -390,10 +389,9 @@ def tune(
     noise = {}
     if isinstance(errors, GroupErrors):  # the improvement against the Monte Carlo noise
         start = _from_theta(_to_theta(problem, algorithm, params, T), prob_arr, algo_arr, T)
-        corrected = isinstance(errors, ControlVariates)  # the start's value corrected alike
-        start_value = (objective(solve(*start, n_steps=T, n_traj=n_traj, response=response, key=base_key,
-                                       **(dict(errors=errors) if corrected else {}), **solve_kwargs))
-                       if refresh or corrected else history["objective"][0])
+        corrected = dict(errors=errors) if isinstance(errors, ControlVariates) else {}  # the start corrected alike
+        start_value = (objective(solve(*start, n_steps=T, n_traj=n_traj, response=response, key=base_key, **corrected,
+                                       **solve_kwargs)) if refresh or corrected else history["objective"][0])
         end = (prob.astype(dtype), cast_tree(algo, dtype))
         noise = noise_report(objective, start, end, base_key, config, errors, start_value, value)
     res = TuneResult(params=tuned, objective=value, history=history, problem=prob, algorithm=algo, solution=sol,
