@@ -94,8 +94,9 @@ def test_grid_points_are_each_corrected():
 
 @pytest.mark.slow
 def test_no_bias_and_coverage_over_keys(reference):
-    # 32 keys of N = 1024 against the reference (16x the trajectories): the mean within 3 of its
-    # standard errors, and +-2 se covering the reference at 85-99% of the (key, time) pairs
+    # 32 keys of N = 1024 against the reference (16x the trajectories): the mean within 3.5 of its
+    # standard errors; and +-2 se covering the keys' mean at 85-99% of the (key, time) pairs (the
+    # keys' mean, not the reference: early on the corrected se is far below the reference's own)
     sols = [dj.solve(SEED, PSGD, n_traj=1024, key=1000 + i, errors=dj.ControlVariates(), **KW)
             for i in range(32)]
     for name in ("eps_gen", "q"):
@@ -104,7 +105,7 @@ def test_no_bias_and_coverage_over_keys(reference):
         ref, ref_se = np.asarray(getattr(reference, name))[1:], np.asarray(reference.se[name])[1:]
         mean_se = np.hypot(vals.std(axis=0, ddof=1) / np.sqrt(len(sols)), ref_se)
         assert np.max(np.abs(vals.mean(axis=0) - ref) / mean_se) < 3.5, name
-        cover = np.mean(np.abs(vals - ref) < 2 * np.hypot(ses, ref_se))
+        cover = np.mean(np.abs(vals - vals.mean(axis=0)) < 2 * ses)
         assert 0.85 <= cover <= 0.99, (name, cover)
 
 
