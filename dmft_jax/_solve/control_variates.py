@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -145,7 +144,7 @@ class ControlVariates(GroupErrors):
             use = use & jnp.all(jnp.isfinite(x), axis=0) & ok
             # the correction carries no gradient: a derivative is the plain estimate's (unbiased), since
             # the surrogate's derivative is not what beta was fitted to and only adds noise to it
-            fields[name] = fields[name] - lax.stop_gradient(jnp.sum(jnp.where(use[None], beta * x, 0.0), axis=0))
+            fields[name] = fields[name] - lax.stop_gradient(correction(beta, use, x))
             se[name] = jnp.where(use, jnp.sqrt(jnp.where(use, var_cv, 0.0) / G), se[name])
             gain = jnp.where(var_cv > 0, var_raw / jnp.where(var_cv > 0, var_cv, 1.0), 1.0)  # 0 / 0 (t = 0): 1
             stats[f"cv_gain_{name}"] = jnp.where(use, gain, 1.0)
@@ -156,8 +155,16 @@ class ControlVariates(GroupErrors):
         spread of a function of them, ``tune``'s objective, is then that of the corrected
         estimate; ``beta`` is fitted on the same replicas, so it is slightly optimistic)."""
         _, _, fits = self.coefficients(problem, algorithm, config, reps, run_replicas)
-        return dataclasses.replace(reps, **{n: getattr(reps, n) - jnp.sum(
-            jnp.where(use[None, None], beta[:, None] * x_g, 0.0), axis=0) for n, (beta, use, _, _, x_g) in fits.items()})
+        return dataclasses.replace(reps, **{n: getattr(reps, n) - correction(beta, use, x_g)
+                                            for n, (beta, use, _, _, x_g) in fits.items()})
+
+
+def correction(beta, use, x):
+    """``beta . x`` over the surrogates where the fit applies (``use`` ``(S,)``), 0 elsewhere
+    (also where ``x`` is not finite there); ``beta`` ``(n, S)``, ``x`` ``(n, S)`` for the main
+    solve or ``(n, G, S)`` for the replicas."""
+    beta = beta.reshape(beta.shape[:1] + (1,) * (x.ndim - 2) + beta.shape[1:])
+    return jnp.sum(jnp.where(use, beta * x, 0.0), axis=0)
 
 
 def fit(theta_g, x_g):
