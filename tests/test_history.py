@@ -44,8 +44,10 @@ def test_schedule_covers_every_step_once_in_doubling_blocks(T, window, per_level
         assert all(L & (L - 1) == 0 for L in lengths)  # powers of two
         by_start = sorted((h[0], len(h)) for h in held if h)
         assert all(a[1] >= b[1] for a, b in zip(by_start, by_start[1:]))  # longer blocks further back
+        # at most one merge per step: a level's merge may wait a step behind a lower level's
         assert sum(L == 1 for L in lengths) <= window + 1 and all(
-            sum(L == 2 ** j for L in lengths) <= per_level for j in range(1, 40))
+            sum(L == 2 ** j for L in lengths) <= per_level + 1 for j in range(1, 40))
+        assert all(a.shape[1] == 1 for a in slot_schedule(T, window, per_level)[1:3])  # one pair per step
     assert n <= window + 3 + (per_level + 1) * int(np.log2(T / window) + 2)  # O(log T) slots
     # the first steps' schedule does not depend on the horizon
     short = slot_schedule(T // 2, window, per_level)

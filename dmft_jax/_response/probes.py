@@ -102,7 +102,9 @@ class ProbeResponse(AbstractResponse):
         # v[k] without the exactly known first lag chi[k, k-1] eps[k-1] = eta Delta H[k-1] eps[k-1]
         v_k = st.v[past.slot(k)] - dts[km1] * delta * _apply(st.H_prev, st.eps[past.slot(km1)])  # (K, P, n)
         Hv = w_n * _apply(H, v_k)
-        est = past.rows(st.eps, k, lambda e: jnp.transpose(jnp.tensordot(Hv, e, axes=((1, 2), (2, 3))), (1, 0, 2)))
+        # the history on the left, contracted over its trailing (probe, trajectory) axes: a plain
+        # matrix-vector product (the other order made XLA CPU transpose the history at every step)
+        est = past.rows(st.eps, k, lambda e: jnp.swapaxes(jnp.tensordot(e, Hv, axes=((2, 3), (1, 2))), 1, 2))
         est = est / self.n_probes / norm  # eta-weighted: eta_l M_R[k, l] / (alpha Delta)
         exact_first = delta * jnp.einsum("n,abn,bcn->ac", w_n, H, st.H_prev) / norm * dts[km1]
         est = jnp.where(past.lag_mask(size, k)[:, None, None], est, 0.0)
