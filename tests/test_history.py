@@ -173,6 +173,14 @@ def test_what_a_compressed_history_does_not_cover_is_refused(seed_two_cluster):
         dj.solve(seed_two_cluster, dj.GD(0.2), t_max=2.0, n_traj=64, solver=solver, adjoint=dj.SweepAdjoint())
     with pytest.raises(ValueError, match="history"):
         dj.CausalSweep(history="compressed")
+    # saved trajectories are each step's values (a compressed history crashed with a shape error)
+    with pytest.raises(ValueError, match=r"save_trajectories = 4.*FullHistory"):
+        dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=solver, save_trajectories=4)
+    from dmft_jax._solve.configure import configure
+    # the automatic choice keeps the full history to save them
+    assert configure(seed_two_cluster, PSGD, None, 64, n_steps=2400, save_trajectories=4).solver.history \
+        == dj.FullHistory()
+    assert configure(seed_two_cluster, PSGD, None, 64, n_steps=2400).solver.history.compressed
     sol = dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=compressed(window=4, per_level=2,
                                                                                    estimate=False))
     with pytest.raises(ValueError, match="CompressedHistory solve keeps no two-time C and R"):

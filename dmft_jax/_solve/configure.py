@@ -91,7 +91,8 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     n_traj = _validate.integer("n_traj", n_traj, 2)
     dtype = as_dtype(dtype)
     history = solver.history if isinstance(solver, CausalSweep) else FullHistory()
-    auto = history is None and _compressible(response, algorithm, adjoint)
+    # saved trajectories are each step's values: the automatic choice keeps the full history for them
+    auto = history is None and _compressible(response, algorithm, adjoint) and not save
     # T checked against memory before anything of its size is built (its step sizes included)
     T = count_steps(algorithm, t_max, n_steps, step_budget(n_traj, dtype, K, batch,
                                                            CompressedHistory() if auto else history))
@@ -234,6 +235,10 @@ def _check_combinations(problem, algorithm, solver, adjoint, save_trajectories):
         if algorithm.beta is not None or algorithm.temperature is not None or problem.bias is not None:
             raise ValueError("adjoint: SweepAdjoint does not cover momentum (beta), Langevin noise (temperature) or "
                              "a learnable bias; use AutodiffAdjoint() (the default)")
+    if save_trajectories and getattr(getattr(solver, "history", None), "compressed", False):
+        raise ValueError(f"Trajectories.save (save_trajectories = {save_trajectories}): a CompressedHistory keeps "
+                         "the far past as block averages, not each step's values; save trajectories with the full "
+                         "history (CausalSweep(history=dj.FullHistory())) or use Trajectories(save=0)")
     if committee and save_trajectories:
         raise ValueError(f"Trajectories.save (save_trajectories): saved trajectories are built for a single unit; "
                          f"this committee has K = {problem.K} units (use Trajectories(save=0))")
