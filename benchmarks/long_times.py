@@ -15,21 +15,28 @@ ProbeResponse(4)):
 3. exact answers at long times: GD on ridge regression (TeacherRegression(0.5), squared
    error, alpha = 2, lam = 0.1 and 0) against dmft_jax.ridge_gd up to t = --ridge-t;
 4. the issue's target size: T = 5000 steps (t = 1000), N = 16384, the default compressed
-   history with its error estimate.
+   history with its error estimate;
+5. with ``--gradient``: jax.grad of eps_gen(T) in lam against the forward solve at T = 5000;
+6. with ``--moonshot`` (alone, in its own process, for its peak memory): T = 50000 (t = 10^4),
+   N = 16384.
 
     python benchmarks/long_times.py                       # N = 4096, T up to 20000
     python benchmarks/long_times.py --n-traj 2048 --full-max 1000 --steps 500 1000 2000 5000 10000 20000 \
-        --ridge-n 2048                                    # the committed run
+        --ridge-n 2048 --gradient                         # the committed run
+    python benchmarks/long_times.py --moonshot            # T = 50000, N = 16384: time and peak memory
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
 import time
 import warnings
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
 
@@ -123,6 +130,42 @@ def target(args):
           f"history_error {float(sol.stats['history_error']):.1e}, result {sol.result}\n", flush=True)
 
 
+def peak_rss_gb() -> float:
+    """The process's peak resident memory so far (GB; Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def gradient(args):
+    """jax.grad of eps_gen(T) in lam through a compressed solve (checkpointed reverse mode),
+    against the forward solve, same size and keys."""
+    T, N = args.target_steps, args.gradient_n
+    print(f"## gradient: jax.grad of eps_gen(T) in lam, T = {T}, N = {N}, CompressedHistory(estimate=False)\n")
+    kw = dict(n_steps=T, n_traj=N, key=0, response=dj.ProbeResponse(4), progress_meter=dj.NoProgressMeter(),
+              solver=dj.CausalSweep(buckets=False, history=dj.CompressedHistory(estimate=False)))
+    f = lambda lam: dj.solve(eqx.tree_at(lambda p: p.lam, PROBLEM, lam), ALGO, **kw).eps_gen[-1]
+    lam = jnp.asarray(0.01)
+    times = {}
+    for name, fn in (("forward", jax.jit(f)), ("gradient", jax.jit(jax.grad(f)))):
+        jax.block_until_ready(fn(lam))  # compile
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(lam))
+        times[name] = time.perf_counter() - t0
+    print("| forward s | gradient s | ratio |\n|---|---|---|")
+    print(f"| {times['forward']:.1f} | {times['gradient']:.1f} | {times['gradient'] / times['forward']:.2f} |\n",
+          flush=True)
+
+
+def moonshot(args):
+    """The issue's moonshot: T = 50000 (t = 10^4), N = 16384, in a process of its own (its peak
+    memory is the process's)."""
+    T, N = args.moonshot_steps, args.target_n
+    print(f"## moonshot: T = {T} (t = {0.2 * T:g}), N = {N}, CompressedHistory() with its error estimate\n")
+    sol, sec, _ = timed(dj.CompressedHistory(), T, N, twice=False)
+    print(f"solve {sec:.1f} s (first call, compile included), {1e3 * sec / T:.2f} ms / step, peak memory "
+          f"{peak_rss_gb():.2f} GB, history_error {float(sol.stats['history_error']):.1e}, result {sol.result}\n",
+          flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-traj", type=int, default=4096)
@@ -137,7 +180,14 @@ def main():
     p.add_argument("--target-steps", type=int, default=5000)
     p.add_argument("--target-n", type=int, default=16384)
     p.add_argument("--skip-target", action="store_true")
+    p.add_argument("--gradient", action="store_true", help="jax.grad against the forward solve at --target-steps")
+    p.add_argument("--gradient-n", type=int, default=4096)
+    p.add_argument("--moonshot", action="store_true", help="only the moonshot size (run it alone: peak memory)")
+    p.add_argument("--moonshot-steps", type=int, default=50000)
     args = p.parse_args()
+    if args.moonshot:
+        moonshot(args)
+        return
     print("# long horizons: benchmarks/long_times.py\n")
     if not args.skip_cost:
         cost(args)
@@ -147,6 +197,8 @@ def main():
         ridge(args)
     if not args.skip_target:
         target(args)
+    if args.gradient:
+        gradient(args)
 
 
 if __name__ == "__main__":

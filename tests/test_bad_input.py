@@ -333,15 +333,15 @@ API = [
      r"t_max: the schedule ExponentialDecay\(init=0.2, rate=0.001, floor=1e-09\) adds up to only 200[.\d]* in \d+ steps, "
      r"short of t_max = 1000 \((more steps would not fit|searched up to)"),
     ("steps_beyond_memory", lambda: dj.solve(P, dj.GD(1e-9), t_max=5.0, n_traj=64), ValueError,
-     r"t_max = 5 at eta = 1e-09 is T = 5000000000 steps: its (kernels and histories alone|random numbers and kernel "
-     r"rows), .* need about [\d.e+]+ GiB but "
+     r"t_max = 5 at eta = 1e-09 is T = 5000000000 steps: its (kernels and histories alone|kernel rows and "
+     r"slot histories), .* need about [\d.e+]+ GiB but "
      r"the device has [\d.]+ GiB \(at most T = \d+ fit\); raise eta, lower t_max"),
     ("n_steps_beyond_memory", lambda: dj.solve(P, dj.GD(0.2), n_steps=10**9, n_traj=64), ValueError,
-     r"n_steps = 1000000000 is T = 1000000000 steps: its (kernels|random numbers)"),
+     r"n_steps = 1000000000 is T = 1000000000 steps: its (kernels|kernel rows)"),
     ("simulate_steps_beyond_memory", lambda: dj.simulate(P, dj.GD(1e-10), t_max=5.0, d=50), ValueError,
      r"t_max = 5 at eta = 1e-10 is T = 50000000000 steps: its per-step tables"),
     ("grid_steps_beyond_memory", lambda: dj.solve_grid(P, dj.GD(1e-6), {"lam": [0.0, 0.1]}, t_max=5.0, n_traj=64),
-     ValueError, r"T = 5000000 steps: its (kernels and histories alone|random numbers and kernel rows), .*, for 2 "
+     ValueError, r"T = 5000000 steps: its (kernels and histories alone|kernel rows and slot histories), .*, for 2 "
                  r"points need about"),
     # issue 26, second table: what the campaign of benchmarks/bad_inputs.py --second found
     ("fdt_t_min_string", lambda: dj.fdt(solve(), t_min="late"), ValueError, r"t_min must be a real number \(a time in \["),

@@ -54,6 +54,35 @@ def test_schedule_covers_every_step_once_in_doubling_blocks(T, window, per_level
     assert np.array_equal(short[0], slot_schedule(T, window, per_level)[0][: T // 2 + 1])
 
 
+@pytest.mark.parametrize("antithetic,K,n_live,algo", [
+    (False, 1, None, PSGD), (True, 2, None, dj.SGD(eta=0.1, b=0.4, temperature=0.05)),
+    (False, 1, 40, dj.PersistentSGD(eta=0.3, b=0.2, tau=3.0))], ids=["psgd", "antithetic_committee_langevin", "live"])
+def test_draws_at_their_step_are_the_draws_up_front(seed_two_cluster, antithetic, K, n_live, algo):
+    """A compressed solve draws zeta, the Langevin normals and the selection at their step (no
+    (T + 1) x N array): the same numbers as the draws made up front (the selection bit for bit,
+    the normals to rounding)."""
+    from dmft_jax._engine import process
+
+    T, N = 60, 64
+    args = (jax.random.PRNGKey(7), seed_two_cluster, algo, T, N, antithetic, jnp.float64, True, n_live, K)
+    full, stream = process.draw(*args), process.draw(*args, streamed=True)
+    assert stream.s is None and stream.zeta is None and stream.zeta_l is None
+    for name in ("c", "y", "h0", "u0", "log_p0"):
+        np.testing.assert_array_equal(getattr(stream, name), getattr(full, name))
+    sel = stream.selection_start()
+    for k in range(T + 1):
+        # moment matching sums a row's squares alone, not in the grid: equal to rounding
+        np.testing.assert_allclose(stream.zeta_at(k), full.zeta[k], rtol=1e-14, atol=1e-15)
+        if full.zeta_l is not None:
+            np.testing.assert_allclose(stream.zeta_l_at(k), full.zeta_l[k], rtol=1e-14, atol=1e-15)
+        draws, ref = stream.at_step(k, sel), full.at_step(k)
+        np.testing.assert_array_equal(draws.s_k, ref.s_k)
+        np.testing.assert_array_equal(draws.s_prev, ref.s_prev)
+        if k < T:
+            sel = stream.selection_next(sel, k)
+    assert 0.05 < float(jnp.mean(full.s)) < 0.95  # the paths switch
+
+
 @pytest.mark.parametrize("case", ["psgd", pytest.param("committee", marks=pytest.mark.slow),
                                   pytest.param("langevin_bias", marks=pytest.mark.slow)])
 def test_without_merges_it_is_the_full_history(seed_two_cluster, case):
@@ -175,10 +204,10 @@ def test_what_a_compressed_history_does_not_cover_is_refused(seed_two_cluster):
         dj.CausalSweep(history="compressed")
     # saved trajectories are each step's values (a compressed history crashed with a shape error)
     with pytest.raises(ValueError, match=r"save_trajectories = 4.*FullHistory"):
-        dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=solver, save_trajectories=4)
+        dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=solver, trajectories=dj.Trajectories(save=4))
     from dmft_jax._solve.configure import configure
     # the automatic choice keeps the full history to save them
-    assert configure(seed_two_cluster, PSGD, None, 64, n_steps=2400, save_trajectories=4).solver.history \
+    assert configure(seed_two_cluster, PSGD, None, 64, n_steps=2400, trajectories=dj.Trajectories(save=4)).solver.history \
         == dj.FullHistory()
     assert configure(seed_two_cluster, PSGD, None, 64, n_steps=2400).solver.history.compressed
     sol = dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=compressed(window=4, per_level=2,

@@ -13,6 +13,7 @@ far less noisy than independent draws.
 """
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -40,35 +41,61 @@ def draw_paths(key, b0, p_on, p_off, shape, dtype):
     Each sojourn draws ``E = -log U`` and ends at the first step where the accumulated
     hazard ``sum -log(1 - p)`` reaches ``E``: exactly the inhomogeneous chain (geometric
     sojourns for constant ``p``), with uniforms indexed by (trajectory, sojourn) only.
-    Full batch (``b = 1``) gives ``s = 1`` identically.
+    Full batch (``b = 1``) gives ``s = 1`` identically. The same paths drawn step by step
+    (a compressed history, whose memory must not grow with ``T``): :func:`chain_start` and
+    :func:`chain_step`.
     """
     n_steps = p_on.shape[0]
-    # the draws are made in float32 whatever the working dtype, so that float32 and float64
-    # solves share their paths
-    b = lax.stop_gradient(b0).astype(jnp.float32)
-    p_on = lax.stop_gradient(p_on).astype(jnp.float32)
-    p_off = lax.stop_gradient(p_off).astype(jnp.float32)
-    k0, k1 = jax.random.split(key)
     size = 1
     for n in shape:
         size *= n
-    s0 = jax.random.uniform(k0, (size,), jnp.float32) < b
-    traj_keys = jax.random.split(k1, size)
-    # U in (0, 1] so that E = -log U is finite
-    budget = jax.vmap(lambda k, j: -jnp.log(1.0 - jax.random.uniform(jax.random.fold_in(k, j), (), jnp.float32)))
-    j0 = jnp.zeros(size, jnp.int32)
+    chain, keys = chain_start(key, b0, size)
 
-    def step(carry, p):
-        s, e, j = carry
-        p_on_k, p_off_k = p
-        hazard = -jnp.log1p(-jnp.minimum(jnp.where(s, p_off_k, p_on_k), 1.0))
-        e = e - hazard
-        switch = e <= 0
-        s = jnp.where(switch, ~s, s)
-        j = j + switch.astype(j.dtype)
-        e = jnp.where(switch, budget(traj_keys, j), e)
-        return (s, e, j), s
+    def step(chain, p):
+        chain = chain_step(chain, keys, *p)
+        return chain, chain.s
 
-    _, rest = lax.scan(step, (s0, budget(traj_keys, j0), j0), (p_on, p_off))
-    paths = jnp.concatenate([s0[None], rest], axis=0)
+    _, rest = lax.scan(step, chain, _float32(p_on, p_off))
+    paths = jnp.concatenate([chain.s[None], rest], axis=0)
     return paths.reshape(n_steps + 1, *shape).astype(dtype)
+
+
+class Chain(eqx.Module):
+    """The selection chains of ``size`` trajectories at one step (every field ``(size,)``): the
+    state ``s`` (bool), the hazard budget ``e`` left in the current sojourn and the sojourn
+    counter ``j`` (the uniform of sojourn ``j`` is ``fold_in(keys[i], j)``, the keys apart)."""
+
+    s: jax.Array
+    e: jax.Array
+    j: jax.Array
+
+
+def chain_start(key, b0, size: int):
+    """``(chains at step 0, their keys)``: ``s[0] ~ Bernoulli(b0)`` and the first sojourn's
+    budget (drawn in float32 whatever the working dtype, so that float32 and float64 solves
+    share their paths)."""
+    k0, k1 = jax.random.split(key)
+    b = lax.stop_gradient(b0).astype(jnp.float32)
+    s0 = jax.random.uniform(k0, (size,), jnp.float32) < b
+    keys = jax.random.split(k1, size)
+    j0 = jnp.zeros(size, jnp.int32)
+    return Chain(s=s0, e=_budget(keys, j0), j=j0), keys
+
+
+def chain_step(chain: Chain, keys, p_on_k, p_off_k) -> Chain:
+    """The chains at step ``k + 1`` from step ``k`` with the transition's probabilities."""
+    p_on_k, p_off_k = _float32(p_on_k, p_off_k)
+    hazard = -jnp.log1p(-jnp.minimum(jnp.where(chain.s, p_off_k, p_on_k), 1.0))
+    e = chain.e - hazard
+    switch = e <= 0
+    j = chain.j + switch.astype(chain.j.dtype)
+    return Chain(s=jnp.where(switch, ~chain.s, chain.s), e=jnp.where(switch, _budget(keys, j), e), j=j)
+
+
+def _budget(keys, j):
+    """``E = -log U`` of sojourn ``j`` of each trajectory (``U`` in (0, 1], so ``E`` is finite)."""
+    return jax.vmap(lambda k, i: -jnp.log(1.0 - jax.random.uniform(jax.random.fold_in(k, i), (), jnp.float32)))(keys, j)
+
+
+def _float32(*p):
+    return tuple(lax.stop_gradient(x).astype(jnp.float32) for x in p)

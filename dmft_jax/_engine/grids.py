@@ -27,9 +27,10 @@ def grid_bits(key, n_rows: int, n_cols: int, row0=0):
     return bits[: n_rows * n_cols].reshape(n_rows, n_cols)
 
 
-def grid_normal(key, n_rows: int, n_cols: int):
-    """Standard normals (float32) on a ``(row, column)`` grid, from :func:`grid_bits`."""
-    u = lax.bitcast_convert_type((grid_bits(key, n_rows, n_cols) >> 9) | jnp.uint32(0x3F800000),
+def grid_normal(key, n_rows: int, n_cols: int, row0=0):
+    """Standard normals (float32) on a ``(row, column)`` grid, from :func:`grid_bits` (``row0``:
+    its rows ``row0 ..``)."""
+    u = lax.bitcast_convert_type((grid_bits(key, n_rows, n_cols, row0) >> 9) | jnp.uint32(0x3F800000),
                                  jnp.float32) - 1.0  # uniform in [0, 1)
     v = jnp.maximum(2.0 * u - 1.0, jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0)))  # in (-1, 1)
     return jnp.sqrt(jnp.float32(2.0)) * lax.erf_inv(v)

@@ -20,156 +20,18 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float
 
-from .._algorithms import selection
 from .._problem.network import Network
 from .past import Past
 from .._algorithms.updates import updated
-from .grids import grid_normal
+# the randomness lives in .draws; process.draw stays the name a solve calls (and benchmarks patch)
+from .draws import Randomness, StepDraws, draw  # noqa: F401
 
 Traj = Float[Array, " traj"]
 History = Float[Array, "steps traj"]
-
-
-class Randomness(eqx.Module):
-    """The fixed random numbers of all trajectories (common random numbers) and the law of
-    the discrete draws they came from (differentiable: likelihood-ratio weights)."""
-
-    c: Traj  # latent of the sample (cluster)
-    y: Traj  # label
-    h0: Traj  # teacher-direction noise
-    s: History  # (T+1, N) selection paths
-    u0: Any  # (K, N) standard normals, scaled by sqrt(Delta R0) in use
-    zeta: Any  # (T+1, K, N) standard normals driving the noise xi
-    log_p0: Traj  # log-probability of (c, y, s[0])
-    p_on: Float[Array, " T"]  # P(s: 0 -> 1) of the transitions k -> k+1
-    p_off: Float[Array, " T"]  # P(s: 1 -> 0)
-    dts: Float[Array, " steps"]  # step sizes eta_k (the last repeats eta_{T-1}; never used)
-    live: Any = None  # (N,) 1 for a trajectory of the solve, 0 for padding of a shape bucket; None: all
-    zeta_l: Any = None  # (T+1, K, N) standard normals of the Langevin noise (None: no Langevin term)
-    temperature: Any = None  # the Langevin temperature T_L (None: no Langevin term)
-    update: Any = None  # the two-step update's coefficients (dmft_jax._algorithms.updates.TwoStep; None: a plain step)
-
-    def map_trajectories(self, f) -> "Randomness":
-        """``f`` applied to every per-trajectory field (e.g. to shard them)."""
-        names = ("c", "y", "h0", "s", "u0", "zeta", "log_p0") + tuple(
-            n for n in ("live", "zeta_l") if getattr(self, n) is not None)
-        return eqx.tree_at(lambda r: [getattr(r, n) for n in names], self, [f(getattr(self, n)) for n in names])
-
-    def at_step(self, k) -> "StepDraws":
-        """What :func:`local_step` reads at step ``k``."""
-        km1 = jnp.maximum(k - 1, 0)
-        return StepDraws(c=self.c, y=self.y, h0=self.h0, s_prev=self.s[km1], s_k=self.s[k],
-                         p_on_prev=self.p_on[km1], p_off_prev=self.p_off[km1], log_p0=self.log_p0, live=self.live)
-
-
-class StepDraws(eqx.Module):
-    """The randomness of one step ``k``: the sample, the selection at ``k - 1`` and ``k`` and
-    the transition's probabilities."""
-
-    c: Traj
-    y: Traj
-    h0: Traj
-    s_prev: Traj
-    s_k: Traj
-    p_on_prev: Any
-    p_off_prev: Any
-    log_p0: Traj
-    live: Any = None  # see Randomness
-
-
-# Draw in float32 and cast, so that float32 and float64 solves share their random numbers (a
-# float32 solve can then be compared with float64 at equal noise).
-DRAW_DTYPE = jnp.float32
-
-
-def _unit_fn(n_base, antithetic, moment_matching, n_live):
-    """Moment matching (mean square 1 over the live trajectories), or the identity."""
-    if not moment_matching:
-        return lambda a: a
-    live_base = None
-    if n_live is not None:
-        live_base = jnp.arange(n_base) < (n_live // 2 if antithetic else n_live)
-    return lambda a: _unit_mean_square(a, live_base)
-
-
-def gaussian_streams(key, n_steps: int, n_traj: int, antithetic: bool, dtype, moment_matching: bool = True,
-                     langevin: bool = False, n_live=None):
-    """The Gaussian streams of :func:`draw` with ``key`` alone: ``u0`` ``(N,)``, ``zeta``
-    ``(T+1, N)`` and, with ``langevin``, the Langevin normals ``zeta_l`` (else ``None``);
-    :func:`draw` takes them for each unit."""
-    _, _, _, ku, kz = jax.random.split(key, 5)
-    n_base = n_traj // 2 if antithetic else n_traj
-    unit = _unit_fn(n_base, antithetic, moment_matching, n_live)
-    u0 = unit(jax.random.normal(ku, (n_base,), DRAW_DTYPE).astype(dtype))
-    zeta = unit(grid_normal(kz, n_steps + 1, n_base).astype(dtype))
-    zeta_l = None
-    if langevin:  # Langevin noise: its own counter-based draws (the others unchanged)
-        zeta_l = unit(grid_normal(jax.random.fold_in(key, 0x1A6E), n_steps + 1, n_base).astype(dtype))
-    if antithetic:
-        mirror = lambda a: jnp.stack([a, -a], axis=-1).reshape(*a.shape[:-1], -1)
-        u0, zeta = mirror(u0), mirror(zeta)
-        zeta_l = None if zeta_l is None else mirror(zeta_l)
-    return u0, zeta, zeta_l
-
-
-def draw(key, problem, algorithm, n_steps: int, n_traj: int, antithetic: bool, dtype,
-         moment_matching: bool = True, n_live=None, K: int = 1) -> Randomness:
-    """Draw the randomness of ``n_traj`` trajectories.
-
-    With ``antithetic`` the trajectories come in adjacent pairs ``(2i, 2i+1)`` that share
-    ``c, y, h0, s`` and have opposite ``u0`` and ``zeta`` (removes the spurious O(1/sqrt N)
-    drift of ``m`` in symmetric models; docs/equations.md, section 2.8.3). With
-    ``moment_matching`` the Gaussian draws ``h0``, ``u0`` and each step's ``zeta`` are rescaled
-    to mean square exactly 1 over the trajectories (section 2.8.7).
-
-    Every draw depends on its trajectory (and step) index only (``zeta`` from a counter per
-    step and trajectory, :func:`grid_normal`; the rest indexed by trajectory), so that the first ``n`` trajectories of a larger
-    draw, or of a draw over more steps, are the draws of ``n`` trajectories over fewer steps.
-    ``n_live`` (traced, optional): only the first ``n_live`` trajectories belong to the solve,
-    the rest pad a shape bucket (``live`` is 0 for them; moment matching ignores them).
-
-    ``K`` units (a committee): the Gaussian streams ``u0`` ``(K, N)``, ``zeta`` and ``zeta_l``
-    ``(T+1, K, N)`` carry a unit axis; unit 0's are those of ``key`` (a single unit's), unit
-    ``a``'s those of ``fold_in(key, a)``. The sample and the selection are shared.
-    """
-    kc, kh, ks, _, _ = jax.random.split(key, 5)
-    n_base = n_traj // 2 if antithetic else n_traj
-    unit = _unit_fn(n_base, antithetic, moment_matching, n_live)
-    # moment matching in the working dtype: the same in a compiled solve as in an eager call
-    h0 = unit(jax.random.normal(kh, (n_base,), DRAW_DTYPE).astype(dtype))
-    c, y = (a.astype(dtype) for a in problem.model.sample(kc, h0.astype(DRAW_DTYPE)))
-    b0, p_on, p_off = selection.law(algorithm, n_steps, dtype)
-    s = selection.draw_paths(ks, b0, p_on, p_off, (n_base,), DRAW_DTYPE).astype(dtype)
-    temperature = algorithm.temperature
-    streams = [gaussian_streams(key if a == 0 else jax.random.fold_in(key, a), n_steps, n_traj, antithetic, dtype,
-                                moment_matching, temperature is not None, n_live) for a in range(K)]
-    u0, zeta = jnp.stack([st[0] for st in streams], axis=-2), jnp.stack([st[1] for st in streams], axis=-2)
-    zeta_l = None if temperature is None else jnp.stack([st[2] for st in streams], axis=-2)
-    if antithetic:
-        pair = lambda a: jnp.repeat(a, 2, axis=-1)
-        c, y, h0, s = pair(c), pair(y), pair(h0), pair(s)
-    log_p0 = problem.model.log_prob(c, y) + jnp.log(jnp.where(s[0] > 0, b0, 1 - b0))
-    steps = algorithm.step_sizes(n_steps, dtype)
-    dts = jnp.concatenate([steps, steps[-1:]])
-    live = None if n_live is None else (jnp.arange(n_traj) < n_live).astype(dtype)
-    return Randomness(c=c, y=y, h0=h0, s=s, u0=u0, zeta=zeta, log_p0=log_p0, p_on=p_on, p_off=p_off,
-                      dts=dts, live=live, zeta_l=zeta_l, temperature=temperature,
-                      update=algorithm.two_step())
-
-
-def _unit_mean_square(a, live=None):
-    """``a`` rescaled along its last (trajectory) axis to mean square 1 over the ``live``
-    trajectories (moment matching)."""
-    if live is None:
-        ms = jnp.mean(a * a, axis=-1, keepdims=True)
-    else:
-        ms = jnp.sum(jnp.where(live, a * a, 0.0), axis=-1, keepdims=True) / jnp.sum(live)
-    return a / jnp.sqrt(jnp.maximum(ms, jnp.finfo(a.dtype).tiny))
 
 
 class State(eqx.Module):
@@ -183,6 +45,7 @@ class State(eqx.Module):
     log_w: Traj  # log-likelihood of the discrete draws (c, s[0..k]) so far
     incr: Any = None  # (K, N): the last step's increment u[k] - u[k-1] before momentum (a two-step update)
     pend: Any = None  # a compressed history's rows of u and g the next step's merges combine (SlotPast.pair_rows)
+    sel: Any = None  # the selection at the current step when drawn step by step (Selection; None: up front)
 
     def prefetched(self, past: Past, k) -> "State":
         """With the rows the merges at the start of step ``k`` read (a compressed history)."""
@@ -221,7 +84,7 @@ def init_state(net: Network, rnd: Randomness, n_steps: int, est, key, past: Past
     u = jnp.zeros((size, K, n), dtype)
     g = jnp.zeros((size, K, n), dtype)
     state = State(u=u, g=g, resp=resp, u_now=initial_u(net.problem, rnd.u0), log_w=jnp.zeros(n, dtype),
-                  incr=jnp.zeros((K, n), dtype))
+                  incr=jnp.zeros((K, n), dtype), sel=rnd.selection_start())
     return state if past is None else state.prefetched(past, 0)
 
 
@@ -306,7 +169,7 @@ def kernel_row(net: Network, rnd: Randomness, state: State, k, m_k, est, past: P
     # a compressed history merges the slots step k - 1 filled up first (writes before reads)
     pend = (None, None) if state.pend is None else state.pend
     u_hist = past.put(state.u, past.slot(k), u_k, k, rows=pend[0])
-    loc = local_step(net, rnd.at_step(k), u_k, m_k, state.log_w, k, b_k)
+    loc = local_step(net, rnd.at_step(k, state.sel), u_k, m_k, state.log_w, k, b_k)
     g_hist = past.put(state.g, past.slot(k), loc.g, k, rows=pend[1])
     resp = est.begin(state.resp, k)
     row = Row(
@@ -368,11 +231,11 @@ def advance(net: Network, rnd: Randomness, state: State, k, lam_hat_k, M_R_k, L_
     memory = past.total(k, lambda Kl, u: jnp.einsum("lab,lbn->an", Kl, u), K_k, state.u)
     u_next = u_step(lam, delta, dt, state.u_now, row.g_k, lam_hat_k, memory, xi)
     if rnd.temperature is not None:  # Langevin: the weight noise reaches the field through |x|^2/d = Delta
-        u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l[k]
+        u_next = u_next + jnp.sqrt(2.0 * dt * rnd.temperature * delta) * rnd.zeta_l_at(k)
     # momentum: u[-1] = u[0] (row k is written), so none at the first step
     u_next, incr = updated(rnd.update, u_next, state.u_now, state.u[past.slot(jnp.maximum(k - 1, 0))], state.incr)
     momentum = {} if rnd.update is None else {"update": rnd.update}
     decay = jnp.eye(net.K, dtype=u_next.dtype) - dt * decay_matrix(lam, lam_hat_k)
     resp = est.advance(state.resp, k, K_k, dt, decay, delta, row.H, **momentum)
     return State(u=state.u, g=state.g, resp=resp, u_now=u_next, log_w=state.log_w, incr=incr,
-                 pend=state.pend).prefetched(past, k + 1)
+                 pend=state.pend, sel=rnd.selection_next(state.sel, k)).prefetched(past, k + 1)

@@ -199,7 +199,8 @@ def _one_seed(network, algorithm, key, config):
     # each row: the prescribed overlap m0_a along v exactly, isotropic with variance R0 across it
     W0 = Z - jnp.outer(Z @ v / vv, v) + jnp.outer(m0 * d / vv, v)
     b0, p_on, p_off = selection.law(algorithm, T, dtype)
-    s = selection.draw_paths(ks, b0, p_on, p_off, (n,), dtype)
+    # the selection chains stepped in the loop (the paths of draw_paths, without a (T + 1) x n array)
+    chain0, sel_keys = selection.chain_start(ks, b0, n)
     lam = problem.lam
     steps = algorithm.step_sizes(T, dtype)
     output = (lambda r: model.phi(r[..., 0])) if readout is None else readout
@@ -225,8 +226,9 @@ def _one_seed(network, algorithm, key, config):
     k_langevin = jax.random.fold_in(key, 0x1A6E)  # the other draws do not depend on the Langevin term
 
     def step(carry, x):
-        (W, W_prev, W_incr), (b, b_prev, b_incr) = carry
-        s_k, eta, k = x
+        (W, W_prev, W_incr), (b, b_prev, b_incr), chain = carry
+        eta, k, p_on_k, p_off_k = x
+        s_k = chain.s.astype(dtype)
         r = fields(W, b, X)  # (n, K)
         obs = observe(W, b, r)
         force = s_k[:, None] * grad_r(r)
@@ -239,12 +241,12 @@ def _one_seed(network, algorithm, key, config):
         W_next, W_incr = updated(update, W_next, W, W_prev, W_incr)
         if b is not None:
             b_next, b_incr = updated(update, b_next, b, b_prev, b_incr)
-        return ((W_next, W, W_incr), (b_next, b, b_incr)), obs
+        return ((W_next, W, W_incr), (b_next, b, b_incr), selection.chain_step(chain, sel_keys, p_on_k, p_off_k)), obs
 
     bias = problem.bias
     bias = None if bias is None else jnp.broadcast_to(bias, (K,))
     zero = lambda x: None if x is None else jnp.zeros_like(x)
-    ((W_T, _, _), (b_T, _, _)), obs = lax.scan(step, ((W0, W0, zero(W0)), (bias, bias, zero(bias))),
-                                               (s[:-1], steps, jnp.arange(T)))
+    ((W_T, _, _), (b_T, _, _), _), obs = lax.scan(step, ((W0, W0, zero(W0)), (bias, bias, zero(bias)), chain0),
+                                                  (steps, jnp.arange(T), p_on, p_off))
     last = observe(W_T, b_T, fields(W_T, b_T, X))
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), obs, last)

@@ -35,8 +35,8 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     each, two rules).
 
     ``history``: a :class:`~dmft_jax.CompressedHistory` replaces ``S`` by its ``n`` slots in
-    every history and kernel (``b (R + (3 n + 4 S) N K + 2 S n K^2 + 12 (n K)^2 + ...)``; the
-    random numbers ``zeta`` and ``s`` still hold ``S`` rows), the response's ``R`` over ``n`` rows."""
+    every history and kernel (``b (R + (3 n + 8) N K + 2 S n K^2 + 12 (n K)^2 + ...)``: the random
+    numbers are drawn at their step), the response's ``R`` over ``n`` rows."""
     n_steps = _validate.integer("n_steps", n_steps, 1)
     n_traj = _validate.integer("n_traj", n_traj, 1)
     K = _validate.integer("K", K, 1)
@@ -55,7 +55,7 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     size = n_steps + 1
     if getattr(history, "compressed", False):
         n = history.n_slots(n_steps)
-        hist = (3 * n + 4 * size) * n_traj * K
+        hist = (3 * n + 8) * n_traj * K  # u, g, xi over the slots; a step's draws and selection chains
         kernels = 2 * size * n * K * K + 12 * (n * K) ** 2
         return int(item * (est.peak_numbers(n, None, K) + hist + kernels + 16 * n_traj + 2 * quadrature * (K + 4)))
     blocks = auto_time_blocks(n_steps) if time_blocks is None else time_blocks
@@ -71,12 +71,13 @@ def step_budget(n_traj: int, dtype, K: int = 1, batch: int = 1, history=None) ->
     ``T`` is built (the step sizes, the tables, the sweep): the part of
     :func:`memory_estimate` that grows with ``T`` whatever the response, its kernels
     ``12 ((T+1) K)^2`` and histories ``6 (T+1) N K`` numbers, for ``batch`` points (a
-    compressed ``history``: its random numbers ``4 (T+1) N K`` and kernel rows over at most
-    ``256`` slots)."""
+    compressed ``history``: its kernel rows over at most ``256`` slots and its observables,
+    and a floor of its slot histories; its random numbers are drawn at their step)."""
     item = jnp.dtype(dtype).itemsize
     if getattr(history, "compressed", False):
-        return StepBudget(lambda T: batch * item * (4 * (T + 1) * n_traj * K + 512 * (T + 1) * K * K),
-                          f"its random numbers and kernel rows, 4 (T+1) N K + 512 (T+1) K^2 numbers of {item} bytes "
+        return StepBudget(lambda T: batch * item * ((T + 1) * (512 * K * K + 32) + 128 * n_traj * K),
+                          f"its kernel rows and slot histories, (512 K^2 + 32) (T+1) + "
+                          f"128 N K numbers of {item} bytes "
                           f"(memory_estimate){f', for {batch} points' if batch > 1 else ''}",
                           f"n_traj = {n_traj}" + (f" (with K = {K} units)" if K > 1 else "")
                           + (f" for {batch} points" if batch > 1 else ""))
@@ -110,7 +111,7 @@ class SizeWarning(UserWarning):
 #: benchmarks/solve_speed.py and the long-horizon timings of issue 25 (within ~2x there):
 #: history contractions per trajectory and step pair, the exact response per trajectory and
 #: step triple, the noise factor's substitution per step triple
-_SECONDS = {"history": 2.4e-9, "response": 3.0e-10, "factor": 1.0e-9, "slots": 2.2e-9}
+_SECONDS = {"history": 2.4e-9, "response": 3.0e-10, "factor": 1.0e-9, "slots": 4.0e-10}
 LONG_RUN_S = 180.0  # the warning's threshold: "a few minutes"
 
 
@@ -212,9 +213,9 @@ def check_memory(n_steps, n_traj, est, dtype, batch=1, time_blocks=None, replica
 
 def memory_per_seed(d: int, n: int, n_test: int, n_steps: int, itemsize: int) -> int:
     """Bytes of one seed in flight: the training and test inputs and a copy of them (XLA
-    keeps ``X`` and its transpose for the two products), the selection paths, the weights
-    and observables."""
-    return itemsize * (2 * (n + n_test) * d + 2 * (n_steps + 1) * n + 8 * d + 16 * (n_steps + 1))
+    keeps ``X`` and its transpose for the two products), the selection chains (stepped in the
+    loop), the weights and observables."""
+    return itemsize * (2 * (n + n_test) * d + 4 * n + 8 * d + 16 * (n_steps + 1))
 
 
 def fit_batch(batch_size, n_seeds, per_seed):

@@ -237,8 +237,10 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     base = net.problem
     dtype = base.alpha.dtype
     key_probe = jax.random.fold_in(key, 0x5EED)  # probes only: the other draws keep the key
+    history = getattr(config.solver, "history", None)
+    # a compressed history draws s and zeta at their step: no (T + 1) x N array
     rnd = process.draw(key, base, algorithm, T, config.n_traj, config.antithetic, dtype, config.moment_matching,
-                       n_live, K=K)
+                       n_live, K=K, streamed=history is not None and history.compressed)
     shard = sharder(config.devices)
     rnd = rnd.map_trajectories(shard)
     bucket = {} if n_real is None else {"n_real": n_real}
@@ -282,7 +284,6 @@ def solve_traced(problem, algorithm, key, config: SolveConfig, seed=-1, n_real=N
     t = jnp.concatenate([jnp.zeros(1, dtype), jnp.cumsum(rnd.dts[:-1])])
     if se is not None:
         stats["n_groups_failed"] = n_failed
-    history = getattr(config.solver, "history", None)
     if estimate_history and history is not None and history.compressed and history.estimate:
         err_eps, err_q = history_error(lambda k, c: solve_traced(*frozen, k, c, estimate_history=False), key, config,
                                        fields)

@@ -71,7 +71,7 @@ class AbstractSolver(eqx.Module):
         """Solve the DMFT for ``n_steps`` (``T``) steps of the ``K`` units of ``net``
         (:class:`~dmft_jax._problem.network.Network`; a single unit is ``K = 1``).
 
-        ``rnd``: the trajectories' random numbers (:class:`~dmft_jax._engine.process.Randomness`);
+        ``rnd``: the trajectories' random numbers (:class:`~dmft_jax._engine.draws.Randomness`);
         ``response``: the resolved ``M_R`` estimator, ``key_probe`` its randomness;
         ``pivot_rtol``: the resolved pivot floor; ``meter``: call ``meter.step(k, T)`` once per
         step; ``shard``: apply it to the initial trajectory state (``process.init_state``);

@@ -122,7 +122,7 @@ def forward_sweep(net, rnd, T, est, key_probe, pivot_rtol, n_chunks, meter, shar
         dt = rnd_p.dts[k]
         weights, extra = None, ()
         if compressed:
-            xi, factor, flags = slot_noise(carry.factor, row.M_C, problem.delta, past, k, rnd_p.zeta[k], pivot_rtol)
+            xi, factor, flags = slot_noise(carry.factor, row.M_C, problem.delta, past, k, rnd_p.zeta_at(k), pivot_rtol)
             state = process.advance(net, rnd_p, state, k, row.lam_hat, row.M_R, None, row, est, past, xi=xi)
             weights = carry.weights.step(past, k, problem.lam, row.lam_hat, row.M_R, row.M_C, dt, rnd.temperature)
             extra = (carry.weights.q_perp(past.slot(k)), flags)
