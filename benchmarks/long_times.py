@@ -17,12 +17,13 @@ ProbeResponse(4)):
 4. the issue's target size: T = 5000 steps (t = 1000), N = 16384, the default compressed
    history with its error estimate;
 5. with ``--gradient``: jax.grad of eps_gen(T) in lam against the forward solve at T = 5000;
+   with ``--erm``: GD with ridge (lam = 0.1, 0.05) at T = 5000 against the ERM fixed point;
 6. with ``--moonshot`` (alone, in its own process, for its peak memory): T = 50000 (t = 10^4),
    N = 16384.
 
     python benchmarks/long_times.py                       # N = 4096, T up to 20000
     python benchmarks/long_times.py --n-traj 2048 --full-max 1000 --steps 500 1000 2000 5000 10000 20000 \
-        --ridge-n 2048 --gradient                         # the committed run
+        --ridge-n 2048 --gradient --erm                   # the committed run
     python benchmarks/long_times.py --moonshot            # T = 50000, N = 16384: time and peak memory
 """
 from __future__ import annotations
@@ -101,8 +102,8 @@ def ridge(args):
     print(f"## GD on ridge regression against the exact solution (N = {args.ridge_n}, CompressedHistory(), "
           f"GroupErrors(16), t up to {args.ridge_t:g})\n")
     print("| lam | T | max abs d m | max d m / se | max rel d q | max d q / se | max abs d eps_gen | max d eps / se "
-          "| s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| result | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     algo = dj.GD(0.2)
     T = int(round(args.ridge_t / 0.2))
     for lam in (0.1, 0.0):
@@ -118,7 +119,7 @@ def ridge(args):
             d = np.abs(x - getattr(exact, name))
             scale = np.abs(getattr(exact, name)) if name == "q" else 1.0
             row += [f"{np.max(d / scale):.1e}", f"{np.max(d[1:] / se[1:]):.1f}"]
-        print("| " + " | ".join(row) + f" | {sec:.0f} |", flush=True)
+        print("| " + " | ".join(row) + f" | {sol.result} | {sec:.0f} |", flush=True)
     print()
 
 
@@ -128,6 +129,26 @@ def target(args):
     sol, sec, first = timed(dj.CompressedHistory(), args.target_steps, args.target_n)
     print(f"solve {sec:.1f} s (second call; first call {first:.1f} s), {1e3 * sec / args.target_steps:.2f} ms / step, "
           f"history_error {float(sol.stats['history_error']):.1e}, result {sol.result}\n", flush=True)
+
+
+def erm_long(args):
+    """Full-batch GD with ridge on two clusters run to t = 0.2 T against the ERM fixed point
+    (dmft_jax.erm): GD on a strongly convex loss converges to the minimiser."""
+    T, N = args.target_steps, args.erm_n
+    print(f"## GD with ridge at t = {0.2 * T:g} against the ERM (two clusters, rho = 0.5, alpha = 2, Delta = 0.5, "
+          f"logistic, eta = 0.2, N = {N}, CompressedHistory(), GroupErrors(16))\n")
+    print("| lam | eps_gen(T) | ERM eps_gen | d eps_gen | eps_gen se | rel d q | rel d m | history_error | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for lam in (0.1, 0.05):
+        problem = dj.Problem(dj.TwoCluster(rho=0.5), dj.Logistic(), alpha=2.0, delta=0.5, lam=lam, R0=0.01)
+        sol, sec, _ = timed(dj.CompressedHistory(), T, N, errors=dj.GroupErrors(16), problem=problem, algo=dj.GD(0.2),
+                            twice=False)
+        ref = dj.erm(problem)
+        eps, se = float(sol.eps_gen[-1]), float(sol.eps_gen_se[-1])
+        print(f"| {lam:g} | {eps:.5f} | {float(ref.eps_gen):.5f} | {eps - float(ref.eps_gen):+.1e} | {se:.1e} | "
+              f"{float(sol.q[-1]) / float(ref.q) - 1:+.1e} | {float(sol.m[-1]) / float(ref.m) - 1:+.1e} | "
+              f"{float(sol.stats['history_error']):.1e} | {sec:.0f} |", flush=True)
+    print()
 
 
 def peak_rss_gb() -> float:
@@ -182,6 +203,8 @@ def main():
     p.add_argument("--skip-target", action="store_true")
     p.add_argument("--gradient", action="store_true", help="jax.grad against the forward solve at --target-steps")
     p.add_argument("--gradient-n", type=int, default=4096)
+    p.add_argument("--erm", action="store_true", help="GD with ridge at t = 0.2 --target-steps against dmft_jax.erm")
+    p.add_argument("--erm-n", type=int, default=16384)
     p.add_argument("--moonshot", action="store_true", help="only the moonshot size (run it alone: peak memory)")
     p.add_argument("--moonshot-steps", type=int, default=50000)
     args = p.parse_args()
@@ -199,6 +222,8 @@ def main():
         target(args)
     if args.gradient:
         gradient(args)
+    if args.erm:
+        erm_long(args)
 
 
 if __name__ == "__main__":

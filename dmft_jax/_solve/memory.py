@@ -118,7 +118,7 @@ LONG_RUN_S = 180.0  # the warning's threshold: "a few minutes"
 def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 1, K: int = 1,
                   history=None) -> float:
     """A rough wall time (seconds) of a solve on a laptop-class CPU: its ``T^2 N`` history
-    sums (times ``1 + 2 P`` with ``P`` probes), ``T^3 n_chi`` exact response and ``T^3``
+    sums (times ``1 + 0.6 P`` with ``P`` probes), ``T^3 n_chi`` exact response and ``T^3``
     noise factor, with the constants measured on a 2-core machine (``_SECONDS``); a GPU is
     usually much faster. With a compressed ``history`` the work is ``T n N (3 + 2 P)`` over its
     ``n`` slots. Only for the warning before long runs: not a benchmark."""
@@ -140,7 +140,8 @@ def time_estimate(n_steps: int, n_traj: int, est, dtype="float64", batch: int = 
     if getattr(history, "compressed", False):  # n slots read every step: linear in T
         n = history.n_slots(int(T))
         return batch * item * _SECONDS["slots"] * T * n * n_traj * K ** 2 * (3 + 2 * probes)
-    work = (_SECONDS["history"] * T ** 2 / 2 * n_traj * K ** 2 * (1 + 2 * probes)
+    # the probes' weight measured at T = 500, 1000, N = 2048, P = 4 (benchmarks/long_times.py: 2.0 s, 8.2 s)
+    work = (_SECONDS["history"] * T ** 2 / 2 * n_traj * K ** 2 * (1 + 0.6 * probes)
             + _SECONDS["response"] * T ** 3 / 3 * n_chi * K ** 2 + _SECONDS["factor"] * T ** 3 / 3 * K ** 3)
     return batch * item * work
 
