@@ -205,6 +205,12 @@ def test_what_a_compressed_history_does_not_cover_is_refused(seed_two_cluster):
     # saved trajectories are each step's values (a compressed history crashed with a shape error)
     with pytest.raises(ValueError, match=r"save_trajectories = 4.*FullHistory"):
         dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=64, solver=solver, trajectories=dj.Trajectories(save=4))
+    # the error estimate on too few trajectories is noise (on 2 it read 0 with success): refused by name
+    with pytest.raises(ValueError, match=r"n_traj = 32: a CompressedHistory's error estimate.*estimate=False"):
+        dj.solve(seed_two_cluster, PSGD, t_max=2.0, n_traj=32, solver=compressed())
+    # the estimates take a compressed solve's default response (they asked for an exact one)
+    assert dj.memory_estimate(5000, 1024, history=dj.CompressedHistory()) == dj.memory_estimate(
+        5000, 1024, response=dj.ProbeResponse(), history=dj.CompressedHistory())
     from dmft_jax._solve.configure import configure
     # the automatic choice keeps the full history to save them
     assert configure(seed_two_cluster, PSGD, None, 64, n_steps=2400, trajectories=dj.Trajectories(save=4)).solver.history \

@@ -109,7 +109,7 @@ def slot_noise(ns: SlotNoise, M_C_row, delta, past, k, zeta_k, rtol):
     ``c^T C^{-1} xi_bar`` and covariance ``Delta M_C[k, k] - c^T C^{-1} c`` factored with the
     sweep's pivot rule. ``C`` is regularised by ``rtol`` times its diagonal (empty slots by 1).
     With every slot one step (no merge yet) this is the causal Cholesky row of the full
-    scheme. Returns ``xi[k]``, the new state and the pivot flags ``(K,)``."""
+    scheme, to about ``rtol`` (the regularisation here, pivot clipping there). Returns ``xi[k]``, the new state and the pivot flags ``(K,)``."""
     ns = ns.begin(past, k)
     slot_k = past.slot(k)
     n, K = M_C_row.shape[0], M_C_row.shape[-1]

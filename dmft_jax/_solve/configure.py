@@ -106,6 +106,12 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     if save > n_traj:
         raise ValueError(f"Trajectories.save (save_trajectories) must be in [0, n_traj = {n_traj}]; got {save}")
     solver.check(T)
+    if history.compressed and history.estimate and n_traj < 64:
+        raise ValueError(f"n_traj = {n_traj}: a CompressedHistory's error estimate (the automatic choice beyond "
+                         f"{AUTO_COMPRESS_STEPS} steps) compares two compressions on the same trajectories and needs "
+                         "at least 64 of them (fewer make the estimate itself noise: on 2 it reads 0); raise n_traj, "
+                         "or pass CausalSweep(history=dj.CompressedHistory(estimate=False)) (no error control) or "
+                         "dj.FullHistory()")
     est = as_response(response).resolve(T, n_traj, dtype.itemsize, K)
     ids = device_ids(sharding)
     if ids is not None and n_traj % len(ids):

@@ -50,6 +50,11 @@ def memory_estimate(n_steps: int, n_traj: int, n_chi=None, dtype="float64", resp
     if dt is None or dt not in (jnp.dtype("float32"), jnp.dtype("float64")):
         raise ValueError(f"dtype must be float32 or float64; got {dtype!r}")
     item = dt.itemsize
+    from .._engine.history import AbstractHistory
+    from .._response.probes import ProbeResponse
+
+    if response is None and n_chi is None and isinstance(history, AbstractHistory) and history.compressed:
+        response = ProbeResponse()  # a compressed solve's default response, as dj.solve takes it
     est = as_response(response, n_chi).resolve(n_steps, n_traj, item, K)
     history = checked_history(history, est)
     size = n_steps + 1
