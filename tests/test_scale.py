@@ -251,7 +251,7 @@ def test_size_warning_before_long_or_large_runs(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", dj.SizeWarning)  # the warning stops the run before it starts
         with pytest.raises(dj.SizeWarning, match="minutes.*t_max/eta"):
-            dj.solve(P, A, t_max=600.0, n_traj=4096, response=dj.ProbeResponse(4), key=0,
+            dj.solve(P, A, t_max=1000.0, n_traj=4096, response=dj.ProbeResponse(4), key=0,
                      solver=dj.CausalSweep(history=dj.FullHistory()))
         monkeypatch.setattr(memory, "free_bytes", lambda: 2**10)  # 1 KiB free
         with pytest.raises(dj.SizeWarning, match="more than half the 0.0 GiB free"):
