@@ -30,6 +30,8 @@ import numpy as np
 
 from .past import Past
 
+MIN_ESTIMATE = 64  # the fewest trajectories the embedded error estimate runs on (fewer: it is noise itself)
+
 
 class AbstractHistory(eqx.Module):
     """Interface of a history strategy: ``past(T, width)`` gives the object the sweep reads
@@ -93,9 +95,10 @@ class CompressedHistory(AbstractHistory):
         if not isinstance(self.estimate, (bool, np.bool_)):
             raise ValueError(f"CompressedHistory.estimate must be True or False; got {self.estimate!r}")
         n = self.n_estimate
-        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 64):
-            raise ValueError(f"CompressedHistory.n_estimate must be an integer >= 64 or None (fewer trajectories "
-                             f"make the estimate itself noise); got {n!r}")
+        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral)
+                              or n < MIN_ESTIMATE):
+            raise ValueError(f"CompressedHistory.n_estimate must be an integer >= {MIN_ESTIMATE} or None (fewer "
+                             f"trajectories make the estimate itself noise); got {n!r}")
         if self.estimate and self.window < 8 and self.per_level < 4:
             raise ValueError(f"CompressedHistory.estimate=True compares with a coarser history (window / 2, "
                              f"per_level / 2): it needs window >= 8 or per_level >= 4; got window={self.window}, "

@@ -15,7 +15,7 @@ from .._problem.problem import AbstractModel, Problem
 from .._problem.readouts import Committee
 from .._response.probes import ProbeResponse
 from .._response.response import ExactResponse, as_response
-from .._engine.history import CompressedHistory, FullHistory
+from .._engine.history import MIN_ESTIMATE, CompressedHistory, FullHistory
 from .._solvers.adjoint import AbstractAdjoint, AutodiffAdjoint, SweepAdjoint
 from .._solvers.base import AbstractSolver, resolve_pivot_rtol
 from .._solvers.iteration import DampedIteration
@@ -106,10 +106,11 @@ def configure(problem, algorithm, t_max, n_traj, *, solver=None, response=None, 
     if save > n_traj:
         raise ValueError(f"Trajectories.save (save_trajectories) must be in [0, n_traj = {n_traj}]; got {save}")
     solver.check(T)
-    if history.compressed and history.estimate and n_traj < 64:
+    if history.compressed and history.estimate and n_traj < MIN_ESTIMATE:
         raise ValueError(f"n_traj = {n_traj}: a CompressedHistory's error estimate (the automatic choice beyond "
                          f"{AUTO_COMPRESS_STEPS} steps) compares two compressions on the same trajectories and needs "
-                         "at least 64 of them (fewer make the estimate itself noise: on 2 it reads 0); raise n_traj, "
+                         f"at least {MIN_ESTIMATE} of them (fewer make the estimate itself noise: on 2 it reads 0); "
+                         "raise n_traj, "
                          "or pass CausalSweep(history=dj.CompressedHistory(estimate=False)) (no error control) or "
                          "dj.FullHistory()")
     est = as_response(response).resolve(T, n_traj, dtype.itemsize, K)
